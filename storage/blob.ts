@@ -1,0 +1,35 @@
+/**
+ * Blob store: where DICOM objects live, byte for byte as received.
+ * Deliberately small (Orthanc's IStorageArea has five methods; this has four plus close).
+ * Implementations: fs-blob.ts (default, a folder), s3-blob.ts (S3-compatible object storage).
+ */
+import type { Readable } from 'node:stream';
+
+export interface ByteRange {
+  /** first byte, inclusive */
+  start: number;
+  /** last byte, exclusive */
+  end: number;
+}
+
+export class BlobNotFoundError extends Error {
+  constructor(key: string) {
+    super(`blob not found: ${key}`);
+    this.name = 'BlobNotFoundError';
+  }
+}
+
+export interface BlobStore {
+  /**
+   * Stores the whole body under key. Atomic: when the promise resolves the object is durable and
+   * complete; when it rejects (the body threw, the disk is full) nothing is left under key.
+   */
+  put(key: string, body: AsyncIterable<Uint8Array>): Promise<{ size: number }>;
+  /** Streams the object, or only [start, end) of it. Rejects with BlobNotFoundError. */
+  get(key: string, range?: ByteRange): Promise<Readable>;
+  /** Removes the object; removing a missing key is not an error. */
+  delete(key: string): Promise<void>;
+  /** Every key under prefix (for reindex and fsck). */
+  list(prefix?: string): AsyncIterable<string>;
+  close?(): Promise<void>;
+}

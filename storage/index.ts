@@ -1,0 +1,88 @@
+/**
+ * Index: the database that answers QIDO-RS and locates objects in the blob store.
+ * Implementations: sqlite-index.ts (default, embedded), pg-index.ts (PostgreSQL, for scale).
+ * Both translate the pure Query model of dicomweb/qido.ts through storage/sql.ts.
+ */
+import type { Query } from '../dicomweb/qido';
+
+/** [offset, length] of a run of bytes inside a blob. */
+export type Span = [offset: number, length: number];
+
+/** Everything ingest computed about one instance (work done at write time). */
+export interface InstanceRecord {
+  StudyInstanceUID: string;
+  SeriesInstanceUID: string;
+  SOPInstanceUID: string;
+  SOPClassUID: string;
+  TransferSyntaxUID: string;
+  blobKey: string;
+  size: number;
+  sha256: string;
+  numberOfFrames: number;
+  /**
+   * For each frame (0-based), the spans of the blob holding its bytes: one span for native pixel data,
+   * one or more fragments for encapsulated pixel data. null when frames are not addressable in the
+   * stored bytes (Deflated transfer syntax): they are then served by decoding the object.
+   */
+  frames: Span[][] | null;
+  /** Bulk data path ("7FE00010", "00420011", "00540016/0/00181078") → span in the blob. */
+  bulk: Record<string, Span>;
+  /** The instance's DICOM JSON (PS3.18 F.2), UTF-8, bulk values as BulkDataURI starting with BULKDATA_BASE. */
+  metadata: Record<string, unknown>;
+}
+
+/** What retrieval needs about one stored instance: no metadata, no parsing. */
+export interface StoredInstance {
+  StudyInstanceUID: string;
+  SeriesInstanceUID: string;
+  SOPInstanceUID: string;
+  SOPClassUID: string;
+  TransferSyntaxUID: string;
+  blobKey: string;
+  size: number;
+  sha256: string;
+  numberOfFrames: number;
+  frames: Span[][] | null;
+  bulk: Record<string, Span>;
+}
+
+export type PutOutcome =
+  /** new instance */
+  | { outcome: 'stored' }
+  /** same SOP Instance UID and the same bytes already stored: nothing changed */
+  | { outcome: 'identical' }
+  /** same SOP Instance UID, different bytes, overwrite allowed: the old blob must now be deleted */
+  | { outcome: 'replaced'; previousBlobKey: string }
+  /** same SOP Instance UID, different bytes, overwrite refused: nothing changed */
+  | { outcome: 'conflict'; existing: StoredInstance };
+
+export interface Scope {
+  StudyInstanceUID: string;
+  SeriesInstanceUID?: string;
+  SOPInstanceUID?: string;
+}
+
+export interface SearchResult {
+  /** DICOM JSON datasets, already limited to the requested/included attributes. */
+  matches: Record<string, unknown>[];
+  /** true when more matches exist beyond limit/offset (the caller adds a Warning header). */
+  more: boolean;
+}
+
+export interface Index {
+  /** One transaction: study, series and instance rows, counts and ModalitiesInStudy brought up to date. */
+  putInstance(rec: InstanceRecord, opts: { overwrite: boolean }): Promise<PutOutcome>;
+  /** Locates one instance; the series and study in key must match too. */
+  getInstance(key: Required<Scope>): Promise<StoredInstance | undefined>;
+  /** Every instance in scope, ordered by series then InstanceNumber. */
+  listInstances(scope: Scope): Promise<StoredInstance[]>;
+  /** The stored DICOM JSON (as serialized strings, no re-parse) of every instance in scope, same order. */
+  metadata(scope: Scope): Promise<string[]>;
+  search(query: Query): Promise<SearchResult>;
+  /** Removes the instances in scope (and emptied series/studies); returns their blob keys. */
+  deleteInstances(scope: Scope): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+/** Placeholder prefix of BulkDataURI values in stored metadata; replaced by the public DICOMweb root when served. */
+export const BULKDATA_BASE = '{{DICOMWEB_ROOT}}';
