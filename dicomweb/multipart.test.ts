@@ -1,0 +1,97 @@
+import { describe, expect, it } from 'vitest';
+import { DicomwebError } from './status';
+import { newBoundary, parseMultipart, writeMultipart } from './multipart';
+
+const enc = new TextEncoder();
+
+async function* chunks(buf: Uint8Array, size: number): AsyncGenerator<Uint8Array> {
+  for (let i = 0; i < buf.length; i += size) yield buf.subarray(i, i + size);
+}
+
+async function collect(body: Uint8Array, boundary: string, chunkSize: number) {
+  const out: { headers: Record<string, string>; body: Uint8Array }[] = [];
+  for await (const part of parseMultipart(chunks(body, chunkSize), boundary)) {
+    const parts: Uint8Array[] = [];
+    for await (const c of part.body) parts.push(c);
+    out.push({ headers: part.headers, body: Buffer.concat(parts) });
+  }
+  return out;
+}
+
+async function toBytes(gen: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  for await (const c of gen) parts.push(c);
+  return Buffer.concat(parts);
+}
+
+describe('multipart/related', () => {
+  const boundary = newBoundary();
+  const a = new Uint8Array(70_000).map((_, i) => (i % 7 === 0 ? 13 : i % 11 === 0 ? 10 : i & 0xff));
+  const b = enc.encode(`binary with a fake delimiter \r\n--${boundary.slice(0, -1)}x inside`);
+
+  it('round-trips parts at every chunk size, including delimiters split across chunks', async () => {
+    const body = await toBytes(
+      writeMultipart(
+        [
+          { contentType: 'application/dicom', body: a },
+          { contentType: 'application/dicom', headers: { 'Content-Location': '/x' }, body: b },
+        ],
+        boundary,
+      ),
+    );
+    for (const size of [1, 2, 3, 7, 64, 1000, 65536, body.length]) {
+      const parts = await collect(body, boundary, size);
+      expect(parts.map((p) => p.headers['content-type'])).toEqual(['application/dicom', 'application/dicom']);
+      expect(parts[1].headers['content-location']).toBe('/x');
+      expect(Buffer.compare(Buffer.from(parts[0].body), Buffer.from(a))).toBe(0);
+      expect(Buffer.from(parts[1].body).toString()).toBe(Buffer.from(b).toString());
+    }
+  });
+
+  it('accepts a preamble, transport padding and parts without headers', async () => {
+    const body = enc.encode(
+      `preamble\r\n--${boundary}  \r\n\r\nAAA\r\n--${boundary}\r\nX-A: 1\r\n\r\nBB\r\n--${boundary}--\r\nepilogue`,
+    );
+    const parts = await collect(body, boundary, 5);
+    expect(parts.map((p) => Buffer.from(p.body).toString())).toEqual(['AAA', 'BB']);
+    expect(parts[1].headers).toEqual({ 'x-a': '1' });
+  });
+
+  it('finds the next part when the consumer abandons a part after its first chunk', async () => {
+    const body = await toBytes(
+      writeMultipart(
+        [
+          { contentType: 'application/dicom', body: a },
+          { contentType: 'application/dicom', body: b },
+        ],
+        boundary,
+      ),
+    );
+    const seen: string[] = [];
+    for await (const part of parseMultipart(chunks(body, 1024), boundary)) {
+      for await (const c of part.body) {
+        seen.push(c.length === b.length ? 'b' : 'a-start');
+        break;
+      }
+    }
+    expect(seen).toEqual(['a-start', 'b']);
+  });
+
+  it('rejects a body that does not start with the boundary', async () => {
+    await expect(collect(enc.encode('--other\r\n\r\nx\r\n--other--'), boundary, 10)).rejects.toBeInstanceOf(
+      DicomwebError,
+    );
+  });
+
+  it('rejects a truncated body (no closing delimiter)', async () => {
+    const body = enc.encode(`--${boundary}\r\nContent-Type: application/dicom\r\n\r\nhalf of a file`);
+    await expect(collect(body, boundary, 4)).rejects.toThrow(/truncated/);
+  });
+
+  it('rejects malformed part headers and invalid boundaries', async () => {
+    await expect(
+      collect(enc.encode(`--${boundary}\r\nno colon here\r\n\r\nx\r\n--${boundary}--`), boundary, 8),
+    ).rejects.toThrow(/header/);
+    await expect(collect(enc.encode('x'), 'bad"boundary', 8)).rejects.toThrow(/boundary/);
+  });
+});
