@@ -1,0 +1,609 @@
+/**
+ * The one place where QIDO-RS queries and index writes become SQL (Orthanc ISqlLookupFormatter style).
+ * Backends (sqlite-index.ts, later pg-index.ts) supply a small Dialect and run the statements.
+ *
+ * Work done at write time (rowsFor): every matching key is stored in a column in a comparable form:
+ * - person names: `<col>` = NFC upper case of "Alphabetic=Ideographic=Phonetic" (case-insensitive match),
+ *   `<col>_fold` = " " + foldPersonName(name) (fuzzy match: each query word starts a word, in order);
+ * - dates 'YYYYMMDD', times 'HHMMSS.FFFFFF', datetimes 'YYYYMMDDHHMMSS.FFFFFF' (sortable text);
+ * - multi-valued keys (ModalitiesInStudy, RequestAttributesSequence item IDs) as "\CT\MR\";
+ * - each level's returnable attributes as a DICOM JSON text (attrs), the instance's full metadata as
+ *   the JSON text it was serialized to once, never re-parsed to serve /metadata.
+ * Missing values are NULL. Wildcards become LIKE patterns with ESCAPE '!'.
+ */
+import {
+  ATTRIBUTES,
+  type LevelAttribute,
+  keptTags,
+  lookupAttribute,
+  matchingKey,
+  type QueryLevel,
+  SPECIFIC_CHARACTER_SET,
+} from '../dicomweb/attributes';
+import { foldPersonName, personNameKey, personNameString } from '../dicomweb/names';
+import { dateTimeKey, type Filter, type Query, type Term, timeKey } from '../dicomweb/qido';
+import type { InstanceRecord, Scope, StoredInstance } from './index';
+
+export interface Dialect {
+  name: string;
+  /** Rewrites the `?` placeholders of our SQL into the dialect's ($1, $2… for PostgreSQL). */
+  sql(text: string): string;
+  /** Column type of text values compared with = < > LIKE (byte order, e.g. `TEXT COLLATE "C"` in PostgreSQL). */
+  text: string;
+  /** Column type of JSON stored as text (kept verbatim: key order and bytes as serialized). */
+  json: string;
+  /** 64-bit integer column type. */
+  bigint: string;
+  /** LIMIT/OFFSET clause; limit undefined = no limit. */
+  limitOffset(limit: number | undefined, offset: number): { sql: string; params: number[] };
+}
+
+export const sqliteDialect: Dialect = {
+  name: 'sqlite',
+  sql: (text) => text,
+  text: 'TEXT',
+  json: 'TEXT',
+  bigint: 'INTEGER',
+  limitOffset(limit, offset) {
+    if (limit === undefined)
+      return offset > 0 ? { sql: 'LIMIT -1 OFFSET ?', params: [offset] } : { sql: '', params: [] };
+    return { sql: 'LIMIT ? OFFSET ?', params: [limit, offset] };
+  },
+};
+
+export const postgresDialect: Dialect = {
+  name: 'postgres',
+  sql: (text) => {
+    let n = 0;
+    return text.replace(/\?/g, () => `$${++n}`);
+  },
+  text: 'TEXT COLLATE "C"',
+  json: 'TEXT',
+  bigint: 'BIGINT',
+  limitOffset(limit, offset) {
+    if (limit === undefined)
+      return offset > 0 ? { sql: 'OFFSET ?', params: [offset] } : { sql: '', params: [] };
+    return { sql: 'LIMIT ? OFFSET ?', params: [limit, offset] };
+  },
+};
+
+// ───────────────────────────── schema ─────────────────────────────
+
+/** Schema migrations, in order; the backend records how many it applied (SQLite user_version). */
+export function migrations(d: Dialect): string[][] {
+  const T = d.text;
+  return [
+    [
+      `CREATE TABLE studies (
+        study_uid ${T} PRIMARY KEY,
+        patient_name ${T}, patient_name_fold ${T},
+        patient_id ${T}, issuer_of_patient_id ${T}, patient_birth_date ${T}, patient_sex ${T},
+        study_date ${T}, study_time ${T}, accession_number ${T},
+        referring_physician_name ${T}, referring_physician_name_fold ${T},
+        study_id ${T}, study_description ${T},
+        modalities ${T},
+        num_series INTEGER NOT NULL DEFAULT 0,
+        num_instances INTEGER NOT NULL DEFAULT 0,
+        attrs ${d.json} NOT NULL
+      )`,
+      `CREATE TABLE series (
+        series_uid ${T} PRIMARY KEY,
+        study_uid ${T} NOT NULL REFERENCES studies (study_uid) ON DELETE CASCADE,
+        modality ${T}, series_number INTEGER, series_description ${T}, body_part_examined ${T},
+        pps_start_date ${T}, pps_start_time ${T}, request_sps_ids ${T}, request_rp_ids ${T},
+        num_instances INTEGER NOT NULL DEFAULT 0,
+        attrs ${d.json} NOT NULL
+      )`,
+      `CREATE TABLE instances (
+        sop_uid ${T} PRIMARY KEY,
+        series_uid ${T} NOT NULL REFERENCES series (series_uid) ON DELETE CASCADE,
+        study_uid ${T} NOT NULL,
+        sop_class_uid ${T} NOT NULL,
+        transfer_syntax_uid ${T} NOT NULL,
+        instance_number INTEGER,
+        acquisition_datetime ${T},
+        blob_key ${T} NOT NULL,
+        size ${d.bigint} NOT NULL,
+        sha256 ${T} NOT NULL,
+        number_of_frames INTEGER NOT NULL,
+        frames ${d.json},
+        bulk ${d.json} NOT NULL,
+        attrs ${d.json} NOT NULL,
+        metadata ${d.json} NOT NULL
+      )`,
+      'CREATE INDEX studies_patient_name ON studies (patient_name)',
+      'CREATE INDEX studies_patient_id ON studies (patient_id)',
+      'CREATE INDEX studies_date ON studies (study_date, study_time, study_uid)',
+      'CREATE INDEX studies_accession ON studies (accession_number)',
+      'CREATE INDEX studies_referring ON studies (referring_physician_name)',
+      'CREATE INDEX series_study ON series (study_uid, series_number)',
+      'CREATE INDEX series_modality ON series (modality)',
+      'CREATE INDEX instances_series ON instances (series_uid, instance_number, sop_uid)',
+      'CREATE INDEX instances_study ON instances (study_uid)',
+      'CREATE INDEX instances_sop_class ON instances (sop_class_uid)',
+    ],
+  ];
+}
+
+// ───────────────────────────── write time ─────────────────────────────
+
+type Json = Record<string, { vr: string; Value?: unknown[] } | undefined>;
+export type Row = Record<string, string | number | null>;
+
+export interface LevelRows {
+  study: Row;
+  series: Row;
+  instance: Row;
+}
+
+const firstValue = (md: Json, tag: string): unknown => md[tag]?.Value?.[0];
+
+function text(v: unknown): string | null {
+  if (v === undefined || v === null) return null;
+  const s = String(v).normalize('NFC').trim();
+  return s === '' ? null : s;
+}
+
+function lenientDate(v: unknown): string | null {
+  const s = text(v)?.replace(/[.-]/g, '');
+  return s && /^\d{8}$/.test(s) ? s : null;
+}
+
+function integer(v: unknown): number | null {
+  const n = typeof v === 'number' ? v : Number(text(v) ?? Number.NaN);
+  return Number.isInteger(n) ? n : null;
+}
+
+/** "\A\B\" from the values of a multi-valued key; null when none. */
+export function multiValue(values: (string | null)[]): string | null {
+  const vs = [...new Set(values.filter((v): v is string => v !== null))].sort();
+  return vs.length === 0 ? null : `\\${vs.join('\\')}\\`;
+}
+
+function columnValue(attr: LevelAttribute, md: Json): Row {
+  const col = attr.column!;
+  switch (attr.match) {
+    case 'pn': {
+      const name = personNameString(firstValue(md, attr.tag));
+      return {
+        [col]: name ? personNameKey(name) : null,
+        [`${col}_fold`]: name ? ` ${foldPersonName(name)}` : null,
+      };
+    }
+    case 'date':
+      return { [col]: lenientDate(firstValue(md, attr.tag)) };
+    case 'time': {
+      const t = text(firstValue(md, attr.tag));
+      return { [col]: (t && timeKey(t)) ?? null };
+    }
+    case 'datetime': {
+      const t = text(firstValue(md, attr.tag));
+      return { [col]: (t && dateTimeKey(t)) ?? null };
+    }
+    case 'integer':
+      return { [col]: integer(firstValue(md, attr.tag)) };
+    case 'multi': {
+      const [seq, item] = attr.tag.split('.');
+      if (!item) return { [col]: null }; // computed (ModalitiesInStudy)
+      const items = (md[seq]?.Value ?? []) as Json[];
+      return { [col]: multiValue(items.map((it) => text(it?.[item]?.Value?.[0]))) };
+    }
+    default:
+      return { [col]: text(firstValue(md, attr.tag)) };
+  }
+}
+
+/** The level's returnable attributes, as DICOM JSON text. */
+function attrsJson(level: QueryLevel, md: Json, uids: Record<string, string>): string {
+  const out: Json = {};
+  for (const tag of keptTags(level)) if (md[tag] !== undefined) out[tag] = md[tag];
+  for (const [tag, uid] of Object.entries(uids)) out[tag] = { vr: 'UI', Value: [uid] };
+  // QIDO answers in NFC even when the file held decomposed text (JSON syntax is ASCII: NFC leaves it alone).
+  return JSON.stringify(out).normalize('NFC');
+}
+
+/** Columns of the study, series and instance rows for one instance (computed once, at write time). */
+export function rowsFor(rec: InstanceRecord, metadataText: string): LevelRows {
+  const md = rec.metadata as Json;
+  const rows: LevelRows = { study: {}, series: {}, instance: {} };
+  for (const attr of ATTRIBUTES) {
+    if (!attr.column || attr.computed) continue;
+    Object.assign(rows[attr.level], columnValue(attr, md));
+  }
+  Object.assign(rows.study, {
+    study_uid: rec.StudyInstanceUID,
+    attrs: attrsJson('study', md, { '0020000D': rec.StudyInstanceUID }),
+  });
+  Object.assign(rows.series, {
+    series_uid: rec.SeriesInstanceUID,
+    study_uid: rec.StudyInstanceUID,
+    attrs: attrsJson('series', md, { '0020000E': rec.SeriesInstanceUID }),
+  });
+  Object.assign(rows.instance, {
+    sop_uid: rec.SOPInstanceUID,
+    series_uid: rec.SeriesInstanceUID,
+    study_uid: rec.StudyInstanceUID,
+    sop_class_uid: rec.SOPClassUID,
+    transfer_syntax_uid: rec.TransferSyntaxUID,
+    blob_key: rec.blobKey,
+    size: rec.size,
+    sha256: rec.sha256,
+    number_of_frames: rec.numberOfFrames,
+    frames: rec.frames === null ? null : JSON.stringify(rec.frames),
+    bulk: JSON.stringify(rec.bulk),
+    attrs: attrsJson('instance', md, { '00080016': rec.SOPClassUID, '00080018': rec.SOPInstanceUID }),
+    metadata: metadataText,
+  });
+  return rows;
+}
+
+/** Writes and lookups shared by every backend (placeholders rewritten by the dialect). */
+export function statements(d: Dialect, rows: LevelRows = emptyRows()) {
+  const insert = (table: string, row: Row, conflict: string) => {
+    const cols = Object.keys(row);
+    return d.sql(
+      `INSERT INTO ${table} (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')}) ${conflict}`,
+    );
+  };
+  const update = (table: string, row: Row, key: string) => {
+    const cols = Object.keys(row).filter((c) => c !== key);
+    return d.sql(`UPDATE ${table} SET ${cols.map((c) => `${c} = ?`).join(', ')} WHERE ${key} = ?`);
+  };
+  const I =
+    'sop_uid, series_uid, study_uid, sop_class_uid, transfer_syntax_uid, blob_key, size, sha256, number_of_frames, frames, bulk';
+  return {
+    /** columns in the order of the row objects of rowsFor */
+    columns: {
+      study: Object.keys(rows.study),
+      series: Object.keys(rows.series),
+      instance: Object.keys(rows.instance),
+    },
+    insertStudy: insert('studies', rows.study, 'ON CONFLICT (study_uid) DO NOTHING'),
+    insertSeries: insert('series', rows.series, 'ON CONFLICT (series_uid) DO NOTHING'),
+    insertInstance: insert('instances', rows.instance, ''),
+    updateStudy: update('studies', rows.study, 'study_uid'),
+    updateSeries: update('series', rows.series, 'series_uid'),
+    seriesStudy: d.sql('SELECT study_uid FROM series WHERE series_uid = ?'),
+    findInstance: d.sql(`SELECT ${I} FROM instances WHERE sop_uid = ?`),
+    deleteInstance: d.sql('DELETE FROM instances WHERE sop_uid = ?'),
+    bumpSeries: d.sql('UPDATE series SET num_instances = num_instances + 1 WHERE series_uid = ?'),
+    countSeries: d.sql(
+      'UPDATE series SET num_instances = (SELECT COUNT(*) FROM instances WHERE series_uid = ?) WHERE series_uid = ?',
+    ),
+    countStudy: d.sql(
+      `UPDATE studies SET
+        num_series = (SELECT COUNT(*) FROM series WHERE study_uid = ?),
+        num_instances = (SELECT COALESCE(SUM(num_instances), 0) FROM series WHERE study_uid = ?),
+        modalities = ?
+      WHERE study_uid = ?`,
+    ),
+    studyModalities: d.sql(
+      'SELECT DISTINCT modality FROM series WHERE study_uid = ? AND modality IS NOT NULL',
+    ),
+    deleteEmptySeries: d.sql('DELETE FROM series WHERE series_uid = ? AND num_instances = 0'),
+    deleteEmptyStudy: d.sql('DELETE FROM studies WHERE study_uid = ? AND num_series = 0'),
+    getInstance: d.sql(`SELECT ${I} FROM instances WHERE sop_uid = ? AND series_uid = ? AND study_uid = ?`),
+  };
+}
+
+function emptyRows(): LevelRows {
+  const rec: InstanceRecord = {
+    StudyInstanceUID: '',
+    SeriesInstanceUID: '',
+    SOPInstanceUID: '',
+    SOPClassUID: '',
+    TransferSyntaxUID: '',
+    blobKey: '',
+    size: 0,
+    sha256: '',
+    numberOfFrames: 0,
+    frames: null,
+    bulk: {},
+    metadata: {},
+  };
+  return rowsFor(rec, '{}');
+}
+
+/** Values of a row in the order of the statement's columns. */
+export const valuesOf = (row: Row, cols: string[]) => cols.map((c) => row[c] ?? null);
+
+/** The columns findInstance/getInstance/scopeQuery select, turned into a StoredInstance. */
+export function storedInstance(r: Record<string, unknown>): StoredInstance {
+  return {
+    StudyInstanceUID: r.study_uid as string,
+    SeriesInstanceUID: r.series_uid as string,
+    SOPInstanceUID: r.sop_uid as string,
+    SOPClassUID: r.sop_class_uid as string,
+    TransferSyntaxUID: r.transfer_syntax_uid as string,
+    blobKey: r.blob_key as string,
+    size: Number(r.size),
+    sha256: r.sha256 as string,
+    numberOfFrames: Number(r.number_of_frames),
+    frames: r.frames === null || r.frames === undefined ? null : JSON.parse(r.frames as string),
+    bulk: JSON.parse(r.bulk as string),
+  };
+}
+
+/**
+ * Instances in a scope (study, series or one instance), ordered by series (SeriesNumber, UID) then
+ * InstanceNumber. `what` is the select list: 'stored' (StoredInstance columns), 'metadata', 'blob'.
+ */
+export function scopeQuery(
+  d: Dialect,
+  scope: Scope,
+  what: 'stored' | 'metadata' | 'delete',
+): { sql: string; params: string[] } {
+  const { where, params } = scopeWhere(scope, 'i.');
+  const cols =
+    what === 'metadata'
+      ? 'i.metadata'
+      : what === 'delete'
+        ? 'i.sop_uid, i.series_uid, i.blob_key'
+        : 'i.sop_uid, i.series_uid, i.study_uid, i.sop_class_uid, i.transfer_syntax_uid, i.blob_key, i.size, i.sha256, i.number_of_frames, i.frames, i.bulk';
+  // Within one series, the (series_uid, instance_number, sop_uid) index gives the order without a join.
+  const sql =
+    scope.SeriesInstanceUID !== undefined
+      ? `SELECT ${cols} FROM instances i WHERE ${where.join(' AND ')} ORDER BY i.instance_number NULLS LAST, i.sop_uid`
+      : `SELECT ${cols} FROM instances i JOIN series se ON se.series_uid = i.series_uid WHERE ${where.join(' AND ')}
+         ORDER BY se.series_number NULLS LAST, i.series_uid, i.instance_number NULLS LAST, i.sop_uid`;
+  return { sql: d.sql(sql), params };
+}
+
+function scopeWhere(scope: Scope, prefix: string): { where: string[]; params: string[] } {
+  const where = [`${prefix}study_uid = ?`];
+  const params = [scope.StudyInstanceUID];
+  if (scope.SeriesInstanceUID !== undefined) {
+    where.push(`${prefix}series_uid = ?`);
+    params.push(scope.SeriesInstanceUID);
+  }
+  if (scope.SOPInstanceUID !== undefined) {
+    where.push(`${prefix}sop_uid = ?`);
+    params.push(scope.SOPInstanceUID);
+  }
+  return { where, params };
+}
+
+/** Deletes the instance rows of a scope (run after scopeQuery(…, 'delete') collected their blob keys). */
+export function scopeDelete(d: Dialect, scope: Scope): { sql: string; params: string[] } {
+  const { where, params } = scopeWhere(scope, '');
+  return { sql: d.sql(`DELETE FROM instances WHERE ${where.join(' AND ')}`), params };
+}
+
+// ───────────────────────────── search ─────────────────────────────
+
+const ALIAS: Record<QueryLevel, string> = { study: 'st', series: 'se', instance: 'i' };
+const ESCAPE = '!';
+
+/** A literal for LIKE: escapes the escape character, % and _. */
+export function likeLiteral(s: string): string {
+  return s.replace(/[!%_]/g, (c) => ESCAPE + c);
+}
+
+/** A DICOM wildcard pattern (`*`, `?`) as a LIKE pattern. */
+export function likePattern(s: string): string {
+  return likeLiteral(s).replace(/\*/g, '%').replace(/\?/g, '_');
+}
+
+const LIKE = `LIKE ? ESCAPE '${ESCAPE}'`;
+
+/** The column of a matching key, from the table that is cheapest to filter at the query's level. */
+function columnRef(q: Query, attr: LevelAttribute): string {
+  if (attr.column === 'study_uid' && q.level !== 'study') return `${ALIAS[q.level]}.study_uid`;
+  if (attr.column === 'series_uid' && q.level === 'instance') return 'i.series_uid';
+  return `${ALIAS[attr.level]}.${attr.column}`;
+}
+
+function termSql(attr: LevelAttribute, col: string, t: Term, params: unknown[]): string {
+  const exact = 'exact' in t;
+  const v = exact ? t.exact : t.pattern;
+  switch (attr.match) {
+    case 'integer':
+      params.push(Number(v));
+      return `${col} = ?`;
+    case 'multi':
+      params.push(`%\\${exact ? likeLiteral(v) : likePattern(v)}\\%`);
+      return `${col} ${LIKE}`;
+    case 'pn': {
+      // Without "=", the query names the alphabetic group: also match "value=ideographic=phonetic".
+      const p = exact ? likeLiteral(v) : likePattern(v);
+      if (v.includes('=')) {
+        params.push(exact ? v : p);
+        return exact ? `${col} = ?` : `${col} ${LIKE}`;
+      }
+      params.push(exact ? v : p, `${p}=%`);
+      return `(${col} ${exact ? '= ?' : LIKE} OR ${col} ${LIKE})`;
+    }
+    default:
+      params.push(exact ? v : likePattern(v));
+      return exact ? `${col} = ?` : `${col} ${LIKE}`;
+  }
+}
+
+function filterSql(q: Query, f: Filter, params: unknown[]): string {
+  const attr = matchingKey(f.tag)!;
+  const col = columnRef(q, attr);
+  const m = f.match;
+  switch (m.type) {
+    case 'universal':
+      return '1 = 1';
+    case 'any': {
+      const exacts = m.terms.filter((t): t is { exact: string } => 'exact' in t);
+      if (
+        exacts.length > 1 &&
+        exacts.length === m.terms.length &&
+        attr.match !== 'multi' &&
+        attr.match !== 'pn'
+      ) {
+        params.push(...exacts.map((t) => (attr.match === 'integer' ? Number(t.exact) : t.exact)));
+        return `${col} IN (${exacts.map(() => '?').join(', ')})`;
+      }
+      const parts = m.terms.map((t) => termSql(attr, col, t, params));
+      return parts.length === 1 ? parts[0] : `(${parts.join(' OR ')})`;
+    }
+    case 'range': {
+      if (attr.match === 'date' && m.from !== undefined && m.from === m.to) {
+        params.push(m.from);
+        return `${col} = ?`;
+      }
+      const parts: string[] = [];
+      if (m.from !== undefined) {
+        parts.push(`${col} >= ?`);
+        params.push(m.from);
+      }
+      if (m.to !== undefined) {
+        parts.push(`${col} <= ?`);
+        params.push(m.to);
+      }
+      return parts.join(' AND ');
+    }
+    case 'fuzzy':
+      params.push(`%${m.words.map((w) => ` ${likePattern(w)}`).join('%')}%`);
+      return `${col}_fold ${LIKE}`;
+    case 'datetime': {
+      const timeCol = columnRef(q, matchingKey(m.timeTag)!);
+      const dt = `(${col} || COALESCE(${timeCol}, ''))`;
+      const parts: string[] = [];
+      // The date bounds alone let the date index narrow the scan.
+      if (m.from !== undefined) {
+        parts.push(`${col} >= ?`, `${dt} >= ?`);
+        params.push(m.from.slice(0, 8), m.from);
+      }
+      if (m.to !== undefined) {
+        parts.push(`${col} <= ?`, `${dt} <= ?`);
+        params.push(m.to.slice(0, 8), m.to);
+      }
+      return parts.join(' AND ');
+    }
+  }
+}
+
+/** Levels whose attribute JSON a search must read: those of any tag it returns. */
+function levelsRead(q: Query): Set<QueryLevel> {
+  const out = new Set<QueryLevel>(q.returnLevels);
+  for (const a of ATTRIBUTES) {
+    if (
+      (a.kept || a.computed) &&
+      q.returnTags.includes(a.tag) &&
+      levelOrder(a.level) <= levelOrder(q.level)
+    ) {
+      out.add(a.level);
+    }
+  }
+  return out;
+}
+const levelOrder = (l: QueryLevel) => ['study', 'series', 'instance'].indexOf(l);
+
+/** Tags the instance-level attribute JSON cannot answer: then the full metadata is read. */
+function needsMetadata(q: Query): boolean {
+  if (q.level !== 'instance') return false;
+  const known = new Set(ATTRIBUTES.filter((a) => a.kept || a.computed || a.match).map((a) => a.tag));
+  known.add(SPECIFIC_CHARACTER_SET.tag);
+  return q.returnTags.some((t) => !known.has(t));
+}
+
+/** SELECT … WHERE … ORDER BY … LIMIT limit+1 (the extra row tells whether there are more). */
+export function searchSql(q: Query, d: Dialect): { sql: string; params: unknown[] } {
+  const read = levelsRead(q);
+  const cols = ['st.study_uid'];
+  if (read.has('study'))
+    cols.push('st.attrs AS st_attrs', 'st.num_series', 'st.num_instances', 'st.modalities');
+  if (q.level !== 'study') cols.push('se.series_uid');
+  if (read.has('series')) cols.push('se.attrs AS se_attrs', 'se.num_instances AS se_num_instances');
+  if (q.level === 'instance') cols.push('i.sop_uid', 'i.attrs AS i_attrs', 'i.transfer_syntax_uid');
+  if (needsMetadata(q)) cols.push('i.metadata');
+
+  let from = 'studies st';
+  if (q.level === 'series') from = 'series se JOIN studies st ON st.study_uid = se.study_uid';
+  if (q.level === 'instance') {
+    from =
+      'instances i JOIN series se ON se.series_uid = i.series_uid JOIN studies st ON st.study_uid = i.study_uid';
+  }
+
+  const where: string[] = [];
+  const params: unknown[] = [];
+  if (q.StudyInstanceUID !== undefined) {
+    where.push(`${ALIAS[q.level]}.study_uid = ?`);
+    params.push(q.StudyInstanceUID);
+  }
+  if (q.SeriesInstanceUID !== undefined && q.level !== 'study') {
+    where.push(`${ALIAS[q.level]}.series_uid = ?`);
+    params.push(q.SeriesInstanceUID);
+  }
+  for (const f of q.filters) if (f.match.type !== 'universal') where.push(filterSql(q, f, params));
+
+  const order: string[] = [];
+  if (q.level === 'study' || q.StudyInstanceUID === undefined) {
+    order.push('st.study_date DESC NULLS LAST', 'st.study_time DESC NULLS LAST', 'st.study_uid DESC');
+  }
+  if (q.level !== 'study' && (q.level === 'series' || q.SeriesInstanceUID === undefined)) {
+    order.push('se.series_number NULLS LAST', 'se.series_uid');
+  }
+  if (q.level === 'instance') order.push('i.instance_number NULLS LAST', 'i.sop_uid');
+
+  const page = d.limitOffset(q.limit === undefined ? undefined : q.limit + 1, q.offset);
+  params.push(...page.params);
+  const sql = `SELECT ${cols.join(', ')} FROM ${from}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ${order.join(', ')} ${page.sql}`;
+  return { sql: d.sql(sql), params };
+}
+
+/** Turns the rows of searchSql into DICOM JSON results limited to the query's return attributes. */
+export function searchResults(q: Query, rows: Record<string, unknown>[]): { matches: Json[]; more: boolean } {
+  const more = q.limit !== undefined && rows.length > q.limit;
+  const page = more ? rows.slice(0, q.limit) : rows;
+  const studyCache = new Map<string, Json>();
+  const seriesCache = new Map<string, Json>();
+  const optional = optionalTags(q);
+  const vrOf = new Map(q.returnTags.map((t) => [t, lookupAttribute(t)?.vr ?? 'UN']));
+  const matches = page.map((r) => {
+    const sources: Json[] = [];
+    if (r.i_attrs !== undefined) sources.push(JSON.parse(r.i_attrs as string));
+    if (r.metadata !== undefined) sources.push(JSON.parse(r.metadata as string));
+    if (r.se_attrs !== undefined)
+      sources.push(cached(seriesCache, r.series_uid as string, r.se_attrs as string));
+    if (r.st_attrs !== undefined)
+      sources.push(cached(studyCache, r.study_uid as string, r.st_attrs as string));
+    const computed: Json = {
+      [SPECIFIC_CHARACTER_SET.tag]: { vr: 'CS', Value: [SPECIFIC_CHARACTER_SET.value] },
+      '0020000D': { vr: 'UI', Value: [r.study_uid] },
+    };
+    if (r.series_uid !== undefined) computed['0020000E'] = { vr: 'UI', Value: [r.series_uid] };
+    if (r.sop_uid !== undefined) computed['00080018'] = { vr: 'UI', Value: [r.sop_uid] };
+    if (r.st_attrs !== undefined) {
+      const mods = ((r.modalities as string | null) ?? '').split('\\').filter((m) => m !== '');
+      computed['00080061'] = mods.length ? { vr: 'CS', Value: mods } : { vr: 'CS' };
+      computed['00201206'] = { vr: 'IS', Value: [Number(r.num_series)] };
+      computed['00201208'] = { vr: 'IS', Value: [Number(r.num_instances)] };
+    }
+    if (r.se_attrs !== undefined) computed['00201209'] = { vr: 'IS', Value: [Number(r.se_num_instances)] };
+    computed['00080056'] = { vr: 'CS', Value: ['ONLINE'] };
+    if (r.transfer_syntax_uid !== undefined) {
+      computed['00083002'] = { vr: 'UI', Value: [r.transfer_syntax_uid] };
+    }
+    const ds: Json = {};
+    for (const tag of q.returnTags) {
+      let v = computed[tag];
+      for (let k = 0; v === undefined && k < sources.length; k++) v = sources[k][tag];
+      if (v !== undefined) ds[tag] = v;
+      else if (!optional.has(tag)) ds[tag] = { vr: vrOf.get(tag)! };
+    }
+    return ds;
+  });
+  return { matches, more };
+}
+
+function cached(cache: Map<string, Json>, key: string, text: string): Json {
+  let v = cache.get(key);
+  if (!v) {
+    v = JSON.parse(text) as Json;
+    cache.set(key, v);
+  }
+  return v;
+}
+
+/** Tags returned only when present (the extra attributes of includefield=all). */
+function optionalTags(q: Query): Set<string> {
+  if (!q.includeAll) return new Set();
+  const required = new Set<string>([...q.includeFields, ...q.filters.map((f) => f.tag.split('.')[0])]);
+  for (const a of ATTRIBUTES) if (a.byDefault && q.returnLevels.includes(a.level)) required.add(a.tag);
+  return new Set(q.returnTags.filter((t) => !required.has(t)));
+}

@@ -1,0 +1,213 @@
+/**
+ * The embedded index: SQLite through better-sqlite3 (synchronous, so each call below runs to completion
+ * without interleaving inside one process). Writes use BEGIN IMMEDIATE, so puts from several processes
+ * sharing the file serialize on the write lock (busy_timeout waits for it) and counts stay exact.
+ * WAL + synchronous=FULL: a committed put survives a power cut.
+ *
+ * Study and series attributes come from the first instance stored in them; an instance replaced with
+ * overwrite refreshes them (a correction resent by the modality wins).
+ */
+import Database from 'better-sqlite3';
+import type { Query } from '../dicomweb/qido';
+import { conflict } from '../dicomweb/status';
+import type { Index, InstanceRecord, PutOutcome, Scope, SearchResult, StoredInstance } from './index';
+import {
+  type LevelRows,
+  migrations,
+  multiValue,
+  rowsFor,
+  scopeDelete,
+  scopeQuery,
+  searchResults,
+  searchSql,
+  sqliteDialect,
+  statements,
+  storedInstance,
+  valuesOf,
+} from './sql';
+
+type Db = Database.Database;
+type InstanceRow = Record<string, unknown> & {
+  series_uid: string;
+  study_uid: string;
+  blob_key: string;
+  sha256: string;
+};
+
+/** Opens (creating or migrating) the index in `file`; ':memory:' for a private in-memory index. */
+export async function openSqliteIndex(file: string): Promise<Index> {
+  const db = new Database(file);
+  try {
+    db.pragma('busy_timeout = 30000');
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.pragma('foreign_keys = ON');
+    // Our LIKE patterns are built from already case-folded values: LIKE must be byte-exact (and can then use indexes).
+    db.pragma('case_sensitive_like = ON');
+    migrate(db);
+    return new SqliteIndex(db);
+  } catch (e) {
+    db.close();
+    throw e;
+  }
+}
+
+function migrate(db: Db): void {
+  const all = migrations(sqliteDialect);
+  db.transaction(() => {
+    const version = db.pragma('user_version', { simple: true }) as number;
+    if (version > all.length) {
+      throw new Error(`index schema version ${version} is newer than this program knows (${all.length})`);
+    }
+    for (let v = version; v < all.length; v++) for (const s of all[v]) db.exec(s);
+    db.pragma(`user_version = ${all.length}`);
+  }).immediate();
+}
+
+class SqliteIndex implements Index {
+  private readonly db: Db;
+  private readonly s: ReturnType<typeof prepare>;
+  private readonly cols = statements(sqliteDialect).columns;
+  private readonly searchCache = new Map<string, Database.Statement>();
+  private readonly put: (rec: InstanceRecord, rows: LevelRows, overwrite: boolean) => PutOutcome;
+  private readonly del: (scope: Scope) => string[];
+
+  constructor(db: Db) {
+    this.db = db;
+    this.s = prepare(db);
+    this.put = (rec, rows, overwrite) => db.transaction(() => this.putTx(rec, rows, overwrite)).immediate();
+    this.del = (scope) => db.transaction(() => this.deleteTx(scope)).immediate();
+  }
+
+  async putInstance(rec: InstanceRecord, opts: { overwrite: boolean }): Promise<PutOutcome> {
+    const rows = rowsFor(rec, JSON.stringify(rec.metadata));
+    return this.put(rec, rows, opts.overwrite);
+  }
+
+  private putTx(rec: InstanceRecord, rows: LevelRows, overwrite: boolean): PutOutcome {
+    const { s, cols } = this;
+    const existing = s.findInstance.get(rec.SOPInstanceUID) as InstanceRow | undefined;
+    if (existing) {
+      if (existing.sha256 === rec.sha256) return { outcome: 'identical' };
+      if (!overwrite) return { outcome: 'conflict', existing: storedInstance(existing) };
+    }
+    const owner = s.seriesStudy.get(rec.SeriesInstanceUID) as { study_uid: string } | undefined;
+    if (owner && owner.study_uid !== rec.StudyInstanceUID) {
+      throw conflict(
+        `Series ${rec.SeriesInstanceUID} already belongs to study ${owner.study_uid}, not ${rec.StudyInstanceUID}`,
+      );
+    }
+    if (existing) {
+      s.deleteInstance.run(rec.SOPInstanceUID);
+      s.countSeries.run(existing.series_uid, existing.series_uid);
+      if (existing.series_uid !== rec.SeriesInstanceUID)
+        this.dropIfEmpty(existing.series_uid, existing.study_uid);
+      else this.recountStudy(existing.study_uid);
+    }
+    s.insertStudy.run(valuesOf(rows.study, cols.study));
+    s.insertSeries.run(valuesOf(rows.series, cols.series));
+    if (existing) {
+      // A replacement is a correction: its study and series attributes win.
+      s.updateStudy.run(updateValues(rows.study, cols.study, 'study_uid'));
+      s.updateSeries.run(updateValues(rows.series, cols.series, 'series_uid'));
+    }
+    s.insertInstance.run(valuesOf(rows.instance, cols.instance));
+    s.bumpSeries.run(rec.SeriesInstanceUID);
+    this.recountStudy(rec.StudyInstanceUID);
+    return existing ? { outcome: 'replaced', previousBlobKey: existing.blob_key } : { outcome: 'stored' };
+  }
+
+  /** Study counts and ModalitiesInStudy from its series rows (a handful of rows: cheap on every put). */
+  private recountStudy(study: string): void {
+    const mods = this.s.studyModalities.pluck().all(study) as string[];
+    this.s.countStudy.run(study, study, multiValue(mods), study);
+  }
+
+  /** After deletions from a series: exact series count, then remove the series and study if emptied. */
+  private dropIfEmpty(series: string, study: string): void {
+    this.s.countSeries.run(series, series);
+    this.s.deleteEmptySeries.run(series);
+    this.recountStudy(study);
+    this.s.deleteEmptyStudy.run(study);
+  }
+
+  private deleteTx(scope: Scope): string[] {
+    const q = scopeQuery(sqliteDialect, scope, 'delete');
+    const rows = this.db.prepare(q.sql).all(...q.params) as {
+      sop_uid: string;
+      series_uid: string;
+      blob_key: string;
+    }[];
+    if (rows.length === 0) return [];
+    const d = scopeDelete(sqliteDialect, scope);
+    this.db.prepare(d.sql).run(...d.params);
+    for (const series of new Set(rows.map((r) => r.series_uid))) {
+      this.s.countSeries.run(series, series);
+      this.s.deleteEmptySeries.run(series);
+    }
+    this.recountStudy(scope.StudyInstanceUID);
+    this.s.deleteEmptyStudy.run(scope.StudyInstanceUID);
+    return rows.map((r) => r.blob_key);
+  }
+
+  async getInstance(key: Required<Scope>): Promise<StoredInstance | undefined> {
+    const r = this.s.getInstance.get(key.SOPInstanceUID, key.SeriesInstanceUID, key.StudyInstanceUID);
+    return r ? storedInstance(r as Record<string, unknown>) : undefined;
+  }
+
+  async listInstances(scope: Scope): Promise<StoredInstance[]> {
+    const q = scopeQuery(sqliteDialect, scope, 'stored');
+    return (this.statement(q.sql).all(...q.params) as Record<string, unknown>[]).map(storedInstance);
+  }
+
+  async metadata(scope: Scope): Promise<string[]> {
+    const q = scopeQuery(sqliteDialect, scope, 'metadata');
+    return this.statement(q.sql)
+      .pluck()
+      .all(...q.params) as string[];
+  }
+
+  async search(query: Query): Promise<SearchResult> {
+    const q = searchSql(query, sqliteDialect);
+    const rows = this.statement(q.sql).all(...(q.params as (string | number)[])) as Record<string, unknown>[];
+    return searchResults(query, rows);
+  }
+
+  async deleteInstances(scope: Scope): Promise<string[]> {
+    return this.del(scope);
+  }
+
+  async close(): Promise<void> {
+    if (!this.db.open) return;
+    this.db.pragma('optimize');
+    this.db.close();
+  }
+
+  /** Prepared statements by SQL text (queries differ only by which filters are present: few shapes). */
+  private statement(sql: string): Database.Statement {
+    let st = this.searchCache.get(sql);
+    if (!st) {
+      if (this.searchCache.size >= 500) this.searchCache.clear();
+      st = this.db.prepare(sql);
+      this.searchCache.set(sql, st);
+    }
+    return st;
+  }
+}
+
+function prepare(db: Db) {
+  const sql = statements(sqliteDialect);
+  const out: Record<string, Database.Statement> = {};
+  for (const [k, v] of Object.entries(sql)) if (typeof v === 'string') out[k] = db.prepare(v);
+  return out as { [K in Exclude<keyof typeof sql, 'columns'>]: Database.Statement };
+}
+
+function updateValues(row: LevelRows[keyof LevelRows], cols: string[], key: string) {
+  return [
+    ...valuesOf(
+      row,
+      cols.filter((c) => c !== key),
+    ),
+    row[key],
+  ];
+}
