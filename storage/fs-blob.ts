@@ -1,0 +1,106 @@
+/**
+ * Filesystem blob store (the embedded default): one file per object under a root folder.
+ * put() writes a temporary file, fsyncs it, renames it into place and fsyncs the folder, so an object
+ * is either absent or complete and durable (no half-written object after a crash or a failed upload).
+ */
+import { createReadStream } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { BlobNotFoundError, type BlobStore, type ByteRange } from './blob';
+
+const KEY_RE = /^[A-Za-z0-9][A-Za-z0-9._-]*(\/[A-Za-z0-9][A-Za-z0-9._-]*)*$/;
+const TMP_DIR = '.tmp';
+
+export class FsBlobStore implements BlobStore {
+  constructor(readonly root: string) {}
+
+  static async open(root: string): Promise<FsBlobStore> {
+    await mkdir(path.join(root, TMP_DIR), { recursive: true });
+    // Temporary files left by a crash are incomplete uploads that were never acknowledged.
+    for (const f of await readdir(path.join(root, TMP_DIR)))
+      await rm(path.join(root, TMP_DIR, f), { force: true });
+    return new FsBlobStore(root);
+  }
+
+  private file(key: string): string {
+    if (!KEY_RE.test(key) || key.split('/').some((s) => s === '.' || s === '..') || key.startsWith(TMP_DIR)) {
+      throw new Error(`invalid blob key "${key}"`);
+    }
+    return path.join(this.root, key);
+  }
+
+  async put(key: string, body: AsyncIterable<Uint8Array>): Promise<{ size: number }> {
+    const target = this.file(key);
+    const tmp = path.join(this.root, TMP_DIR, `${randomUUID()}.part`);
+    const fh = await open(tmp, 'wx');
+    let size = 0;
+    try {
+      for await (const chunk of body) {
+        let off = 0;
+        while (off < chunk.length) {
+          const { bytesWritten } = await fh.write(chunk, off, chunk.length - off);
+          off += bytesWritten;
+        }
+        size += chunk.length;
+      }
+      await fh.sync();
+      await fh.close();
+      await mkdir(path.dirname(target), { recursive: true });
+      await rename(tmp, target);
+      await syncDir(path.dirname(target));
+      return { size };
+    } catch (err) {
+      await fh.close().catch(() => {});
+      await rm(tmp, { force: true });
+      throw err;
+    }
+  }
+
+  async get(key: string, range?: ByteRange): Promise<Readable> {
+    const file = this.file(key);
+    try {
+      await stat(file);
+    } catch {
+      throw new BlobNotFoundError(key);
+    }
+    if (range && range.end <= range.start) {
+      const { Readable } = await import('node:stream');
+      return Readable.from([]);
+    }
+    return createReadStream(file, range ? { start: range.start, end: range.end - 1 } : {});
+  }
+
+  async delete(key: string): Promise<void> {
+    await rm(this.file(key), { force: true });
+  }
+
+  async *list(prefix = ''): AsyncIterable<string> {
+    const walk = async function* (dir: string, rel: string): AsyncGenerator<string> {
+      let entries: import('node:fs').Dirent[];
+      try {
+        entries = await readdir(dir, { withFileTypes: true });
+      } catch {
+        return;
+      }
+      entries.sort((a, b) => (a.name < b.name ? -1 : 1));
+      for (const e of entries) {
+        if (rel === '' && e.name === TMP_DIR) continue;
+        const key = rel ? `${rel}/${e.name}` : e.name;
+        if (e.isDirectory()) yield* walk(path.join(dir, e.name), key);
+        else if (key.startsWith(prefix)) yield key;
+      }
+    };
+    yield* walk(this.root, '');
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
