@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DicomwebError } from './status';
-import { newBoundary, parseMultipart, writeMultipart } from './multipart';
+import { indexOfPortable, newBoundary, parseMultipart, writeMultipart } from './multipart';
 
 const enc = new TextEncoder();
 
@@ -93,5 +93,22 @@ describe('multipart/related', () => {
       collect(enc.encode(`--${boundary}\r\nno colon here\r\n\r\nx\r\n--${boundary}--`), boundary, 8),
     ).rejects.toThrow(/header/);
     await expect(collect(enc.encode('x'), 'bad"boundary', 8)).rejects.toThrow(/boundary/);
+  });
+
+  it('finds byte sequences the same way without Node Buffer (browser path)', () => {
+    const hay = new Uint8Array(5000).map((_, i) => (i * 7919) % 13);
+    for (const [start, len] of [
+      [0, 3],
+      [17, 5],
+      [4990, 10],
+      [1234, 1],
+    ]) {
+      const needle = hay.slice(start, start + len);
+      expect(indexOfPortable(hay, needle)).toBe(Buffer.from(hay).indexOf(Buffer.from(needle)));
+      expect(indexOfPortable(hay, needle, start + 1)).toBe(
+        Buffer.from(hay).indexOf(Buffer.from(needle), start + 1),
+      );
+    }
+    expect(indexOfPortable(hay, Uint8Array.of(99, 98))).toBe(-1);
   });
 });

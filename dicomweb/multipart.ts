@@ -16,8 +16,22 @@ const CRLF = Uint8Array.of(13, 10);
 const enc = new TextEncoder();
 const MAX_HEADER_BYTES = 16 * 1024;
 
-/** Searches needle in hay from `from`; native indexOf for the first byte, then compares. */
+type NodeBuffer = Uint8Array & { indexOf(needle: Uint8Array, from?: number): number };
+const NodeBufferClass = (
+  globalThis as { Buffer?: { from(b: ArrayBufferLike, off: number, len: number): NodeBuffer } }
+).Buffer;
+
+/**
+ * Searches needle in hay from `from`. On Node, Buffer's native search (no copy: a view on the same memory);
+ * elsewhere, native indexOf for the first byte, then a compare.
+ */
 function indexOf(hay: Uint8Array, needle: Uint8Array, from = 0): number {
+  if (NodeBufferClass)
+    return NodeBufferClass.from(hay.buffer, hay.byteOffset, hay.length).indexOf(needle, from);
+  return indexOfPortable(hay, needle, from);
+}
+
+export function indexOfPortable(hay: Uint8Array, needle: Uint8Array, from = 0): number {
   const first = needle[0];
   const last = hay.length - needle.length;
   let i = hay.indexOf(first, from);

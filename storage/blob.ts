@@ -27,6 +27,11 @@ export interface BlobStore {
   put(key: string, body: AsyncIterable<Uint8Array>): Promise<{ size: number }>;
   /** Streams the object, or only [start, end) of it. Rejects with BlobNotFoundError. */
   get(key: string, range?: ByteRange): Promise<Readable>;
+  /**
+   * Reads [start, end) into memory: for small ranges (a frame, a bulk value), where a stream costs more
+   * than the bytes. Rejects with BlobNotFoundError, or RangeError when the object is shorter than end.
+   */
+  read(key: string, range: ByteRange): Promise<Uint8Array>;
   /** Removes the object; removing a missing key is not an error. */
   delete(key: string): Promise<void>;
   /** Every key under prefix (for reindex and fsck). */

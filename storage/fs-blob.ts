@@ -12,6 +12,7 @@ import { BlobNotFoundError, type BlobStore, type ByteRange } from './blob';
 
 const KEY_RE = /^[A-Za-z0-9][A-Za-z0-9._-]*(\/[A-Za-z0-9][A-Za-z0-9._-]*)*$/;
 const TMP_DIR = '.tmp';
+const WRITE_GROUP_BYTES = 1024 * 1024;
 
 export class FsBlobStore implements BlobStore {
   constructor(readonly root: string) {}
@@ -36,15 +37,31 @@ export class FsBlobStore implements BlobStore {
     const tmp = path.join(this.root, TMP_DIR, `${randomUUID()}.part`);
     const fh = await open(tmp, 'wx');
     let size = 0;
+    // Network chunks are small (16-64 KiB): write them in groups of about 1 MiB.
+    let group: Uint8Array[] = [];
+    let groupBytes = 0;
+    const writeGroup = async () => {
+      const chunks = group;
+      const total = groupBytes;
+      group = [];
+      groupBytes = 0;
+      let { bytesWritten } = await fh.writev(chunks);
+      if (bytesWritten < total) {
+        // A short write (rare on files): finish the rest one buffer at a time.
+        const rest = Buffer.concat(chunks).subarray(bytesWritten);
+        for (let off = 0; off < rest.length; off += bytesWritten) {
+          ({ bytesWritten } = await fh.write(rest, off, rest.length - off));
+        }
+      }
+    };
     try {
       for await (const chunk of body) {
-        let off = 0;
-        while (off < chunk.length) {
-          const { bytesWritten } = await fh.write(chunk, off, chunk.length - off);
-          off += bytesWritten;
-        }
+        group.push(chunk);
+        groupBytes += chunk.length;
         size += chunk.length;
+        if (groupBytes >= WRITE_GROUP_BYTES) await writeGroup();
       }
+      if (groupBytes > 0) await writeGroup();
       await fh.sync();
       await fh.close();
       await mkdir(path.dirname(target), { recursive: true });
@@ -70,6 +87,28 @@ export class FsBlobStore implements BlobStore {
       return Readable.from([]);
     }
     return createReadStream(file, range ? { start: range.start, end: range.end - 1 } : {});
+  }
+
+  async read(key: string, range: ByteRange): Promise<Uint8Array> {
+    const file = this.file(key);
+    let fh: import('node:fs/promises').FileHandle;
+    try {
+      fh = await open(file, 'r');
+    } catch {
+      throw new BlobNotFoundError(key);
+    }
+    try {
+      const out = Buffer.allocUnsafe(Math.max(0, range.end - range.start));
+      let off = 0;
+      while (off < out.length) {
+        const { bytesRead } = await fh.read(out, off, out.length - off, range.start + off);
+        if (bytesRead === 0) throw new RangeError(`blob ${key} ends before byte ${range.end}`);
+        off += bytesRead;
+      }
+      return out;
+    } finally {
+      await fh.close();
+    }
   }
 
   async delete(key: string): Promise<void> {

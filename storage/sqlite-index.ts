@@ -75,13 +75,60 @@ class SqliteIndex implements Index {
   constructor(db: Db) {
     this.db = db;
     this.s = prepare(db);
-    this.put = (rec, rows, overwrite) => db.transaction(() => this.putTx(rec, rows, overwrite)).immediate();
+    // Called inside flush()'s transaction, where a nested transaction is a savepoint.
+    this.put = (rec, rows, overwrite) => db.transaction(() => this.putTx(rec, rows, overwrite))();
     this.del = (scope) => db.transaction(() => this.deleteTx(scope)).immediate();
   }
 
+  /**
+   * Group commit: puts that arrive in the same turn of the event loop (other parts of a STOW request,
+   * other requests) are written in one transaction, so the WAL is synced once per group instead of once
+   * per instance. Each put runs in its own savepoint: one refused put does not affect the others, and
+   * none resolves before the group is durable.
+   */
   async putInstance(rec: InstanceRecord, opts: { overwrite: boolean }): Promise<PutOutcome> {
     const rows = rowsFor(rec, JSON.stringify(rec.metadata));
-    return this.put(rec, rows, opts.overwrite);
+    return new Promise<PutOutcome>((resolve, reject) => {
+      this.pending.push({ rec, rows, overwrite: opts.overwrite, resolve, reject });
+      if (this.pending.length === 1) setImmediate(() => this.flush());
+    });
+  }
+
+  private pending: {
+    rec: InstanceRecord;
+    rows: LevelRows;
+    overwrite: boolean;
+    resolve: (o: PutOutcome) => void;
+    reject: (e: unknown) => void;
+  }[] = [];
+
+  private flush(): void {
+    const batch = this.pending;
+    this.pending = [];
+    if (batch.length === 0) return;
+    const results: ({ ok: true; outcome: PutOutcome } | { ok: false; err: unknown })[] = [];
+    try {
+      this.db
+        .transaction(() => {
+          results.length = 0;
+          for (const p of batch) {
+            try {
+              results.push({ ok: true, outcome: this.put(p.rec, p.rows, p.overwrite) });
+            } catch (err) {
+              results.push({ ok: false, err });
+            }
+          }
+        })
+        .immediate();
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    batch.forEach((p, i) => {
+      const r = results[i];
+      if (r.ok) p.resolve(r.outcome);
+      else p.reject(r.err);
+    });
   }
 
   private putTx(rec: InstanceRecord, rows: LevelRows, overwrite: boolean): PutOutcome {
@@ -179,6 +226,7 @@ class SqliteIndex implements Index {
 
   async close(): Promise<void> {
     if (!this.db.open) return;
+    this.flush();
     this.db.pragma('optimize');
     this.db.close();
   }

@@ -41,6 +41,9 @@ export function runBlobContract(name: string, open: () => Promise<BlobStore & { 
       await store.put('range.bin', chunksOf(data, 3));
       expect((await readAll(await store.get('range.bin', { start: 4, end: 10 }))).toString()).toBe('456789');
       expect((await readAll(await store.get('range.bin', { start: 15, end: 16 }))).toString()).toBe('f');
+      expect(Buffer.from(await store.read('range.bin', { start: 2, end: 7 })).toString()).toBe('23456');
+      await expect(store.read('range.bin', { start: 10, end: 20 })).rejects.toThrow(RangeError);
+      await expect(store.read('missing.bin', { start: 0, end: 1 })).rejects.toBeInstanceOf(BlobNotFoundError);
     });
 
     it('leaves nothing behind when the body fails midway', async () => {

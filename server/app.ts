@@ -1,0 +1,153 @@
+/**
+ * The HTTP application: the one route table of the archive (read it as the API's table of contents)
+ * and the one error handler that turns DicomwebError into a response.
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { DicomwebError } from '../dicomweb/status';
+import type { Storage } from '../storage/open';
+import type { Config } from './config';
+import type { Logger } from './log';
+import { DICOMWEB_ROOT } from './routes/common';
+import { deleteResource } from './routes/delete';
+import { demo } from './routes/demo';
+import { qido } from './routes/qido';
+import { stow } from './routes/stow';
+import { retrieveBulkdata, retrieveFrames, retrieveInstances, retrieveMetadata } from './routes/wado';
+
+export function createApp(config: Config, storage: Storage, log: Logger): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('query parser', false);
+  const ctx = { ...storage, config, log };
+  const { index } = storage;
+
+  app.use(accessLog(log));
+
+  const S = `${DICOMWEB_ROOT}/studies/:study`;
+  const SE = `${S}/series/:series`;
+  const I = `${SE}/instances/:instance`;
+  const max = config.qidoMaxResults;
+  const r = express.Router({ caseSensitive: true, strict: false });
+  // STOW-RS
+  r.post(`${DICOMWEB_ROOT}/studies`, (req, res) => stow(ctx, req, res));
+  r.post(S, (req, res) => stow(ctx, req, res));
+  // QIDO-RS
+  r.get(`${DICOMWEB_ROOT}/studies`, qido('study', index, max));
+  r.get(`${DICOMWEB_ROOT}/series`, qido('series', index, max));
+  r.get(`${DICOMWEB_ROOT}/instances`, qido('instance', index, max));
+  r.get(`${S}/series`, qido('series', index, max));
+  r.get(`${S}/instances`, qido('instance', index, max));
+  r.get(`${SE}/instances`, qido('instance', index, max));
+  // WADO-RS
+  r.get(S, retrieveInstances(ctx));
+  r.get(SE, retrieveInstances(ctx));
+  r.get(I, retrieveInstances(ctx));
+  r.get(`${S}/metadata`, retrieveMetadata(ctx));
+  r.get(`${SE}/metadata`, retrieveMetadata(ctx));
+  r.get(`${I}/metadata`, retrieveMetadata(ctx));
+  r.get(`${I}/frames/:frames`, retrieveFrames(ctx));
+  r.get(`${I}/bulkdata/*path`, retrieveBulkdata(ctx));
+  // Delete
+  r.delete(S, deleteResource(ctx));
+  r.delete(SE, deleteResource(ctx));
+  r.delete(I, deleteResource(ctx));
+  // Server API (what DICOMweb has no word for)
+  r.get('/healthz', async (_req, res) => {
+    await index.listInstances({ StudyInstanceUID: '0' });
+    res.json({ status: 'ok' });
+  });
+  r.post('/api/demo', demo(ctx));
+  app.use(r);
+
+  app.all(`${DICOMWEB_ROOT}/*rest`, (req, _res) => {
+    throw new DicomwebError(404, `no DICOMweb resource at ${req.method} ${req.path}`);
+  });
+  app.all('/api/*rest', (req) => {
+    throw new DicomwebError(404, `no API resource at ${req.method} ${req.path}`);
+  });
+  serveViewer(app, config.viewerDir);
+  app.use(errorHandler(log));
+  return app;
+}
+
+function serveViewer(app: express.Express, dir: string) {
+  if (!existsSync(path.join(dir, 'index.html'))) {
+    app.get('/', (_req, res) => {
+      res
+        .type('text/plain')
+        .send(
+          `The viewer is not built (${dir}/index.html is missing): run "npm run build:viewer". DICOMweb: ${DICOMWEB_ROOT}`,
+        );
+    });
+    return;
+  }
+  app.use(express.static(dir, { index: 'index.html', maxAge: '1h', setHeaders: noCacheForHtml }));
+  // Single-page app: /viewer/{study}, /?PatientName=... are all index.html.
+  app.get('/*rest', (_req, res) => {
+    res.setHeader('Cache-Control', 'no-cache');
+    res.sendFile(path.join(dir, 'index.html'));
+  });
+}
+
+function noCacheForHtml(res: Response, file: string) {
+  if (file.endsWith('.html')) res.setHeader('Cache-Control', 'no-cache');
+}
+
+function accessLog(log: Logger) {
+  return (req: Request, res: Response, next: NextFunction) => {
+    const start = process.hrtime.bigint();
+    res.on('finish', () => {
+      const ms = Number(process.hrtime.bigint() - start) / 1e6;
+      log.info('request', {
+        method: req.method,
+        url: req.originalUrl,
+        status: res.statusCode,
+        ms: Math.round(ms * 10) / 10,
+      });
+    });
+    next();
+  };
+}
+
+/** A client still sending a refused body reads the answer only once it has sent it: let it, up to a bound. */
+function drainThenClose(req: Request, res: Response) {
+  res.setHeader('Connection', 'close');
+  let drained = 0;
+  req.on('data', (chunk: Buffer) => {
+    drained += chunk.length;
+    if (drained > 256 * 1024 * 1024) req.destroy();
+  });
+  req.on('error', () => {});
+  req.resume();
+}
+
+function errorHandler(log: Logger) {
+  return (err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    let status = 500;
+    let message = 'internal error';
+    if (err instanceof DicomwebError) {
+      status = err.status;
+      message = err.message;
+    } else if (
+      typeof err === 'object' &&
+      err &&
+      'status' in err &&
+      typeof err.status === 'number' &&
+      err.status < 500
+    ) {
+      // Errors raised by Express itself (malformed URL encoding, aborted body...).
+      status = err.status;
+      message = String((err as { message?: unknown }).message ?? 'bad request');
+    } else {
+      log.error('unhandled error', { err, method: req.method, url: req.originalUrl });
+    }
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    if (!req.complete) drainThenClose(req, res);
+    res.status(status).type('application/json').send(JSON.stringify({ status, message }));
+  };
+}

@@ -1,0 +1,95 @@
+/**
+ * The one configuration module: the only reader of process.env. Every variable is validated at
+ * start-up and all problems are reported together (bulletproof-react's env schema idea).
+ */
+import path from 'node:path';
+
+export type DuplicatePolicy = 'reject' | 'overwrite';
+
+export interface Config {
+  host: string;
+  port: number;
+  /** Where the filesystem blob store (blobs/) and the SQLite index (index.sqlite) live. */
+  dataDir: string;
+  /** Character set assumed for files that carry non-ASCII text but declare no Specific Character Set. */
+  defaultCharset: string;
+  /** What STOW does with a SOP Instance UID already stored with different bytes. */
+  duplicatePolicy: DuplicatePolicy;
+  /** Largest accepted STOW request body, in bytes. */
+  maxStowBytes: number;
+  /** Largest accepted single instance, in bytes. */
+  maxInstanceBytes: number;
+  /** Upper bound (and default) of QIDO-RS `limit`. */
+  qidoMaxResults: number;
+  /** Built viewer served at / (absent folder: a short notice instead). */
+  viewerDir: string;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+}
+
+/** Variable, default and meaning; the README's configuration table is this list. */
+export const VARIABLES = {
+  HOST: ['127.0.0.1', 'Address to listen on (0.0.0.0 for every interface).'],
+  PORT: ['8080', 'TCP port.'],
+  PACS_DATA_DIR: ['./data', 'Folder for the blob store (blobs/) and the SQLite index (index.sqlite).'],
+  PACS_DEFAULT_CHARSET: [
+    'windows-1258',
+    'Character set for files with non-ASCII text and no Specific Character Set (0008,0005); any WHATWG encoding label.',
+  ],
+  PACS_DUPLICATE_POLICY: [
+    'reject',
+    'Same SOP Instance UID with different bytes: reject (failure 0x0111) or overwrite (stored, warning 0xB000).',
+  ],
+  PACS_MAX_STOW_BYTES: ['10737418240', 'Largest STOW-RS request body (bytes); larger requests get 413.'],
+  PACS_MAX_INSTANCE_BYTES: [
+    '4294967296',
+    'Largest single instance (bytes); a larger part fails with 0xA700.',
+  ],
+  PACS_QIDO_MAX_RESULTS: ['1000', 'Largest and default QIDO-RS limit.'],
+  PACS_VIEWER_DIR: ['viewer/dist', 'Built viewer served at /.'],
+  LOG_LEVEL: ['info', 'debug, info, warn or error (JSON lines on stdout).'],
+} as const satisfies Record<string, readonly [string, string]>;
+
+export class ConfigError extends Error {}
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const errors: string[] = [];
+  const get = (name: keyof typeof VARIABLES) => {
+    const v = env[name];
+    return v === undefined || v === '' ? VARIABLES[name][0] : v;
+  };
+  const int = (name: keyof typeof VARIABLES, min: number, max: number) => {
+    const raw = get(name);
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      errors.push(`${name}=${raw}: expected an integer from ${min} to ${max}`);
+      return min;
+    }
+    return n;
+  };
+  const oneOf = <T extends string>(name: keyof typeof VARIABLES, values: readonly T[]): T => {
+    const raw = get(name) as T;
+    if (!values.includes(raw)) errors.push(`${name}=${raw}: expected one of ${values.join(', ')}`);
+    return raw;
+  };
+
+  const defaultCharset = get('PACS_DEFAULT_CHARSET');
+  try {
+    new TextDecoder(defaultCharset);
+  } catch {
+    errors.push(`PACS_DEFAULT_CHARSET=${defaultCharset}: not a character set this runtime can decode`);
+  }
+  const config: Config = {
+    host: get('HOST'),
+    port: int('PORT', 0, 65535),
+    dataDir: path.resolve(get('PACS_DATA_DIR')),
+    defaultCharset,
+    duplicatePolicy: oneOf('PACS_DUPLICATE_POLICY', ['reject', 'overwrite'] as const),
+    maxStowBytes: int('PACS_MAX_STOW_BYTES', 1024, Number.MAX_SAFE_INTEGER),
+    maxInstanceBytes: int('PACS_MAX_INSTANCE_BYTES', 1024, Number.MAX_SAFE_INTEGER),
+    qidoMaxResults: int('PACS_QIDO_MAX_RESULTS', 1, 1_000_000),
+    viewerDir: path.resolve(get('PACS_VIEWER_DIR')),
+    logLevel: oneOf('LOG_LEVEL', ['debug', 'info', 'warn', 'error'] as const),
+  };
+  if (errors.length > 0) throw new ConfigError(`invalid configuration:\n  ${errors.join('\n  ')}`);
+  return config;
+}

@@ -1,0 +1,272 @@
+/**
+ * Storing one instance (the STOW-RS flow of one part), in the order that makes a crash safe:
+ *   1. stream the part to a new blob while the Part 10 scanner, the SHA-256 and the size limit watch
+ *      the same chunks (no whole-object buffer);
+ *   2. once the blob is durable, validate (UIDs, study of the URL) and do the write-time work: DICOM
+ *      JSON metadata with BulkDataURIs, frame byte ranges;
+ *   3. index the instance in one transaction.
+ * Any failure after step 1 deletes the new blob, so a refused instance leaves no trace. The index never
+ * points at a missing blob; a blob without an index row (crash between 1 and 3) is unreferenced.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { type DicomJsonDataset, toDicomJson } from '../dicomweb/dicom-json';
+import { frameSpans, numberOfFrames } from '../dicomweb/frames';
+import { Part10Error, Part10Scanner, type ScanResult, type ScannedElement } from '../dicomweb/part10';
+import {
+  DicomwebError,
+  type FailedInstanceRef,
+  FailureReason,
+  type StoredInstanceRef,
+} from '../dicomweb/status';
+import { isAcceptableUID } from '../dicomweb/uids';
+import type { BlobStore } from '../storage/blob';
+import { BULKDATA_BASE, type Index, type InstanceRecord } from '../storage/index';
+import type { Config } from './config';
+import type { Logger } from './log';
+
+export interface IngestContext {
+  blobs: BlobStore;
+  index: Index;
+  config: Config;
+  log: Logger;
+}
+
+export type IngestResult =
+  | {
+      ok: true;
+      ref: StoredInstanceRef;
+      outcome: 'stored' | 'identical' | 'replaced';
+      StudyInstanceUID: string;
+      SeriesInstanceUID: string;
+      /** Blob to delete once the request has finished (the replaced object's bytes). */
+      obsoleteBlobKey?: string;
+    }
+  | { ok: false; failed: FailedInstanceRef };
+
+class InstanceTooLarge extends Error {}
+
+/** A fresh blob key: random, so nothing in a file (UIDs, names) ever becomes a path. */
+export function newBlobKey(): string {
+  const id = randomUUID();
+  return `${id.slice(0, 2)}/${id.slice(2, 4)}/${id}.dcm`;
+}
+
+/** The value of a top-level UI element, read directly from the scanned bytes (ASCII, padded with NUL). */
+function uidOf(scan: ScanResult, tag: string): string | undefined {
+  const el: ScannedElement | undefined = scan.dataset.find((e: ScannedElement) => e.tag === tag);
+  if (!el?.value) return undefined;
+  let s = '';
+  for (const b of el.value) s += String.fromCharCode(b);
+  return s.replace(/[\0 ]+$/, '').trim();
+}
+
+export function instanceURL(root: string, study: string, series: string, sop: string): string {
+  return `${root}/studies/${study}/series/${series}/instances/${sop}`;
+}
+
+const fail = (
+  failureReason: number,
+  message: string,
+  uids?: { sopClassUID?: string; sopInstanceUID?: string },
+) => ({ ok: false, failed: { failureReason, message, ...uids } }) as const;
+
+export interface IngestOptions {
+  expectedStudyInstanceUID?: string;
+  publicRoot: string;
+}
+
+/**
+ * Starts storing one instance. `consumed` resolves as soon as the body has been read to its end (or
+ * abandoned), so the caller can go on reading the next part of the request while this instance is made
+ * durable and indexed; `result` resolves when it is.
+ */
+export function startIngest(
+  ctx: IngestContext,
+  body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  opts: IngestOptions,
+): { consumed: Promise<void>; result: Promise<IngestResult> } {
+  let markConsumed!: () => void;
+  const consumed = new Promise<void>((resolve) => {
+    markConsumed = resolve;
+  });
+  async function* watched(): AsyncGenerator<Uint8Array> {
+    try {
+      for await (const chunk of body) yield chunk;
+    } finally {
+      markConsumed();
+    }
+  }
+  const result = ingestInstance(ctx, watched(), opts);
+  result.then(markConsumed, markConsumed);
+  return { consumed, result };
+}
+
+export async function ingestInstance(
+  ctx: IngestContext,
+  body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  opts: IngestOptions,
+): Promise<IngestResult> {
+  const { blobs, index, config, log } = ctx;
+  const scanner = new Part10Scanner();
+  const hash = createHash('sha256');
+  let scanError: Part10Error | undefined;
+  let size = 0;
+
+  async function* watched(): AsyncGenerator<Uint8Array> {
+    for await (const chunk of body) {
+      size += chunk.length;
+      if (size > config.maxInstanceBytes) throw new InstanceTooLarge();
+      hash.update(chunk);
+      if (!scanError) {
+        try {
+          scanner.push(chunk);
+        } catch (err) {
+          if (!(err instanceof Part10Error)) throw err;
+          // Not DICOM (or broken beyond reading): stop writing; the rest of the part is discarded.
+          scanError = err;
+          throw err;
+        }
+      }
+      yield chunk;
+    }
+  }
+
+  const blobKey = newBlobKey();
+  try {
+    await blobs.put(blobKey, watched());
+  } catch (err) {
+    if (err instanceof Part10Error) return fail(FailureReason.CannotUnderstand, describe(err));
+    if (err instanceof InstanceTooLarge) {
+      return fail(
+        FailureReason.OutOfResources,
+        `instance is larger than the limit of ${config.maxInstanceBytes} bytes (PACS_MAX_INSTANCE_BYTES)`,
+      );
+    }
+    // The request body itself failed (truncated, wrong boundary): the whole request fails.
+    throw err;
+  }
+
+  let stored = false;
+  try {
+    let scan: ScanResult;
+    try {
+      scan = scanner.end();
+    } catch (err) {
+      if (err instanceof Part10Error) return fail(FailureReason.CannotUnderstand, describe(err));
+      throw err;
+    }
+    const sopClassUID = uidOf(scan, '00080016');
+    const sopInstanceUID = uidOf(scan, '00080018');
+    const study = uidOf(scan, '0020000D');
+    const series = uidOf(scan, '0020000E');
+    const uids = { sopClassUID, sopInstanceUID };
+    for (const [name, v] of [
+      ['SOPClassUID (0008,0016)', sopClassUID],
+      ['SOPInstanceUID (0008,0018)', sopInstanceUID],
+      ['StudyInstanceUID (0020,000D)', study],
+      ['SeriesInstanceUID (0020,000E)', series],
+    ] as const) {
+      if (!v) return fail(FailureReason.CannotUnderstand, `${name} is missing`, uids);
+      if (!isAcceptableUID(v)) {
+        return fail(
+          FailureReason.CannotUnderstand,
+          `${name} "${String(v).slice(0, 80)}" is not a valid UID`,
+          {
+            sopClassUID: isAcceptableUID(sopClassUID) ? sopClassUID : undefined,
+            sopInstanceUID: isAcceptableUID(sopInstanceUID) ? sopInstanceUID : undefined,
+          },
+        );
+      }
+    }
+    if (!sopClassUID || !sopInstanceUID || !study || !series) throw new Error('unreachable');
+    if (opts.expectedStudyInstanceUID && study !== opts.expectedStudyInstanceUID) {
+      return fail(
+        FailureReason.StudyInstanceUIDMismatch,
+        `StudyInstanceUID ${study} does not match the study ${opts.expectedStudyInstanceUID} in the request URL`,
+        uids,
+      );
+    }
+
+    const base = instanceURL(BULKDATA_BASE, study, series, sopInstanceUID);
+    let json: DicomJsonDataset;
+    let bulk: Record<string, [number, number]>;
+    try {
+      ({ json, bulk } = toDicomJson(scan, undefined, {
+        defaultCharset: config.defaultCharset,
+        bulkDataUri: (p: string) => `${base}/bulkdata/${p}`,
+      }));
+    } catch (err) {
+      return fail(
+        FailureReason.CannotUnderstand,
+        `cannot read the data set: ${(err as Error).message}`,
+        uids,
+      );
+    }
+    const record: InstanceRecord = {
+      StudyInstanceUID: study,
+      SeriesInstanceUID: series,
+      SOPInstanceUID: sopInstanceUID,
+      SOPClassUID: sopClassUID,
+      TransferSyntaxUID: scan.transferSyntaxUID,
+      blobKey,
+      size,
+      sha256: hash.digest('hex'),
+      numberOfFrames: numberOfFrames(json),
+      frames: frameSpans(scan, json),
+      bulk,
+      metadata: json,
+    };
+    const put = await index.putInstance(record, { overwrite: config.duplicatePolicy === 'overwrite' });
+    const ref: StoredInstanceRef = {
+      sopClassUID,
+      sopInstanceUID,
+      retrieveURL: instanceURL(opts.publicRoot, study, series, sopInstanceUID),
+    };
+    const done = { ok: true, ref, StudyInstanceUID: study, SeriesInstanceUID: series } as const;
+    switch (put.outcome) {
+      case 'stored':
+        stored = true;
+        log.info('instance stored', { sopInstanceUID, study, series, size, blobKey });
+        return { ...done, outcome: 'stored' };
+      case 'identical':
+        log.info('instance already stored with the same bytes', { sopInstanceUID });
+        return { ...done, outcome: 'identical' };
+      case 'replaced':
+        stored = true;
+        log.warn('instance replaced by different bytes', { sopInstanceUID, blobKey });
+        return { ...done, outcome: 'replaced', obsoleteBlobKey: put.previousBlobKey };
+      case 'conflict':
+        return fail(
+          FailureReason.DuplicateSOPInstance,
+          `SOP Instance ${sopInstanceUID} is already stored with different content (PACS_DUPLICATE_POLICY=reject)`,
+          uids,
+        );
+    }
+    throw new Error('unexpected outcome of the index');
+  } catch (err) {
+    if (err instanceof DicomwebError) {
+      // The index refused it (a series already filed under another study): this instance fails.
+      return fail(FailureReason.ProcessingFailure, err.message);
+    }
+    log.error('ingest failed', { err, blobKey });
+    return fail(
+      FailureReason.ProcessingFailure,
+      `the archive could not store this instance: ${(err as Error).message}`,
+    );
+  } finally {
+    if (!stored)
+      await blobs.delete(blobKey).catch((err) => log.error('cannot delete blob', { err, blobKey }));
+  }
+}
+
+function describe(err: Part10Error): string {
+  const what: Record<Part10Error['code'], string> = {
+    'not-dicom': 'not a DICOM Part 10 file (no "DICM" prefix after the 128-byte preamble)',
+    'no-meta': 'no File Meta Information (group 0002)',
+    'no-transfer-syntax': 'the File Meta Information has no Transfer Syntax UID (0002,0010)',
+    truncated: 'the file is truncated',
+    malformed: 'the data set is malformed',
+    unsupported: 'unsupported encoding',
+  };
+  return `${what[err.code]}: ${err.message}`;
+}

@@ -1,0 +1,120 @@
+/** STOW-RS (PS3.18 10.5): POST /studies[/{study}] with multipart/related; type="application/dicom". */
+import type { Request, Response } from 'express';
+import { parseMediaType } from '../../dicomweb/media-types';
+import { parseMultipart } from '../../dicomweb/multipart';
+import {
+  badRequest,
+  type FailedInstanceRef,
+  FailureReason,
+  payloadTooLarge,
+  type StoredInstanceRef,
+  stowResponse,
+  stowStatus,
+  unsupportedMediaType,
+} from '../../dicomweb/status';
+import { isAcceptableUID } from '../../dicomweb/uids';
+import { type IngestContext, type IngestResult, startIngest } from '../ingest';
+import { publicRoot } from './common';
+
+/** Instances of one request being made durable and indexed at the same time. */
+const MAX_IN_FLIGHT = 8;
+
+export async function stow(ctx: IngestContext, req: Request, res: Response): Promise<void> {
+  const study = req.params.study as string | undefined;
+  if (study !== undefined && !isAcceptableUID(study))
+    throw badRequest(`"${String(study).slice(0, 80)}" is not a valid UID`);
+  const ct = parseMediaType(req.headers['content-type'] ?? '');
+  if (ct?.type !== 'multipart/related') {
+    throw unsupportedMediaType(
+      'STOW-RS expects Content-Type: multipart/related; type="application/dicom"; boundary=...',
+    );
+  }
+  const type = (ct.params.type ?? 'application/dicom').toLowerCase();
+  if (type !== 'application/dicom') {
+    throw unsupportedMediaType(
+      `STOW-RS of ${type} is not supported; send multipart/related; type="application/dicom"`,
+    );
+  }
+  if (!ct.params.boundary) throw badRequest('Content-Type multipart/related has no boundary parameter');
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > ctx.config.maxStowBytes) {
+    throw payloadTooLarge(
+      `request body of ${declared} bytes exceeds PACS_MAX_STOW_BYTES=${ctx.config.maxStowBytes}`,
+    );
+  }
+
+  const root = publicRoot(req);
+  // Parts are received one after the other; each instance is then made durable and indexed while the
+  // next part is received (at most MAX_IN_FLIGHT at once), and the answer waits for all of them.
+  const results: Promise<IngestResult | FailedInstanceRef>[] = [];
+  const inFlight = new Set<Promise<unknown>>();
+  try {
+    for await (const part of parseMultipart(limited(req, ctx.config.maxStowBytes), ct.params.boundary)) {
+      const partType = part.headers['content-type'];
+      if (partType !== undefined && parseMediaType(partType)?.type !== 'application/dicom') {
+        results.push(
+          Promise.resolve({
+            failureReason: FailureReason.CannotUnderstand,
+            message: `part Content-Type ${partType} is not application/dicom`,
+          }),
+        );
+        continue;
+      }
+      const { consumed, result } = startIngest(ctx, part.body, {
+        expectedStudyInstanceUID: study,
+        publicRoot: root,
+      });
+      results.push(result);
+      inFlight.add(result);
+      result.finally(() => inFlight.delete(result)).catch(() => {});
+      await consumed;
+      while (inFlight.size >= MAX_IN_FLIGHT) await Promise.race(inFlight);
+    }
+  } catch (err) {
+    // The request as a whole is unusable (truncated, bad boundary, too large): nothing of it is kept.
+    for (const r of await Promise.allSettled(results)) {
+      if (r.status !== 'fulfilled' || !('ok' in r.value) || !r.value.ok) continue;
+      if (r.value.obsoleteBlobKey) await ctx.blobs.delete(r.value.obsoleteBlobKey).catch(() => {});
+      if (r.value.outcome !== 'stored') continue;
+      const scope = {
+        StudyInstanceUID: r.value.StudyInstanceUID,
+        SeriesInstanceUID: r.value.SeriesInstanceUID,
+        SOPInstanceUID: r.value.ref.sopInstanceUID,
+      };
+      for (const key of await ctx.index.deleteInstances(scope)) await ctx.blobs.delete(key).catch(() => {});
+    }
+    throw err;
+  }
+
+  const stored: StoredInstanceRef[] = [];
+  const failed: FailedInstanceRef[] = [];
+  let warned = 0;
+  for (const r of await Promise.all(results)) {
+    if (!('ok' in r)) failed.push(r);
+    else if (!r.ok) failed.push(r.failed);
+    else {
+      stored.push(r.ref);
+      if (r.ref.warningReason !== undefined) warned++;
+      if (r.obsoleteBlobKey) await ctx.blobs.delete(r.obsoleteBlobKey).catch(() => {});
+    }
+  }
+  if (stored.length === 0 && failed.length === 0) throw badRequest('the multipart body contains no parts');
+
+  const status = stowStatus(stored.length, failed.length, warned);
+  ctx.log.info('stow', { stored: stored.length, failed: failed.length, status });
+  res
+    .status(status)
+    .type('application/dicom+json')
+    .send(JSON.stringify(stowResponse(study ? `${root}/studies/${study}` : undefined, stored, failed)));
+}
+
+/** The request body as chunks, failing with 413 once more than max bytes arrive. */
+async function* limited(req: Request, max: number): AsyncGenerator<Uint8Array> {
+  let n = 0;
+  // Not destroyed on early exit: the error handler drains it so the client can read our answer.
+  for await (const chunk of req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+    n += chunk.length;
+    if (n > max) throw payloadTooLarge(`request body exceeds PACS_MAX_STOW_BYTES=${max}`);
+    yield chunk;
+  }
+}

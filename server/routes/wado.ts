@@ -1,0 +1,235 @@
+/**
+ * WADO-RS (PS3.18 10.4): instances as stored (byte for byte), metadata from the index (no object is
+ * read), frames and bulk data by byte range (only the requested bytes are read).
+ */
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Request, Response } from 'express';
+import { readObjectInMemory, swapToLittleEndian } from '../../dicomweb/frames';
+import {
+  isNativeTransferSyntax,
+  negotiateFrames,
+  negotiateInstances,
+  negotiateMetadata,
+  parseAccept,
+  TransferSyntax,
+} from '../../dicomweb/media-types';
+import { newBoundary, type OutgoingPart, writeMultipart } from '../../dicomweb/multipart';
+import { badRequest, notAcceptable, notFound } from '../../dicomweb/status';
+import type { BlobStore } from '../../storage/blob';
+import { BULKDATA_BASE, type Index, type Span, type StoredInstance } from '../../storage/index';
+import { describeScope, publicRoot, scopeOf } from './common';
+
+export interface WadoContext {
+  blobs: BlobStore;
+  index: Index;
+}
+
+async function readAll(stream: AsyncIterable<Uint8Array>): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(Buffer.from(c));
+  return Buffer.concat(chunks);
+}
+
+async function instancesInScope(ctx: WadoContext, req: Request): Promise<StoredInstance[]> {
+  const scope = scopeOf(req);
+  const list = scope.SOPInstanceUID
+    ? [await ctx.index.getInstance(scope as Required<typeof scope>)].filter((x): x is StoredInstance => !!x)
+    : await ctx.index.listInstances(scope);
+  if (list.length === 0) throw notFound(`${describeScope(scope)} is not in the archive`);
+  return list;
+}
+
+async function send(res: Response, body: AsyncIterable<Uint8Array>): Promise<void> {
+  await pipeline(Readable.from(body, { objectMode: false }), res);
+}
+
+/** GET /studies/{s}, /studies/{s}/series/{se}, /studies/{s}/series/{se}/instances/{i} */
+export function retrieveInstances(ctx: WadoContext) {
+  return async (req: Request, res: Response) => {
+    const single = req.params.instance !== undefined;
+    const rendering = negotiateInstances(parseAccept(req.headers.accept), single);
+    const list = await instancesInScope(ctx, req);
+    const ts = rendering.syntax;
+    if (ts && ts !== '*') {
+      const other = list.find((i) => i.TransferSyntaxUID !== ts);
+      if (other) {
+        throw notAcceptable(
+          `instance ${other.SOPInstanceUID} is stored in transfer syntax ${other.TransferSyntaxUID}; ` +
+            `transcoding to ${ts} is not supported yet (ask for transfer-syntax=*)`,
+        );
+      }
+    }
+    const root = publicRoot(req);
+    if (!rendering.multipart) {
+      res.status(200).type('application/dicom').setHeader('Content-Length', String(list[0].size));
+      await send(res, await ctx.blobs.get(list[0].blobKey));
+      return;
+    }
+    const boundary = newBoundary();
+    res
+      .status(200)
+      .setHeader('Content-Type', `multipart/related; type="application/dicom"; boundary=${boundary}`);
+    async function* parts(): AsyncGenerator<OutgoingPart> {
+      for (const inst of list) {
+        yield {
+          contentType: `application/dicom; transfer-syntax=${inst.TransferSyntaxUID}`,
+          headers: {
+            'Content-Location': `${root}/studies/${inst.StudyInstanceUID}/series/${inst.SeriesInstanceUID}/instances/${inst.SOPInstanceUID}`,
+            'Content-Length': String(inst.size),
+          },
+          body: await ctx.blobs.get(inst.blobKey),
+        };
+      }
+    }
+    await send(res, writeMultipart(parts(), boundary));
+  };
+}
+
+/** GET .../metadata at study, series or instance level: stored DICOM JSON strings, concatenated. */
+export function retrieveMetadata(ctx: WadoContext) {
+  return async (req: Request, res: Response) => {
+    const type = negotiateMetadata(parseAccept(req.headers.accept));
+    const scope = scopeOf(req);
+    const docs = await ctx.index.metadata(scope);
+    if (docs.length === 0) throw notFound(`${describeScope(scope)} is not in the archive`);
+    const root = publicRoot(req);
+    const body = `[${docs.join(',')}]`.replaceAll(BULKDATA_BASE, root);
+    res.status(200).type(`${type}; charset=utf-8`).send(body);
+  };
+}
+
+function parseFrameList(text: string, count: number): number[] {
+  const frames = text.split(',').map((s) => {
+    if (!/^[1-9][0-9]{0,8}$/.test(s.trim()))
+      throw badRequest(`"${s}" is not a frame number (frames are numbered from 1)`);
+    return Number(s);
+  });
+  for (const f of frames) {
+    if (f > count)
+      throw notFound(`frame ${f} does not exist: the instance has ${count} frame${count === 1 ? '' : 's'}`);
+  }
+  return frames;
+}
+
+async function readSpans(blobs: BlobStore, key: string, spans: Span[]): Promise<Uint8Array> {
+  const parts = await Promise.all(
+    spans.map(([offset, length]) => blobs.read(key, { start: offset, end: offset + length })),
+  );
+  return parts.length === 1 ? parts[0] : Buffer.concat(parts);
+}
+
+/** A small multipart body in one buffer (frames, bulk data): one write, with a Content-Length. */
+async function sendParts(res: Response, parts: OutgoingPart[], boundary: string): Promise<void> {
+  const chunks: Uint8Array[] = [];
+  for await (const c of writeMultipart(parts, boundary)) chunks.push(c);
+  const body = Buffer.concat(chunks);
+  res.setHeader('Content-Length', String(body.length));
+  res.end(body);
+}
+
+/** BitsAllocated and the VR of PixelData: what byte-swapping a big-endian frame needs. */
+function pixelEncoding(metadataDoc: string | undefined): { bits: number; vr: string } {
+  if (!metadataDoc) return { bits: 16, vr: 'OW' };
+  const ds = JSON.parse(metadataDoc) as Record<string, { vr?: string; Value?: number[] }>;
+  return { bits: ds['00280100']?.Value?.[0] ?? 16, vr: ds['7FE00010']?.vr ?? 'OW' };
+}
+
+/** GET .../instances/{i}/frames/{list} */
+export function retrieveFrames(ctx: WadoContext) {
+  return async (req: Request, res: Response) => {
+    const [inst] = await instancesInScope(ctx, req);
+    const rendering = negotiateFrames(parseAccept(req.headers.accept), inst.TransferSyntaxUID);
+    if (inst.numberOfFrames === 0) throw notFound(`instance ${inst.SOPInstanceUID} has no pixel data`);
+    const frames = parseFrameList(req.params.frames as string, inst.numberOfFrames);
+    if (!rendering.multipart && frames.length > 1) {
+      throw notAcceptable('several frames can only be sent as multipart/related');
+    }
+
+    let bytesOf: (frame: number) => Promise<Uint8Array>;
+    if (inst.frames) {
+      const spans = inst.frames;
+      const swap = inst.TransferSyntaxUID === TransferSyntax.ExplicitVRBigEndian;
+      const enc = swap ? pixelEncoding((await ctx.index.metadata(scopeOf(req)))[0]) : undefined;
+      bytesOf = async (f) => {
+        const buf = await readSpans(ctx.blobs, inst.blobKey, spans[f - 1]);
+        return enc ? swapToLittleEndian(buf, enc.bits, enc.vr) : buf;
+      };
+    } else {
+      // Frames not addressable in the stored bytes (deflated, bit-packed): decode the object once.
+      const object = readObjectInMemory(await readAll(await ctx.blobs.get(inst.blobKey)));
+      const all = object.frames();
+      bytesOf = async (f) => all[f - 1];
+    }
+
+    if (!rendering.multipart) {
+      const data = await bytesOf(frames[0]);
+      res.status(200).setHeader('Content-Type', rendering.partType);
+      res.end(data);
+      return;
+    }
+    const boundary = newBoundary();
+    const partBase = rendering.partType.split(';')[0];
+    res
+      .status(200)
+      .setHeader(
+        'Content-Type',
+        `multipart/related; type="${partBase}"; boundary=${boundary}` +
+          (isNativeTransferSyntax(inst.TransferSyntaxUID)
+            ? ''
+            : `; transfer-syntax=${inst.TransferSyntaxUID}`),
+      );
+    const base = `${publicRoot(req)}/studies/${inst.StudyInstanceUID}/series/${inst.SeriesInstanceUID}/instances/${inst.SOPInstanceUID}`;
+    const parts = await Promise.all(
+      frames.map(async (f) => ({
+        contentType: rendering.partType,
+        headers: { 'Content-Location': `${base}/frames/${f}` },
+        body: await bytesOf(f),
+      })),
+    );
+    await sendParts(res, parts, boundary);
+  };
+}
+
+/** GET .../instances/{i}/bulkdata/{path}: a BulkDataURI from the metadata. */
+export function retrieveBulkdata(ctx: WadoContext) {
+  return async (req: Request, res: Response) => {
+    const [inst] = await instancesInScope(ctx, req);
+    const raw = req.params.path as unknown;
+    const path = (Array.isArray(raw) ? raw.join('/') : String(raw)).toUpperCase();
+    if (!/^[0-9A-F]{8}(\/[0-9]+\/[0-9A-F]{8})*$/.test(path))
+      throw badRequest(`"${path}" is not a bulk data path`);
+    const isPixels = path === '7FE00010';
+    const stored = isPixels ? inst.TransferSyntaxUID : TransferSyntax.ExplicitVRLittleEndian;
+    const rendering = negotiateFrames(parseAccept(req.headers.accept), stored);
+    let data: Uint8Array | undefined;
+    // Offsets of a deflated object refer to the inflated data set, not to the stored bytes.
+    const deflated = inst.TransferSyntaxUID === TransferSyntax.DeflatedExplicitVRLittleEndian;
+    const span = deflated ? undefined : inst.bulk[path];
+    if (span) {
+      data = await readSpans(ctx.blobs, inst.blobKey, [span]);
+      if (inst.TransferSyntaxUID === TransferSyntax.ExplicitVRBigEndian) {
+        const doc = (await ctx.index.metadata(scopeOf(req)))[0];
+        const vr = (JSON.parse(doc) as Record<string, { vr?: string }>)[path.split('/').pop() as string]?.vr;
+        const bits = vr === 'OL' || vr === 'OF' ? 32 : vr === 'OD' || vr === 'OV' ? 64 : vr === 'OW' ? 16 : 8;
+        if (bits > 8) data = swapToLittleEndian(data, bits, vr);
+      }
+    } else if (deflated || !inst.frames) {
+      data = readObjectInMemory(await readAll(await ctx.blobs.get(inst.blobKey))).bulk(path);
+    }
+    if (!data) throw notFound(`instance ${inst.SOPInstanceUID} has no bulk data at ${path}`);
+    if (!rendering.multipart) {
+      res.status(200).setHeader('Content-Type', rendering.partType);
+      res.end(data);
+      return;
+    }
+    const boundary = newBoundary();
+    res
+      .status(200)
+      .setHeader(
+        'Content-Type',
+        `multipart/related; type="${rendering.partType.split(';')[0]}"; boundary=${boundary}`,
+      );
+    await sendParts(res, [{ contentType: rendering.partType, body: data }], boundary);
+  };
+}

@@ -1,0 +1,267 @@
+/**
+ * Bad input gets a clear failure and leaves no trace; the server keeps serving. Also the duplicate
+ * policy (same SOP Instance UID sent again, with the same or with different bytes).
+ */
+import { readFile, readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { syntheticSeries } from '../../server/synthetic';
+import {
+  multipartBody,
+  SAMPLES,
+  SAMPLES_MISSING,
+  samplesPresent,
+  startServer,
+  stow,
+  type TestServer,
+} from '../helpers/server';
+import { getJson, getMultipart } from './dicomweb';
+
+if (!samplesPresent) console.warn(SAMPLES_MISSING);
+
+const FAILURE_REASON = '00081197';
+
+async function blobCount(dataDir: string): Promise<number> {
+  let n = 0;
+  const walk = async (dir: string) => {
+    for (const e of await readdir(dir, { withFileTypes: true })) {
+      if (e.isDirectory()) await walk(path.join(dir, e.name));
+      else n++;
+    }
+  };
+  await walk(path.join(dataDir, 'blobs'));
+  return n;
+}
+
+async function instanceCount(root: string): Promise<number> {
+  const r = await getJson(`${root}/instances?limit=100000`);
+  return r.json.length;
+}
+
+/** Replaces every occurrence of an ASCII value (UIDs) by another of at most the same length, NUL-padded. */
+function patchAscii(bytes: Uint8Array, from: string, to: string): Uint8Array {
+  const out = Buffer.from(bytes);
+  const padded = Buffer.alloc(from.length, 0);
+  padded.write(to, 'latin1');
+  let at = out.indexOf(from, 0, 'latin1');
+  while (at !== -1) {
+    padded.copy(out, at);
+    at = out.indexOf(from, at + from.length, 'latin1');
+  }
+  return out;
+}
+
+/** Renames element (0008,0018) SOPInstanceUID of the data set to (0008,0019), so it is missing. */
+function dropSopInstanceUID(bytes: Uint8Array): Uint8Array {
+  const out = Buffer.from(bytes);
+  const tag = Buffer.from([0x08, 0x00, 0x18, 0x00, 0x55, 0x49]);
+  const at = out.indexOf(tag, 132 + 12 + 100);
+  if (at === -1) throw new Error('SOPInstanceUID not found');
+  out[at + 2] = 0x19;
+  return out;
+}
+
+function uidOf(bytes: Uint8Array, tagBytes: number[]): string {
+  const b = Buffer.from(bytes);
+  const at = b.indexOf(Buffer.from([...tagBytes, 0x55, 0x49]), 132 + 100);
+  const len = b.readUInt16LE(at + 6);
+  return b
+    .subarray(at + 8, at + 8 + len)
+    .toString('latin1')
+    .replace(/\0+$/, '');
+}
+
+describe('bad input', () => {
+  let server: TestServer;
+  let root: string;
+  let good: Uint8Array[];
+  beforeAll(async () => {
+    server = await startServer({
+      env: { PACS_MAX_STOW_BYTES: String(8 * 1024 * 1024), PACS_MAX_INSTANCE_BYTES: String(2 * 1024 * 1024) },
+    });
+    root = server.dicomweb;
+    good = [
+      ...syntheticSeries({
+        patientName: 'Test^Bad Input',
+        patientId: 'BAD1',
+        instances: 4,
+        rows: 64,
+        columns: 64,
+      }),
+    ];
+  });
+  afterAll(async () => server?.close());
+
+  async function expectNoTrace<T>(action: () => Promise<T>): Promise<T> {
+    const blobs = await blobCount(server.dataDir);
+    const instances = await instanceCount(root);
+    const result = await action();
+    expect(await blobCount(server.dataDir)).toBe(blobs);
+    expect(await instanceCount(root)).toBe(instances);
+    expect((await fetch(`${server.baseUrl}/healthz`)).status).toBe(200);
+    return result;
+  }
+
+  const post = (body: Uint8Array, contentType: string, url = `${root}/studies`) =>
+    fetch(url, { method: 'POST', headers: { 'Content-Type': contentType }, body: new Uint8Array(body) });
+
+  it.skipIf(!samplesPresent)(
+    'every malformed sample is refused with a reason, or stored byte for byte',
+    async () => {
+      const dir = path.join(SAMPLES, 'malformed');
+      for (const name of (await readdir(dir)).sort()) {
+        const bytes = await readFile(path.join(dir, name));
+        const blobs = await blobCount(server.dataDir);
+        const r = await stow(server.baseUrl, [bytes]);
+        expect([200, 409], name).toContain(r.status);
+        if (r.status === 409) {
+          const failed = r.json['00081198']?.Value?.[0];
+          expect(failed?.[FAILURE_REASON]?.Value?.[0], name).toBeGreaterThan(0);
+          expect(String(failed?.['0040A160']?.Value?.[0]), name).toMatch(/\w{4}/);
+          expect(await blobCount(server.dataDir), name).toBe(blobs);
+        } else {
+          const url = r.json['00081199']?.Value?.[0]?.['00081190']?.Value?.[0] as string;
+          const back = await getMultipart(
+            url,
+            'multipart/related; type="application/dicom"; transfer-syntax=*',
+          );
+          expect(Buffer.compare(back.parts[0].body, bytes), name).toBe(0);
+        }
+        expect((await fetch(`${server.baseUrl}/healthz`)).status, name).toBe(200);
+      }
+    },
+  );
+
+  it('refuses a part that is not DICOM', async () => {
+    const r = await expectNoTrace(() =>
+      stow(server.baseUrl, [Buffer.from('this is a text file, not an image\n'.repeat(20))]),
+    );
+    expect(r.status).toBe(409);
+    expect(r.json['00081198']?.Value?.[0]?.[FAILURE_REASON]?.Value?.[0]).toBe(0xc000);
+  });
+
+  it('keeps the good instances of a request and reports the bad ones (202)', async () => {
+    const r = await stow(server.baseUrl, [good[0], Buffer.from('not dicom')]);
+    expect(r.status).toBe(202);
+    expect(r.json['00081199']?.Value?.length).toBe(1);
+    expect(r.json['00081198']?.Value?.length).toBe(1);
+  });
+
+  it('refuses missing and malformed UIDs, including path-like values', async () => {
+    const sop = uidOf(good[1], [0x08, 0x00, 0x18, 0x00]);
+    const study = uidOf(good[1], [0x20, 0x00, 0x0d, 0x00]);
+    for (const bad of ['../x', '../../etc/passwd'.slice(0, sop.length), '1.2.abc', '']) {
+      const r = await expectNoTrace(() => stow(server.baseUrl, [patchAscii(good[1], sop, bad)]));
+      expect(r.status, bad).toBe(409);
+      expect(r.json['00081198']?.Value?.[0]?.[FAILURE_REASON]?.Value?.[0], bad).toBe(0xc000);
+    }
+    const badStudy = await expectNoTrace(() =>
+      stow(server.baseUrl, [patchAscii(good[1], study, '1.2/../3')]),
+    );
+    expect(badStudy.status).toBe(409);
+    const missing = await expectNoTrace(() => stow(server.baseUrl, [dropSopInstanceUID(good[1])]));
+    expect(missing.status).toBe(409);
+    expect(String(missing.json['00081198']?.Value?.[0]?.['0040A160']?.Value?.[0])).toMatch(/SOPInstanceUID/);
+    for (const url of [`${root}/studies/..%2Fx`, `${root}/studies/1.2.3/series/abc/metadata`]) {
+      expect((await fetch(url)).status, url).toBe(400);
+    }
+  });
+
+  it('refuses an instance whose study differs from the study in the URL', async () => {
+    const r = await expectNoTrace(() => stow(server.baseUrl, [good[2]], '1.2.3.4.5'));
+    expect(r.status).toBe(409);
+    expect(r.json['00081198']?.Value?.[0]?.[FAILURE_REASON]?.Value?.[0]).toBe(0xa770);
+  });
+
+  it('refuses truncated bodies, wrong or missing boundaries and other media types, keeping nothing', async () => {
+    const { body, contentType } = multipartBody([good[3]]);
+    const truncated = body.subarray(0, body.length - 200);
+    expect((await expectNoTrace(() => post(truncated, contentType))).status).toBe(400);
+    // Truncated after a complete first part: the first part is not kept either.
+    const two = multipartBody([good[3], good[2]]);
+    expect(
+      (await expectNoTrace(() => post(two.body.subarray(0, two.body.length - 300), two.contentType))).status,
+    ).toBe(400);
+    const wrong = contentType.replace('testBoundary', 'otherBoundary');
+    expect((await expectNoTrace(() => post(body, wrong))).status).toBe(400);
+    expect(
+      (await expectNoTrace(() => post(body, 'multipart/related; type="application/dicom"'))).status,
+    ).toBe(400);
+    expect((await expectNoTrace(() => post(body, 'application/dicom'))).status).toBe(415);
+    const r = await expectNoTrace(() =>
+      post(body, contentType.replace('application/dicom', 'application/dicom+xml')),
+    );
+    expect(r.status).toBe(415);
+    expect(((await r.json()) as { message: string }).message).toMatch(/not supported/);
+  });
+
+  it('refuses oversize bodies and oversize instances', async () => {
+    const big = new Uint8Array(9 * 1024 * 1024);
+    const { body, contentType } = multipartBody([big]);
+    expect((await expectNoTrace(() => post(body, contentType))).status).toBe(413);
+    const large = [
+      ...syntheticSeries({
+        patientName: 'Big^Instance',
+        patientId: 'BIG',
+        instances: 1,
+        rows: 1100,
+        columns: 1100,
+      }),
+    ][0];
+    const r = await expectNoTrace(() => stow(server.baseUrl, [large]));
+    expect(r.status).toBe(409);
+    expect(r.json['00081198']?.Value?.[0]?.[FAILURE_REASON]?.Value?.[0]).toBe(0xa700);
+  });
+
+  it('is idempotent for the same bytes and refuses different bytes under the same SOP Instance UID', async () => {
+    const [a] = [
+      ...syntheticSeries({
+        patientName: 'Dup^Test',
+        patientId: 'DUP',
+        instances: 1,
+        rows: 32,
+        columns: 32,
+        seed: 7,
+      }),
+    ];
+    expect((await stow(server.baseUrl, [a])).status).toBe(200);
+    const again = await expectNoTrace(() => stow(server.baseUrl, [a]));
+    expect(again.status).toBe(200);
+    const sop = uidOf(a, [0x08, 0x00, 0x18, 0x00]);
+    expect((await getJson(`${root}/instances?SOPInstanceUID=${sop}`)).json.length).toBe(1);
+    const changed = Buffer.from(a);
+    changed[changed.length - 1] ^= 0xff; // one pixel differs
+    const conflict = await expectNoTrace(() => stow(server.baseUrl, [changed]));
+    expect(conflict.status).toBe(409);
+    expect(conflict.json['00081198']?.Value?.[0]?.[FAILURE_REASON]?.Value?.[0]).toBe(0x0111);
+  });
+});
+
+describe('duplicate policy "overwrite"', () => {
+  it('replaces the stored bytes and keeps one instance', async () => {
+    const server = await startServer({ env: { PACS_DUPLICATE_POLICY: 'overwrite' } });
+    try {
+      const [a] = [
+        ...syntheticSeries({
+          patientName: 'Dup^Over',
+          patientId: 'DUP2',
+          instances: 1,
+          rows: 32,
+          columns: 32,
+          seed: 9,
+        }),
+      ];
+      const changed = Buffer.from(a);
+      changed[changed.length - 1] ^= 0xff;
+      expect((await stow(server.baseUrl, [a])).status).toBe(200);
+      const r = await stow(server.baseUrl, [changed]);
+      expect(r.status).toBe(200);
+      const url = r.json['00081199']?.Value?.[0]?.['00081190']?.Value?.[0] as string;
+      const back = await getMultipart(url, 'multipart/related; type="application/dicom"');
+      expect(Buffer.compare(back.parts[0].body, changed)).toBe(0);
+      expect(await blobCount(server.dataDir)).toBe(1);
+    } finally {
+      await server.close();
+    }
+  });
+});
