@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite drives for real (headless Chromium for the viewer tests).
+# Idempotent: does nothing when they are already there. Needs root or passwordless sudo.
+set -euo pipefail
+
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo -n"; else
+    echo "The tests need these Debian packages: ${need[*]}. Install them (apt-get install ${need[*]}) or run as root." >&2
+    exit 1
+  fi
+fi
+echo "Installing Debian packages for the tests: ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq || true
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
