@@ -1,0 +1,364 @@
+/**
+ * npm run import -- <folder | DICOMDIR> [--url http://127.0.0.1:8080] [--root /dicomweb]
+ *                   [--batch 10] [--concurrency 4] [--quiet] [--json]
+ *
+ * Sends every DICOM Part 10 file under a folder (a patient CD, a modality export) to a running
+ * server over STOW-RS, streaming each file from disk. Given a DICOMDIR, imports the folder that
+ * holds it. Files without 'DICM' at offset 128 are skipped and listed as non-DICOM; the DICOMDIR
+ * itself (Media Storage Directory Storage) is skipped too. Exit code: 0 when nothing failed,
+ * 1 when some file failed, 2 on a usage error or when the server cannot be reached.
+ */
+import { readdir, stat } from 'node:fs/promises';
+import { basename, dirname, join, relative, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Progress, formatBytes } from './lib/progress';
+import { MEDIA_STORAGE_DIRECTORY_STORAGE, sniffPart10 } from './lib/sniff';
+import { reasonText, stow, type StowResult } from './lib/stow';
+
+export interface ImportOptions {
+  /** Folder, or a DICOMDIR file (its folder is imported). */
+  input: string;
+  /** Server base URL (default env PACS_URL, then http://127.0.0.1:8080). */
+  url?: string;
+  /** DICOMweb root path on that server (default /dicomweb). */
+  root?: string;
+  batch?: number;
+  concurrency?: number;
+  /** Show progress on stderr (default true). */
+  progress?: boolean;
+  /** CLI only: print the summary as JSON on stdout. */
+  json?: boolean;
+}
+
+export interface ImportFileOutcome {
+  path: string;
+  sopInstanceUID?: string;
+}
+
+export interface ImportSummary {
+  folder: string;
+  scanned: number;
+  stored: ImportFileOutcome[];
+  /** Stored, but the server returned a WarningReason (e.g. already present, coerced). */
+  warnings: (ImportFileOutcome & { warningReason?: number; reason: string })[];
+  failed: (ImportFileOutcome & { failureReason?: number; reason: string })[];
+  skippedNonDicom: string[];
+  skippedDicomdir: string[];
+  bytesSent: number;
+  seconds: number;
+}
+
+interface Candidate {
+  path: string;
+  size: number;
+  sopInstanceUID?: string;
+}
+
+async function walk(dir: string, out: { path: string; size: number }[]): Promise<void> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  entries.sort((a, b) => a.name.localeCompare(b.name));
+  for (const e of entries) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) await walk(p, out);
+    else if (e.isFile()) out.push({ path: p, size: (await stat(p)).size });
+  }
+}
+
+async function pool<T>(items: T[], concurrency: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      await fn(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, items.length)) }, worker));
+}
+
+export class ServerUnreachableError extends Error {}
+
+function isUnreachable(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  return code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EHOSTUNREACH' || code === 'EAI_AGAIN';
+}
+
+export function dicomwebRootOf(url: string, root = '/dicomweb'): string {
+  const base = url.replace(/\/+$/, '');
+  const r = `/${root.replace(/^\/+|\/+$/g, '')}`;
+  return base.endsWith(r) ? base : `${base}${r}`;
+}
+
+/** Imports a folder; never throws for per-file problems (they are in the summary). */
+export async function importFolder(opts: ImportOptions): Promise<ImportSummary> {
+  const started = performance.now();
+  const input = resolve(opts.input);
+  const st = await stat(input);
+  const folder = st.isDirectory() ? input : dirname(input);
+  const dicomwebRoot = dicomwebRootOf(
+    opts.url ?? process.env.PACS_URL ?? 'http://127.0.0.1:8080',
+    opts.root ?? '/dicomweb',
+  );
+  const batchSize = Math.max(1, opts.batch ?? 10);
+  const concurrency = Math.max(1, opts.concurrency ?? 4);
+
+  const files: { path: string; size: number }[] = [];
+  await walk(folder, files);
+
+  const summary: ImportSummary = {
+    folder,
+    scanned: files.length,
+    stored: [],
+    warnings: [],
+    failed: [],
+    skippedNonDicom: [],
+    skippedDicomdir: [],
+    bytesSent: 0,
+    seconds: 0,
+  };
+
+  const candidates: Candidate[] = [];
+  await pool(files, 16, async (f) => {
+    let meta: Awaited<ReturnType<typeof sniffPart10>>;
+    try {
+      meta = await sniffPart10(f.path);
+    } catch (err) {
+      summary.failed.push({ path: f.path, reason: `cannot read: ${(err as Error).message}` });
+      return;
+    }
+    if (!meta) summary.skippedNonDicom.push(f.path);
+    else if (meta.mediaStorageSOPClassUID === MEDIA_STORAGE_DIRECTORY_STORAGE)
+      summary.skippedDicomdir.push(f.path);
+    else candidates.push({ path: f.path, size: f.size, sopInstanceUID: meta.mediaStorageSOPInstanceUID });
+  });
+  candidates.sort((a, b) => a.path.localeCompare(b.path));
+  summary.skippedNonDicom.sort();
+  summary.skippedDicomdir.sort();
+
+  const batches: Candidate[][] = [];
+  for (let i = 0; i < candidates.length; i += batchSize) batches.push(candidates.slice(i, i + batchSize));
+
+  const totalBytes = candidates.reduce((n, c) => n + c.size, 0);
+  const progress = new Progress('import', process.stderr, opts.progress ?? true);
+  let done = 0;
+  const tick = () =>
+    progress.update({
+      done,
+      total: candidates.length,
+      bytes: summary.bytesSent,
+      totalBytes,
+      detail: `${summary.stored.length + summary.warnings.length} stored, ${summary.failed.length} failed`,
+    });
+
+  let unreachable: unknown;
+
+  const send = async (batch: Candidate[]): Promise<StowResult | Error> => {
+    try {
+      return await stow(
+        batch.map((c) => ({ kind: 'file' as const, path: c.path, size: c.size })),
+        { dicomwebRoot },
+      );
+    } catch (err) {
+      if (isUnreachable(err)) unreachable = err;
+      return err as Error;
+    }
+  };
+
+  const record = (batch: Candidate[], res: StowResult | Error) => {
+    if (res instanceof Error) {
+      for (const c of batch) summary.failed.push({ path: c.path, reason: `request failed: ${res.message}` });
+      return;
+    }
+    const json = res.text === undefined;
+    if (!json) {
+      const reason = `HTTP ${res.status}: ${res.text?.replace(/\s+/g, ' ').trim().slice(0, 300) || '(empty body)'}`;
+      for (const c of batch) summary.failed.push({ path: c.path, reason });
+      return;
+    }
+    summary.bytesSent += res.bytesSent;
+    const refs = new Map<string, (typeof res.referenced)[number]>();
+    for (const r of res.referenced) if (r.sopInstanceUID) refs.set(r.sopInstanceUID, r);
+    const fails = new Map<string, (typeof res.failed)[number]>();
+    const anonymousFails = res.failed.filter((f) => !f.sopInstanceUID);
+    for (const f of res.failed) if (f.sopInstanceUID) fails.set(f.sopInstanceUID, f);
+    for (const c of batch) {
+      const uid = c.sopInstanceUID;
+      const f = uid ? fails.get(uid) : undefined;
+      const r = uid ? refs.get(uid) : undefined;
+      if (f) {
+        summary.failed.push({
+          path: c.path,
+          sopInstanceUID: uid,
+          failureReason: f.failureReason,
+          reason: reasonText(f.failureReason) + (f.comment ? ` — ${f.comment}` : ''),
+        });
+      } else if (r) {
+        const warning = r.warningReason ?? (batch.length === 1 ? res.warningReason : undefined);
+        if (warning !== undefined)
+          summary.warnings.push({
+            path: c.path,
+            sopInstanceUID: uid,
+            warningReason: warning,
+            reason: reasonText(warning),
+          });
+        else summary.stored.push({ path: c.path, sopInstanceUID: uid });
+      } else {
+        const anon = anonymousFails.shift();
+        summary.failed.push({
+          path: c.path,
+          sopInstanceUID: uid,
+          failureReason: anon?.failureReason,
+          reason: anon
+            ? reasonText(anon.failureReason) + (anon.comment ? ` — ${anon.comment}` : '')
+            : `HTTP ${res.status}: not listed in the STOW response (refused without a reason)`,
+        });
+      }
+    }
+  };
+
+  await pool(batches, concurrency, async (batch) => {
+    if (unreachable) return;
+    const res = await send(batch);
+    if (unreachable) return;
+    const rejectedWhole = res instanceof Error || res.text !== undefined;
+    if (rejectedWhole && batch.length > 1) {
+      // The whole request was refused (e.g. 413 for one oversize file): retry file by file so
+      // that each failure is attributed to the right file.
+      for (const c of batch) {
+        const single = await send([c]);
+        if (unreachable) return;
+        record([c], single);
+        done++;
+        tick();
+      }
+      return;
+    }
+    record(batch, res);
+    done += batch.length;
+    tick();
+  });
+  progress.finish({ done, total: candidates.length, bytes: summary.bytesSent, totalBytes });
+  if (unreachable) {
+    throw new ServerUnreachableError(`cannot reach ${dicomwebRoot}: ${(unreachable as Error).message}`);
+  }
+  summary.failed.sort((a, b) => a.path.localeCompare(b.path));
+  summary.seconds = (performance.now() - started) / 1000;
+  return summary;
+}
+
+export function formatSummary(s: ImportSummary, maxList = 50): string {
+  const rel = (p: string) => relative(s.folder, p) || basename(p);
+  const lines: string[] = [];
+  const list = (items: string[]) => {
+    for (const it of items.slice(0, maxList)) lines.push(`    ${it}`);
+    if (items.length > maxList) lines.push(`    … and ${items.length - maxList} more`);
+  };
+  lines.push(
+    `Imported ${s.folder}: ${s.scanned} files in ${s.seconds.toFixed(1)} s (${formatBytes(s.bytesSent)} sent)`,
+  );
+  lines.push(`  stored:                 ${s.stored.length}`);
+  lines.push(`  stored with a warning:  ${s.warnings.length} (already present or coerced)`);
+  const byReason = new Map<string, number>();
+  for (const w of s.warnings) byReason.set(w.reason, (byReason.get(w.reason) ?? 0) + 1);
+  for (const [reason, n] of byReason) lines.push(`    ${n} × ${reason}`);
+  lines.push(`  failed:                 ${s.failed.length}`);
+  list(s.failed.map((f) => `${rel(f.path)}: ${f.reason}`));
+  lines.push(`  skipped, not DICOM:     ${s.skippedNonDicom.length}`);
+  list(s.skippedNonDicom.map(rel));
+  if (s.skippedDicomdir.length) {
+    lines.push(`  skipped, DICOMDIR:      ${s.skippedDicomdir.length}`);
+    list(s.skippedDicomdir.map(rel));
+  }
+  return lines.join('\n');
+}
+
+const USAGE = `usage: npm run import -- <folder | DICOMDIR> [--url http://127.0.0.1:8080] [--root /dicomweb] [--batch 10] [--concurrency 4] [--quiet] [--json]
+  --url          server base URL (default: $PACS_URL, else http://127.0.0.1:8080)
+  --root         DICOMweb root path on the server (default /dicomweb; /dicom-web for Orthanc)
+  --batch        instances per STOW-RS request (default 10)
+  --concurrency  requests in flight (default 4)
+  --quiet        no progress output
+  --json         print the summary as JSON (stored, warnings, failed with reasons, skipped files)`;
+
+export function parseImportArgs(argv: string[]): ImportOptions | string {
+  const opts: Partial<ImportOptions> = {};
+  const positional: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const [flag, inline] =
+      a.startsWith('--') && a.includes('=')
+        ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)]
+        : [a, undefined];
+    const value = () => {
+      const v = inline ?? argv[++i];
+      if (v === undefined) throw new Error(`${flag} needs a value`);
+      return v;
+    };
+    const int = () => {
+      const v = Number(value());
+      if (!Number.isInteger(v) || v < 1) throw new Error(`${flag} must be a positive integer`);
+      return v;
+    };
+    switch (flag) {
+      case '--url':
+        opts.url = value();
+        break;
+      case '--root':
+        opts.root = value();
+        break;
+      case '--batch':
+        opts.batch = int();
+        break;
+      case '--concurrency':
+        opts.concurrency = int();
+        break;
+      case '--quiet':
+        opts.progress = false;
+        break;
+      case '--json':
+        opts.json = true;
+        break;
+      case '-h':
+      case '--help':
+        return USAGE;
+      default:
+        if (a.startsWith('-')) throw new Error(`unknown option ${a}`);
+        positional.push(a);
+    }
+  }
+  if (positional.length !== 1) throw new Error('expected exactly one folder or DICOMDIR');
+  return { ...opts, input: positional[0] };
+}
+
+async function main(): Promise<number> {
+  let opts: ImportOptions | string;
+  try {
+    opts = parseImportArgs(process.argv.slice(2));
+  } catch (err) {
+    console.error(`${(err as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  if (typeof opts === 'string') {
+    console.log(opts);
+    return 0;
+  }
+  try {
+    await stat(opts.input);
+  } catch {
+    console.error(`no such file or folder: ${opts.input}`);
+    return 2;
+  }
+  try {
+    const summary = await importFolder(opts);
+    console.log(opts.json ? JSON.stringify(summary, null, 2) : formatSummary(summary));
+    return summary.failed.length > 0 ? 1 : 0;
+  } catch (err) {
+    console.error(`import failed: ${(err as Error).message}`);
+    return 2;
+  }
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  main().then((code) => {
+    process.exitCode = code;
+  });
+}

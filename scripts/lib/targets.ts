@@ -1,0 +1,199 @@
+/**
+ * Benchmark targets: our server (child process `node --import tsx server/main.ts`) and a local
+ * Orthanc with the DICOMweb plugin, each with a fresh temporary data folder. A Target names the
+ * DICOMweb root and the server's pid (for RSS sampling), so the workload code is server-agnostic.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface Target {
+  name: string;
+  /** e.g. http://127.0.0.1:8080 */
+  baseUrl: string;
+  /** e.g. http://127.0.0.1:8080/dicomweb */
+  dicomwebRoot: string;
+  /** pid of the server process itself (not a wrapper), for /proc/<pid>/status. */
+  pid: number;
+  dataDir: string;
+  close(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.once('error', rej);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => res(port));
+    });
+  });
+}
+
+async function waitReady(
+  url: string,
+  child: ChildProcess,
+  log: () => string,
+  timeoutMs = 60_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`server exited (${child.exitCode ?? child.signalCode}) before ready:\n${log()}`);
+    }
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+      await res.arrayBuffer();
+      if (res.ok) return;
+    } catch {
+      // not yet
+    }
+    await new Promise((r) => setTimeout(r, 150));
+  }
+  throw new Error(`server not ready at ${url} after ${timeoutMs} ms:\n${log()}`);
+}
+
+function captureLog(child: ChildProcess, max = 20_000): () => string {
+  let buf = '';
+  const add = (c: Buffer) => {
+    buf = (buf + c.toString('utf8')).slice(-max);
+  };
+  child.stdout?.on('data', add);
+  child.stderr?.on('data', add);
+  return () => buf;
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+export interface StartOptions {
+  port?: number;
+  /** Keep the data folder after close (default: removed). */
+  keepData?: boolean;
+  env?: Record<string, string>;
+}
+
+/** Starts our server from the repository at `repoRoot` (default: the repository holding this file). */
+export async function startOurServer(opts: StartOptions & { repoRoot?: string } = {}): Promise<Target> {
+  const repoRoot = resolve(opts.repoRoot ?? join(dirname(fileURLToPath(import.meta.url)), '..', '..'));
+  const main = join(repoRoot, 'server', 'main.ts');
+  if (!existsSync(main)) throw new Error(`${main} does not exist yet`);
+  const port = opts.port ?? (await freePort());
+  const dataDir = await mkdtemp(join(tmpdir(), 'pacs-bench-'));
+  const child = spawn(process.execPath, ['--import', 'tsx', main], {
+    cwd: repoRoot,
+    env: {
+      ...process.env,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      PACS_DATA_DIR: dataDir,
+      ...opts.env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const log = captureLog(child);
+  const baseUrl = `http://127.0.0.1:${port}`;
+  try {
+    await waitReady(`${baseUrl}/healthz`, child, log);
+  } catch (err) {
+    await stopChild(child);
+    await rm(dataDir, { recursive: true, force: true });
+    throw err;
+  }
+  return {
+    name: 'ours',
+    baseUrl,
+    dicomwebRoot: `${baseUrl}/dicomweb`,
+    pid: child.pid!,
+    dataDir,
+    close: async () => {
+      await stopChild(child);
+      if (!opts.keepData) await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export const ORTHANC_BIN = '/usr/sbin/Orthanc';
+export const ORTHANC_DICOMWEB_PLUGIN_DIRS = ['/usr/share/orthanc/plugins', '/usr/lib/orthanc/plugins'];
+
+export function findOrthanc(): { bin: string; plugin: string } | null {
+  const bin = process.env.ORTHANC_BIN ?? ORTHANC_BIN;
+  if (!existsSync(bin)) return null;
+  for (const dir of ORTHANC_DICOMWEB_PLUGIN_DIRS) {
+    const p = join(dir, 'libOrthancDicomWeb.so');
+    if (existsSync(p)) return { bin, plugin: p };
+  }
+  return null;
+}
+
+/**
+ * Starts Orthanc (Debian packages `orthanc` + `orthanc-dicomweb`) with a temporary configuration:
+ * HTTP only, no authentication, no DICOM listener, DICOMweb at /dicom-web/ with full series and
+ * study metadata. Everything else is Orthanc's default (SQLite index, filesystem storage).
+ */
+export async function startOrthanc(opts: StartOptions = {}): Promise<Target> {
+  const found = findOrthanc();
+  if (!found)
+    throw new Error(
+      'Orthanc with the DICOMweb plugin is not installed (apt install orthanc orthanc-dicomweb)',
+    );
+  const port = opts.port ?? (await freePort());
+  const dataDir = await mkdtemp(join(tmpdir(), 'orthanc-bench-'));
+  const config = {
+    Name: 'BenchOrthanc',
+    StorageDirectory: join(dataDir, 'storage'),
+    IndexDirectory: join(dataDir, 'storage'),
+    HttpPort: port,
+    HttpBindAddress: '127.0.0.1',
+    RemoteAccessAllowed: true,
+    AuthenticationEnabled: false,
+    DicomServerEnabled: false,
+    Plugins: [found.plugin],
+    DicomWeb: {
+      Enable: true,
+      Root: '/dicom-web/',
+      EnableWado: false,
+      StudiesMetadata: 'Full',
+      SeriesMetadata: 'Full',
+    },
+  };
+  const configPath = join(dataDir, 'orthanc.json');
+  await writeFile(configPath, JSON.stringify(config, null, 2));
+  const child = spawn(found.bin, [configPath], {
+    cwd: dataDir,
+    env: { ...process.env, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const log = captureLog(child);
+  const baseUrl = `http://127.0.0.1:${port}`;
+  try {
+    await waitReady(`${baseUrl}/system`, child, log);
+    await waitReady(`${baseUrl}/dicom-web/studies?limit=1`, child, log);
+  } catch (err) {
+    await stopChild(child);
+    await rm(dataDir, { recursive: true, force: true });
+    throw err;
+  }
+  return {
+    name: 'orthanc',
+    baseUrl,
+    dicomwebRoot: `${baseUrl}/dicom-web`,
+    pid: child.pid!,
+    dataDir,
+    close: async () => {
+      await stopChild(child);
+      if (!opts.keepData) await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,208 @@
+/**
+ * `npm run import` of a folder as a patient CD holds it: DICOM files in sub-folders, a DICOMDIR,
+ * a text file, a file without the Part 10 preamble and a truncated file, sent to the real server
+ * over STOW-RS. Checks the summary counts, idempotent re-import, the CLI exit codes and that QIDO
+ * finds the imported studies. The importer is run as users run it, as a CLI (tests import no scripts).
+ */
+import { execFile } from 'node:child_process';
+import { createServer } from 'node:net';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import dicomParser from 'dicom-parser';
+import dcmjs from 'dcmjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  listFiles,
+  REPO,
+  SAMPLES,
+  SAMPLES_MISSING,
+  samplesPresent,
+  startServer,
+  type TestServer,
+} from '../helpers/server';
+
+if (!samplesPresent) console.warn(SAMPLES_MISSING);
+
+/** A minimal DICOMDIR (Media Storage Directory Storage) so the importer must recognise and skip it. */
+function minimalDicomdir(): Uint8Array {
+  const { DicomDict } = (dcmjs as any).data;
+  const sopInstanceUID = '2.25.123456789012345678901234567890';
+  const dict = new DicomDict({
+    '00020001': { vr: 'OB', Value: [Uint8Array.of(0, 1).buffer] },
+    '00020002': { vr: 'UI', Value: ['1.2.840.10008.1.3.10'] },
+    '00020003': { vr: 'UI', Value: [sopInstanceUID] },
+    '00020010': { vr: 'UI', Value: ['1.2.840.10008.1.2.1'] },
+    '00020012': { vr: 'UI', Value: ['2.25.1'] },
+  });
+  dict.dict = {
+    '00041130': { vr: 'CS', Value: ['TESTCD'] }, // FileSetID
+    '00041200': { vr: 'UL', Value: [0] }, // Offset of the First Directory Record of the Root Directory Entity
+    '00041202': { vr: 'UL', Value: [0] }, // Offset of the Last Directory Record of the Root Directory Entity
+    '00041212': { vr: 'US', Value: [0] }, // File-set Consistency Flag
+    '00041220': { vr: 'SQ', Value: [] }, // Directory Record Sequence
+  };
+  return new Uint8Array(dict.write());
+}
+
+async function studyUid(file: string): Promise<string> {
+  const ds = dicomParser.parseDicom(new Uint8Array(await readFile(file)), { untilTag: 'x0020000e' });
+  return ds.string('x0020000d')!;
+}
+
+function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', path.join(REPO, 'scripts/import.ts'), ...args],
+      { cwd: REPO, env: { ...process.env, PACS_URL: '' }, timeout: 120_000, maxBuffer: 16 * 1024 * 1024 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+interface Summary {
+  folder: string;
+  scanned: number;
+  stored: { path: string }[];
+  warnings: { path: string; reason: string }[];
+  failed: { path: string; reason: string; failureReason?: number }[];
+  skippedNonDicom: string[];
+  skippedDicomdir: string[];
+}
+
+async function importJson(args: string[]): Promise<{ code: number; summary: Summary }> {
+  const r = await runCli([...args, '--quiet', '--json']);
+  try {
+    return { code: r.code, summary: JSON.parse(r.stdout) as Summary };
+  } catch {
+    throw new Error(`import printed no JSON summary (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+describe.skipIf(!samplesPresent)('npm run import (STOW-RS of a folder)', () => {
+  let server: TestServer;
+  let dir: string;
+  let good: string[];
+  const TRUNCATED = 'EXTRA/TRUNCATED.DCM';
+
+  beforeAll(async () => {
+    server = await startServer();
+    dir = await mkdtemp(path.join(tmpdir(), 'pacs-import-'));
+    // Layout of a typical patient CD: DICOMDIR at the top, images in nested folders with bare names.
+    const viet = (await listFiles(path.join(SAMPLES, 'vietnamese'))).filter((f) =>
+      /nguyen-van-an-nfc-\d/.test(f),
+    );
+    const ct = (await listFiles(path.join(SAMPLES, 'ct-series'))).slice(0, 5);
+    const charset = path.join(SAMPLES, 'charsets/chrFren.dcm');
+    good = [];
+    const put = async (src: string, rel: string) => {
+      const dst = path.join(dir, rel);
+      await mkdir(path.dirname(dst), { recursive: true });
+      await copyFile(src, dst);
+      return dst;
+    };
+    for (const [i, f] of viet.entries()) good.push(await put(f, `DICOM/PAT1/IM${i}`));
+    for (const [i, f] of ct.entries()) good.push(await put(f, `DICOM/PAT2/SER1/IM${i}`));
+    good.push(await put(charset, 'DICOM/PAT3/IM0'));
+    await put(path.join(SAMPLES, 'malformed/rtplan_truncated.dcm'), TRUNCATED);
+    await put(path.join(SAMPLES, 'malformed/no_meta.dcm'), 'EXTRA/NOPREAMBLE');
+    await writeFile(path.join(dir, 'README.TXT'), 'Patient CD produced by a modality export.\n');
+    await writeFile(path.join(dir, 'DICOMDIR'), minimalDicomdir());
+  });
+
+  afterAll(async () => {
+    await server?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('stores the DICOM files, reports the truncated one and skips the rest', async () => {
+    // Given the DICOMDIR, the importer takes its folder.
+    const { code, summary: s } = await importJson([
+      path.join(dir, 'DICOMDIR'),
+      '--url',
+      server.baseUrl,
+      '--batch',
+      '3',
+      '--concurrency',
+      '2',
+    ]);
+    expect(code).toBe(1); // one file failed
+    expect(s.folder).toBe(dir);
+    expect(s.scanned).toBe(good.length + 4);
+    expect(s.stored.length + s.warnings.length).toBe(good.length);
+    expect(new Set([...s.stored, ...s.warnings].map((x) => x.path))).toEqual(new Set(good));
+    expect(s.failed.map((f) => path.relative(dir, f.path))).toEqual([TRUNCATED]);
+    expect(s.failed[0].reason).toMatch(/\S/);
+    expect(s.skippedNonDicom.map((f) => path.relative(dir, f)).sort()).toEqual([
+      'EXTRA/NOPREAMBLE',
+      'README.TXT',
+    ]);
+    expect(s.skippedDicomdir.map((f) => path.relative(dir, f))).toEqual(['DICOMDIR']);
+  });
+
+  it('QIDO finds the imported studies with their instance counts', async () => {
+    const byStudy = new Map<string, number>();
+    for (const f of good) {
+      const uid = await studyUid(f);
+      byStudy.set(uid, (byStudy.get(uid) ?? 0) + 1);
+    }
+    for (const [uid, count] of byStudy) {
+      const res = await fetch(`${server.dicomweb}/studies?StudyInstanceUID=${uid}`, {
+        headers: { Accept: 'application/dicom+json' },
+      });
+      expect(res.status).toBe(200);
+      const list = (await res.json()) as Record<string, { Value?: unknown[] }>[];
+      expect(list).toHaveLength(1);
+      expect(list[0]['00201208']?.Value?.[0]).toBe(count); // NumberOfStudyRelatedInstances
+    }
+  });
+
+  it('re-importing is idempotent: nothing new fails and counts do not change', async () => {
+    const { summary: s } = await importJson([dir, '--url', server.baseUrl]);
+    expect(s.stored.length + s.warnings.length).toBe(good.length);
+    expect(s.failed).toHaveLength(1);
+    const uid = await studyUid(good[0]);
+    const res = await fetch(`${server.dicomweb}/studies/${uid}/instances`, {
+      headers: { Accept: 'application/dicom+json' },
+    });
+    const sameStudy = (await Promise.all(good.map(studyUid))).filter((u) => u === uid).length;
+    expect(((await res.json()) as unknown[]).length).toBe(sameStudy);
+  });
+
+  it('the CLI prints the summary and exits 1 when a file failed, 2 when the server is unreachable', async () => {
+    const r = await runCli([dir, '--url', server.baseUrl, '--quiet']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/stored:\s+\d+/);
+    expect(r.stdout).toMatch(/failed:\s+1/);
+    expect(r.stdout).toContain(TRUNCATED);
+    expect(r.stdout).toMatch(/skipped, not DICOM:\s+2/);
+
+    const ok = await mkdtemp(path.join(tmpdir(), 'pacs-import-ok-'));
+    try {
+      await copyFile(good[0], path.join(ok, 'IM0'));
+      const r0 = await runCli([ok, '--url', server.baseUrl, '--quiet']);
+      expect(r0.code, r0.stderr).toBe(0);
+      const port = await freePort();
+      const r2 = await runCli([ok, '--url', `http://127.0.0.1:${port}`, '--quiet']);
+      expect(r2.code).toBe(2);
+      expect(r2.stderr).toMatch(/cannot reach/);
+    } finally {
+      await rm(ok, { recursive: true, force: true });
+    }
+  });
+});
