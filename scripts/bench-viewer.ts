@@ -1,0 +1,214 @@
+/**
+ * `npm run bench:viewer`: how fast the viewer shows a 300-slice 512×512 CT series (synthetic phantom
+ * made with dcmjs, server/demo.ts), in headless Chromium with software WebGL, measured from
+ * navigation start:
+ *   - first image: the first moment the viewport canvas really shows the image (its pixels are read);
+ *   - all slices: every slice of the series decoded in the viewer's cache;
+ *   - bytes: all bytes the page received (encoded, as on the wire).
+ * Once on loopback and once with Chrome DevTools network emulation at 10 Mbit/s and 50 ms latency.
+ *
+ *   npm run bench:viewer                          # starts the archive in-process (needs viewer/dist)
+ *   PACS_URL=http://127.0.0.1:8080 npm run bench:viewer   # an archive already running
+ *   BENCH_RUNS=3 BENCH_SLICES=300 ...
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { chromium, type Page } from 'playwright-core';
+import { ctPhantomSeries, demoUid } from '../server/demo';
+import { reasonText, type StowPart, stow } from './lib/stow';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const SLICES = Number(process.env.BENCH_SLICES ?? 300);
+const RUNS = Number(process.env.BENCH_RUNS ?? 1);
+const ARGS = [
+  '--no-sandbox',
+  '--use-angle=swiftshader',
+  '--enable-unsafe-swiftshader',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--no-first-run',
+];
+
+interface Conditions {
+  name: string;
+  latency: number;
+  /** bytes per second, or -1 for none */
+  throughput: number;
+}
+const CONDITIONS: Conditions[] = [
+  { name: 'loopback', latency: 0, throughput: -1 },
+  { name: '10 Mbit/s, 50 ms', latency: 50, throughput: (10 * 1000 * 1000) / 8 },
+];
+
+async function startArchive(): Promise<{ baseUrl: string; close(): Promise<void> }> {
+  if (process.env.PACS_URL)
+    return { baseUrl: process.env.PACS_URL.replace(/\/+$/, ''), close: async () => undefined };
+  const repo = path.resolve(import.meta.dirname, '..');
+  if (!existsSync(path.join(repo, 'viewer/dist/index.html'))) {
+    throw new Error('viewer/dist is missing: run "npm run build:viewer" first');
+  }
+  const { startServer } = await import('../tests/helpers/server');
+  const s = await startServer();
+  return { baseUrl: s.baseUrl, close: () => s.close() };
+}
+
+async function loadSeries(baseUrl: string): Promise<string> {
+  const study = demoUid(`bench-${SLICES}/study`);
+  const res = await fetch(`${baseUrl}/dicomweb/studies?StudyInstanceUID=${study}&includefield=00201208`, {
+    headers: { Accept: 'application/dicom+json' },
+  });
+  const found =
+    res.ok && res.status !== 204 ? ((await res.json()) as Record<string, { Value?: number[] }>[]) : [];
+  if (Number(found[0]?.['00201208']?.Value?.[0] ?? 0) >= SLICES) return study;
+  process.stdout.write(`Generating and storing ${SLICES} CT slices (512×512) … `);
+  const t0 = Date.now();
+  let batch: StowPart[] = [];
+  const send = async () => {
+    if (!batch.length) return;
+    const r = await stow(batch, { dicomwebRoot: `${baseUrl}/dicomweb` });
+    if (r.failed.length || r.status >= 400) {
+      throw new Error(
+        `STOW-RS failed (HTTP ${r.status}): ${reasonText(r.failed[0]?.failureReason)} ${r.failed[0]?.comment ?? r.text ?? ''}`,
+      );
+    }
+    batch = [];
+  };
+  for (const bytes of ctPhantomSeries({
+    key: `bench-${SLICES}`,
+    studyInstanceUID: study,
+    seriesNumber: 1,
+    seriesDescription: `Benchmark ${SLICES} × 512² CT`,
+    slices: SLICES,
+    sliceThickness: 1,
+    size: 512,
+    patient: { PatientName: 'Benchmark^Viewer', PatientID: 'BENCH-VIEWER', AccessionNumber: 'BENCH' },
+  })) {
+    batch.push({ kind: 'bytes', bytes });
+    if (batch.length === 20) await send();
+  }
+  await send();
+  console.log(`${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  return study;
+}
+
+interface RunResult {
+  firstImageMs: number;
+  allSlicesMs: number;
+  bytes: number;
+  requests: number;
+}
+
+/** In the page: resolves with performance.now() when the viewport canvas shows non-background pixels. */
+function firstImageVisible(page: Page, timeout: number): Promise<number> {
+  return page
+    .waitForFunction(
+      () => {
+        const canvas = document.querySelector('.viewport-element canvas') as HTMLCanvasElement | null;
+        if (!canvas || canvas.width < 16) return false;
+        const ctx = canvas.getContext('2d', { willReadFrequently: true });
+        if (!ctx) return false;
+        const { width, height } = canvas;
+        const data = ctx.getImageData(0, 0, width, height).data;
+        let bright = 0;
+        // sample a grid: the phantom's body makes many non-black pixels
+        for (let y = 0; y < height; y += 8) {
+          for (let x = 0; x < width; x += 8) {
+            const i = (y * width + x) * 4;
+            if (data[i] > 40) bright++;
+          }
+        }
+        return bright > 50 ? performance.now() : false;
+      },
+      null,
+      { polling: 'raf', timeout },
+    )
+    .then((h) => h.jsonValue() as Promise<number>);
+}
+
+async function runOnce(baseUrl: string, study: string, cond: Conditions): Promise<RunResult> {
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
+  try {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-US' });
+    const page = await context.newPage();
+    const cdp = await context.newCDPSession(page);
+    await cdp.send('Network.enable');
+    await cdp.send('Network.setCacheDisabled', { cacheDisabled: true });
+    await cdp.send('Network.emulateNetworkConditions', {
+      offline: false,
+      latency: cond.latency,
+      downloadThroughput: cond.throughput,
+      uploadThroughput: cond.throughput,
+    });
+    let bytes = 0;
+    let requests = 0;
+    cdp.on('Network.loadingFinished', (e: { encodedDataLength: number }) => {
+      bytes += e.encodedDataLength;
+      requests++;
+    });
+    const timeout = cond.throughput > 0 ? 600_000 : 120_000;
+    await page.goto(`${baseUrl}/viewer/${study}`, { waitUntil: 'commit' });
+    const firstImageMs = await firstImageVisible(page, timeout);
+    const allSlicesMs = (await page
+      .waitForFunction(
+        (n) => {
+          const v = (window as any).__pacs?.viewport('vp-0');
+          return v && v.count === n && v.loaded === n ? performance.now() : false;
+        },
+        SLICES,
+        { polling: 100, timeout },
+      )
+      .then((h) => h.jsonValue())) as number;
+    await page.waitForTimeout(200);
+    await page.screenshot({
+      path: path.resolve('test-artifacts/viewer', `bench-${cond.latency ? 'throttled' : 'loopback'}.png`),
+    });
+    return { firstImageMs, allSlicesMs, bytes, requests };
+  } finally {
+    await browser.close();
+  }
+}
+
+async function main(): Promise<void> {
+  const archive = await startArchive();
+  try {
+    const study = await loadSeries(archive.baseUrl);
+    await mkdir('test-artifacts/viewer', { recursive: true });
+    const results: Record<string, RunResult[]> = {};
+    for (const cond of CONDITIONS) {
+      results[cond.name] = [];
+      for (let i = 0; i < RUNS; i++) {
+        const r = await runOnce(archive.baseUrl, study, cond);
+        results[cond.name].push(r);
+        console.log(
+          `${cond.name.padEnd(18)} first image ${(r.firstImageMs / 1000).toFixed(2)} s   all ${SLICES} slices ${(r.allSlicesMs / 1000).toFixed(2)} s   ${(r.bytes / 1e6).toFixed(1)} MB in ${r.requests} requests`,
+        );
+      }
+    }
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    const summary = Object.fromEntries(
+      Object.entries(results).map(([k, rs]) => [
+        k,
+        {
+          firstImageS: +(median(rs.map((r) => r.firstImageMs)) / 1000).toFixed(2),
+          allSlicesS: +(median(rs.map((r) => r.allSlicesMs)) / 1000).toFixed(2),
+          megabytes: +(median(rs.map((r) => r.bytes)) / 1e6).toFixed(1),
+          requests: median(rs.map((r) => r.requests)),
+        },
+      ]),
+    );
+    await mkdir('bench-results', { recursive: true });
+    await writeFile(
+      'bench-results/viewer.json',
+      `${JSON.stringify({ date: new Date().toISOString(), slices: SLICES, runs: RUNS, baseUrl: archive.baseUrl, summary }, null, 2)}\n`,
+    );
+    console.log('Median figures written to bench-results/viewer.json');
+  } finally {
+    await archive.close();
+  }
+}
+
+main().catch((e: unknown) => {
+  console.error(`bench:viewer failed: ${(e as Error).message ?? e}`);
+  process.exit(1);
+});

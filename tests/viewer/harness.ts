@@ -1,0 +1,109 @@
+/**
+ * Real-browser test harness for the viewer: the real archive (tests/helpers/server.ts, serving the
+ * built viewer) loaded with sample files, and Debian's headless Chromium driven by playwright-core
+ * with software WebGL (SwiftShader), as in ../shared/viewer-recipe.md.
+ *
+ * PACS_TEST_URL=http://host:port runs the tests against an already running archive that holds the
+ * samples (nothing is loaded then).
+ */
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { type Browser, chromium, type Page } from 'playwright-core';
+import { loadSamples, REPO, SAMPLES, SAMPLES_MISSING, samplesPresent, startServer } from '../helpers/server';
+
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+export const ARTIFACTS = path.join(REPO, 'test-artifacts', 'viewer');
+const viewerBuilt = existsSync(path.join(REPO, 'viewer/dist/index.html'));
+
+/**
+ * Why the viewer tests cannot run here, or '' when they can. Only missing sample data skips them:
+ * Chromium and the viewer build are provided by `npm test` (scripts/test.sh), so their absence fails.
+ */
+export const skipReason = samplesPresent ? '' : SAMPLES_MISSING;
+if (samplesPresent && !existsSync(CHROMIUM)) {
+  throw new Error(
+    `Chromium not found at ${CHROMIUM}: run scripts/install-test-deps.sh (npm test does) or set CHROMIUM_PATH`,
+  );
+}
+if (samplesPresent && !viewerBuilt)
+  throw new Error('viewer/dist is missing: run npm run build:viewer (npm test does)');
+if (skipReason) console.warn(`[viewer tests] ${skipReason}`);
+
+export const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--use-angle=swiftshader',
+  '--enable-unsafe-swiftshader',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-default-apps',
+  '--disable-extensions',
+  '--disable-sync',
+  '--no-first-run',
+  '--mute-audio',
+];
+
+export interface ViewerEnv {
+  baseUrl: string;
+  browser: Browser;
+  newPage(opts?: { locale?: string; width?: number; height?: number }): Promise<Page>;
+  screenshot(page: Page, name: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startViewerEnv(samples: string[]): Promise<ViewerEnv> {
+  let baseUrl = process.env.PACS_TEST_URL ?? '';
+  let closeServer: () => Promise<void> = async () => {};
+  if (!baseUrl) {
+    const server = await startServer();
+    baseUrl = server.baseUrl;
+    closeServer = () => server.close();
+    await loadSamples(
+      baseUrl,
+      samples.map((s) => (path.isAbsolute(s) ? s : path.join(SAMPLES, s))),
+    );
+  }
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  await mkdir(ARTIFACTS, { recursive: true });
+  const pages: Page[] = [];
+  return {
+    baseUrl,
+    browser,
+    async newPage(opts = {}) {
+      const page = await browser.newPage({
+        viewport: { width: opts.width ?? 1280, height: opts.height ?? 800 },
+        locale: opts.locale ?? 'en-US',
+      });
+      page.on('pageerror', (e) => console.error(`[page error] ${e.message}`));
+      pages.push(page);
+      return page;
+    },
+    async screenshot(page, name) {
+      await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`) });
+    },
+    async close() {
+      await browser.close().catch(() => undefined);
+      await closeServer();
+    },
+  };
+}
+
+/** Files of a sample folder (relative to the samples root). */
+export function sampleFolder(rel: string, names: string[]): string[] {
+  return names.map((n) => path.join(rel, n));
+}
+
+/** Waits until viewport `id` shows an image that has really loaded and rendered. */
+export async function waitForImage(page: Page, id = 'vp-0', timeout = 60_000): Promise<void> {
+  await page.waitForFunction(
+    (vid) => {
+      const w = window as unknown as { __pacs?: { viewport(id: string): { rendered: boolean } | undefined } };
+      return Boolean(w.__pacs?.viewport(vid)?.rendered);
+    },
+    id,
+    { timeout },
+  );
+  await page.waitForTimeout(250);
+}
+
+export { SAMPLES };

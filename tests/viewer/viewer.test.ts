@@ -1,0 +1,217 @@
+/**
+ * The stack viewer in a real browser (headless Chromium, SwiftShader WebGL) against the real
+ * archive: what is drawn is compared with the pixel data of the DICOM file, under the VOI the
+ * viewport reports; window/level drag, scrolling, a length and a rectangle ROI in HU.
+ */
+import path from 'node:path';
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { listFiles } from '../helpers/server';
+import { type DicomImage, expectedGrey, flatPoints, readDicom } from './dicom-file';
+import { SAMPLES, skipReason, startViewerEnv, type ViewerEnv, waitForImage } from './harness';
+
+const CT_FOLDER = 'ct-series/philips-ingenuity-phantom-S2010';
+
+interface VpState {
+  imageIndex: number;
+  count: number;
+  imageId: string;
+  voiRange: { lower: number; upper: number };
+  loaded: number;
+}
+
+const vpState = (page: Page, id = 'vp-0') =>
+  page.evaluate((vid) => (window as any).__pacs.viewport(vid), id) as Promise<VpState>;
+const sample = (page: Page, points: [number, number][], id = 'vp-0') =>
+  page.evaluate(([vid, pts]) => (window as any).__pacs.sample(vid, pts), [id, points] as const) as Promise<
+    number[][]
+  >;
+const toPage = (page: Page, col: number, row: number, id = 'vp-0') =>
+  page.evaluate(([vid, c, r]) => (window as any).__pacs.imageToPage(vid, c, r), [
+    id,
+    col,
+    row,
+  ] as const) as Promise<[number, number]>;
+
+function sopOf(imageId: string): string {
+  return /\/instances\/([^/]+)\/frames\//.exec(imageId)?.[1] ?? '';
+}
+
+/** Compares the canvas with the file's pixel data at flat points; returns the worst difference. */
+async function compareWithFile(page: Page, img: DicomImage, voi: { lower: number; upper: number }) {
+  const points = flatPoints(img, 24);
+  const shown = await sample(page, points);
+  let worst = 0;
+  const rows: string[] = [];
+  points.forEach(([c, r], i) => {
+    const want = expectedGrey(img.value(c, r), voi);
+    const got = shown[i][0];
+    worst = Math.max(worst, Math.abs(want - got));
+    rows.push(`(${c},${r}) value ${img.value(c, r)} want ${want.toFixed(1)} got ${got}`);
+  });
+  return { worst, points: points.length, rows };
+}
+
+describe.skipIf(Boolean(skipReason))('stack viewer (real browser)', () => {
+  let env: ViewerEnv;
+  let page: Page;
+  const bySop = new Map<string, DicomImage>();
+  let studyUID = '';
+
+  beforeAll(async () => {
+    const files = await listFiles(path.join(SAMPLES, CT_FOLDER));
+    env = await startViewerEnv(files);
+    for (const f of files) {
+      const img = await readDicom(f);
+      bySop.set(img.sopInstanceUID, img);
+      studyUID = img.studyInstanceUID;
+    }
+    page = await env.newPage({ locale: 'en-US', width: 1280, height: 800 });
+    await page.goto(`${env.baseUrl}/viewer/${studyUID}`);
+    await waitForImage(page);
+  });
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  it('renders the CT slice that the pixel data predicts, on the GPU path', async () => {
+    expect(await page.evaluate(() => (window as any).__pacs.cpuRendering())).toBe(false);
+    const st = await vpState(page);
+    expect(st.count).toBe(bySop.size);
+    const img = bySop.get(sopOf(st.imageId))!;
+    expect(img).toBeDefined();
+    const cmp = await compareWithFile(page, img, st.voiRange);
+    await env.screenshot(page, 'viewer-ct-first-image');
+    expect(cmp.points).toBeGreaterThanOrEqual(10);
+    expect(cmp.worst, cmp.rows.join('\n')).toBeLessThanOrEqual(3);
+    // overlays and the series panel
+    expect(await page.textContent('[data-testid="overlay-image"]')).toBe(`Im: 1/${bySop.size}`);
+    expect(await page.textContent('[data-testid="overlay-wl"]')).toMatch(/^W: \d+ L: -?\d+$/);
+    expect(await page.$$eval('.series-item', (e) => e.length)).toBe(1);
+  });
+
+  it('window/level drag changes the VOI and the pixels as the VOI LUT predicts', async () => {
+    const before = await vpState(page);
+    const [x, y] = await toPage(page, 256, 256);
+    await page.mouse.move(x, y);
+    await page.mouse.down();
+    await page.mouse.move(x + 80, y + 40, { steps: 8 });
+    await page.mouse.up();
+    await page.waitForTimeout(300);
+    const after = await vpState(page);
+    const wBefore = before.voiRange.upper - before.voiRange.lower;
+    const wAfter = after.voiRange.upper - after.voiRange.lower;
+    expect(wAfter).toBeGreaterThan(wBefore); // dragging right widens the window
+    const cBefore = (before.voiRange.upper + before.voiRange.lower) / 2;
+    const cAfter = (after.voiRange.upper + after.voiRange.lower) / 2;
+    expect(cAfter).not.toBe(cBefore);
+    const img = bySop.get(sopOf(after.imageId))!;
+    const cmp = await compareWithFile(page, img, after.voiRange);
+    await env.screenshot(page, 'viewer-ct-window-level-drag');
+    expect(cmp.worst, cmp.rows.join('\n')).toBeLessThanOrEqual(3);
+
+    // a preset sets the exact window: lung (W 1500, L -600)
+    await page.keyboard.press('2');
+    await page.waitForTimeout(200);
+    const lung = await vpState(page);
+    expect(lung.voiRange).toEqual({ lower: -1350, upper: 150 });
+    const cmp2 = await compareWithFile(page, img, lung.voiRange);
+    expect(cmp2.worst, cmp2.rows.join('\n')).toBeLessThanOrEqual(3);
+  });
+
+  it('scrolling (wheel and arrow keys) changes the slice shown', async () => {
+    const before = await vpState(page);
+    const [x, y] = await toPage(page, 256, 256);
+    await page.mouse.move(x, y);
+    for (let i = 0; i < 5; i++) {
+      await page.mouse.wheel(0, 120);
+      await page.waitForTimeout(60);
+    }
+    await page.waitForFunction(
+      (i) => (window as any).__pacs.viewport('vp-0').imageIndex === i,
+      before.imageIndex + 5,
+    );
+    await page.keyboard.press('ArrowDown');
+    await page.waitForFunction(
+      (i) => (window as any).__pacs.viewport('vp-0').imageIndex === i,
+      before.imageIndex + 6,
+    );
+    await page.waitForTimeout(300);
+    const after = await vpState(page);
+    expect(sopOf(after.imageId)).not.toBe(sopOf(before.imageId));
+    const img = bySop.get(sopOf(after.imageId))!;
+    const cmp = await compareWithFile(page, img, after.voiRange);
+    await env.screenshot(page, 'viewer-ct-scrolled');
+    expect(cmp.worst, cmp.rows.join('\n')).toBeLessThanOrEqual(3);
+    expect(await page.textContent('[data-testid="overlay-image"]')).toBe(
+      `Im: ${after.imageIndex + 1}/${bySop.size}`,
+    );
+  });
+
+  it('a length measurement reports the millimetres the pixel spacing gives', async () => {
+    await page.keyboard.press('Escape'); // reset the view
+    await page.keyboard.press('l');
+    const st = await vpState(page);
+    const img = bySop.get(sopOf(st.imageId))!;
+    const [x1, y1] = await toPage(page, 100, 300);
+    const [x2, y2] = await toPage(page, 400, 300);
+    await page.mouse.move(x1, y1);
+    await page.mouse.down();
+    await page.mouse.move(x2, y2, { steps: 10 });
+    await page.mouse.up();
+    await page.waitForTimeout(300);
+    const m = (await page.evaluate(() => (window as any).__pacs.measurements())) as {
+      toolName: string;
+      stats: { length?: number; unit?: string };
+    }[];
+    const length = m.find((x) => x.toolName === 'Length')!;
+    expect(length.stats.unit).toBe('mm');
+    // the drawn endpoints land on screen pixels: allow one image pixel of error
+    expect(length.stats.length!).toBeCloseTo(300 * img.pixelSpacing[1], -0.3);
+    expect(Math.abs(length.stats.length! - 300 * img.pixelSpacing[1])).toBeLessThan(
+      img.pixelSpacing[1] * 1.5,
+    );
+    const label = await page.$$eval('svg text', (ts) => ts.map((t) => t.textContent ?? '').join(' '));
+    expect(label).toMatch(/[\d,]+\.\d mm/);
+    await env.screenshot(page, 'viewer-ct-length');
+  });
+
+  it('a rectangle ROI on CT reports the mean HU of the pixels it covers', async () => {
+    await page.keyboard.press('Delete');
+    await page.keyboard.press('r');
+    const st = await vpState(page);
+    const img = bySop.get(sopOf(st.imageId))!;
+    const c0 = 200;
+    const r0 = 220;
+    const c1 = 300;
+    const r1 = 280;
+    const [x1, y1] = await toPage(page, c0, r0);
+    const [x2, y2] = await toPage(page, c1, r1);
+    await page.mouse.move(x1, y1);
+    await page.mouse.down();
+    await page.mouse.move(x2, y2, { steps: 10 });
+    await page.mouse.up();
+    await page.waitForTimeout(400);
+    const m = (await page.evaluate(() => (window as any).__pacs.measurements())) as {
+      toolName: string;
+      stats: { mean?: number; stdDev?: number; area?: number; modalityUnit?: string };
+    }[];
+    const roi = m.find((x) => x.toolName === 'RectangleROI')!;
+    expect(roi.stats.modalityUnit).toBe('HU');
+    // Handles on the centres of pixels (c0,r0) and (c1,r1): the ROI holds columns c0..c1-1 and rows r0..r1-1.
+    let sum = 0;
+    let n = 0;
+    for (let r = r0; r < r1; r++)
+      for (let c = c0; c < c1; c++) {
+        sum += img.value(c, r);
+        n++;
+      }
+    const mean = sum / n;
+    expect(Math.abs(roi.stats.mean! - mean)).toBeLessThan(1);
+    const area = (c1 - c0) * (r1 - r0) * img.pixelSpacing[0] * img.pixelSpacing[1];
+    expect(Math.abs(roi.stats.area! - area) / area).toBeLessThan(0.03);
+    const label = await page.$$eval('svg text', (ts) => ts.map((t) => t.textContent ?? '').join(' '));
+    expect(label).toMatch(/Mean: -?[\d,]+\.\d HU/);
+    await env.screenshot(page, 'viewer-ct-rectangle-roi');
+  });
+});

@@ -1,0 +1,75 @@
+/**
+ * Fetches what the viewer needs of a study, started as soon as the route is known (before the
+ * Cornerstone chunk has arrived): the study's QIDO record, its series, and each series' metadata in
+ * one request per series — the series shown first is asked first.
+ */
+import { type DicomJson, num, str, Tag } from '../../lib/dicom-json';
+import {
+  DicomwebError,
+  retrieveSeriesMetadata,
+  searchForSeries,
+  searchForStudies,
+} from '../../lib/dicomweb-client';
+
+export interface StudyRecord {
+  study: DicomJson;
+  series: DicomJson[];
+}
+
+export interface LoadedStudy {
+  uid: string;
+  record: Promise<StudyRecord>;
+  metadata(seriesUID: string): Promise<DicomJson[]>;
+}
+
+let current: LoadedStudy | null = null;
+
+/** Image series first (by SeriesNumber), non-image ones (SR, PR, KO, documents) last. */
+export function seriesOrder(series: DicomJson[]): DicomJson[] {
+  const nonImage = new Set(['SR', 'PR', 'KO', 'DOC', 'SEG', 'RTSTRUCT', 'RTPLAN', 'RTDOSE', 'ECG']);
+  return [...series].sort((a, b) => {
+    const na = nonImage.has(str(a, Tag.Modality)) ? 1 : 0;
+    const nb = nonImage.has(str(b, Tag.Modality)) ? 1 : 0;
+    if (na !== nb) return na - nb;
+    return (num(a, Tag.SeriesNumber) ?? 1e9) - (num(b, Tag.SeriesNumber) ?? 1e9);
+  });
+}
+
+export function loadStudy(uid: string): LoadedStudy {
+  if (current?.uid === uid) return current;
+  const metadataPromises = new Map<string, Promise<DicomJson[]>>();
+  const metadata = (seriesUID: string) => {
+    let p = metadataPromises.get(seriesUID);
+    if (!p) {
+      p = retrieveSeriesMetadata(uid, seriesUID);
+      p.catch(() => metadataPromises.delete(seriesUID));
+      metadataPromises.set(seriesUID, p);
+    }
+    return p;
+  };
+  const record = (async () => {
+    const [studies, series] = await Promise.all([
+      searchForStudies({ StudyInstanceUID: uid, limit: 1 }),
+      searchForSeries(uid).catch((e) => {
+        if (e instanceof DicomwebError && e.status === 404) return [] as DicomJson[];
+        throw e;
+      }),
+    ]);
+    if (studies.length === 0) throw new DicomwebError(404, 'study not found', uid);
+    const ordered = seriesOrder(series);
+    // Ask for the first series' metadata at once; the others follow after it.
+    const first = ordered[0];
+    if (first) {
+      const p = metadata(str(first, Tag.SeriesInstanceUID));
+      p.finally(() => {
+        for (const s of ordered.slice(1)) metadata(str(s, Tag.SeriesInstanceUID)).catch(() => undefined);
+      }).catch(() => undefined);
+    }
+    return { study: studies[0], series: ordered };
+  })();
+  record.catch(() => {
+    if (current?.record === record) current = null;
+  });
+  current = { uid, record, metadata };
+  return current;
+}

@@ -1,0 +1,99 @@
+/**
+ * A small read-only window into the viewer for the browser tests and the benchmark
+ * (`window.__pacs`): what is shown, where an image pixel lands on screen, the measurements.
+ */
+import { cache, getShouldUseCPURendering, type Types, utilities } from '@cornerstonejs/core';
+import { annotation } from '@cornerstonejs/tools';
+import { getStackViewport, MEASUREMENT_TOOLS } from './viewer-session';
+
+export interface PacsTestHooks {
+  cpuRendering(): boolean;
+  viewport(id: string):
+    | {
+        imageIndex: number;
+        count: number;
+        imageId: string;
+        voiRange?: { lower: number; upper: number };
+        invert?: boolean;
+        loaded: number;
+        rendered: boolean;
+      }
+    | undefined;
+  /** Page (CSS) coordinates of the centre of image pixel (col,row) in viewport id. */
+  imageToPage(id: string, col: number, row: number): [number, number] | undefined;
+  /** Displayed RGBA at image pixels (col,row) of viewport id, read back from the canvas. */
+  sample(id: string, points: [number, number][]): number[][] | undefined;
+  /** Modality values (e.g. HU) at image pixels, from the decoded image. */
+  modalityValues(id: string, points: [number, number][]): number[] | undefined;
+  measurements(): { toolName: string; stats: Record<string, unknown> }[];
+}
+
+export function installTestHooks(): void {
+  const hooks: PacsTestHooks = {
+    cpuRendering: () => getShouldUseCPURendering(),
+    viewport(id) {
+      const vp = getStackViewport(id);
+      if (!vp) return undefined;
+      const ids = vp.getImageIds();
+      const props = vp.getProperties();
+      return {
+        imageIndex: vp.getCurrentImageIdIndex(),
+        count: ids.length,
+        imageId: vp.getCurrentImageId() ?? '',
+        voiRange: props.voiRange ? { ...props.voiRange } : undefined,
+        invert: props.invert,
+        loaded: ids.filter((i) => cache.isLoaded(i)).length,
+        rendered: Boolean(vp.getCurrentImageId() && vp.getImageData?.()),
+      };
+    },
+    imageToPage(id, col, row) {
+      const vp = getStackViewport(id);
+      const imageId = vp?.getCurrentImageId();
+      if (!vp || !imageId) return undefined;
+      const world = utilities.imageToWorldCoords(imageId, [col + 0.5, row + 0.5]);
+      if (!world) return undefined;
+      const [cx, cy] = vp.worldToCanvas(world as Types.Point3);
+      const rect = vp.canvas.getBoundingClientRect();
+      return [rect.left + cx, rect.top + cy];
+    },
+    sample(id, points) {
+      const vp = getStackViewport(id);
+      const imageId = vp?.getCurrentImageId();
+      if (!vp || !imageId) return undefined;
+      const canvas = vp.canvas;
+      const ctx = canvas.getContext('2d', { willReadFrequently: true });
+      if (!ctx) return undefined;
+      const ratio = canvas.width / canvas.clientWidth;
+      return points.map(([col, row]) => {
+        const world = utilities.imageToWorldCoords(imageId, [col + 0.5, row + 0.5]) as Types.Point3;
+        const [cx, cy] = vp.worldToCanvas(world);
+        return Array.from(ctx.getImageData(Math.floor(cx * ratio), Math.floor(cy * ratio), 1, 1).data);
+      });
+    },
+    modalityValues(id, points) {
+      const vp = getStackViewport(id);
+      const image = vp?.getCurrentImageId()
+        ? (cache.getImage(vp.getCurrentImageId()) as Types.IImage)
+        : undefined;
+      if (!image) return undefined;
+      const px = image.getPixelData();
+      const scaled = (image as any).preScale?.scaled;
+      return points.map(([c, r]) => {
+        const v = px[r * image.width + c];
+        return scaled ? v : v * (image.slope ?? 1) + (image.intercept ?? 0);
+      });
+    },
+    measurements() {
+      const out: { toolName: string; stats: Record<string, unknown> }[] = [];
+      for (const tool of MEASUREMENT_TOOLS) {
+        for (const a of annotation.state.getAllAnnotations().filter((x) => x.metadata?.toolName === tool)) {
+          const cached = (a.data as any).cachedStats ?? {};
+          const first = Object.values(cached)[0] as Record<string, unknown> | undefined;
+          out.push({ toolName: tool, stats: first ?? {} });
+        }
+      }
+      return out;
+    },
+  };
+  (window as unknown as { __pacs: PacsTestHooks }).__pacs = hooks;
+}

@@ -1,0 +1,467 @@
+import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
+import { navigate } from '../../app/router';
+import { type MessageKey, useT } from '../../i18n';
+import { describeError } from '../../lib/describe-error';
+import { type DicomJson, str, Tag } from '../../lib/dicom-json';
+import { DicomwebError } from '../../lib/dicomweb-client';
+import { buildDisplaySet, type DisplaySet, summarizeSeries } from './display-sets';
+import { HelpPanel } from './help-panel';
+import { resetPrefetch } from './prefetch';
+import { CT_PRESETS } from './presets';
+import { type SeriesEntry, SeriesPanel } from './series-panel';
+import { loadStudy } from './study-loader';
+import { installTestHooks } from './test-hooks';
+import * as actions from './viewport-actions';
+import { destroySession, getSession, type PrimaryTool, setPrimaryTool } from './viewer-session';
+import { type StudyInfo, ViewportView, type ViewportContent } from './viewport-view';
+
+type Layout = '1x1' | '1x2' | '2x2';
+const LAYOUT_SLOTS: Record<Layout, number> = { '1x1': 1, '1x2': 2, '2x2': 4 };
+const VIEWPORT_IDS = ['vp-0', 'vp-1', 'vp-2', 'vp-3'];
+
+const TOOLS: { id: PrimaryTool; label: MessageKey; key: string }[] = [
+  { id: 'windowLevel', label: 'tool.windowLevel', key: 'W' },
+  { id: 'pan', label: 'tool.pan', key: 'P' },
+  { id: 'zoom', label: 'tool.zoom', key: 'Z' },
+  { id: 'length', label: 'tool.length', key: 'L' },
+  { id: 'angle', label: 'tool.angle', key: 'A' },
+  { id: 'rectangle', label: 'tool.rectangle', key: 'R' },
+  { id: 'ellipse', label: 'tool.ellipse', key: 'E' },
+  { id: 'probe', label: 'tool.probe', key: 'B' },
+];
+
+function studyInfo(s: DicomJson): StudyInfo {
+  return {
+    patientName: str(s, Tag.PatientName),
+    patientId: str(s, Tag.PatientID),
+    birthDate: str(s, Tag.PatientBirthDate),
+    sex: str(s, Tag.PatientSex),
+    studyDate: str(s, Tag.StudyDate),
+    studyDescription: str(s, Tag.StudyDescription),
+    institution: str(s, Tag.InstitutionName),
+  };
+}
+
+type StudyState =
+  | { kind: 'loading' }
+  | { kind: 'error'; message: string }
+  | { kind: 'ready'; info: StudyInfo };
+
+export default function ViewerPage({ studyUID }: { studyUID: string }) {
+  const t = useT();
+  const [studyState, setStudyState] = useState<StudyState>({ kind: 'loading' });
+  const [series, setSeries] = useState<SeriesEntry[]>([]);
+  const [layout, setLayout] = useState<Layout>('1x1');
+  const [slots, setSlots] = useState<(string | null)[]>([null, null, null, null]);
+  const [active, setActive] = useState(0);
+  const [tool, setTool] = useState<PrimaryTool>('windowLevel');
+  const [cine, setCine] = useState(false);
+  const [fps, setFps] = useState(15);
+  const [sync, setSync] = useState(true);
+  const [help, setHelp] = useState(false);
+  const [firstShown, setFirstShown] = useState(false);
+  const [attempt, setAttempt] = useState(0);
+  const [ready, setReady] = useState(false);
+
+  // Cornerstone session for the page's lifetime.
+  useEffect(() => {
+    getSession();
+    installTestHooks();
+    setReady(true);
+    return () => {
+      resetPrefetch();
+      destroySession();
+    };
+  }, []);
+
+  // Study, series and metadata.
+  // biome-ignore lint/correctness/useExhaustiveDependencies: t only formats messages
+  useEffect(() => {
+    let cancelled = false;
+    setStudyState({ kind: 'loading' });
+    setSeries([]);
+    setSlots([null, null, null, null]);
+    const loaded = loadStudy(studyUID);
+    loaded.record.then(
+      ({ study, series: seriesJson }) => {
+        if (cancelled) return;
+        setStudyState({ kind: 'ready', info: studyInfo(study) });
+        const summaries = seriesJson.map((s) => summarizeSeries(studyUID, s));
+        setSeries(summaries.map((summary) => ({ summary, state: 'loading' })));
+        let placed = false;
+        for (const summary of summaries) {
+          loaded.metadata(summary.SeriesInstanceUID).then(
+            (instances) => {
+              if (cancelled) return;
+              const displaySet = buildDisplaySet(summary, instances);
+              setSeries((prev) =>
+                prev.map((e) =>
+                  e.summary.SeriesInstanceUID === summary.SeriesInstanceUID
+                    ? { summary, state: 'ready', displaySet }
+                    : e,
+                ),
+              );
+              if (!placed && !displaySet.unsupported) {
+                placed = true;
+                setSlots((prev) => (prev[0] ? prev : [summary.SeriesInstanceUID, ...prev.slice(1)]));
+              }
+            },
+            (e) => {
+              if (cancelled) return;
+              const message = t('error.seriesLoad', { message: describeError(e, t) });
+              setSeries((prev) =>
+                prev.map((x) =>
+                  x.summary.SeriesInstanceUID === summary.SeriesInstanceUID
+                    ? { summary, state: 'error', message }
+                    : x,
+                ),
+              );
+            },
+          );
+        }
+      },
+      (e) => {
+        if (cancelled) return;
+        const message =
+          e instanceof DicomwebError && e.status === 404
+            ? t('error.studyNotFound')
+            : t('error.studyLoad', { message: describeError(e, t) });
+        setStudyState({ kind: 'error', message });
+      },
+    );
+    return () => {
+      cancelled = true;
+    };
+  }, [studyUID, attempt]);
+
+  const bySeries = useMemo(() => new Map(series.map((s) => [s.summary.SeriesInstanceUID, s])), [series]);
+  const slotCount = LAYOUT_SLOTS[layout];
+  const contentFor = (i: number): ViewportContent => {
+    const uid = slots[i];
+    if (!uid)
+      return studyState.kind === 'loading' || (series.some((s) => s.state === 'loading') && i === 0)
+        ? { kind: 'loading' }
+        : { kind: 'empty' };
+    const e = bySeries.get(uid);
+    if (!e || e.state === 'loading') return { kind: 'loading' };
+    if (e.state === 'error') return { kind: 'error', message: e.message };
+    if (e.displaySet.unsupported)
+      return { kind: 'error', message: t('error.unsupported', { modality: e.summary.Modality || '?' }) };
+    return { kind: 'ready', displaySet: e.displaySet };
+  };
+
+  const shownIn = useMemo(() => {
+    const m = new Map<string, number[]>();
+    slots.slice(0, slotCount).forEach((uid, i) => {
+      if (uid) m.set(uid, [...(m.get(uid) ?? []), i]);
+    });
+    return m;
+  }, [slots, slotCount]);
+
+  const changeLayout = (l: Layout) => {
+    setLayout(l);
+    const n = LAYOUT_SLOTS[l];
+    setSlots((prev) => {
+      const next = [...prev];
+      for (let i = n; i < 4; i++) next[i] = null;
+      const images = series
+        .filter((s) => s.state === 'ready' && !s.displaySet.unsupported)
+        .map((s) => s.summary.SeriesInstanceUID);
+      let k = 0;
+      for (let i = 0; i < n; i++) {
+        if (next[i]) continue;
+        const unused = images.filter((u) => !next.includes(u));
+        next[i] = unused[0] ?? images[k++ % Math.max(1, images.length)] ?? null;
+      }
+      return next;
+    });
+    if (active >= n) setActive(0);
+  };
+
+  const activeId = VIEWPORT_IDS[active];
+  const activeSeries = slots[active] ? bySeries.get(slots[active]!) : undefined;
+  const activeDs: DisplaySet | undefined =
+    activeSeries?.state === 'ready' ? activeSeries.displaySet : undefined;
+  const isCT = activeDs?.Modality === 'CT';
+  const [fileWindowCount, setFileWindowCount] = useState(0);
+
+  const onImageChange = useCallback(
+    (viewportId: string) => {
+      if (!firstShown) setFirstShown(true);
+      if (viewportId === activeId) setFileWindowCount(actions.fileWindows(viewportId).length);
+      // Only the viewport the user drives leads; followers must not drive it back while they load.
+      if (!sync || viewportId !== activeId) return;
+      const others = VIEWPORT_IDS.slice(0, slotCount).filter((v) => v !== viewportId);
+      actions.syncSlices(viewportId, others);
+    },
+    [firstShown, sync, slotCount, activeId],
+  );
+
+  // Thumbnails wait for the first image, so they do not compete with it on a slow link.
+  useEffect(() => {
+    if (firstShown) return;
+    const id = setTimeout(() => setFirstShown(true), 4000);
+    return () => clearTimeout(id);
+  }, [firstShown]);
+
+  // Cine follows the active viewport.
+  useEffect(() => {
+    if (!cine) return;
+    actions.playCine(activeId, fps);
+    return () => actions.stopCine(activeId);
+  }, [cine, fps, activeId]);
+
+  const chooseTool = (id: PrimaryTool) => {
+    setTool(id);
+    setPrimaryTool(id);
+  };
+
+  const keyHandler = useRef<(e: KeyboardEvent) => void>(() => undefined);
+  keyHandler.current = (e: KeyboardEvent) => {
+    const target = e.target as HTMLElement;
+    if (target.closest('input, select, textarea')) return;
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    const k = e.key;
+    const upper = k.toUpperCase();
+    const toolHit = e.shiftKey ? undefined : TOOLS.find((x) => x.key === upper);
+    const preset = CT_PRESETS.find((p) => p.key === k);
+    const layoutKey: Record<string, Layout> = { Digit1: '1x1', Digit2: '1x2', Digit3: '2x2' };
+    const action = (): boolean => {
+      if (help && k === 'Escape') setHelp(false);
+      else if (k === '?') setHelp((h) => !h);
+      else if (k === 'ArrowDown' || k === 'ArrowRight') actions.scroll(activeId, 1);
+      else if (k === 'ArrowUp' || k === 'ArrowLeft') actions.scroll(activeId, -1);
+      else if (k === 'PageDown') actions.scroll(activeId, 10);
+      else if (k === 'PageUp') actions.scroll(activeId, -10);
+      else if (k === 'Home') actions.scrollTo(activeId, 'first');
+      else if (k === 'End') actions.scrollTo(activeId, 'last');
+      else if (k === ' ') setCine((c) => !c);
+      else if (k === 'Tab') setActive((a) => (a + (e.shiftKey ? slotCount - 1 : 1)) % slotCount);
+      else if (e.shiftKey && layoutKey[e.code]) changeLayout(layoutKey[e.code]);
+      else if (k === 'Escape') actions.reset(activeId);
+      else if (k === 'Delete' || k === 'Backspace') actions.clearMeasurements(activeId);
+      else if (toolHit) chooseTool(toolHit.id);
+      else if (upper === 'F') actions.fit(activeId);
+      else if (upper === 'T') actions.rotate90(activeId);
+      else if (upper === 'H') actions.flip(activeId, 'h');
+      else if (upper === 'V') actions.flip(activeId, 'v');
+      else if (upper === 'I') actions.invert(activeId);
+      else if (k === '0') actions.applyPreset(activeId, 'default');
+      else if (preset) actions.applyPreset(activeId, preset.id);
+      else return false;
+      return true;
+    };
+    if (action()) e.preventDefault();
+  };
+  useEffect(() => {
+    const fn = (e: KeyboardEvent) => keyHandler.current(e);
+    window.addEventListener('keydown', fn);
+    return () => window.removeEventListener('keydown', fn);
+  }, []);
+
+  const selectSeries = (uid: string) => {
+    setSlots((prev) => {
+      const next = [...prev];
+      next[active] = uid;
+      return next;
+    });
+  };
+
+  if (studyState.kind === 'error') {
+    return (
+      <div className="viewer-error" role="alert">
+        <p>{studyState.message}</p>
+        <div className="row">
+          <button type="button" onClick={() => setAttempt((a) => a + 1)}>
+            {t('error.retry')}
+          </button>
+          <button type="button" onClick={() => navigate('/')}>
+            {t('viewer.back')}
+          </button>
+        </div>
+      </div>
+    );
+  }
+
+  return (
+    <div className="viewer-page">
+      <div className="toolbar" role="toolbar">
+        <button type="button" onClick={() => navigate('/')} className="back">
+          ← {t('viewer.back')}
+        </button>
+        <span className="sep" />
+        <span className="group">
+          {(['1x1', '1x2', '2x2'] as Layout[]).map((l) => (
+            <button
+              type="button"
+              key={l}
+              aria-pressed={layout === l}
+              title={t('viewer.layoutN', { layout: l.replace('x', '×') })}
+              onClick={() => changeLayout(l)}
+              data-layout={l}
+            >
+              {l.replace('x', '×')}
+            </button>
+          ))}
+        </span>
+        <span className="sep" />
+        <span className="group">
+          {TOOLS.map((x) => (
+            <button
+              type="button"
+              key={x.id}
+              aria-pressed={tool === x.id}
+              title={t('app.withShortcut', { label: t(x.label), key: x.key })}
+              data-tool={x.id}
+              onClick={() => chooseTool(x.id)}
+            >
+              {t(x.label)}
+            </button>
+          ))}
+        </span>
+        <span className="sep" />
+        <select
+          aria-label={t('tool.presets')}
+          title={t('tool.presets')}
+          value=""
+          data-testid="preset-select"
+          onChange={(e) => {
+            if (e.target.value) actions.applyPreset(activeId, e.target.value);
+          }}
+        >
+          <option value="">{t('tool.presets')}</option>
+          <option value="default">{t('preset.default')} (0)</option>
+          {isCT &&
+            CT_PRESETS.map((p) => (
+              <option key={p.id} value={p.id}>
+                {t(p.label)} ({p.key})
+              </option>
+            ))}
+          {Array.from({ length: fileWindowCount }, (_, i) => (
+            // biome-ignore lint/suspicious/noArrayIndexKey: the file's windows are positional
+            <option key={i} value={`file${i}`}>
+              {t('preset.file', { index: i + 1 })}
+            </option>
+          ))}
+        </select>
+        <span className="group">
+          <button
+            type="button"
+            title={t('app.withShortcut', { label: t('tool.fit'), key: 'F' })}
+            onClick={() => actions.fit(activeId)}
+          >
+            {t('tool.fit')}
+          </button>
+          <button
+            type="button"
+            title={t('app.withShortcut', { label: t('tool.rotate'), key: 'T' })}
+            onClick={() => actions.rotate90(activeId)}
+          >
+            ⟳
+          </button>
+          <button
+            type="button"
+            title={t('app.withShortcut', { label: t('tool.flipH'), key: 'H' })}
+            onClick={() => actions.flip(activeId, 'h')}
+          >
+            ⇋
+          </button>
+          <button
+            type="button"
+            title={t('app.withShortcut', { label: t('tool.flipV'), key: 'V' })}
+            onClick={() => actions.flip(activeId, 'v')}
+          >
+            ⇵
+          </button>
+          <button
+            type="button"
+            title={t('app.withShortcut', { label: t('tool.invert'), key: 'I' })}
+            onClick={() => actions.invert(activeId)}
+          >
+            ◑
+          </button>
+          <button
+            type="button"
+            title={t('app.withShortcut', { label: t('tool.reset'), key: 'Esc' })}
+            onClick={() => actions.reset(activeId)}
+          >
+            {t('tool.reset')}
+          </button>
+          <button
+            type="button"
+            title={t('app.withShortcut', { label: t('tool.clearMeasurements'), key: 'Delete' })}
+            onClick={() => actions.clearMeasurements(activeId)}
+          >
+            ✕
+          </button>
+        </span>
+        <span className="sep" />
+        <span className="group">
+          <button
+            type="button"
+            aria-pressed={cine}
+            title={t('app.withShortcut', { label: t('tool.cine'), key: t('key.space') })}
+            onClick={() => setCine((c) => !c)}
+          >
+            {cine ? '■' : '▶'} {t('tool.cine')}
+          </button>
+          <label className="fps">
+            <input
+              type="number"
+              min={1}
+              max={60}
+              value={fps}
+              onChange={(e) => setFps(Math.max(1, Math.min(60, Number(e.target.value) || 1)))}
+            />
+            <span>{t('tool.fps')}</span>
+          </label>
+          <label className="toggle">
+            <input type="checkbox" checked={sync} onChange={(e) => setSync(e.target.checked)} />
+            <span>{t('tool.sync')}</span>
+          </label>
+        </span>
+        <span className="spacer" />
+        <button
+          type="button"
+          title={t('app.withShortcut', { label: t('app.help'), key: '?' })}
+          onClick={() => setHelp(true)}
+        >
+          ?
+        </button>
+      </div>
+      <div className="viewer-body">
+        <SeriesPanel
+          series={series}
+          shownIn={shownIn}
+          thumbnailsEnabled={firstShown && ready}
+          onSelect={selectSeries}
+        />
+        <div className={`viewport-grid layout-${layout}`}>
+          {studyState.kind === 'loading' && (
+            <div className="viewport-message">{t('viewer.loadingStudy')}</div>
+          )}
+          {ready &&
+            VIEWPORT_IDS.slice(0, slotCount).map((id, i) => (
+              <ViewportView
+                key={id}
+                viewportId={id}
+                content={contentFor(i)}
+                study={studyState.kind === 'ready' ? studyState.info : null}
+                active={i === active && slotCount > 1}
+                onActivate={() => setActive(i)}
+                onDropSeries={(uid) =>
+                  setSlots((prev) => {
+                    const next = [...prev];
+                    next[i] = uid;
+                    return next;
+                  })
+                }
+                onImageChange={onImageChange}
+              />
+            ))}
+        </div>
+      </div>
+      {help && <HelpPanel onClose={() => setHelp(false)} />}
+    </div>
+  );
+}

@@ -1,0 +1,405 @@
+import { cache, Enums, eventTarget, metaData, type Types } from '@cornerstonejs/core';
+import { useEffect, useRef, useState } from 'react';
+import { formatDicomDate, formatNumber, type MessageKey, useLanguage, useT } from '../../i18n';
+import { describeError } from '../../lib/describe-error';
+import type { DisplaySet } from './display-sets';
+import { type Markers, markersFrom } from './orientation';
+import { hideStack, moveStack, showStack } from './prefetch';
+import { toWindowLevel } from './presets';
+import { getSession, getStackViewport, TOOL_GROUP_ID } from './viewer-session';
+
+export interface StudyInfo {
+  patientName: string;
+  patientId: string;
+  birthDate: string;
+  sex: string;
+  studyDate: string;
+  studyDescription: string;
+  institution: string;
+}
+
+export type ViewportContent =
+  | { kind: 'empty' }
+  | { kind: 'loading' }
+  | { kind: 'error'; message: string }
+  | { kind: 'ready'; displaySet: DisplaySet };
+
+interface OverlayState {
+  index: number;
+  count: number;
+  location?: number;
+  thickness?: number;
+  window?: number;
+  level?: number;
+  zoom?: number;
+  markers?: Markers | null;
+}
+
+interface Props {
+  viewportId: string;
+  content: ViewportContent;
+  study: StudyInfo | null;
+  active: boolean;
+  onActivate(): void;
+  onDropSeries(seriesUID: string): void;
+  onImageChange(viewportId: string, imageId: string): void;
+}
+
+const DRAG_TYPE = 'application/x-pacs-series';
+export { DRAG_TYPE };
+
+export function ViewportView({
+  viewportId,
+  content,
+  study,
+  active,
+  onActivate,
+  onDropSeries,
+  onImageChange,
+}: Props) {
+  const t = useT();
+  const lang = useLanguage();
+  const elementRef = useRef<HTMLDivElement>(null);
+  const [overlay, setOverlay] = useState<OverlayState | null>(null);
+  const [imageError, setImageError] = useState<string>('');
+  const [loaded, setLoaded] = useState<Uint8Array>(new Uint8Array(0));
+  const [dragOver, setDragOver] = useState(false);
+  const displaySet = content.kind === 'ready' ? content.displaySet : null;
+  const onImageChangeRef = useRef(onImageChange);
+  onImageChangeRef.current = onImageChange;
+
+  // Enable the element once; disable on unmount.
+  useEffect(() => {
+    const element = elementRef.current!;
+    const { engine, toolGroup } = getSession();
+    engine.enableElement({
+      viewportId,
+      type: Enums.ViewportType.STACK,
+      element,
+      defaultOptions: { background: [0, 0, 0] as Types.Point3 },
+    });
+    toolGroup.addViewport(viewportId, engine.id);
+    const ro = new ResizeObserver(() => {
+      if (element.clientWidth > 0 && element.clientHeight > 0) engine.resize(true, false);
+    });
+    ro.observe(element);
+    return () => {
+      ro.disconnect();
+      hideStack(viewportId);
+      try {
+        toolGroup.removeViewports(engine.id, viewportId);
+        engine.disableElement(viewportId);
+      } catch {
+        /* engine already destroyed */
+      }
+      void TOOL_GROUP_ID;
+    };
+  }, [viewportId]);
+
+  // Show the stack; the first image is requested before any prefetching starts.
+  // biome-ignore lint/correctness/useExhaustiveDependencies: t only formats messages; a new language must not reload the stack
+  useEffect(() => {
+    const element = elementRef.current!;
+    if (!displaySet || displaySet.imageIds.length === 0) {
+      hideStack(viewportId);
+      setOverlay(null);
+      return;
+    }
+    const viewport = getStackViewport(viewportId);
+    if (!viewport) return;
+    const imageIds = displaySet.imageIds;
+    const ids = new Set(imageIds);
+    let cancelled = false;
+    let frame = 0;
+    setImageError('');
+    setLoaded(new Uint8Array(imageIds.length));
+
+    const updateOverlay = () => {
+      frame = 0;
+      const vp = getStackViewport(viewportId);
+      if (!vp || cancelled) return;
+      const index = vp.getCurrentImageIdIndex();
+      const imageId = vp.getCurrentImageId();
+      const plane = imageId ? (metaData.get('imagePlaneModule', imageId) as any) : undefined;
+      const props = vp.getProperties();
+      const wl = props.voiRange ? toWindowLevel(props.voiRange) : undefined;
+      let markers: Markers | null = null;
+      let zoom: number | undefined;
+      try {
+        const canvas = vp.canvas;
+        markers = plane?.rowCosines
+          ? markersFrom((p) => vp.canvasToWorld(p as Types.Point2), canvas.clientWidth, canvas.clientHeight)
+          : null;
+        zoom = vp.getZoom();
+      } catch {
+        markers = null;
+      }
+      const normal =
+        plane?.rowCosines && plane?.columnCosines
+          ? [
+              plane.rowCosines[1] * plane.columnCosines[2] - plane.rowCosines[2] * plane.columnCosines[1],
+              plane.rowCosines[2] * plane.columnCosines[0] - plane.rowCosines[0] * plane.columnCosines[2],
+              plane.rowCosines[0] * plane.columnCosines[1] - plane.rowCosines[1] * plane.columnCosines[0],
+            ]
+          : null;
+      const ipp = plane?.imagePositionPatient;
+      const sliceLocation =
+        plane?.sliceLocation ??
+        (normal && ipp ? ipp[0] * normal[0] + ipp[1] * normal[1] + ipp[2] * normal[2] : undefined);
+      setOverlay({
+        index,
+        count: imageIds.length,
+        location: sliceLocation,
+        thickness: plane?.sliceThickness,
+        window: wl?.window,
+        level: wl?.level,
+        zoom,
+        markers,
+      });
+    };
+    const schedule = () => {
+      if (!frame) frame = requestAnimationFrame(updateOverlay);
+    };
+    const onNewImage = (evt: Event) => {
+      const { imageIdIndex, imageId } = (evt as CustomEvent).detail;
+      moveStack(viewportId, imageIdIndex);
+      setImageError('');
+      onImageChangeRef.current(viewportId, imageId);
+      schedule();
+    };
+    const onFailed = (evt: Event) => {
+      const { imageId, error } = (evt as CustomEvent).detail ?? {};
+      if (!ids.has(imageId)) return;
+      const vp = getStackViewport(viewportId);
+      if (vp?.getCurrentImageId() !== imageId) return;
+      setImageError(t('error.imageLoad', { message: describeError(error, t) }));
+    };
+    let loadedDirty = 0;
+    const markLoaded = (evt: Event) => {
+      const imageId = (evt as CustomEvent).detail?.image?.imageId ?? (evt as CustomEvent).detail?.imageId;
+      if (!ids.has(imageId)) return;
+      if (!loadedDirty) {
+        loadedDirty = window.setTimeout(() => {
+          loadedDirty = 0;
+          if (cancelled) return;
+          setLoaded(Uint8Array.from(imageIds, (id) => (cache.isLoaded(id) ? 1 : 0)));
+        }, 100);
+      }
+    };
+    element.addEventListener(Enums.Events.STACK_NEW_IMAGE, onNewImage);
+    element.addEventListener(Enums.Events.IMAGE_RENDERED, schedule);
+    element.addEventListener(Enums.Events.VOI_MODIFIED, schedule);
+    element.addEventListener(Enums.Events.CAMERA_MODIFIED, schedule);
+    eventTarget.addEventListener(Enums.Events.IMAGE_LOAD_FAILED, onFailed);
+    eventTarget.addEventListener(Enums.Events.IMAGE_CACHE_IMAGE_ADDED, markLoaded);
+    eventTarget.addEventListener(Enums.Events.IMAGE_LOADED, markLoaded);
+
+    const start = 0;
+    viewport.setStack(imageIds, start).then(
+      () => {
+        if (cancelled) return;
+        viewport.render();
+        schedule();
+        setLoaded(Uint8Array.from(imageIds, (id) => (cache.isLoaded(id) ? 1 : 0)));
+        showStack(viewportId, displaySet.SeriesInstanceUID, imageIds, start, displaySet.frameBytes);
+      },
+      (e) => {
+        if (cancelled) return;
+        setImageError(t('error.imageLoad', { message: describeError(e, t) }));
+        showStack(viewportId, displaySet.SeriesInstanceUID, imageIds, start, displaySet.frameBytes);
+      },
+    );
+    return () => {
+      cancelled = true;
+      if (frame) cancelAnimationFrame(frame);
+      if (loadedDirty) clearTimeout(loadedDirty);
+      element.removeEventListener(Enums.Events.STACK_NEW_IMAGE, onNewImage);
+      element.removeEventListener(Enums.Events.IMAGE_RENDERED, schedule);
+      element.removeEventListener(Enums.Events.VOI_MODIFIED, schedule);
+      element.removeEventListener(Enums.Events.CAMERA_MODIFIED, schedule);
+      eventTarget.removeEventListener(Enums.Events.IMAGE_LOAD_FAILED, onFailed);
+      eventTarget.removeEventListener(Enums.Events.IMAGE_CACHE_IMAGE_ADDED, markLoaded);
+      eventTarget.removeEventListener(Enums.Events.IMAGE_LOADED, markLoaded);
+    };
+  }, [displaySet, viewportId]);
+
+  const fmt = (n: number | undefined, d: number) =>
+    n === undefined || Number.isNaN(n) ? '' : formatNumber(n, d, lang);
+  const sexKey = study && ['M', 'F', 'O'].includes(study.sex) ? (`sex.${study.sex}` as MessageKey) : null;
+  const loadedCount = loaded.reduce((a, b) => a + b, 0);
+
+  return (
+    // biome-ignore lint/a11y/noStaticElementInteractions: a drop target and focus-on-click for the image canvas, driven by mouse and keyboard shortcuts
+    <div
+      className={`viewport${active ? ' active' : ''}${dragOver ? ' drag-over' : ''}`}
+      data-viewport-id={viewportId}
+      onMouseDownCapture={onActivate}
+      onWheelCapture={active ? undefined : onActivate}
+      onDragOver={(e) => {
+        if (e.dataTransfer.types.includes(DRAG_TYPE)) {
+          e.preventDefault();
+          setDragOver(true);
+        }
+      }}
+      onDragLeave={() => setDragOver(false)}
+      onDrop={(e) => {
+        setDragOver(false);
+        const uid = e.dataTransfer.getData(DRAG_TYPE);
+        if (uid) {
+          e.preventDefault();
+          onDropSeries(uid);
+        }
+      }}
+    >
+      {/* biome-ignore lint/a11y/noStaticElementInteractions: Cornerstone's canvas host; the context menu is suppressed for right-drag zoom */}
+      <div
+        ref={elementRef}
+        className="viewport-element"
+        onContextMenu={(e) => e.preventDefault()}
+        data-testid={`viewport-${viewportId}`}
+      />
+      {content.kind === 'empty' && <div className="viewport-message">{t('viewer.emptyViewport')}</div>}
+      {content.kind === 'loading' && <div className="viewport-message">{t('viewer.loadingSeries')}</div>}
+      {content.kind === 'error' && (
+        <div className="viewport-message error" role="alert">
+          {content.message}
+        </div>
+      )}
+      {imageError && (
+        <div className="viewport-message error" role="alert">
+          {imageError}
+        </div>
+      )}
+      {dragOver && <div className="viewport-message drop">{t('viewer.dropHint')}</div>}
+      {displaySet && overlay && (
+        <div className="overlay" aria-hidden="true">
+          <div className="tl">
+            {study && (
+              <>
+                <div className="strong" translate="no">
+                  {study.patientName}
+                </div>
+                <div translate="no">{study.patientId}</div>
+                <div>
+                  {study.birthDate && formatDicomDate(study.birthDate, lang)}
+                  {sexKey ? ` ${t(sexKey)}` : ''}
+                </div>
+              </>
+            )}
+          </div>
+          <div className="tr">
+            {study && (
+              <>
+                <div translate="no">{study.institution}</div>
+                <div translate="no">{study.studyDescription}</div>
+                <div>{study.studyDate && formatDicomDate(study.studyDate, lang)}</div>
+              </>
+            )}
+            <div>
+              {displaySet.SeriesNumber !== undefined &&
+                `${t('overlay.series', { number: displaySet.SeriesNumber })} `}
+              <span translate="no">{displaySet.SeriesDescription}</span>
+            </div>
+          </div>
+          <div className="bl">
+            <div data-testid="overlay-image">
+              {t('overlay.image', { index: overlay.index + 1, count: overlay.count })}
+            </div>
+            {overlay.location !== undefined && (
+              <div>{t('overlay.location', { value: fmt(overlay.location, 1) })}</div>
+            )}
+            {overlay.thickness !== undefined && (
+              <div>{t('overlay.thickness', { value: fmt(overlay.thickness, 1) })}</div>
+            )}
+            {loadedCount < overlay.count && (
+              <div>{t('overlay.loaded', { loaded: loadedCount, count: overlay.count })}</div>
+            )}
+          </div>
+          <div className="br">
+            {overlay.window !== undefined && (
+              <div data-testid="overlay-wl">
+                {t('overlay.wl', { width: fmt(overlay.window, 0), center: fmt(overlay.level, 0) })}
+              </div>
+            )}
+            {overlay.zoom !== undefined && <div>{t('overlay.zoom', { value: fmt(overlay.zoom, 2) })}</div>}
+          </div>
+          {overlay.markers && (
+            <>
+              <div className="marker top" translate="no">
+                {overlay.markers.top}
+              </div>
+              <div className="marker bottom" translate="no">
+                {overlay.markers.bottom}
+              </div>
+              <div className="marker left" translate="no">
+                {overlay.markers.left}
+              </div>
+              <div className="marker right" translate="no">
+                {overlay.markers.right}
+              </div>
+            </>
+          )}
+        </div>
+      )}
+      {displaySet && displaySet.imageIds.length > 1 && overlay && (
+        <StackScrollbar viewportId={viewportId} index={overlay.index} loaded={loaded} />
+      )}
+    </div>
+  );
+}
+
+/** Vertical scroll bar: the thumb is the slice in view; the track shows which slices have arrived. */
+function StackScrollbar({
+  viewportId,
+  index,
+  loaded,
+}: {
+  viewportId: string;
+  index: number;
+  loaded: Uint8Array;
+}) {
+  const canvasRef = useRef<HTMLCanvasElement>(null);
+  const count = loaded.length;
+  useEffect(() => {
+    const c = canvasRef.current;
+    if (!c) return;
+    c.width = 1;
+    c.height = Math.max(1, count);
+    const ctx = c.getContext('2d')!;
+    const img = ctx.createImageData(1, Math.max(1, count));
+    for (let i = 0; i < count; i++) {
+      const on = loaded[i] === 1;
+      img.data.set(on ? [70, 130, 180, 255] : [60, 60, 60, 255], i * 4);
+    }
+    ctx.putImageData(img, 0, 0);
+  }, [loaded, count]);
+  const jump = (e: React.PointerEvent<HTMLDivElement>) => {
+    const rect = e.currentTarget.getBoundingClientRect();
+    const i = Math.round(((e.clientY - rect.top) / rect.height) * (count - 1));
+    const vp = getStackViewport(viewportId);
+    if (vp) void vp.setImageIdIndex(Math.max(0, Math.min(count - 1, i)));
+  };
+  return (
+    <div
+      className="scrollbar"
+      role="slider"
+      aria-orientation="vertical"
+      aria-valuemin={1}
+      aria-valuemax={count}
+      aria-valuenow={index + 1}
+      tabIndex={-1}
+      data-testid={`scrollbar-${viewportId}`}
+      onPointerDown={(e) => {
+        e.stopPropagation();
+        e.currentTarget.setPointerCapture(e.pointerId);
+        jump(e);
+      }}
+      onPointerMove={(e) => {
+        if (e.buttons & 1) jump(e);
+      }}
+    >
+      <canvas ref={canvasRef} className="scrollbar-track" />
+      <div className="scrollbar-thumb" style={{ top: `${(index / Math.max(1, count - 1)) * 100}%` }} />
+    </div>
+  );
+}

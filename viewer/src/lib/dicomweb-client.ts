@@ -1,0 +1,138 @@
+/**
+ * A thin typed DICOMweb data source. Names follow PS3.18 transactions. This is the only module that
+ * knows server URLs (the DICOMweb root and the server's demo endpoint).
+ */
+import { env } from '../config/env';
+import { type DicomJson, Tag } from './dicom-json';
+
+export class DicomwebError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly url: string,
+  ) {
+    super(message);
+    this.name = 'DicomwebError';
+  }
+}
+
+export interface StudySearch {
+  PatientName?: string;
+  PatientID?: string;
+  AccessionNumber?: string;
+  /** DICOM range, e.g. '20240101-20240131', '20240101-', '-20240131' or one date. */
+  StudyDate?: string;
+  ModalitiesInStudy?: string;
+  StudyInstanceUID?: string;
+  limit?: number;
+  offset?: number;
+}
+
+const STUDY_FIELDS = [
+  Tag.StudyDescription,
+  Tag.PatientBirthDate,
+  Tag.PatientSex,
+  Tag.ModalitiesInStudy,
+  Tag.NumberOfStudyRelatedSeries,
+  Tag.NumberOfStudyRelatedInstances,
+  Tag.InstitutionName,
+];
+const SERIES_FIELDS = [
+  Tag.SeriesDescription,
+  Tag.SeriesNumber,
+  Tag.Modality,
+  Tag.NumberOfSeriesRelatedInstances,
+  Tag.SeriesDate,
+];
+
+async function getJson<T>(url: string, signal?: AbortSignal): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(url, { headers: { Accept: 'application/dicom+json' }, signal });
+  } catch (e) {
+    if ((e as Error).name === 'AbortError') throw e;
+    throw new DicomwebError(0, (e as Error).message, url);
+  }
+  if (res.status === 204) return [] as T;
+  if (!res.ok) {
+    let message = res.statusText;
+    try {
+      const body = await res.text();
+      if (body) message = body.slice(0, 300);
+    } catch {
+      /* keep statusText */
+    }
+    throw new DicomwebError(res.status, message, url);
+  }
+  const text = await res.text();
+  return (text ? JSON.parse(text) : []) as T;
+}
+
+/** Turns what a user typed into a QIDO PatientName value: words in order, each a prefix. */
+export function patientNameQuery(typed: string): string {
+  const t = typed.normalize('NFC').trim();
+  if (!t) return '';
+  if (/[*?]/.test(t)) return t;
+  return `${t
+    .split(/[\s^,]+/)
+    .filter(Boolean)
+    .join('*')}*`;
+}
+
+function wildcardIfPartial(value: string): string {
+  return value.trim();
+}
+
+/** QIDO-RS: search for studies. */
+export async function searchForStudies(q: StudySearch, signal?: AbortSignal): Promise<DicomJson[]> {
+  const p = new URLSearchParams();
+  if (q.PatientName) {
+    p.set('PatientName', patientNameQuery(q.PatientName));
+    p.set('fuzzymatching', 'true');
+  }
+  if (q.PatientID) p.set('PatientID', wildcardIfPartial(q.PatientID));
+  if (q.AccessionNumber) p.set('AccessionNumber', wildcardIfPartial(q.AccessionNumber));
+  if (q.StudyDate) p.set('StudyDate', q.StudyDate);
+  if (q.ModalitiesInStudy) p.set('ModalitiesInStudy', q.ModalitiesInStudy);
+  if (q.StudyInstanceUID) p.set('StudyInstanceUID', q.StudyInstanceUID);
+  for (const f of STUDY_FIELDS) p.append('includefield', f);
+  if (q.limit !== undefined) p.set('limit', String(q.limit));
+  if (q.offset) p.set('offset', String(q.offset));
+  return getJson<DicomJson[]>(`${env.dicomwebRoot}/studies?${p}`, signal);
+}
+
+/** QIDO-RS: search for series of a study. */
+export async function searchForSeries(studyUID: string, signal?: AbortSignal): Promise<DicomJson[]> {
+  const p = new URLSearchParams();
+  for (const f of SERIES_FIELDS) p.append('includefield', f);
+  return getJson<DicomJson[]>(`${env.dicomwebRoot}/studies/${studyUID}/series?${p}`, signal);
+}
+
+/** WADO-RS: every instance's metadata of one series, in one request. */
+export async function retrieveSeriesMetadata(
+  studyUID: string,
+  seriesUID: string,
+  signal?: AbortSignal,
+): Promise<DicomJson[]> {
+  return getJson<DicomJson[]>(`${env.dicomwebRoot}/studies/${studyUID}/series/${seriesUID}/metadata`, signal);
+}
+
+/** URL of WADO-RS RetrieveInstanceFrames for one frame (1-based). */
+export function instanceFramesUrl(
+  studyUID: string,
+  seriesUID: string,
+  sopUID: string,
+  frame: number,
+): string {
+  return `${env.dicomwebRoot}/studies/${studyUID}/series/${seriesUID}/instances/${sopUID}/frames/${frame}`;
+}
+
+/** The server's demo loader (not DICOMweb): generates and stores the demo study. */
+export async function loadDemoStudy(): Promise<string> {
+  const url = `${env.apiRoot}/demo`;
+  const res = await fetch(url, { method: 'POST' });
+  if (!res.ok) throw new DicomwebError(res.status, (await res.text()).slice(0, 300) || res.statusText, url);
+  const body = (await res.json()) as { StudyInstanceUID?: string };
+  if (!body.StudyInstanceUID) throw new DicomwebError(res.status, 'no StudyInstanceUID in reply', url);
+  return body.StudyInstanceUID;
+}

@@ -1,0 +1,54 @@
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+import react from '@vitejs/plugin-react';
+import { defineConfig, type Plugin } from 'vite';
+
+const pacsUrl = process.env.PACS_URL ?? 'http://127.0.0.1:8080';
+const proxy = Object.fromEntries(
+  ['/dicomweb', '/api', '/healthz'].map((p) => [p, { target: pacsUrl, changeOrigin: true }]),
+);
+
+/** Writes a .gz next to every compressible asset so the server can send it precompressed to slow links. */
+function precompress(): Plugin {
+  return {
+    name: 'pacs-precompress',
+    apply: 'build',
+    generateBundle(_options, bundle) {
+      for (const [fileName, item] of Object.entries(bundle)) {
+        if (!/\.(js|css|html|wasm|json|svg)$/.test(fileName)) continue;
+        const source = item.type === 'chunk' ? item.code : item.source;
+        const bytes = typeof source === 'string' ? Buffer.from(source) : Buffer.from(source);
+        if (bytes.length < 1024) continue;
+        this.emitFile({ type: 'asset', fileName: `${fileName}.gz`, source: gzipSync(bytes, { level: 9 }) });
+      }
+    },
+  };
+}
+
+export default defineConfig({
+  root: fileURLToPath(new URL('.', import.meta.url)),
+  base: '/',
+  plugins: [react(), precompress()],
+  build: {
+    outDir: 'dist',
+    emptyOutDir: true,
+    chunkSizeWarningLimit: 5000,
+  },
+  server: { proxy },
+  preview: { proxy },
+  optimizeDeps: {
+    exclude: ['@cornerstonejs/dicom-image-loader'],
+    include: [
+      'dicom-parser',
+      '@cornerstonejs/metadata',
+      'comlink',
+      'pako',
+      '@cornerstonejs/codec-libjpeg-turbo-8bit/decodewasmjs',
+      '@cornerstonejs/codec-charls/decodewasmjs',
+      '@cornerstonejs/codec-openjpeg/decodewasmjs',
+      '@cornerstonejs/codec-openjph/wasmjs',
+      '@cornerstonejs/codec-libjxl/decodewasmjs',
+    ],
+  },
+  worker: { format: 'es' },
+});
