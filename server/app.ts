@@ -4,6 +4,7 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import compression from 'compression';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import { DicomwebError } from '../dicomweb/status';
 import type { Storage } from '../storage/open';
@@ -24,6 +25,15 @@ export function createApp(config: Config, storage: Storage, log: Logger): expres
   const { index } = storage;
 
   app.use(accessLog(log));
+  // QIDO and metadata JSON shrink 5-10x with gzip, which matters on a weak link. Pixel data
+  // (multipart, octet-stream) is left alone: compressing it is the transfer syntax's job.
+  app.use(
+    compression({
+      filter: (req, res) =>
+        /json|text|javascript|html|css|svg/.test(String(res.getHeader('Content-Type') ?? '')) &&
+        compression.filter(req, res),
+    }),
+  );
 
   const S = `${DICOMWEB_ROOT}/studies/:study`;
   const SE = `${S}/series/:series`;
@@ -83,12 +93,31 @@ function serveViewer(app: express.Express, dir: string) {
     });
     return;
   }
+  app.use(precompressed(dir));
   app.use(express.static(dir, { index: 'index.html', maxAge: '1h', setHeaders: noCacheForHtml }));
   // Single-page app: /viewer/{study}, /?PatientName=... are all index.html.
   app.get('/*rest', (_req, res) => {
     res.setHeader('Cache-Control', 'no-cache');
     res.sendFile(path.join(dir, 'index.html'));
   });
+}
+
+/**
+ * The viewer build writes a .gz beside each large asset: send it to browsers that accept gzip (the
+ * 3.7 MB image library is 1 MB gzipped). Asset names carry a content hash, so they are cached for good.
+ */
+function precompressed(dir: string) {
+  return (req: Request, res: Response, next: NextFunction) => {
+    if (req.method !== 'GET' || !req.path.startsWith('/assets/') || req.path.includes('..')) return next();
+    if (!/\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''))) return next();
+    const file = path.join(dir, req.path);
+    if (!existsSync(`${file}.gz`)) return next();
+    res.setHeader('Content-Encoding', 'gzip');
+    res.setHeader('Vary', 'Accept-Encoding');
+    res.setHeader('Cache-Control', 'public, max-age=31536000, immutable');
+    res.type(path.extname(file));
+    res.sendFile(`${file}.gz`);
+  };
 }
 
 function noCacheForHtml(res: Response, file: string) {

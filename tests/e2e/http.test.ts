@@ -1,0 +1,77 @@
+/** What a browser on a weak link and an operator see over HTTP: readiness, compression, the viewer's routes. */
+import { existsSync, readdirSync } from 'node:fs';
+import { request } from 'node:http';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { REPO, startServer, type TestServer } from '../helpers/server';
+
+/** A raw GET (fetch would decompress and hide Content-Encoding). */
+function rawGet(url: string, headers: Record<string, string>) {
+  return new Promise<{
+    status: number;
+    headers: Record<string, string | string[] | undefined>;
+    bytes: number;
+  }>((resolve, reject) => {
+    request(url, { headers }, (res) => {
+      let bytes = 0;
+      res.on('data', (c: Buffer) => {
+        bytes += c.length;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, bytes }));
+    })
+      .on('error', reject)
+      .end();
+  });
+}
+
+describe('HTTP behaviour', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startServer();
+    await fetch(`${server.baseUrl}/api/demo`, { method: 'POST' });
+  });
+  afterAll(async () => server?.close());
+
+  it('answers /healthz when ready', async () => {
+    const r = await fetch(`${server.baseUrl}/healthz`);
+    expect(r.status).toBe(200);
+    expect(await r.json()).toEqual({ status: 'ok' });
+  });
+
+  it('gzips QIDO and metadata JSON for clients that accept it, but not pixel data', async () => {
+    const plain = await rawGet(`${server.dicomweb}/instances?limit=50`, {});
+    const gz = await rawGet(`${server.dicomweb}/instances?limit=50`, { 'Accept-Encoding': 'gzip' });
+    expect(plain.bytes, 'uncompressed size').toBeGreaterThan(1024);
+    expect(gz.headers['content-encoding']).toBe('gzip');
+    expect(plain.headers['content-encoding']).toBeUndefined();
+    expect(gz.bytes).toBeLessThan(plain.bytes);
+    const [study] = (await (await fetch(`${server.dicomweb}/studies`)).json()) as Record<
+      string,
+      { Value: string[] }
+    >[];
+    const uid = study['0020000D'].Value[0];
+    const md = await rawGet(`${server.dicomweb}/studies/${uid}/metadata`, { 'Accept-Encoding': 'gzip' });
+    expect(md.headers['content-encoding']).toBe('gzip');
+    const inst = await rawGet(`${server.dicomweb}/studies/${uid}`, { 'Accept-Encoding': 'gzip' });
+    expect(inst.headers['content-encoding']).toBeUndefined();
+  });
+
+  it('serves the viewer for its own routes, precompressed assets, and 404s in words for unknown API paths', async () => {
+    const page = await fetch(`${server.baseUrl}/viewer/1.2.3.4`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toMatch(/text\/html/);
+    const assets = path.join(REPO, 'viewer/dist/assets');
+    const gz = existsSync(assets) ? readdirSync(assets).find((f) => f.endsWith('.js.gz')) : undefined;
+    if (gz) {
+      const r = await rawGet(`${server.baseUrl}/assets/${gz.slice(0, -3)}`, {
+        'Accept-Encoding': 'gzip, br',
+      });
+      expect(r.status).toBe(200);
+      expect(r.headers['content-encoding']).toBe('gzip');
+      expect(r.headers['content-type']).toMatch(/javascript/);
+    }
+    const missing = await fetch(`${server.dicomweb}/nothing/here`);
+    expect(missing.status).toBe(404);
+    expect(((await missing.json()) as { message: string }).message).toMatch(/no DICOMweb resource/);
+  });
+});
