@@ -2,6 +2,7 @@
  * The one configuration module: the only reader of process.env. Every variable is validated at
  * start-up and all problems are reported together (bulletproof-react's env schema idea).
  */
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 
 export type DuplicatePolicy = 'reject' | 'overwrite';
@@ -24,6 +25,8 @@ export interface Config {
   /** Built viewer served at / (absent folder: a short notice instead). */
   viewerDir: string;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** Server processes sharing the port (1: a single process). */
+  workers: number;
 }
 
 /** Variable, default and meaning; the README's configuration table is this list. */
@@ -47,6 +50,10 @@ export const VARIABLES = {
   PACS_QIDO_MAX_RESULTS: ['1000', 'Largest and default QIDO-RS limit.'],
   PACS_VIEWER_DIR: ['viewer/dist', 'Built viewer served at /.'],
   LOG_LEVEL: ['info', 'debug, info, warn or error (JSON lines on stdout).'],
+  PACS_WORKERS: [
+    'auto',
+    'Server processes sharing the port: a number, or auto (one per CPU core, at most 4).',
+  ],
 } as const satisfies Record<string, readonly [string, string]>;
 
 export class ConfigError extends Error {}
@@ -89,6 +96,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     qidoMaxResults: int('PACS_QIDO_MAX_RESULTS', 1, 1_000_000),
     viewerDir: path.resolve(get('PACS_VIEWER_DIR')),
     logLevel: oneOf('LOG_LEVEL', ['debug', 'info', 'warn', 'error'] as const),
+    workers:
+      get('PACS_WORKERS') === 'auto' ? Math.min(4, availableParallelism()) : int('PACS_WORKERS', 1, 64),
   };
   if (errors.length > 0) throw new ConfigError(`invalid configuration:\n  ${errors.join('\n  ')}`);
   return config;

@@ -1,4 +1,5 @@
 /** Entry point: load the configuration, open storage, listen. `npm start` runs this. */
+import cluster from 'node:cluster';
 import type { Server } from 'node:http';
 import { openStorage, type Storage } from '../storage/open';
 import { createApp } from './app';
@@ -54,7 +55,14 @@ async function main() {
     throw err;
   }
   const log = createLogger(config.logLevel);
-  const running = await startServer(config, log);
+  if (config.workers > 1 && cluster.isPrimary) {
+    await runPrimary(config, log);
+    return;
+  }
+  const running = await startServer(
+    config,
+    cluster.isWorker ? log.child({ worker: cluster.worker?.id }) : log,
+  );
   const stop = async (signal: string) => {
     log.info('shutting down', { signal });
     await running.close();
@@ -62,6 +70,37 @@ async function main() {
   };
   process.once('SIGINT', () => void stop('SIGINT'));
   process.once('SIGTERM', () => void stop('SIGTERM'));
+}
+
+/**
+ * Several processes on one port (PACS_WORKERS), so every core serves requests. They share nothing but
+ * the data folder: the blob store and the SQLite index (WAL, one writer at a time) are safe to share.
+ * The primary prepares the storage once (migrations), then starts the workers and replaces any that die.
+ */
+async function runPrimary(config: Config, log: Logger): Promise<void> {
+  const storage = await openStorage({ dataDir: config.dataDir });
+  await storage.close();
+  let stopping = false;
+  const fork = () => cluster.fork();
+  for (let i = 0; i < config.workers; i++) fork();
+  cluster.on('exit', (worker, code, signal) => {
+    if (stopping) return;
+    log.error('worker exited; starting another', { worker: worker.id, code, signal });
+    setTimeout(fork, 500);
+  });
+  log.info('started workers', { workers: config.workers, url: `http://${config.host}:${config.port}` });
+  const stop = (signal: NodeJS.Signals) => {
+    stopping = true;
+    log.info('shutting down', { signal });
+    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill(signal);
+    const exit = () => process.exit(0);
+    if (Object.keys(cluster.workers ?? {}).length === 0) exit();
+    cluster.on('exit', () => {
+      if (Object.keys(cluster.workers ?? {}).length === 0) exit();
+    });
+  };
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => stop('SIGTERM'));
 }
 
 if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('server/main.ts')) {
