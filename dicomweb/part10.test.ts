@@ -1,11 +1,10 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { deflateRaw } from 'pako';
 import { describe, expect, it } from 'vitest';
 import { findElement, Part10Error, Part10Scanner, type ScanResult, scanPart10 } from './part10';
 
-const SAMPLES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../shared/dicom-samples');
+import { SAMPLES } from '../tests/samples';
 const haveSamples = existsSync(SAMPLES);
 
 function listSamples(dir = SAMPLES, rel = ''): string[] {
@@ -345,7 +344,7 @@ describe('Part10Scanner: synthetic data sets', () => {
 });
 
 describe.skipIf(!haveSamples)(
-  'Part10Scanner: real samples (skipped: /work/shared/dicom-samples absent)',
+  'Part10Scanner: real samples (skipped: DICOM samples absent, see tests/samples.ts)',
   () => {
     const files = haveSamples ? listSamples() : [];
 

@@ -2,20 +2,15 @@
  * Starts the real archive (in this process, on a free port, with its own temporary data folder) for
  * tests that cross modules, and small helpers to load the sample DICOM files into it.
  */
-import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../../server/config';
 import { silentLogger } from '../../server/log';
 import { startServer as start } from '../../server/main';
+import { REPO, SAMPLES } from '../samples';
 
-export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-/** Real DICOM data shared by the team, outside the repository. */
-export const SAMPLES = path.resolve(REPO, '../shared/dicom-samples');
-export const samplesPresent = existsSync(path.join(SAMPLES, 'MANIFEST.tsv'));
-export const SAMPLES_MISSING = `DICOM samples not found at ${SAMPLES}: tests that need real data are skipped`;
+export { REPO, SAMPLES, SAMPLES_MISSING, samplesPresent } from '../samples';
 
 export interface TestServer {
   baseUrl: string;
