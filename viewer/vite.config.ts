@@ -1,3 +1,5 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import react from '@vitejs/plugin-react';
@@ -8,18 +10,22 @@ const proxy = Object.fromEntries(
   ['/dicomweb', '/api', '/healthz'].map((p) => [p, { target: pacsUrl, changeOrigin: true }]),
 );
 
-/** Writes a .gz next to every compressible asset so the server can send it precompressed to slow links. */
+/**
+ * Writes a .gz next to every compressible asset so the server can send it precompressed to slow links.
+ * Done on the files as written (writeBundle), after every other plugin has finished the code: compressing
+ * in generateBundle would capture chunks before Vite's own final rewrites (its preload helper).
+ */
 function precompress(): Plugin {
   return {
     name: 'pacs-precompress',
     apply: 'build',
-    generateBundle(_options, bundle) {
-      for (const [fileName, item] of Object.entries(bundle)) {
+    async writeBundle(options, bundle) {
+      const dir = options.dir ?? 'dist';
+      for (const fileName of Object.keys(bundle)) {
         if (!/\.(js|css|html|wasm|json|svg)$/.test(fileName)) continue;
-        const source = item.type === 'chunk' ? item.code : item.source;
-        const bytes = typeof source === 'string' ? Buffer.from(source) : Buffer.from(source);
+        const bytes = await readFile(path.join(dir, fileName));
         if (bytes.length < 1024) continue;
-        this.emitFile({ type: 'asset', fileName: `${fileName}.gz`, source: gzipSync(bytes, { level: 9 }) });
+        await writeFile(path.join(dir, `${fileName}.gz`), gzipSync(bytes, { level: 9 }));
       }
     },
   };
