@@ -64,6 +64,9 @@ function migrate(db: Db): void {
   }).immediate();
 }
 
+const GROUP_COMMIT_MS = 2;
+const GROUP_COMMIT_MAX = 32;
+
 class SqliteIndex implements Index {
   private readonly db: Db;
   private readonly s: ReturnType<typeof prepare>;
@@ -90,7 +93,10 @@ class SqliteIndex implements Index {
     const rows = rowsFor(rec, JSON.stringify(rec.metadata));
     return new Promise<PutOutcome>((resolve, reject) => {
       this.pending.push({ rec, rows, overwrite: opts.overwrite, resolve, reject });
-      if (this.pending.length === 1) setImmediate(() => this.flush());
+      // A group closes when it is large, or shortly after its first put: a few milliseconds of latency
+      // buy one WAL sync for many instances when several requests are storing at once.
+      if (this.pending.length === 1) this.timer = setTimeout(() => this.flush(), GROUP_COMMIT_MS);
+      else if (this.pending.length >= GROUP_COMMIT_MAX) this.flush();
     });
   }
 
@@ -102,7 +108,10 @@ class SqliteIndex implements Index {
     reject: (e: unknown) => void;
   }[] = [];
 
+  private timer: ReturnType<typeof setTimeout> | undefined;
+
   private flush(): void {
+    clearTimeout(this.timer);
     const batch = this.pending;
     this.pending = [];
     if (batch.length === 0) return;

@@ -30,30 +30,54 @@ export function rssSupported(pid: number): boolean {
   }
 }
 
-/** Measures the server's memory while `op` runs. */
+/** The process and all its descendants (a server with worker processes). */
+export function processTree(pid: number): number[] {
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) {
+    try {
+      const children = readFileSync(`/proc/${out[i]}/task/${out[i]}/children`, 'utf8').trim();
+      if (children) out.push(...children.split(/\s+/).map(Number));
+    } catch {
+      // gone, or not Linux
+    }
+  }
+  return out;
+}
+
+/**
+ * Measures the server's memory while `op` runs: every process of its tree (a primary and its workers)
+ * is sampled, and the increase is the sum of each process's peak minus its baseline.
+ */
 export async function measureRss<T>(
   pid: number,
   op: () => Promise<T>,
   intervalMs = 50,
 ): Promise<{ result: T; rss: RssReport }> {
-  let hwmReset = false;
-  try {
-    writeFileSync(`/proc/${pid}/clear_refs`, '5');
-    hwmReset = true;
-  } catch {
-    hwmReset = false;
+  const pids = processTree(pid);
+  let hwmReset = true;
+  for (const p of pids) {
+    try {
+      writeFileSync(`/proc/${p}/clear_refs`, '5');
+    } catch {
+      hwmReset = false;
+    }
   }
-  const baselineKB = readStatusKB(pid, 'VmRSS');
-  let peakKB = baselineKB;
+  const read = (p: number, field: 'VmRSS' | 'VmHWM') => {
+    try {
+      return readStatusKB(p, field);
+    } catch {
+      return Number.NaN; // process gone
+    }
+  };
+  const baseline = pids.map((p) => read(p, 'VmRSS'));
+  const peak = [...baseline];
   let samples = 0;
   const sample = () => {
-    try {
-      const v = readStatusKB(pid, 'VmRSS');
-      samples++;
-      if (v > peakKB) peakKB = v;
-    } catch {
-      // process gone
-    }
+    samples++;
+    pids.forEach((p, i) => {
+      const v = read(p, 'VmRSS');
+      if (v > peak[i]) peak[i] = v;
+    });
   };
   const timer = setInterval(sample, intervalMs);
   let result: T;
@@ -64,20 +88,21 @@ export async function measureRss<T>(
   }
   sample();
   if (hwmReset) {
-    try {
-      const hwm = readStatusKB(pid, 'VmHWM');
-      if (hwm > peakKB) peakKB = hwm;
-    } catch {
-      // ignore
-    }
+    pids.forEach((p, i) => {
+      const hwm = read(p, 'VmHWM');
+      if (hwm > peak[i]) peak[i] = hwm;
+    });
   }
+  const sum = (xs: number[]) => xs.reduce((a, b) => a + (Number.isFinite(b) ? b : 0), 0);
+  const baselineKB = sum(baseline);
+  const increaseKB = sum(peak.map((v, i) => v - baseline[i]));
   const mb = (kb: number) => Math.round((kb / 1024) * 10) / 10;
   return {
     result,
     rss: {
       baselineMB: mb(baselineKB),
-      peakMB: mb(peakKB),
-      increaseMB: mb(peakKB - baselineKB),
+      peakMB: mb(baselineKB + increaseKB),
+      increaseMB: mb(increaseKB),
       samples,
       hwmReset,
     },
