@@ -79,4 +79,40 @@ describe('HTTP behaviour', () => {
     expect(missing.status).toBe(404);
     expect(((await missing.json()) as { message: string }).message).toMatch(/no DICOMweb resource/);
   });
+
+  it('answers 406 with the reason for media types it cannot produce', async () => {
+    const [study] = (await (await fetch(`${server.dicomweb}/studies`)).json()) as Record<
+      string,
+      { Value: string[] }
+    >[];
+    const uid = study['0020000D'].Value[0];
+    for (const [url, accept] of [
+      [`${server.dicomweb}/studies/${uid}/metadata`, 'application/dicom+xml'],
+      [`${server.dicomweb}/studies/${uid}`, 'image/png'],
+      [`${server.dicomweb}/studies`, 'text/html'],
+    ]) {
+      const r = await fetch(url, { headers: { Accept: accept } });
+      expect(r.status, accept).toBe(406);
+      expect(((await r.json()) as { message: string }).message, accept).toMatch(
+        /available as|cannot produce/,
+      );
+    }
+  });
+
+  it('DELETE of a study removes it from the index and the blob store', async () => {
+    const [study] = (await (await fetch(`${server.dicomweb}/studies`)).json()) as Record<
+      string,
+      { Value: string[] }
+    >[];
+    const uid = study['0020000D'].Value[0];
+    expect((await fetch(`${server.dicomweb}/studies/${uid}`, { method: 'DELETE' })).status).toBe(204);
+    expect(await (await fetch(`${server.dicomweb}/studies`)).json()).toEqual([]);
+    expect((await fetch(`${server.dicomweb}/studies/${uid}/metadata`)).status).toBe(404);
+    expect((await fetch(`${server.dicomweb}/studies/${uid}`, { method: 'DELETE' })).status).toBe(404);
+    const files = readdirSync(path.join(server.dataDir, 'blobs'), {
+      recursive: true,
+      withFileTypes: true,
+    }).filter((e) => e.isFile());
+    expect(files).toEqual([]);
+  });
 });
