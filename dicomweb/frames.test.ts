@@ -1,7 +1,6 @@
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import path from 'node:path';
 import dicomParser from 'dicom-parser';
 import { describe, expect, it } from 'vitest';
+import { concat } from './bytes';
 import { type Span, toDicomJson } from './dicom-json';
 import {
   frameSpans,
@@ -12,22 +11,8 @@ import {
   swapToLittleEndian,
 } from './frames';
 import { findElement, type ScanResult, scanPart10 } from './part10';
+import { readSample, sampleFiles, samplesPresent } from '../tests/samples';
 
-import { SAMPLES } from '../tests/samples';
-const haveSamples = existsSync(SAMPLES);
-
-function listSamples(dir = SAMPLES, rel = ''): string[] {
-  const out: string[] = [];
-  for (const name of readdirSync(dir).sort()) {
-    const r = rel ? `${rel}/${name}` : name;
-    if (r === 'LICENSES' || name.endsWith('.md') || name.endsWith('.tsv')) continue;
-    const full = path.join(dir, name);
-    if (statSync(full).isDirectory()) out.push(...listSamples(full, r));
-    else out.push(r);
-  }
-  return out;
-}
-const read = (rel: string) => new Uint8Array(readFileSync(path.join(SAMPLES, rel)));
 const OPTS = { defaultCharset: 'windows-1258', bulkDataUri: (p: string) => p };
 
 function analyse(bytes: Uint8Array) {
@@ -41,15 +26,6 @@ const frameBytes = (bytes: Uint8Array, frame: Span[]) =>
 function same(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
   if (!a || !b || a.length !== b.length) return false;
   return Buffer.from(a.buffer, a.byteOffset, a.length).equals(Buffer.from(b.buffer, b.byteOffset, b.length));
-}
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
 }
 
 const NATIVE = new Set(['1.2.840.10008.1.2', '1.2.840.10008.1.2.1', '1.2.840.10008.1.2.2']);
@@ -73,13 +49,13 @@ function validFrameStart(ts: string, f: Uint8Array): boolean {
   return f[0] === 0xff && f[1] === 0xd8; // JPEG / JPEG-LS SOI
 }
 
-describe.skipIf(!haveSamples)(
+describe.skipIf(!samplesPresent)(
   'frames on real samples (skipped: DICOM samples absent, see tests/samples.ts)',
   () => {
-    const files = haveSamples ? listSamples().filter((f) => !f.startsWith('malformed/')) : [];
+    const files = sampleFiles().filter((f) => !f.startsWith('malformed/'));
     const scanned = files.flatMap((f) => {
       try {
-        const bytes = read(f);
+        const bytes = readSample(f);
         return [{ f, bytes, ...analyse(bytes) }];
       } catch {
         return []; // the two bare data sets without meta information (see part10.test.ts)
@@ -112,13 +88,13 @@ describe.skipIf(!haveSamples)(
         ],
       ];
       for (const [beFile, leFile] of pairs) {
-        const be = analyse(read(beFile));
-        const le = analyse(read(leFile));
-        const beFrame = frameBytes(read(beFile), be.spans![0]);
-        const leFrame = frameBytes(read(leFile), le.spans![0]);
+        const be = analyse(readSample(beFile));
+        const le = analyse(readSample(leFile));
+        const beFrame = frameBytes(readSample(beFile), be.spans![0]);
+        const leFrame = frameBytes(readSample(leFile), le.spans![0]);
         expect(same(beFrame, leFrame)).toBe(false);
         expect(same(swapToLittleEndian(beFrame, 16), leFrame)).toBe(true);
-        expect(same(readObjectInMemory(read(beFile)).frames()[0], leFrame)).toBe(true);
+        expect(same(readObjectInMemory(readSample(beFile)).frames()[0], leFrame)).toBe(true);
       }
     });
 
@@ -152,13 +128,13 @@ describe.skipIf(!haveSamples)(
 
     it('deflated: not addressable, decoded in memory to the same pixels as the little endian original', () => {
       const ct = 'transfer-syntaxes/cornerstone-CTImage/CTImage.dcm_';
-      const deflatedBytes = read(
+      const deflatedBytes = readSample(
         `${ct}DeflatedExplicitVRLittleEndianTransferSyntax_1.2.840.10008.1.2.1.99.dcm`,
       );
       const deflated = analyse(deflatedBytes);
       expect(deflated.scan.transferSyntaxUID).toBe(DEFLATED);
       expect(deflated.spans).toBeNull();
-      const leBytes = read(`${ct}LittleEndianExplicitTransferSyntax_1.2.840.10008.1.2.1.dcm`);
+      const leBytes = readSample(`${ct}LittleEndianExplicitTransferSyntax_1.2.840.10008.1.2.1.dcm`);
       const le = analyse(leBytes);
       const obj = readObjectInMemory(deflatedBytes);
       const frames = obj.frames();
@@ -166,7 +142,7 @@ describe.skipIf(!haveSamples)(
       expect(same(frames[0], frameBytes(leBytes, le.spans![0]))).toBe(true);
       const [o, n] = le.spans![0][0];
       expect(same(obj.bulk('7FE00010'), leBytes.subarray(o, o + n))).toBe(true);
-      const dfl = readObjectInMemory(read('transfer-syntaxes/image_dfl.dcm')).frames();
+      const dfl = readObjectInMemory(readSample('transfer-syntaxes/image_dfl.dcm')).frames();
       expect(dfl.length).toBe(1);
       expect(dfl[0].length).toBe(512 * 512);
     });

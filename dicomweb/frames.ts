@@ -17,6 +17,7 @@
  * Little Endian); for Explicit VR Big Endian files swapToLittleEndian() converts each frame.
  */
 import { inflateRaw } from 'pako';
+import { concat } from './bytes';
 import { type DicomJsonDataset, type Span, swapped, toDicomJson } from './dicom-json';
 import { findElement, type ScannedElement, type ScanResult, scanPart10 } from './part10';
 
@@ -274,17 +275,6 @@ function unpackBitFrames(value: Uint8Array, g: PixelGeometry): Uint8Array[] {
       }
     }
     out.push(frame);
-  }
-  return out;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
   }
   return out;
 }

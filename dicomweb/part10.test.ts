@@ -1,24 +1,8 @@
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import path from 'node:path';
 import { deflateRaw } from 'pako';
 import { describe, expect, it } from 'vitest';
+import { concat } from './bytes';
 import { findElement, Part10Error, Part10Scanner, type ScanResult, scanPart10 } from './part10';
-
-import { SAMPLES } from '../tests/samples';
-const haveSamples = existsSync(SAMPLES);
-
-function listSamples(dir = SAMPLES, rel = ''): string[] {
-  const out: string[] = [];
-  for (const name of readdirSync(dir).sort()) {
-    const r = rel ? `${rel}/${name}` : name;
-    if (r === 'LICENSES' || name.endsWith('.md') || name.endsWith('.tsv')) continue;
-    const full = path.join(dir, name);
-    if (statSync(full).isDirectory()) out.push(...listSamples(full, r));
-    else out.push(r);
-  }
-  return out;
-}
-const read = (rel: string) => new Uint8Array(readFileSync(path.join(SAMPLES, rel)));
+import { readSample, sampleFiles, samplesPresent } from '../tests/samples';
 
 /** Deterministic PRNG (mulberry32) so failures reproduce. */
 function rng(seed: number) {
@@ -56,15 +40,7 @@ function outcome(fn: () => unknown): string {
 // Tiny Part 10 writer for synthetic cases.
 
 const enc = (s: string) => new TextEncoder().encode(s);
-function cat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
+const cat = (...parts: Uint8Array[]) => concat(parts);
 function u16(v: number, big = false) {
   const b = new Uint8Array(2);
   new DataView(b.buffer).setUint16(0, v, !big);
@@ -343,10 +319,10 @@ describe('Part10Scanner: synthetic data sets', () => {
   });
 });
 
-describe.skipIf(!haveSamples)(
+describe.skipIf(!samplesPresent)(
   'Part10Scanner: real samples (skipped: DICOM samples absent, see tests/samples.ts)',
   () => {
-    const files = haveSamples ? listSamples() : [];
+    const files = sampleFiles();
 
     /** Expected outcome per malformed/ sample (everything else must scan, except the two raw data sets below). */
     const EXPECTED: Record<string, string> = {
@@ -374,7 +350,7 @@ describe.skipIf(!haveSamples)(
 
     it('scans every sample or fails with the expected Part10Error code', () => {
       const got: Record<string, string> = {};
-      for (const f of files) got[f] = outcome(() => scanPart10(read(f)));
+      for (const f of files) got[f] = outcome(() => scanPart10(readSample(f)));
       for (const f of files) expect([f, got[f]]).toEqual([f, EXPECTED[f] ?? 'ok']);
     });
 
@@ -382,7 +358,7 @@ describe.skipIf(!haveSamples)(
       let n = 0;
       for (const f of files) {
         if ((EXPECTED[f] ?? 'ok') !== 'ok') continue;
-        const bytes = read(f);
+        const bytes = readSample(f);
         const whole = scanPart10(bytes);
         const rand = rng(n++);
         expect(scanInChunks(bytes, () => 1 + Math.floor(rand() * 9000))).toEqual(whole);
@@ -396,14 +372,14 @@ describe.skipIf(!haveSamples)(
         'transfer-syntaxes/cornerstone-CTImage/CTImage.dcm_BigEndianExplicitTransferSyntax_1.2.840.10008.1.2.2.dcm',
         'us-multiframe/examples_ybr_color.dcm',
       ]) {
-        const bytes = read(f);
+        const bytes = readSample(f);
         expect(scanInChunks(bytes, () => 1)).toEqual(scanPart10(bytes));
       }
     });
 
     it('fails the same way whatever the chunking for malformed files', () => {
       for (const f of files.filter((x) => x.startsWith('malformed/'))) {
-        const bytes = read(f);
+        const bytes = readSample(f);
         expect([f, outcome(() => scanInChunks(bytes, () => 3))]).toEqual([
           f,
           outcome(() => scanPart10(bytes)),
@@ -421,7 +397,7 @@ describe.skipIf(!haveSamples)(
         'malformed/UN_sequence.dcm',
         'charsets/chrSQEncoding.dcm',
         'transfer-syntaxes/image_dfl.dcm',
-      ].map(read);
+      ].map(readSample);
       for (let k = 0; k < 600; k++) {
         const src = seeds[k % seeds.length];
         const bytes = src.slice(0, Math.floor(src.length * (0.2 + 0.8 * rand())) + 1);
@@ -435,7 +411,7 @@ describe.skipIf(!haveSamples)(
     });
 
     it('does not retain pixel data', () => {
-      const r = scanPart10(read('cr-dx/RG1_decompressed_explicitLE.dcm'));
+      const r = scanPart10(readSample('cr-dx/RG1_decompressed_explicitLE.dcm'));
       const px = findElement(r.dataset, '7FE00010')!;
       expect(px.length).toBeGreaterThan(7_000_000);
       expect(px.value).toBeUndefined();

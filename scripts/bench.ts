@@ -11,8 +11,8 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import { dirname, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { syntheticSeries, type SyntheticSeriesOptions } from '../server/synthetic';
+import { commandLine, isMain, parseOrExit } from './lib/cli';
 import { getJson, httpGet } from './lib/http';
 import { measureRss, type RssReport, rssSupported } from './lib/rss';
 import { mapPool, round, summarize } from './lib/stats';
@@ -76,21 +76,7 @@ export function parseBenchArgs(argv: string[]): BenchConfig | string {
   const quick = argv.includes('--quick');
   const cfg = defaultConfig(quick);
   let targetsGiven = false;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const [flag, inline] = a.includes('=')
-      ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)]
-      : [a, undefined];
-    const value = () => {
-      const v = inline ?? argv[++i];
-      if (v === undefined) throw new Error(`${flag} needs a value`);
-      return v;
-    };
-    const int = () => {
-      const n = Number(value());
-      if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} must be a positive integer`);
-      return n;
-    };
+  for (const { arg: a, flag, value, int } of commandLine(argv)) {
     switch (flag) {
       case '--quick':
         break;
@@ -679,30 +665,31 @@ export interface Verdict {
 
 export function compare(ours: TargetResults | undefined, orthanc: TargetResults | undefined): Verdict[] {
   const out: Verdict[] = [];
-  const faster = (metric: string, unit: string, o?: number, t?: number, need?: number) => {
-    const ratio = o !== undefined && t !== undefined && o > 0 ? t / o : undefined;
+  /** A row for ours (o) against Orthanc (t); its ratio is how many times better ours is. */
+  const row = (
+    lowerIsBetter: boolean,
+    metric: string,
+    unit: string,
+    o?: number,
+    t?: number,
+    need?: number,
+  ) => {
+    const [num, den] = lowerIsBetter ? [t, o] : [o, t];
+    const ratio = num !== undefined && den !== undefined && den > 0 ? num / den : undefined;
     out.push({
       metric,
       ours: o,
       orthanc: t,
       unit,
       ratio: ratio === undefined ? undefined : round(ratio, 2),
-      target: need ? `≥ ${need}× faster` : '',
+      target: need ? `≥ ${need}×${lowerIsBetter ? ' faster' : ''}` : '',
       pass: need && ratio !== undefined ? ratio >= need : undefined,
     });
   };
-  const higher = (metric: string, unit: string, o?: number, t?: number, need?: number) => {
-    const ratio = o !== undefined && t !== undefined && t > 0 ? o / t : undefined;
-    out.push({
-      metric,
-      ours: o,
-      orthanc: t,
-      unit,
-      ratio: ratio === undefined ? undefined : round(ratio, 2),
-      target: need ? `≥ ${need}×` : '',
-      pass: need && ratio !== undefined ? ratio >= need : undefined,
-    });
-  };
+  const faster = (metric: string, unit: string, o?: number, t?: number, need?: number) =>
+    row(true, metric, unit, o, t, need);
+  const higher = (metric: string, unit: string, o?: number, t?: number, need?: number) =>
+    row(false, metric, unit, o, t, need);
   const concurrencies = [
     ...new Set([...(ours?.stow ?? []), ...(orthanc?.stow ?? [])].map((s) => s.concurrency)),
   ];
@@ -843,17 +830,8 @@ function machineInfo() {
 }
 
 async function main(): Promise<number> {
-  let cfg: BenchConfig | string;
-  try {
-    cfg = parseBenchArgs(process.argv.slice(2));
-  } catch (err) {
-    console.error(`${(err as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (typeof cfg === 'string') {
-    console.log(cfg);
-    return 0;
-  }
+  const cfg = parseOrExit(parseBenchArgs, USAGE);
+  if (typeof cfg === 'number') return cfg;
   const log = (s: string) => console.error(s);
   const started = new Date();
   const results: TargetResults[] = [];
@@ -909,7 +887,7 @@ async function main(): Promise<number> {
   return cfg.strict && failed ? 1 : 0;
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+if (isMain(import.meta.url)) {
   main().then(
     (code) => process.exit(code),
     (err) => {

@@ -10,9 +10,10 @@
  */
 import { readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { commandLine, isMain, parseOrExit } from './lib/cli';
 import { Progress, formatBytes } from './lib/progress';
 import { MEDIA_STORAGE_DIRECTORY_STORAGE, sniffPart10 } from './lib/sniff';
+import { mapPool } from './lib/stats';
 import { reasonText, stow, type StowResult } from './lib/stow';
 
 export interface ImportOptions {
@@ -64,17 +65,6 @@ async function walk(dir: string, out: { path: string; size: number }[]): Promise
   }
 }
 
-async function pool<T>(items: T[], concurrency: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      await fn(items[i]);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, items.length)) }, worker));
-}
-
 export class ServerUnreachableError extends Error {}
 
 function isUnreachable(err: unknown): boolean {
@@ -117,7 +107,7 @@ export async function importFolder(opts: ImportOptions): Promise<ImportSummary> 
   };
 
   const candidates: Candidate[] = [];
-  await pool(files, 16, async (f) => {
+  await mapPool(files, 16, async (f) => {
     let meta: Awaited<ReturnType<typeof sniffPart10>>;
     try {
       meta = await sniffPart10(f.path);
@@ -215,7 +205,7 @@ export async function importFolder(opts: ImportOptions): Promise<ImportSummary> 
     }
   };
 
-  await pool(batches, concurrency, async (batch) => {
+  await mapPool(batches, concurrency, async (batch) => {
     if (unreachable) return;
     const res = await send(batch);
     if (unreachable) return;
@@ -282,22 +272,7 @@ const USAGE = `usage: npm run import -- <folder | DICOMDIR> [--url http://127.0.
 export function parseImportArgs(argv: string[]): ImportOptions | string {
   const opts: Partial<ImportOptions> = {};
   const positional: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const [flag, inline] =
-      a.startsWith('--') && a.includes('=')
-        ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)]
-        : [a, undefined];
-    const value = () => {
-      const v = inline ?? argv[++i];
-      if (v === undefined) throw new Error(`${flag} needs a value`);
-      return v;
-    };
-    const int = () => {
-      const v = Number(value());
-      if (!Number.isInteger(v) || v < 1) throw new Error(`${flag} must be a positive integer`);
-      return v;
-    };
+  for (const { arg: a, flag, value, int } of commandLine(argv)) {
     switch (flag) {
       case '--url':
         opts.url = value();
@@ -330,17 +305,8 @@ export function parseImportArgs(argv: string[]): ImportOptions | string {
 }
 
 async function main(): Promise<number> {
-  let opts: ImportOptions | string;
-  try {
-    opts = parseImportArgs(process.argv.slice(2));
-  } catch (err) {
-    console.error(`${(err as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (typeof opts === 'string') {
-    console.log(opts);
-    return 0;
-  }
+  const opts = parseOrExit(parseImportArgs, USAGE);
+  if (typeof opts === 'number') return opts;
   try {
     await stat(opts.input);
   } catch {
@@ -357,7 +323,7 @@ async function main(): Promise<number> {
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+if (isMain(import.meta.url)) {
   main().then((code) => {
     process.exitCode = code;
   });

@@ -2,7 +2,7 @@
  * Where the shared real DICOM data lives: ../shared/dicom-samples beside the checkout, or
  * PACS_SAMPLES_DIR. Tests that need it skip, saying so, when it is absent; it is never committed.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -12,3 +12,27 @@ export const SAMPLES = process.env.PACS_SAMPLES_DIR
   : path.resolve(REPO, '../shared/dicom-samples');
 export const samplesPresent = existsSync(path.join(SAMPLES, 'MANIFEST.tsv'));
 export const SAMPLES_MISSING = `DICOM samples not found at ${SAMPLES} (set PACS_SAMPLES_DIR): tests that need real data are skipped`;
+
+/**
+ * Every sample file, as a '/'-separated path relative to SAMPLES, depth first with each folder's names
+ * sorted; not LICENSES nor the .md and .tsv files that describe the samples. Empty when they are absent.
+ */
+export function sampleFiles(): string[] {
+  const list = (dir: string, rel: string): string[] => {
+    const out: string[] = [];
+    for (const name of readdirSync(dir).sort()) {
+      const r = rel ? `${rel}/${name}` : name;
+      if (r === 'LICENSES' || name.endsWith('.md') || name.endsWith('.tsv')) continue;
+      const full = path.join(dir, name);
+      if (statSync(full).isDirectory()) out.push(...list(full, r));
+      else out.push(r);
+    }
+    return out;
+  };
+  return samplesPresent ? list(SAMPLES, '') : [];
+}
+
+/** The bytes of a sample file (path relative to SAMPLES). */
+export function readSample(rel: string): Uint8Array {
+  return new Uint8Array(readFileSync(path.join(SAMPLES, rel)));
+}

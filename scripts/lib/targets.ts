@@ -77,6 +77,37 @@ async function stopChild(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
+/**
+ * The Target for a server just spawned (call it at once, so that its output is captured), once each of
+ * `readyPaths` answers in turn; if it does not get there, stops it, removes its data folder and throws.
+ */
+async function whenReady(
+  child: ChildProcess,
+  t: { name: string; port: number; root: string; readyPaths: string[]; dataDir: string },
+  opts: StartOptions,
+): Promise<Target> {
+  const log = captureLog(child);
+  const baseUrl = `http://127.0.0.1:${t.port}`;
+  try {
+    for (const p of t.readyPaths) await waitReady(`${baseUrl}${p}`, child, log);
+  } catch (err) {
+    await stopChild(child);
+    await rm(t.dataDir, { recursive: true, force: true });
+    throw err;
+  }
+  return {
+    name: t.name,
+    baseUrl,
+    dicomwebRoot: `${baseUrl}${t.root}`,
+    pid: child.pid!,
+    dataDir: t.dataDir,
+    close: async () => {
+      await stopChild(child);
+      if (!opts.keepData) await rm(t.dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
 export interface StartOptions {
   port?: number;
   /** Keep the data folder after close (default: removed). */
@@ -102,26 +133,7 @@ export async function startOurServer(opts: StartOptions & { repoRoot?: string } 
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const log = captureLog(child);
-  const baseUrl = `http://127.0.0.1:${port}`;
-  try {
-    await waitReady(`${baseUrl}/healthz`, child, log);
-  } catch (err) {
-    await stopChild(child);
-    await rm(dataDir, { recursive: true, force: true });
-    throw err;
-  }
-  return {
-    name: 'ours',
-    baseUrl,
-    dicomwebRoot: `${baseUrl}/dicomweb`,
-    pid: child.pid!,
-    dataDir,
-    close: async () => {
-      await stopChild(child);
-      if (!opts.keepData) await rm(dataDir, { recursive: true, force: true });
-    },
-  };
+  return whenReady(child, { name: 'ours', port, root: '/dicomweb', readyPaths: ['/healthz'], dataDir }, opts);
 }
 
 export const ORTHANC_BIN = '/usr/sbin/Orthanc';
@@ -175,25 +187,15 @@ export async function startOrthanc(opts: StartOptions = {}): Promise<Target> {
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  const log = captureLog(child);
-  const baseUrl = `http://127.0.0.1:${port}`;
-  try {
-    await waitReady(`${baseUrl}/system`, child, log);
-    await waitReady(`${baseUrl}/dicom-web/studies?limit=1`, child, log);
-  } catch (err) {
-    await stopChild(child);
-    await rm(dataDir, { recursive: true, force: true });
-    throw err;
-  }
-  return {
-    name: 'orthanc',
-    baseUrl,
-    dicomwebRoot: `${baseUrl}/dicom-web`,
-    pid: child.pid!,
-    dataDir,
-    close: async () => {
-      await stopChild(child);
-      if (!opts.keepData) await rm(dataDir, { recursive: true, force: true });
+  return whenReady(
+    child,
+    {
+      name: 'orthanc',
+      port,
+      root: '/dicom-web',
+      readyPaths: ['/system', '/dicom-web/studies?limit=1'],
+      dataDir,
     },
-  };
+    opts,
+  );
 }
