@@ -143,7 +143,24 @@ export async function* parseMultipart(
           buf = buf.subarray(safe);
           return chunk;
         }
-        if (!(await fill())) throw badRequest('multipart body is truncated: a part has no closing boundary');
+        // buf is a short tail. Rather than copying the next chunk onto it, check whether the delimiter
+        // starts inside the tail; if not, the tail is body bytes and the chunk becomes buf as it is.
+        const r = ended ? undefined : await it.next();
+        if (!r || r.done) {
+          ended = true;
+          throw badRequest('multipart body is truncated: a part has no closing boundary');
+        }
+        const chunk = r.value instanceof Uint8Array ? r.value : new Uint8Array(r.value);
+        // The probe decides only when the chunk is long enough to complete a delimiter begun in the tail.
+        const probe = concat(buf, chunk.subarray(0, delimiter.length));
+        const inTail = indexOf(probe, delimiter);
+        if (chunk.length < delimiter.length - 1 || (inTail !== -1 && inTail < buf.length)) {
+          buf = concat(buf, chunk); // rare: a tiny chunk, or the delimiter straddles the two
+        } else {
+          const tail = buf;
+          buf = chunk;
+          if (tail.length > 0) return tail;
+        }
       }
       return undefined;
     };
