@@ -15,6 +15,9 @@ const TMP_DIR = '.tmp';
 const WRITE_GROUP_BYTES = 1024 * 1024;
 
 export class FsBlobStore implements BlobStore {
+  /** Folders known to exist (objects are spread over 65,536 of them). */
+  private readonly dirs = new Set<string>();
+
   constructor(readonly root: string) {}
 
   static async open(root: string): Promise<FsBlobStore> {
@@ -64,9 +67,17 @@ export class FsBlobStore implements BlobStore {
       if (groupBytes > 0) await writeGroup();
       await fh.sync();
       await fh.close();
-      await mkdir(path.dirname(target), { recursive: true });
-      await rename(tmp, target);
-      await syncDir(path.dirname(target));
+      const dir = path.dirname(target);
+      if (!this.dirs.has(dir)) {
+        await mkdir(dir, { recursive: true });
+        this.dirs.add(dir);
+      }
+      await rename(tmp, target).catch(async (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+        await mkdir(dir, { recursive: true }); // removed since we last saw it
+        await rename(tmp, target);
+      });
+      await syncDir(dir);
       return { size };
     } catch (err) {
       await fh.close().catch(() => {});
