@@ -15,7 +15,7 @@ const TMP_DIR = '.tmp';
 const WRITE_GROUP_BYTES = 1024 * 1024;
 
 export class FsBlobStore implements BlobStore {
-  /** Folders known to exist (objects are spread over 65,536 of them). */
+  /** Folders known to exist. */
   private readonly dirs = new Set<string>();
 
   constructor(readonly root: string) {}
@@ -69,7 +69,13 @@ export class FsBlobStore implements BlobStore {
       await fh.close();
       const dir = path.dirname(target);
       if (!this.dirs.has(dir)) {
-        await mkdir(dir, { recursive: true });
+        // A new folder's own entry must be durable too: sync each parent whose folder we created.
+        const first = await mkdir(dir, { recursive: true });
+        if (first) {
+          for (let d = first; d !== this.root && d.startsWith(this.root); d = path.dirname(d)) {
+            await syncDir(path.dirname(d));
+          }
+        }
         this.dirs.add(dir);
       }
       await rename(tmp, target).catch(async (err: NodeJS.ErrnoException) => {
