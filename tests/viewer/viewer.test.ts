@@ -148,6 +148,42 @@ describe.skipIf(Boolean(skipReason))('stack viewer (real browser)', () => {
     );
   });
 
+  it('the scroll bar is a slider operated by the keyboard', async () => {
+    const bar = page.locator('[data-testid="scrollbar-vp-0"]');
+    expect(await bar.getAttribute('role')).toBe('slider');
+    expect(await bar.getAttribute('aria-orientation')).toBe('vertical');
+    expect(await bar.getAttribute('aria-label')).toBeTruthy();
+    expect(Number(await bar.getAttribute('aria-valuemax'))).toBe(bySop.size);
+    await bar.focus();
+    const start = (await vpState(page)).imageIndex;
+    const valueIs = (n: number) =>
+      page.waitForFunction(
+        (v) => document.querySelector('[data-testid="scrollbar-vp-0"]')?.getAttribute('aria-valuenow') === v,
+        String(n),
+      );
+    // One step per key press: the viewer's own arrow-key shortcut must not scroll a second time.
+    await page.keyboard.press('ArrowDown');
+    await valueIs(start + 2);
+    expect((await vpState(page)).imageIndex).toBe(start + 1);
+    await page.keyboard.press('ArrowUp');
+    await valueIs(start + 1);
+    await page.keyboard.press('End');
+    await valueIs(bySop.size);
+    expect((await vpState(page)).imageIndex).toBe(bySop.size - 1);
+    await page.keyboard.press('Home');
+    await valueIs(1);
+    expect(await bar.getAttribute('aria-valuetext')).toBe(`Image 1 of ${bySop.size}`);
+    await page.keyboard.press('End');
+    await valueIs(bySop.size);
+    await page.keyboard.press('PageUp');
+    await valueIs(Math.max(1, bySop.size - 10));
+    // Back to where the test found it, for the tests that follow.
+    await page.keyboard.press('Home');
+    for (let i = 0; i < start; i++) await page.keyboard.press('ArrowDown');
+    await valueIs(start + 1);
+    await bar.blur();
+  });
+
   it('a length measurement reports the millimetres the pixel spacing gives', async () => {
     await page.keyboard.press('Escape'); // reset the view
     await page.keyboard.press('l');

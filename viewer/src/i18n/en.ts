@@ -79,6 +79,8 @@ export const en = {
   'viewer.loadingStudy': 'Loading study…',
   'viewer.loadingSeries': 'Loading series…',
   'viewer.emptyViewport': 'Drag a series here, or click a series in the panel',
+  'viewer.sliceScrollbar': 'Image in the stack',
+  'viewer.sliceValue': 'Image {index} of {count}',
   'viewer.layout': 'Layout',
   'viewer.layoutN': 'Layout {layout}',
   'viewer.dropHint': 'Drop to show this series',

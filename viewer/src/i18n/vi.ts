@@ -81,6 +81,8 @@ export const vi: Record<MessageKey, string> = {
   'viewer.loadingStudy': 'Đang tải ca chụp…',
   'viewer.loadingSeries': 'Đang tải loạt ảnh…',
   'viewer.emptyViewport': 'Kéo một loạt ảnh vào đây, hoặc bấm vào loạt ảnh ở bảng bên trái',
+  'viewer.sliceScrollbar': 'Ảnh trong loạt',
+  'viewer.sliceValue': 'Ảnh {index}/{count}',
   'viewer.layout': 'Bố cục',
   'viewer.layoutN': 'Bố cục {layout}',
   'viewer.dropHint': 'Thả để hiển thị loạt này',

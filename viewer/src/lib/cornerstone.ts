@@ -10,6 +10,7 @@ import {
   imageLoadPoolManager,
   imageRetrievalPoolManager,
   init as coreInit,
+  metaData,
   utilities as coreUtils,
 } from '@cornerstonejs/core';
 import { init as loaderInit, wadors } from '@cornerstonejs/dicom-image-loader';
@@ -29,9 +30,102 @@ import {
 import { env } from '../config/env';
 import { formatNumber, translate } from '../i18n';
 import type { DicomJson } from './dicom-json';
+import { FRAME_ACCEPT } from './dicomweb-client';
+import { fetchFrameOffThread, warmFrameFetcher } from './frame-fetcher';
 
 const inflight = new Map<XMLHttpRequest, string>();
 let initialised = false;
+
+// Loading knobs, overridable for measurements with ?tune=workers,retrieve,load,fetch|xhr,contexts
+// (e.g. ?tune=2,4,12,xhr,7).
+const tuning = (() => {
+  const cores = navigator.hardwareConcurrency || 2;
+  const t = { workers: Math.max(1, Math.min(4, cores - 1)), retrieve: 4, load: 8, fetch: true, contexts: 1 };
+  const q = new URLSearchParams(window.location.search).get('tune');
+  if (q) {
+    const [w, r, l, f, c] = q.split(',');
+    if (Number(w) > 0) t.workers = Number(w);
+    if (Number(r) > 0) t.retrieve = Number(r);
+    if (Number(l) > 0) t.load = Number(l);
+    if (f) t.fetch = f === 'fetch';
+    if (Number(c) > 0) t.contexts = Number(c);
+  }
+  return t;
+})();
+
+/** Frames fetched before Cornerstone was ready (the first slice of a study), handed to the wadors loader. */
+const prefetchedFrames = new Map<string, { pixelData: Uint8Array; transferSyntaxUid: string }>();
+
+function prefetchedFrameProvider(type: string, imageId: string): unknown {
+  if (type !== 'compressedFrameData' || prefetchedFrames.size === 0) return undefined;
+  const frame = prefetchedFrames.get(imageId);
+  if (frame) prefetchedFrames.delete(imageId);
+  return frame;
+}
+
+const inflightFetches = new Map<{ abort(): void }, string>();
+
+/** Prefetching fetches frames itself (see fetchFrame) rather than through the loader's XHR. */
+export const prefetchWithFetch = (): boolean => tuning.fetch;
+
+/**
+ * Fetches the frame of a `wadors:` image id in a worker and hands it to the loader, so that the next
+ * loadAndCacheImage decodes it without a request of its own. Prefetching uses this: receiving a
+ * body is a large part of the page's main-thread work per image, and the loader's XHR does it there.
+ * Resolves false when the request was aborted (its series is no longer shown).
+ */
+export async function fetchFrame(imageId: string): Promise<boolean> {
+  const url = imageId.replace(/^wadors:/, '');
+  // At most `retrieve` frames on the wire, as the loader's retrieval pool would allow: HTTP/1.1 has six
+  // connections per host, and the slice the user scrolls to must find one free.
+  const aborted = await fetchSlot(url);
+  if (aborted) return false;
+  const request = fetchFrameOffThread(url);
+  inflightFetches.set(request, url);
+  try {
+    const frame = await request.promise;
+    providePrefetchedFrame(imageId, frame.pixelData, frame.transferSyntaxUid);
+    return true;
+  } catch (e) {
+    // Aborted, or failed: the loader's own request will report the error.
+    return !(e as { aborted?: boolean }).aborted;
+  } finally {
+    inflightFetches.delete(request);
+    releaseFetchSlot();
+  }
+}
+
+let fetchesRunning = 0;
+const fetchWaiting: { url: string; go(aborted: boolean): void }[] = [];
+
+/** Waits for a free fetch slot; resolves true when the wait was cancelled (cancelRequests). */
+function fetchSlot(url: string): Promise<boolean> {
+  if (fetchesRunning < tuning.retrieve) {
+    fetchesRunning++;
+    return Promise.resolve(false);
+  }
+  return new Promise((go) => fetchWaiting.push({ url, go }));
+}
+
+function releaseFetchSlot(): void {
+  const next = fetchWaiting.shift();
+  if (next) next.go(false);
+  else fetchesRunning--;
+}
+
+/** Forgets bytes handed over for imageId that the loader did not use (it was loaded another way). */
+export function dropPrefetchedFrame(imageId: string): void {
+  prefetchedFrames.delete(imageId);
+}
+
+/** The loader will decode these bytes for imageId instead of requesting them (once). */
+export function providePrefetchedFrame(
+  imageId: string,
+  pixelData: Uint8Array,
+  transferSyntaxUid: string,
+): void {
+  prefetchedFrames.set(imageId, { pixelData, transferSyntaxUid });
+}
 
 function round(n: number, digits = 1): string {
   return formatNumber(n, digits);
@@ -81,23 +175,31 @@ function probeLines(data: any, targetId: string): string[] | undefined {
 export function initCornerstone(): void {
   if (initialised) return;
   initialised = true;
-  coreInit();
-  const cores = navigator.hardwareConcurrency || 2;
+  // One WebGL context for all viewports (at most four): Cornerstone's default pool of seven costs
+  // about 90 ms of start-up on a PC without a GPU (software WebGL) and memory for each.
+  coreInit({ rendering: { webGlContextCount: tuning.contexts } } as Parameters<typeof coreInit>[0]);
+  metaData.addProvider(prefetchedFrameProvider, 10_000);
   loaderInit({
-    maxWebWorkers: Math.max(1, Math.min(4, cores - 1)),
+    maxWebWorkers: tuning.workers,
     open(xhr, url) {
       xhr.open('get', url, true);
       inflight.set(xhr, url);
       xhr.addEventListener('loadend', () => inflight.delete(xhr));
     },
+    // A frame as one single-part body when the server offers it: the loader then has no multipart
+    // body to scan for its closing boundary on the main thread (a 512 KB scan per CT slice).
+    beforeSend: async () => ({ Accept: FRAME_ACCEPT }),
   });
   toolsInit();
+  if (tuning.fetch) warmFrameFetcher();
   cache.setMaxCacheSize(env.cacheBytes);
-  // HTTP/1.1 gives six connections per host: keep two free for the slice in view and metadata.
+  // HTTP/1.1 gives six connections per host: prefetching keeps some free for the slice in view and
+  // metadata. The load pool (retrieve + decode) admits more than the retrieval pool so that decoding
+  // one batch overlaps the transfer of the next.
   imageRetrievalPoolManager.setMaxSimultaneousRequests(CoreEnums.RequestType.Interaction, 6);
-  imageRetrievalPoolManager.setMaxSimultaneousRequests(CoreEnums.RequestType.Prefetch, 4);
+  imageRetrievalPoolManager.setMaxSimultaneousRequests(CoreEnums.RequestType.Prefetch, tuning.retrieve);
   imageRetrievalPoolManager.setMaxSimultaneousRequests(CoreEnums.RequestType.Thumbnail, 2);
-  imageLoadPoolManager.setMaxSimultaneousRequests(CoreEnums.RequestType.Prefetch, 4);
+  imageLoadPoolManager.setMaxSimultaneousRequests(CoreEnums.RequestType.Prefetch, tuning.load);
   imageLoadPoolManager.setMaxSimultaneousRequests(CoreEnums.RequestType.Thumbnail, 2);
 
   addTool(WindowLevelTool);
@@ -132,6 +234,12 @@ export function cancelRequests(match: (details: Record<string, unknown>) => bool
   imageLoadPoolManager.filterRequests(keep as any);
   for (const [xhr, url] of inflight) {
     if (url.includes(urlPart)) xhr.abort();
+  }
+  for (const [controller, url] of inflightFetches) {
+    if (url.includes(urlPart)) controller.abort();
+  }
+  for (let i = fetchWaiting.length - 1; i >= 0; i--) {
+    if (fetchWaiting[i].url.includes(urlPart)) fetchWaiting.splice(i, 1)[0].go(true);
   }
 }
 

@@ -4,6 +4,9 @@
  */
 import { env } from '../config/env';
 import { type DicomJson, Tag } from './dicom-json';
+import { FRAME_ACCEPT, type FrameBytes, frameFromResponse } from './frame-bytes';
+
+export { FRAME_ACCEPT, type FrameBytes } from './frame-bytes';
 
 export class DicomwebError extends Error {
   constructor(
@@ -125,6 +128,17 @@ export function instanceFramesUrl(
   frame: number,
 ): string {
   return `${env.dicomwebRoot}/studies/${studyUID}/series/${seriesUID}/instances/${sopUID}/frames/${frame}`;
+}
+
+/** WADO-RS RetrieveInstanceFrames for one frame, with fetch (used before Cornerstone has loaded). */
+export async function retrieveFrame(
+  url: string,
+  signal?: AbortSignal,
+  priority: RequestPriority = 'high',
+): Promise<FrameBytes | undefined> {
+  const res = await fetch(url, { headers: { Accept: FRAME_ACCEPT }, signal, priority });
+  if (!res.ok) throw new DicomwebError(res.status, res.statusText, url);
+  return frameFromResponse(res.headers.get('Content-Type') ?? '', new Uint8Array(await res.arrayBuffer()));
 }
 
 /** The server's demo loader (not DICOMweb): generates and stores the demo study. */

@@ -5,7 +5,7 @@
  */
 import { cache, Enums, imageLoader, imageLoadPoolManager } from '@cornerstonejs/core';
 import { env } from '../../config/env';
-import { cancelRequests } from '../../lib/cornerstone';
+import { cancelRequests, dropPrefetchedFrame, fetchFrame, prefetchWithFetch } from '../../lib/cornerstone';
 
 interface Shown {
   seriesUID: string;
@@ -40,8 +40,10 @@ function schedule(viewportId: string): void {
     if (cache.getImageLoadObject(imageId) || cache.isLoaded(imageId)) continue;
     const additionalDetails = { viewportId, seriesUID: s.seriesUID, imageId };
     imageLoadPoolManager.addRequest(
-      () =>
-        imageLoader
+      async () => {
+        if (cache.getImageLoadObject(imageId) || cache.isLoaded(imageId)) return;
+        if (prefetchWithFetch() && !(await fetchFrame(imageId))) return;
+        await imageLoader
           .loadAndCacheImage(imageId, {
             requestType: Enums.RequestType.Prefetch,
             priority: 0,
@@ -50,7 +52,9 @@ function schedule(viewportId: string): void {
           .then(
             () => undefined,
             () => undefined,
-          ),
+          );
+        dropPrefetchedFrame(imageId);
+      },
       Enums.RequestType.Prefetch,
       additionalDetails,
       0,

@@ -6,10 +6,14 @@
 import { type DicomJson, num, str, Tag } from '../../lib/dicom-json';
 import {
   DicomwebError,
+  type FrameBytes,
+  instanceFramesUrl,
+  retrieveFrame,
   retrieveSeriesMetadata,
   searchForSeries,
   searchForStudies,
 } from '../../lib/dicomweb-client';
+import { orderedImages } from './stack-order';
 
 export interface StudyRecord {
   study: DicomJson;
@@ -20,9 +24,22 @@ export interface LoadedStudy {
   uid: string;
   record: Promise<StudyRecord>;
   metadata(seriesUID: string): Promise<DicomJson[]>;
+  /** The first slice of the first series, fetched as soon as its metadata arrived, keyed by frame URL. */
+  firstFrames: Map<string, Promise<FrameBytes | undefined>>;
 }
 
 let current: LoadedStudy | null = null;
+
+/**
+ * The frame at url if the loader fetched it ahead (once: the bytes are handed over, not kept).
+ * The viewer calls this before asking Cornerstone for the image, so on a slow link the first slice
+ * travels while the viewer's code is still downloading instead of after it.
+ */
+export function takePrefetchedFrame(url: string): Promise<FrameBytes | undefined> | undefined {
+  const p = current?.firstFrames.get(url);
+  if (p) current?.firstFrames.delete(url);
+  return p;
+}
 
 /** Image series first (by SeriesNumber), non-image ones (SR, PR, KO, documents) last. */
 export function seriesOrder(series: DicomJson[]): DicomJson[] {
@@ -38,6 +55,7 @@ export function seriesOrder(series: DicomJson[]): DicomJson[] {
 export function loadStudy(uid: string): LoadedStudy {
   if (current?.uid === uid) return current;
   const metadataPromises = new Map<string, Promise<DicomJson[]>>();
+  const firstFrames = new Map<string, Promise<FrameBytes | undefined>>();
   const metadata = (seriesUID: string) => {
     let p = metadataPromises.get(seriesUID);
     if (!p) {
@@ -60,7 +78,17 @@ export function loadStudy(uid: string): LoadedStudy {
     // Ask for the first series' metadata at once; the others follow after it.
     const first = ordered[0];
     if (first) {
-      const p = metadata(str(first, Tag.SeriesInstanceUID));
+      const seriesUID = str(first, Tag.SeriesInstanceUID);
+      const p = metadata(seriesUID);
+      p.then((instances) => {
+        const image = orderedImages(instances)[0];
+        if (!image) return;
+        const url = instanceFramesUrl(uid, seriesUID, str(image, Tag.SOPInstanceUID), 1);
+        const frame = retrieveFrame(url).catch(() => undefined);
+        firstFrames.set(url, frame);
+        // Not taken within a minute (another series was shown first): let the bytes go.
+        setTimeout(() => firstFrames.delete(url), 60_000);
+      }).catch(() => undefined);
       p.finally(() => {
         for (const s of ordered.slice(1)) metadata(str(s, Tag.SeriesInstanceUID)).catch(() => undefined);
       }).catch(() => undefined);
@@ -70,6 +98,6 @@ export function loadStudy(uid: string): LoadedStudy {
   record.catch(() => {
     if (current?.record === record) current = null;
   });
-  current = { uid, record, metadata };
+  current = { uid, record, metadata, firstFrames };
   return current;
 }

@@ -2,7 +2,7 @@
  * A small read-only window into the viewer for the browser tests and the benchmark
  * (`window.__pacs`): what is shown, where an image pixel lands on screen, the measurements.
  */
-import { cache, getShouldUseCPURendering, type Types, utilities } from '@cornerstonejs/core';
+import { cache, Enums, getShouldUseCPURendering, type Types, utilities } from '@cornerstonejs/core';
 import { annotation } from '@cornerstonejs/tools';
 import { getStackViewport, MEASUREMENT_TOOLS } from './viewer-session';
 
@@ -17,6 +17,8 @@ export interface PacsTestHooks {
         invert?: boolean;
         loaded: number;
         rendered: boolean;
+        /** IMAGE_RENDERED events of this viewport so far: the canvas has been drawn at least once. */
+        renders: number;
       }
     | undefined;
   /** Page (CSS) coordinates of the centre of image pixel (col,row) in viewport id. */
@@ -28,7 +30,22 @@ export interface PacsTestHooks {
   measurements(): { toolName: string; stats: Record<string, unknown> }[];
 }
 
+const renders = new Map<string, number>();
+let counting = false;
+
 export function installTestHooks(): void {
+  if (!counting) {
+    counting = true;
+    // Cornerstone's events do not bubble, but they do pass the document in the capture phase.
+    document.addEventListener(
+      Enums.Events.IMAGE_RENDERED,
+      (e) => {
+        const id = (e as CustomEvent).detail?.viewportId;
+        if (id) renders.set(id, (renders.get(id) ?? 0) + 1);
+      },
+      true,
+    );
+  }
   const hooks: PacsTestHooks = {
     cpuRendering: () => getShouldUseCPURendering(),
     viewport(id) {
@@ -44,6 +61,7 @@ export function installTestHooks(): void {
         invert: props.invert,
         loaded: ids.filter((i) => cache.isLoaded(i)).length,
         rendered: Boolean(vp.getCurrentImageId() && vp.getImageData?.()),
+        renders: renders.get(id) ?? 0,
       };
     },
     imageToPage(id, col, row) {

@@ -1,6 +1,7 @@
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import { navigate } from '../../app/router';
 import { type MessageKey, useT } from '../../i18n';
+import { initCornerstone } from '../../lib/cornerstone';
 import { describeError } from '../../lib/describe-error';
 import { type DicomJson, str, Tag } from '../../lib/dicom-json';
 import { DicomwebError } from '../../lib/dicomweb-client';
@@ -14,6 +15,11 @@ import { installTestHooks } from './test-hooks';
 import * as actions from './viewport-actions';
 import { destroySession, getSession, type PrimaryTool, setPrimaryTool } from './viewer-session';
 import { type StudyInfo, ViewportView, type ViewportContent } from './viewport-view';
+
+// Start Cornerstone (its decode workers, the frame-fetch worker, the WebGL capability probe) as soon
+// as this chunk has loaded, not after React has rendered the page: the workers' scripts then load
+// and compile while the page renders, and the first slice does not wait for them.
+initCornerstone();
 
 type Layout = '1x1' | '1x2' | '2x2';
 const LAYOUT_SLOTS: Record<Layout, number> = { '1x1': 1, '1x2': 2, '2x2': 4 };

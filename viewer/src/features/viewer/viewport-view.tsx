@@ -4,8 +4,10 @@ import { formatDicomDate, formatNumber, type MessageKey, useLanguage, useT } fro
 import { describeError } from '../../lib/describe-error';
 import type { DisplaySet } from './display-sets';
 import { type Markers, markersFrom } from './orientation';
+import { providePrefetchedFrame } from '../../lib/cornerstone';
 import { hideStack, moveStack, showStack } from './prefetch';
 import { toWindowLevel } from './presets';
+import { takePrefetchedFrame } from './study-loader';
 import { getSession, getStackViewport, TOOL_GROUP_ID } from './viewer-session';
 
 export interface StudyInfo {
@@ -46,6 +48,8 @@ interface Props {
 }
 
 const DRAG_TYPE = 'application/x-pacs-series';
+/** The longest prefetching waits for the first slice to be drawn. */
+const PREFETCH_AFTER_MS = 400;
 export { DRAG_TYPE };
 
 export function ViewportView({
@@ -195,20 +199,42 @@ export function ViewportView({
     eventTarget.addEventListener(Enums.Events.IMAGE_LOADED, markLoaded);
 
     const start = 0;
-    viewport.setStack(imageIds, start).then(
-      () => {
-        if (cancelled) return;
-        viewport.render();
-        schedule();
-        setLoaded(Uint8Array.from(imageIds, (id) => (cache.isLoaded(id) ? 1 : 0)));
-        showStack(viewportId, displaySet.SeriesInstanceUID, imageIds, start, displaySet.frameBytes);
-      },
-      (e) => {
-        if (cancelled) return;
-        setImageError(t('error.imageLoad', { message: describeError(e, t) }));
-        showStack(viewportId, displaySet.SeriesInstanceUID, imageIds, start, displaySet.frameBytes);
-      },
-    );
+    // The study loader may already have fetched this slice (or be fetching it): decode those bytes.
+    const prefetched = takePrefetchedFrame(imageIds[start].replace(/^wadors:/, ''));
+    const ready = prefetched
+      ? prefetched.then(
+          (frame) => {
+            if (frame) providePrefetchedFrame(imageIds[start], frame.pixelData, frame.transferSyntaxUid);
+          },
+          () => undefined,
+        )
+      : Promise.resolve();
+    ready
+      .then(() => (cancelled ? undefined : viewport.setStack(imageIds, start)))
+      .then(
+        () => {
+          if (cancelled) return;
+          viewport.render();
+          schedule();
+          setLoaded(Uint8Array.from(imageIds, (id) => (cache.isLoaded(id) ? 1 : 0)));
+          // Prefetching starts once the first slice is on screen (or after a short while): its
+          // arrivals and decodes would otherwise compete with that first render for the CPU.
+          let started = false;
+          const startPrefetch = () => {
+            element.removeEventListener(Enums.Events.IMAGE_RENDERED, startPrefetch);
+            if (started || cancelled) return;
+            started = true;
+            showStack(viewportId, displaySet.SeriesInstanceUID, imageIds, start, displaySet.frameBytes);
+          };
+          element.addEventListener(Enums.Events.IMAGE_RENDERED, startPrefetch);
+          window.setTimeout(startPrefetch, PREFETCH_AFTER_MS);
+        },
+        (e) => {
+          if (cancelled) return;
+          setImageError(t('error.imageLoad', { message: describeError(e, t) }));
+          showStack(viewportId, displaySet.SeriesInstanceUID, imageIds, start, displaySet.frameBytes);
+        },
+      );
     return () => {
       cancelled = true;
       if (frame) cancelAnimationFrame(frame);
@@ -373,25 +399,54 @@ function StackScrollbar({
     }
     ctx.putImageData(img, 0, 0);
   }, [loaded, count]);
-  const jump = (e: React.PointerEvent<HTMLDivElement>) => {
-    const rect = e.currentTarget.getBoundingClientRect();
-    const i = Math.round(((e.clientY - rect.top) / rect.height) * (count - 1));
+  const t = useT();
+  const go = (i: number) => {
     const vp = getStackViewport(viewportId);
     if (vp) void vp.setImageIdIndex(Math.max(0, Math.min(count - 1, i)));
+  };
+  const jump = (e: React.PointerEvent<HTMLDivElement>) => {
+    const rect = e.currentTarget.getBoundingClientRect();
+    go(Math.round(((e.clientY - rect.top) / rect.height) * (count - 1)));
+  };
+  // Down (and right) is the next image, as the wheel and the viewer's arrow keys; the thumb moves down.
+  const steps: Record<string, number> = {
+    ArrowDown: 1,
+    ArrowRight: 1,
+    ArrowUp: -1,
+    ArrowLeft: -1,
+    PageDown: 10,
+    PageUp: -10,
   };
   return (
     <div
       className="scrollbar"
       role="slider"
+      aria-label={t('viewer.sliceScrollbar')}
       aria-orientation="vertical"
       aria-valuemin={1}
       aria-valuemax={count}
       aria-valuenow={index + 1}
-      tabIndex={-1}
+      aria-valuetext={t('viewer.sliceValue', { index: index + 1, count })}
+      tabIndex={0}
       data-testid={`scrollbar-${viewportId}`}
+      onKeyDown={(e) => {
+        if (e.ctrlKey || e.metaKey || e.altKey) return;
+        let to: number | undefined;
+        // From the slice really shown: key repeat can outpace the overlay's state.
+        const now = getStackViewport(viewportId)?.getCurrentImageIdIndex() ?? index;
+        if (e.key in steps) to = now + steps[e.key];
+        else if (e.key === 'Home') to = 0;
+        else if (e.key === 'End') to = count - 1;
+        if (to === undefined) return;
+        // The slider owns these keys while it has focus: the viewer's shortcuts must not scroll again.
+        e.preventDefault();
+        e.stopPropagation();
+        go(to);
+      }}
       onPointerDown={(e) => {
         e.stopPropagation();
         e.currentTarget.setPointerCapture(e.pointerId);
+        e.currentTarget.focus();
         jump(e);
       }}
       onPointerMove={(e) => {

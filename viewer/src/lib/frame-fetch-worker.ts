@@ -1,0 +1,54 @@
+/**
+ * Fetches frames off the page's main thread. On a 2-core PC the main thread is what limits how fast
+ * a series arrives, and receiving a response body costs it about as much as everything else done
+ * per image; here that happens on another thread, and the bytes are handed over without a copy.
+ *
+ * In: { id, url } to fetch, { id, abort: true } to cancel.
+ * Out: { id, pixelData, transferSyntaxUid } (pixelData's buffer transferred), or { id, error, aborted }.
+ */
+import { FRAME_ACCEPT, frameFromResponse } from './frame-bytes';
+
+const controllers = new Map<number, AbortController>();
+// The worker's global scope; the project's type check uses the DOM library, not the worker one.
+const scope = self as unknown as {
+  postMessage(message: unknown, transfer?: Transferable[]): void;
+  onmessage: ((e: MessageEvent<Request>) => void) | null;
+};
+
+type Request = { id: number; url: string } | { id: number; abort: true };
+
+scope.onmessage = async (e: MessageEvent<Request>) => {
+  const msg = e.data;
+  if ('abort' in msg) {
+    controllers.get(msg.id)?.abort();
+    return;
+  }
+  const controller = new AbortController();
+  controllers.set(msg.id, controller);
+  try {
+    const res = await fetch(msg.url, { headers: { Accept: FRAME_ACCEPT }, signal: controller.signal });
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    const body = new Uint8Array(await res.arrayBuffer());
+    const frame = frameFromResponse(res.headers.get('Content-Type') ?? '', body);
+    if (!frame) throw new Error('unknown transfer syntax');
+    const { pixelData, transferSyntaxUid } = frame;
+    scope.postMessage(
+      {
+        id: msg.id,
+        buffer: pixelData.buffer,
+        offset: pixelData.byteOffset,
+        length: pixelData.length,
+        transferSyntaxUid,
+      },
+      [pixelData.buffer as ArrayBuffer],
+    );
+  } catch (err) {
+    scope.postMessage({
+      id: msg.id,
+      error: String((err as Error)?.message ?? err),
+      aborted: controller.signal.aborted,
+    });
+  } finally {
+    controllers.delete(msg.id);
+  }
+};

@@ -1,0 +1,49 @@
+/** The page's side of frame-fetch-worker: fetch a frame off the main thread, abortable. */
+import type { FrameBytes } from './frame-bytes';
+
+type Reply =
+  | { id: number; buffer: ArrayBuffer; offset: number; length: number; transferSyntaxUid: string }
+  | { id: number; error: string; aborted: boolean };
+
+interface Pending {
+  resolve(frame: FrameBytes): void;
+  reject(err: Error & { aborted?: boolean }): void;
+}
+
+let worker: Worker | null = null;
+let nextId = 1;
+const pending = new Map<number, Pending>();
+
+function getWorker(): Worker {
+  if (worker) return worker;
+  worker = new Worker(new URL('./frame-fetch-worker.ts', import.meta.url), { type: 'module' });
+  worker.onmessage = (e: MessageEvent<Reply>) => {
+    const r = e.data;
+    const p = pending.get(r.id);
+    if (!p) return;
+    pending.delete(r.id);
+    if ('error' in r) p.reject(Object.assign(new Error(r.error), { aborted: r.aborted }));
+    else
+      p.resolve({
+        pixelData: new Uint8Array(r.buffer, r.offset, r.length),
+        transferSyntaxUid: r.transferSyntaxUid,
+      });
+  };
+  return worker;
+}
+
+/** Starts the worker ahead of need (its script is fetched and compiled meanwhile). */
+export function warmFrameFetcher(): void {
+  getWorker();
+}
+
+/** Fetches one frame (absolute URL) in the worker. abort() rejects with `aborted: true`. */
+export function fetchFrameOffThread(url: string): { promise: Promise<FrameBytes>; abort(): void } {
+  const id = nextId++;
+  const w = getWorker();
+  const promise = new Promise<FrameBytes>((resolve, reject) => {
+    pending.set(id, { resolve, reject });
+  });
+  w.postMessage({ id, url });
+  return { promise, abort: () => w.postMessage({ id, abort: true }) };
+}
