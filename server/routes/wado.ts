@@ -2,6 +2,7 @@
  * WADO-RS (PS3.18 10.4): instances as stored (byte for byte), metadata from the index (no object is
  * read), frames and bulk data by byte range (only the requested bytes are read).
  */
+import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Request, Response } from 'express';
@@ -119,13 +120,15 @@ async function readSpans(blobs: BlobStore, key: string, spans: Span[]): Promise<
   return parts.length === 1 ? parts[0] : Buffer.concat(parts);
 }
 
-/** A small multipart body in one buffer (frames, bulk data): one write, with a Content-Length. */
+/** A small multipart body (frames, bulk data) written at once, with a Content-Length, without copying the data. */
 async function sendParts(res: Response, parts: OutgoingPart[], boundary: string): Promise<void> {
   const chunks: Uint8Array[] = [];
   for await (const c of writeMultipart(parts, boundary)) chunks.push(c);
-  const body = Buffer.concat(chunks);
-  res.setHeader('Content-Length', String(body.length));
-  res.end(body);
+  res.setHeader('Content-Length', String(chunks.reduce((n, c) => n + c.length, 0)));
+  res.cork();
+  for (const c of chunks) res.write(c);
+  res.uncork();
+  res.end();
 }
 
 /** BitsAllocated and the VR of PixelData: what byte-swapping a big-endian frame needs. */
@@ -144,6 +147,18 @@ export function retrieveFrames(ctx: WadoContext) {
     const frames = parseFrameList(req.params.frames as string, inst.numberOfFrames);
     if (!rendering.multipart && frames.length > 1) {
       throw notAcceptable('several frames can only be sent as multipart/related');
+    }
+    // Re-opening a study on a slow link: the browser revalidates and gets 304 instead of the pixels.
+    // The tag follows the stored bytes (an overwritten instance gets a new one), so nothing stale is shown.
+    const etag = `"${inst.sha256.slice(0, 32)}-${createHash('sha1')
+      .update(`${frames.join(',')};${rendering.multipart};${rendering.partType}`)
+      .digest('hex')
+      .slice(0, 12)}"`;
+    res.setHeader('ETag', etag);
+    res.setHeader('Cache-Control', 'private, no-cache');
+    if (req.headers['if-none-match'] === etag) {
+      res.status(304).end();
+      return;
     }
 
     let bytesOf: (frame: number) => Promise<Uint8Array>;

@@ -115,4 +115,23 @@ describe('HTTP behaviour', () => {
     }).filter((e) => e.isFile());
     expect(files).toEqual([]);
   });
+
+  it('lets a browser revalidate frames it already has (ETag, 304)', async () => {
+    await fetch(`${server.baseUrl}/api/demo`, { method: 'POST' });
+    const [inst] = (await (await fetch(`${server.dicomweb}/instances?limit=1`)).json()) as Record<
+      string,
+      { Value: string[] }
+    >[];
+    const url = `${inst['00081190'].Value[0]}/frames/1`;
+    const accept = 'multipart/related; type="application/octet-stream"';
+    const first = await fetch(url, { headers: { Accept: accept } });
+    expect(first.status).toBe(200);
+    const etag = first.headers.get('etag');
+    expect(etag).toMatch(/^"[0-9a-f]{32}-[0-9a-f]{12}"$/);
+    await first.arrayBuffer();
+    const again = await fetch(url, { headers: { Accept: accept, 'If-None-Match': etag ?? '' } });
+    expect(again.status).toBe(304);
+    const changed = await fetch(url, { headers: { Accept: accept, 'If-None-Match': '"something-else"' } });
+    expect(changed.status).toBe(200);
+  });
 });
