@@ -51,8 +51,8 @@ export const VARIABLES = {
   PACS_VIEWER_DIR: ['viewer/dist', 'Built viewer served at /.'],
   LOG_LEVEL: ['info', 'debug, info, warn or error (JSON lines on stdout).'],
   PACS_WORKERS: [
-    'auto',
-    'Server processes sharing the port: a number, or auto (one per CPU core, at most 4).',
+    '1',
+    'Server processes sharing the port: a number, or auto (one per CPU core, at most 4). More than 1 helps many concurrent uploads on a multi-core server; on a 2-core machine that also runs the clients, 1 serves frames faster.',
   ],
 } as const satisfies Record<string, readonly [string, string]>;
 
