@@ -72,6 +72,77 @@ const fail = (
   uids?: { sopClassUID?: string; sopInstanceUID?: string },
 ) => ({ ok: false, failed: { failureReason, message, ...uids } }) as const;
 
+/**
+ * The write-time work on a scanned object: validates its UIDs (and the study of the URL), builds its DICOM
+ * JSON and frame spans. Shared by STOW and by `npm run reindex`, which rebuilds the index from the blobs.
+ */
+export function describeInstance(
+  scan: ScanResult,
+  opts: {
+    blobKey: string;
+    size: number;
+    sha256: string;
+    defaultCharset: string;
+    expectedStudyInstanceUID?: string;
+  },
+): { ok: true; record: InstanceRecord } | { ok: false; failed: FailedInstanceRef } {
+  const sopClassUID = uidOf(scan, '00080016');
+  const sopInstanceUID = uidOf(scan, '00080018');
+  const study = uidOf(scan, '0020000D');
+  const series = uidOf(scan, '0020000E');
+  const uids = { sopClassUID, sopInstanceUID };
+  for (const [name, v] of [
+    ['SOPClassUID (0008,0016)', sopClassUID],
+    ['SOPInstanceUID (0008,0018)', sopInstanceUID],
+    ['StudyInstanceUID (0020,000D)', study],
+    ['SeriesInstanceUID (0020,000E)', series],
+  ] as const) {
+    if (!v) return fail(FailureReason.CannotUnderstand, `${name} is missing`, uids);
+    if (!isAcceptableUID(v)) {
+      return fail(FailureReason.CannotUnderstand, `${name} "${String(v).slice(0, 80)}" is not a valid UID`, {
+        sopClassUID: isAcceptableUID(sopClassUID) ? sopClassUID : undefined,
+        sopInstanceUID: isAcceptableUID(sopInstanceUID) ? sopInstanceUID : undefined,
+      });
+    }
+  }
+  if (!sopClassUID || !sopInstanceUID || !study || !series) throw new Error('unreachable');
+  if (opts.expectedStudyInstanceUID && study !== opts.expectedStudyInstanceUID) {
+    return fail(
+      FailureReason.StudyInstanceUIDMismatch,
+      `StudyInstanceUID ${study} does not match the study ${opts.expectedStudyInstanceUID} in the request URL`,
+      uids,
+    );
+  }
+  const base = instanceURL(BULKDATA_BASE, study, series, sopInstanceUID);
+  let json: DicomJsonDataset;
+  let bulk: Record<string, [number, number]>;
+  try {
+    ({ json, bulk } = toDicomJson(scan, undefined, {
+      defaultCharset: opts.defaultCharset,
+      bulkDataUri: (p: string) => `${base}/bulkdata/${p}`,
+    }));
+  } catch (err) {
+    return fail(FailureReason.CannotUnderstand, `cannot read the data set: ${(err as Error).message}`, uids);
+  }
+  return {
+    ok: true,
+    record: {
+      StudyInstanceUID: study,
+      SeriesInstanceUID: series,
+      SOPInstanceUID: sopInstanceUID,
+      SOPClassUID: sopClassUID,
+      TransferSyntaxUID: scan.transferSyntaxUID,
+      blobKey: opts.blobKey,
+      size: opts.size,
+      sha256: opts.sha256,
+      numberOfFrames: numberOfFrames(json),
+      frames: frameSpans(scan, json),
+      bulk,
+      metadata: json,
+    },
+  };
+}
+
 export interface IngestOptions {
   expectedStudyInstanceUID?: string;
   publicRoot: string;
@@ -137,7 +208,7 @@ export async function ingestInstance(
   try {
     await blobs.put(blobKey, watched());
   } catch (err) {
-    if (err instanceof Part10Error) return fail(FailureReason.CannotUnderstand, describe(err));
+    if (err instanceof Part10Error) return fail(FailureReason.CannotUnderstand, describePart10Error(err));
     if (err instanceof InstanceTooLarge) {
       return fail(
         FailureReason.OutOfResources,
@@ -154,70 +225,21 @@ export async function ingestInstance(
     try {
       scan = scanner.end();
     } catch (err) {
-      if (err instanceof Part10Error) return fail(FailureReason.CannotUnderstand, describe(err));
+      if (err instanceof Part10Error) return fail(FailureReason.CannotUnderstand, describePart10Error(err));
       throw err;
     }
-    const sopClassUID = uidOf(scan, '00080016');
-    const sopInstanceUID = uidOf(scan, '00080018');
-    const study = uidOf(scan, '0020000D');
-    const series = uidOf(scan, '0020000E');
-    const uids = { sopClassUID, sopInstanceUID };
-    for (const [name, v] of [
-      ['SOPClassUID (0008,0016)', sopClassUID],
-      ['SOPInstanceUID (0008,0018)', sopInstanceUID],
-      ['StudyInstanceUID (0020,000D)', study],
-      ['SeriesInstanceUID (0020,000E)', series],
-    ] as const) {
-      if (!v) return fail(FailureReason.CannotUnderstand, `${name} is missing`, uids);
-      if (!isAcceptableUID(v)) {
-        return fail(
-          FailureReason.CannotUnderstand,
-          `${name} "${String(v).slice(0, 80)}" is not a valid UID`,
-          {
-            sopClassUID: isAcceptableUID(sopClassUID) ? sopClassUID : undefined,
-            sopInstanceUID: isAcceptableUID(sopInstanceUID) ? sopInstanceUID : undefined,
-          },
-        );
-      }
-    }
-    if (!sopClassUID || !sopInstanceUID || !study || !series) throw new Error('unreachable');
-    if (opts.expectedStudyInstanceUID && study !== opts.expectedStudyInstanceUID) {
-      return fail(
-        FailureReason.StudyInstanceUIDMismatch,
-        `StudyInstanceUID ${study} does not match the study ${opts.expectedStudyInstanceUID} in the request URL`,
-        uids,
-      );
-    }
-
-    const base = instanceURL(BULKDATA_BASE, study, series, sopInstanceUID);
-    let json: DicomJsonDataset;
-    let bulk: Record<string, [number, number]>;
-    try {
-      ({ json, bulk } = toDicomJson(scan, undefined, {
-        defaultCharset: config.defaultCharset,
-        bulkDataUri: (p: string) => `${base}/bulkdata/${p}`,
-      }));
-    } catch (err) {
-      return fail(
-        FailureReason.CannotUnderstand,
-        `cannot read the data set: ${(err as Error).message}`,
-        uids,
-      );
-    }
-    const record: InstanceRecord = {
-      StudyInstanceUID: study,
-      SeriesInstanceUID: series,
-      SOPInstanceUID: sopInstanceUID,
-      SOPClassUID: sopClassUID,
-      TransferSyntaxUID: scan.transferSyntaxUID,
+    const described = describeInstance(scan, {
       blobKey,
       size,
       sha256: hash.digest('hex'),
-      numberOfFrames: numberOfFrames(json),
-      frames: frameSpans(scan, json),
-      bulk,
-      metadata: json,
-    };
+      defaultCharset: config.defaultCharset,
+      expectedStudyInstanceUID: opts.expectedStudyInstanceUID,
+    });
+    if (!described.ok) return described;
+    const { record } = described;
+    const { SOPClassUID: sopClassUID, SOPInstanceUID: sopInstanceUID } = record;
+    const { StudyInstanceUID: study, SeriesInstanceUID: series } = record;
+    const uids = { sopClassUID, sopInstanceUID };
     const put = await index.putInstance(record, { overwrite: config.duplicatePolicy === 'overwrite' });
     const ref: StoredInstanceRef = {
       sopClassUID,
@@ -261,7 +283,7 @@ export async function ingestInstance(
   }
 }
 
-function describe(err: Part10Error): string {
+export function describePart10Error(err: Part10Error): string {
   const what: Record<Part10Error['code'], string> = {
     'not-dicom': 'not a DICOM Part 10 file (no "DICM" prefix after the 128-byte preamble)',
     'no-meta': 'no File Meta Information (group 0002)',

@@ -79,6 +79,8 @@ export interface Index {
   /** The stored DICOM JSON (as serialized strings, no re-parse) of every instance in scope, same order. */
   metadata(scope: Scope): Promise<string[]>;
   search(query: Query): Promise<SearchResult>;
+  /** The blob key of every indexed instance (for fsck: blobs nobody references, rows whose blob is gone). */
+  blobKeys(): Promise<string[]>;
   /** Removes the instances in scope (and emptied series/studies); returns their blob keys. */
   deleteInstances(scope: Scope): Promise<string[]>;
   close(): Promise<void>;

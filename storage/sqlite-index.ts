@@ -259,6 +259,10 @@ class SqliteIndex implements Index {
     return searchResults(query, rows);
   }
 
+  async blobKeys(): Promise<string[]> {
+    return (this.db.prepare('SELECT blob_key FROM instances').pluck().all() as string[]).slice();
+  }
+
   async deleteInstances(scope: Scope): Promise<string[]> {
     const keys = this.del(scope);
     await this.syncWal(); // before the caller deletes the blobs

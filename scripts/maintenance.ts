@@ -1,0 +1,45 @@
+/**
+ * npm run reindex  — rebuild the index from the blob store alone (stop the server first).
+ * npm run fsck     — report blobs without index rows and rows without blobs; `-- --repair` fixes orphans.
+ * Both read the same configuration as the server (PACS_DATA_DIR, ...). Exit 1 when something is wrong.
+ */
+import { loadConfig } from '../server/config';
+import { fsck, type MaintenanceReport, reindex } from '../server/maintenance';
+
+function summary(r: MaintenanceReport): string {
+  const lines = [`blobs: ${r.blobs}`, `indexed: ${r.indexed}`];
+  if (r.orphans.length) lines.push(`blobs without an index row: ${r.orphans.length}`);
+  if (r.deleted.length) lines.push(`deleted (not a valid instance, or a duplicate): ${r.deleted.length}`);
+  if (r.missing.length)
+    lines.push(`index rows whose blob is missing: ${r.missing.length}`, ...r.missing.map((k) => `  ${k}`));
+  if (r.skipped.length)
+    lines.push(`not indexed: ${r.skipped.length}`, ...r.skipped.map((s) => `  ${s.key}: ${s.reason}`));
+  return lines.join('\n');
+}
+
+async function main() {
+  const [command, ...args] = process.argv.slice(2);
+  const config = loadConfig();
+  if (command === 'reindex') {
+    const r = await reindex(config, (n) => {
+      if (process.stderr.isTTY && n % 100 === 0) process.stderr.write(`\r${n} blobs read`);
+    });
+    if (process.stderr.isTTY) process.stderr.write('\n');
+    console.log(summary(r));
+    process.exit(r.skipped.length > 0 ? 1 : 0);
+  } else if (command === 'fsck') {
+    const repair = args.includes('--repair');
+    const r = await fsck(config, { repair });
+    console.log(summary(r));
+    const bad = r.missing.length > 0 || (!repair && r.orphans.length > 0);
+    process.exit(bad ? 1 : 0);
+  } else {
+    console.error('usage: tsx scripts/maintenance.ts reindex | fsck [--repair]');
+    process.exit(2);
+  }
+}
+
+main().catch((err) => {
+  console.error(err?.stack ?? err);
+  process.exit(1);
+});
