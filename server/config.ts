@@ -12,6 +12,10 @@ export interface Config {
   port: number;
   /** Where the filesystem blob store (blobs/) and the SQLite index (index.sqlite) live. */
   dataDir: string;
+  /** '' for the filesystem blob store under dataDir, or s3://bucket/prefix for S3-compatible storage. */
+  blobStore: string;
+  /** Path-style S3 addressing (MinIO and most on-premise stores need it). */
+  s3ForcePathStyle: boolean;
   /** Character set assumed for files that carry non-ASCII text but declare no Specific Character Set. */
   defaultCharset: string;
   /** What STOW does with a SOP Instance UID already stored with different bytes. */
@@ -34,6 +38,14 @@ export const VARIABLES = {
   HOST: ['127.0.0.1', 'Address to listen on (0.0.0.0 for every interface).'],
   PORT: ['8080', 'TCP port.'],
   PACS_DATA_DIR: ['./data', 'Folder for the blob store (blobs/) and the SQLite index (index.sqlite).'],
+  PACS_BLOB_STORE: [
+    '',
+    'Where DICOM objects are stored: empty for blobs/ under PACS_DATA_DIR, or s3://bucket/prefix for S3-compatible object storage, reached with the standard AWS variables (AWS_ENDPOINT_URL_S3, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).',
+  ],
+  PACS_S3_FORCE_PATH_STYLE: [
+    'false',
+    'true for path-style S3 addressing (http://host/bucket/key), which MinIO and most on-premise stores need.',
+  ],
   PACS_DEFAULT_CHARSET: [
     'windows-1258',
     'Character set for files with non-ASCII text and no Specific Character Set (0008,0005); any WHATWG encoding label.',
@@ -85,10 +97,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   } catch {
     errors.push(`PACS_DEFAULT_CHARSET=${defaultCharset}: not a character set this runtime can decode`);
   }
+  const blobStore = get('PACS_BLOB_STORE');
+  if (blobStore !== '' && !/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/[A-Za-z0-9._/-]*)?$/.test(blobStore))
+    errors.push(`PACS_BLOB_STORE=${blobStore}: expected empty (filesystem) or s3://bucket/prefix`);
   const config: Config = {
     host: get('HOST'),
     port: int('PORT', 0, 65535),
     dataDir: path.resolve(get('PACS_DATA_DIR')),
+    blobStore,
+    s3ForcePathStyle: oneOf('PACS_S3_FORCE_PATH_STYLE', ['true', 'false'] as const) === 'true',
     defaultCharset,
     duplicatePolicy: oneOf('PACS_DUPLICATE_POLICY', ['reject', 'overwrite'] as const),
     maxStowBytes: int('PACS_MAX_STOW_BYTES', 1024, Number.MAX_SAFE_INTEGER),
@@ -101,4 +118,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   };
   if (errors.length > 0) throw new ConfigError(`invalid configuration:\n  ${errors.join('\n  ')}`);
   return config;
+}
+
+/** What storage/open.ts needs from the configuration (the blob store and index of the data folder). */
+export function storageOptions(config: Config) {
+  return { dataDir: config.dataDir, blobStore: config.blobStore, s3ForcePathStyle: config.s3ForcePathStyle };
 }

@@ -3,7 +3,7 @@ import cluster from 'node:cluster';
 import type { Server } from 'node:http';
 import { openStorage, type Storage } from '../storage/open';
 import { createApp } from './app';
-import { type Config, ConfigError, loadConfig } from './config';
+import { type Config, ConfigError, loadConfig, storageOptions } from './config';
 import { createLogger, type Logger } from './log';
 
 export interface RunningServer {
@@ -14,7 +14,7 @@ export interface RunningServer {
 }
 
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
-  const storage = await openStorage({ dataDir: config.dataDir });
+  const storage = await openStorage(storageOptions(config));
   const app = createApp(config, storage, log);
   const server: Server = await new Promise((resolve, reject) => {
     const s = app.listen(config.port, config.host, () => resolve(s));
@@ -78,7 +78,7 @@ async function main() {
  * The primary prepares the storage once (migrations), then starts the workers and replaces any that die.
  */
 async function runPrimary(config: Config, log: Logger): Promise<void> {
-  const storage = await openStorage({ dataDir: config.dataDir });
+  const storage = await openStorage(storageOptions(config));
   await storage.close();
   let stopping = false;
   const fork = () => cluster.fork();

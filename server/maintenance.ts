@@ -12,7 +12,7 @@ import { Part10Error, Part10Scanner } from '../dicomweb/part10';
 import type { BlobStore } from '../storage/blob';
 import type { Index, InstanceRecord } from '../storage/index';
 import { openStorage } from '../storage/open';
-import type { Config } from './config';
+import { type Config, storageOptions } from './config';
 import { describeInstance, describePart10Error } from './ingest';
 
 export type BlobCheck = { ok: true; record: InstanceRecord } | { ok: false; reason: string };
@@ -107,7 +107,7 @@ export async function reindex(
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     });
   }
-  const storage = await openStorage({ dataDir: config.dataDir });
+  const storage = await openStorage(storageOptions(config));
   const report = emptyReport();
   try {
     for await (const key of storage.blobs.list()) {
@@ -123,7 +123,7 @@ export async function reindex(
 
 /** Checks that blobs and index agree; with repair, indexes valid orphans and deletes the rest. */
 export async function fsck(config: Config, opts: { repair: boolean }): Promise<MaintenanceReport> {
-  const storage = await openStorage({ dataDir: config.dataDir });
+  const storage = await openStorage(storageOptions(config));
   const report = emptyReport();
   try {
     const referenced = new Set(await storage.index.blobKeys());

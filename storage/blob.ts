@@ -12,6 +12,16 @@ export interface ByteRange {
   end: number;
 }
 
+const KEY_RE = /^[A-Za-z0-9][A-Za-z0-9._-]*(\/[A-Za-z0-9][A-Za-z0-9._-]*)*$/;
+
+/**
+ * Whether key is a safe blob key: '/'-separated segments of letters, digits, '.', '_' and '-', each
+ * starting with a letter or digit (so no '..', no leading '/', nothing that could escape the store).
+ */
+export function isValidBlobKey(key: string): boolean {
+  return KEY_RE.test(key) && !key.split('/').some((s) => s === '.' || s === '..');
+}
+
 export class BlobNotFoundError extends Error {
   constructor(key: string) {
     super(`blob not found: ${key}`);

@@ -8,9 +8,8 @@ import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { BlobNotFoundError, type BlobStore, type ByteRange } from './blob';
+import { BlobNotFoundError, type BlobStore, type ByteRange, isValidBlobKey } from './blob';
 
-const KEY_RE = /^[A-Za-z0-9][A-Za-z0-9._-]*(\/[A-Za-z0-9][A-Za-z0-9._-]*)*$/;
 const TMP_DIR = '.tmp';
 const WRITE_GROUP_BYTES = 1024 * 1024;
 
@@ -29,7 +28,7 @@ export class FsBlobStore implements BlobStore {
   }
 
   private file(key: string): string {
-    if (!KEY_RE.test(key) || key.split('/').some((s) => s === '.' || s === '..') || key.startsWith(TMP_DIR)) {
+    if (!isValidBlobKey(key) || key.startsWith(TMP_DIR)) {
       throw new Error(`invalid blob key "${key}"`);
     }
     return path.join(this.root, key);

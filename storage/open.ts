@@ -1,4 +1,7 @@
-/** Opens the configured storage: the blob store and the index (embedded defaults: a folder and SQLite). */
+/**
+ * Opens the configured storage: the blob store (a folder by default, or S3-compatible object storage)
+ * and the index (SQLite).
+ */
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { BlobStore } from './blob';
@@ -12,9 +15,22 @@ export interface Storage {
   close(): Promise<void>;
 }
 
-export async function openStorage(opts: { dataDir: string }): Promise<Storage> {
+export interface StorageOptions {
+  dataDir: string;
+  /** '' or absent: the filesystem store under dataDir/blobs; s3://bucket/prefix: S3-compatible storage. */
+  blobStore?: string;
+  s3ForcePathStyle?: boolean;
+}
+
+export async function openStorage(opts: StorageOptions): Promise<Storage> {
   await mkdir(opts.dataDir, { recursive: true });
-  const blobs: BlobStore = await FsBlobStore.open(path.join(opts.dataDir, 'blobs'));
+  const blobs: BlobStore = opts.blobStore
+    ? // Loaded only when configured: the embedded default does not pay for the AWS SDK at start-up.
+      await (await import('./s3-blob')).S3BlobStore.open({
+        url: opts.blobStore,
+        forcePathStyle: opts.s3ForcePathStyle,
+      })
+    : await FsBlobStore.open(path.join(opts.dataDir, 'blobs'));
   const index = await openSqliteIndex(path.join(opts.dataDir, 'index.sqlite'));
   return {
     blobs,

@@ -1,5 +1,5 @@
 /**
- * The behaviour every BlobStore must have (run against the filesystem store and, later, S3).
+ * The behaviour every BlobStore must have (run against the filesystem store and S3 via s3rver).
  * Hono-style shared conformance suite: each backend calls runBlobContract with its factory.
  */
 import { createHash } from 'node:crypto';
@@ -58,6 +58,63 @@ export function runBlobContract(name: string, open: () => Promise<BlobStore & { 
       expect(keys).toEqual([]);
     });
 
+    it('streams a body larger than one multipart part and reads ranges across part boundaries', async () => {
+      // 12 MiB: more than one part of an S3 multipart upload (5 and 8 MiB are common part sizes).
+      const MiB = 1024 * 1024;
+      const data = new Uint8Array(12 * MiB + 5).map((_, i) => (i * 7 + (i >> 12)) & 0xff);
+      const { size } = await store.put('big/twelve.dcm', chunksOf(data, 64 * 1024));
+      expect(size).toBe(data.length);
+      const back = await readAll(await store.get('big/twelve.dcm'));
+      expect(back.length).toBe(data.length);
+      expect(createHash('sha256').update(back).digest('hex')).toBe(
+        createHash('sha256').update(data).digest('hex'),
+      );
+      for (const boundary of [5 * MiB, 8 * MiB]) {
+        const range = { start: boundary - 100, end: boundary + 100 };
+        const expected = Buffer.from(data.subarray(range.start, range.end));
+        expect(Buffer.from(await store.read('big/twelve.dcm', range)).equals(expected)).toBe(true);
+        expect((await readAll(await store.get('big/twelve.dcm', range))).equals(expected)).toBe(true);
+      }
+      const tail = { start: data.length - 3, end: data.length };
+      expect(Buffer.from(await store.read('big/twelve.dcm', tail))).toEqual(Buffer.from(data.subarray(-3)));
+      await store.delete('big/twelve.dcm');
+    });
+
+    it('leaves nothing behind when a large body fails after several MiB', async () => {
+      async function* failingLate(): AsyncGenerator<Uint8Array> {
+        for (let i = 0; i < 11 * 16; i++) yield new Uint8Array(64 * 1024).fill(i & 0xff);
+        throw new Error('client went away late');
+      }
+      await expect(store.put('failed-late/x.dcm', failingLate())).rejects.toThrow('client went away late');
+      await expect(store.get('failed-late/x.dcm')).rejects.toBeInstanceOf(BlobNotFoundError);
+      const keys: string[] = [];
+      for await (const k of store.list('failed-late/')) keys.push(k);
+      expect(keys).toEqual([]);
+    });
+
+    it('stores an empty object', async () => {
+      const { size } = await store.put('empty.bin', chunksOf(new Uint8Array(0), 1));
+      expect(size).toBe(0);
+      expect((await readAll(await store.get('empty.bin'))).length).toBe(0);
+      expect((await store.read('empty.bin', { start: 0, end: 0 })).length).toBe(0);
+    });
+
+    it('handles ranges at and past the end like a file', async () => {
+      const data = Buffer.from('0123456789abcdef');
+      await store.put('edge.bin', chunksOf(data, 16));
+      // Streams give what exists: a range past the end is cut short, or empty.
+      expect((await readAll(await store.get('edge.bin', { start: 10, end: 100 }))).toString()).toBe('abcdef');
+      expect((await readAll(await store.get('edge.bin', { start: 20, end: 30 }))).length).toBe(0);
+      expect((await readAll(await store.get('edge.bin', { start: 3, end: 3 }))).length).toBe(0);
+      // read() promises every byte asked for.
+      expect((await store.read('edge.bin', { start: 3, end: 3 })).length).toBe(0);
+      await expect(store.read('edge.bin', { start: 16, end: 17 })).rejects.toThrow(RangeError);
+      await expect(store.read('edge.bin', { start: 15, end: 17 })).rejects.toThrow(RangeError);
+      await expect(store.get('missing.bin')).rejects.toBeInstanceOf(BlobNotFoundError);
+      await expect(store.get('missing.bin', { start: 0, end: 4 })).rejects.toBeInstanceOf(BlobNotFoundError);
+      await expect(store.read('missing.bin', { start: 0, end: 0 })).rejects.toBeInstanceOf(BlobNotFoundError);
+    });
+
     it('replaces an object atomically and deletes idempotently', async () => {
       await store.put('re.bin', chunksOf(Buffer.from('first'), 2));
       await store.put('re.bin', chunksOf(Buffer.from('second'), 2));
@@ -75,9 +132,29 @@ export function runBlobContract(name: string, open: () => Promise<BlobStore & { 
       expect(keys.sort()).toEqual(['list/a/1', 'list/b/2']);
     });
 
+    it('lists every key when there are more than one page of them', async () => {
+      const expected: string[] = [];
+      for (let i = 0; i < 7; i++) {
+        const key = `many/s${i % 3}/k${i}`;
+        expected.push(key);
+        await store.put(key, chunksOf(Buffer.from(String(i)), 1));
+      }
+      await store.put('manyx/k', chunksOf(Buffer.from('x'), 1));
+      const keys: string[] = [];
+      for await (const k of store.list('many/')) keys.push(k);
+      expect(keys.sort()).toEqual(expected.sort());
+      const all: string[] = [];
+      for await (const k of store.list()) all.push(k);
+      expect(all).toEqual(expect.arrayContaining([...expected, 'manyx/k']));
+    });
+
     it('refuses keys that could escape the store', async () => {
       await expect(store.put('../escape', chunksOf(Buffer.from('x'), 1))).rejects.toThrow();
       await expect(store.put('a/../../escape', chunksOf(Buffer.from('x'), 1))).rejects.toThrow();
+      await expect(store.put('/abs', chunksOf(Buffer.from('x'), 1))).rejects.toThrow();
+      await expect(store.get('../escape')).rejects.toThrow();
+      await expect(store.read('a/../b', { start: 0, end: 1 })).rejects.toThrow();
+      await expect(store.delete('../escape')).rejects.toThrow();
     });
   });
 }
