@@ -1,9 +1,10 @@
 /**
- * npm run bench [-- --compare orthanc] [--quick] [--targets ours,orthanc] [--skip stow,series,qido,rss]
- *               [--out bench-results/x.json] [--strict]
+ * npm run bench [-- --compare orthanc] [--quick] [--targets ours,ours-s3pg,orthanc]
+ *               [--skip stow,series,qido,rss] [--out bench-results/x.json] [--strict]
  *
  * Runs the workload of issue 2 ("Benchmark and targets") against our server (started as a child
- * process with a fresh data folder) and, with --compare orthanc, against a local Orthanc in the same
+ * process with a fresh data folder) on the embedded default and on S3 + PostgreSQL (a real s3rver
+ * and a throwaway PostgreSQL cluster, started by the bench), and, with --compare orthanc, against a local Orthanc in the same
  * run, with byte-identical synthetic data (deterministic seeds). Prints a table and writes JSON to
  * bench-results/bench-<date>.json. See docs/benchmarks.md for what each figure means.
  */
@@ -18,14 +19,23 @@ import { measureRss, type RssReport, rssSupported } from './lib/rss';
 import { mapPool, round, summarize } from './lib/stats';
 import { bigMultiframeInstance } from './lib/big-instance';
 import { stow } from './lib/stow';
-import { findOrthanc, startOrthanc, startOurServer, type Target } from './lib/targets';
+import {
+  findOrthanc,
+  startOrthanc,
+  startOurServer,
+  startOurServerOnS3Postgres,
+  type Target,
+} from './lib/targets';
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
 
+type TargetName = 'ours' | 'ours-s3pg' | 'orthanc';
+const TARGET_NAMES: TargetName[] = ['ours', 'ours-s3pg', 'orthanc'];
+
 export interface BenchConfig {
   quick: boolean;
-  targets: ('ours' | 'orthanc')[];
+  targets: TargetName[];
   skip: Set<string>;
   stowInstances: number;
   stowBatch: number;
@@ -45,7 +55,7 @@ export interface BenchConfig {
 function defaultConfig(quick: boolean): BenchConfig {
   return {
     quick,
-    targets: ['ours'],
+    targets: ['ours', 'ours-s3pg'],
     skip: new Set(),
     stowInstances: quick ? 300 : 2955,
     stowBatch: 10,
@@ -64,7 +74,9 @@ function defaultConfig(quick: boolean): BenchConfig {
 
 const USAGE = `usage: npm run bench [-- options]
   --compare orthanc   also run the workload against a local Orthanc (Debian orthanc + orthanc-dicomweb)
-  --targets LIST      comma-separated: ours, orthanc (default: ours; --compare orthanc adds orthanc)
+  --targets LIST      comma-separated: ours (embedded: folder + SQLite), ours-s3pg (S3 + PostgreSQL:
+                      s3rver and a throwaway PostgreSQL cluster started by the bench), orthanc
+                      (default: ours,ours-s3pg; --compare orthanc adds orthanc)
   --quick             smaller sizes (300 STOW instances, 1,000 QIDO studies, 128 MB RSS run)
   --skip LIST         comma-separated workloads to skip: stow, series, qido, rss
   --stow-instances N, --qido-studies N, --rss-mb N   override sizes
@@ -88,7 +100,8 @@ export function parseBenchArgs(argv: string[]): BenchConfig | string {
       }
       case '--targets': {
         const list = value().split(',').filter(Boolean);
-        for (const t of list) if (t !== 'ours' && t !== 'orthanc') throw new Error(`unknown target ${t}`);
+        for (const t of list)
+          if (!TARGET_NAMES.includes(t as TargetName)) throw new Error(`unknown target ${t}`);
         cfg.targets = targetsGiven ? ([...new Set([...cfg.targets, ...list])] as never) : (list as never);
         targetsGiven = true;
         break;
@@ -655,6 +668,8 @@ export async function benchTarget(
 export interface Verdict {
   metric: string;
   ours?: number;
+  /** The same figure for our server on S3 + PostgreSQL. */
+  s3pg?: number;
   orthanc?: number;
   unit: string;
   /** How many times better ours is (higher is better). */
@@ -758,10 +773,11 @@ function fmt(n: number | undefined): string {
 }
 
 export function formatTable(verdicts: Verdict[], results: TargetResults[]): string {
-  const header = ['metric', 'ours', 'orthanc', 'ratio', 'target', 'verdict'];
+  const header = ['metric', 'ours', 's3+pg', 'orthanc', 'ratio', 'target', 'verdict'];
   const rows = verdicts.map((v) => [
     `${v.metric} (${v.unit})`,
     fmt(v.ours),
+    fmt(v.s3pg),
     fmt(v.orthanc),
     v.ratio === undefined ? '—' : `${v.ratio}×`,
     v.target,
@@ -851,7 +867,12 @@ async function main(): Promise<number> {
   for (const name of cfg.targets) {
     log(`starting ${name}…`);
     try {
-      current = name === 'ours' ? await startOurServer() : await startOrthanc();
+      current =
+        name === 'ours'
+          ? await startOurServer()
+          : name === 'ours-s3pg'
+            ? await startOurServerOnS3Postgres()
+            : await startOrthanc();
     } catch (err) {
       log(`cannot start ${name}: ${(err as Error).message}`);
       results.push({ name, stow: [], errors: [`start: ${(err as Error).message}`] });
@@ -869,6 +890,12 @@ async function main(): Promise<number> {
   const ours = results.find((r) => r.name === 'ours');
   const orthanc = results.find((r) => r.name === 'orthanc');
   const verdicts = compare(ours, orthanc);
+  const s3pg = results.find((r) => r.name === 'ours-s3pg');
+  if (s3pg) {
+    // The S3 + PostgreSQL figures beside the embedded ones (ratios and targets stay embedded vs Orthanc).
+    const other = compare(s3pg, orthanc);
+    for (const v of verdicts) v.s3pg = other.find((o) => o.metric === v.metric)?.ours;
+  }
   console.log(formatTable(verdicts, results));
 
   const stamp = started.toISOString().replace(/[:]/g, '-').replace(/\..*/, '');

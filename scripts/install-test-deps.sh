@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite drives for real (headless Chromium for the viewer tests).
+# Installs the Debian packages the test suite drives for real: headless Chromium (viewer tests), PostgreSQL
+# (a throwaway cluster for the PostgreSQL index tests) and DCMTK (third-party DIMSE peers).
 # Idempotent: does nothing when they are already there. Needs root or passwordless sudo.
 set -euo pipefail
 
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
+command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -1,6 +1,6 @@
 /**
  * npm run reindex  — rebuild the index from the blob store alone (stop the server first).
- * npm run fsck     — report blobs without index rows and rows without blobs; `-- --repair` fixes orphans.
+ * npm run fsck     — report blobs without index rows and rows without blobs; `-- --repair` fixes both.
  * Both read the same configuration as the server (PACS_DATA_DIR, ...). Exit 1 when something is wrong.
  */
 import { loadConfig } from '../server/config';
@@ -12,6 +12,11 @@ function summary(r: MaintenanceReport): string {
   if (r.deleted.length) lines.push(`deleted (not a valid instance, or a duplicate): ${r.deleted.length}`);
   if (r.missing.length)
     lines.push(`index rows whose blob is missing: ${r.missing.length}`, ...r.missing.map((k) => `  ${k}`));
+  if (r.removedRows.length)
+    lines.push(
+      `removed from the index (blob missing; resend these instances): ${r.removedRows.length}`,
+      ...r.removedRows.map((k) => `  ${k}`),
+    );
   if (r.skipped.length)
     lines.push(`not indexed: ${r.skipped.length}`, ...r.skipped.map((s) => `  ${s.key}: ${s.reason}`));
   return lines.join('\n');
@@ -31,7 +36,7 @@ async function main() {
     const repair = args.includes('--repair');
     const r = await fsck(config, { repair });
     console.log(summary(r));
-    const bad = r.missing.length > 0 || (!repair && r.orphans.length > 0);
+    const bad = !repair && (r.missing.length > 0 || r.orphans.length > 0);
     process.exit(bad ? 1 : 0);
   } else {
     console.error('usage: tsx scripts/maintenance.ts reindex | fsck [--repair]');

@@ -16,6 +16,8 @@ export interface Config {
   blobStore: string;
   /** Path-style S3 addressing (MinIO and most on-premise stores need it). */
   s3ForcePathStyle: boolean;
+  /** '' for the SQLite index in dataDir, or postgres://… for the PostgreSQL index. */
+  databaseUrl: string;
   /** Character set assumed for files that carry non-ASCII text but declare no Specific Character Set. */
   defaultCharset: string;
   /** What STOW does with a SOP Instance UID already stored with different bytes. */
@@ -45,6 +47,10 @@ export const VARIABLES = {
   PACS_S3_FORCE_PATH_STYLE: [
     'false',
     'true for path-style S3 addressing (http://host/bucket/key), which MinIO and most on-premise stores need.',
+  ],
+  DATABASE_URL: [
+    '',
+    'Where the index is: empty for the SQLite file index.sqlite in PACS_DATA_DIR, or postgres://user:password@host:port/database for PostgreSQL (any number of server processes can share it; the schema is created and migrated at start).',
   ],
   PACS_DEFAULT_CHARSET: [
     'windows-1258',
@@ -100,12 +106,18 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const blobStore = get('PACS_BLOB_STORE');
   if (blobStore !== '' && !/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/[A-Za-z0-9._/-]*)?$/.test(blobStore))
     errors.push(`PACS_BLOB_STORE=${blobStore}: expected empty (filesystem) or s3://bucket/prefix`);
+  const databaseUrl = get('DATABASE_URL').trim();
+  if (databaseUrl !== '' && !validDatabaseUrl(databaseUrl))
+    errors.push(
+      `DATABASE_URL: expected empty (SQLite in PACS_DATA_DIR) or postgres://user:password@host:port/database`,
+    );
   const config: Config = {
     host: get('HOST'),
     port: int('PORT', 0, 65535),
     dataDir: path.resolve(get('PACS_DATA_DIR')),
     blobStore,
     s3ForcePathStyle: oneOf('PACS_S3_FORCE_PATH_STYLE', ['true', 'false'] as const) === 'true',
+    databaseUrl,
     defaultCharset,
     duplicatePolicy: oneOf('PACS_DUPLICATE_POLICY', ['reject', 'overwrite'] as const),
     maxStowBytes: int('PACS_MAX_STOW_BYTES', 1024, Number.MAX_SAFE_INTEGER),
@@ -120,7 +132,22 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   return config;
 }
 
-/** What storage/open.ts needs from the configuration (the blob store and index of the data folder). */
+/** A postgres:// or postgresql:// URL (the value is not echoed in errors: it may hold a password). */
+function validDatabaseUrl(value: string): boolean {
+  return /^postgres(ql)?:\/\//.test(value) && URL.canParse(value);
+}
+
+/** The configuration of this process with some variables replaced (e.g. the target of a migration). */
+export function loadConfigWith(overrides: Partial<Record<keyof typeof VARIABLES, string>>): Config {
+  return loadConfig({ ...process.env, ...overrides });
+}
+
+/** What storage/open.ts needs from the configuration (the blob store and the index). */
 export function storageOptions(config: Config) {
-  return { dataDir: config.dataDir, blobStore: config.blobStore, s3ForcePathStyle: config.s3ForcePathStyle };
+  return {
+    dataDir: config.dataDir,
+    blobStore: config.blobStore,
+    s3ForcePathStyle: config.s3ForcePathStyle,
+    databaseUrl: config.databaseUrl,
+  };
 }

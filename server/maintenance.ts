@@ -54,6 +54,8 @@ export interface MaintenanceReport {
   orphans: string[];
   /** fsck --repair: orphans deleted (not valid instances, or duplicates of indexed ones) */
   deleted: string[];
+  /** fsck --repair: index rows removed because their blob is missing (SOP Instance UID and study) */
+  removedRows: string[];
 }
 
 const emptyReport = (): MaintenanceReport => ({
@@ -63,6 +65,7 @@ const emptyReport = (): MaintenanceReport => ({
   missing: [],
   orphans: [],
   deleted: [],
+  removedRows: [],
 });
 
 async function indexBlob(
@@ -92,28 +95,48 @@ async function indexBlob(
   return false;
 }
 
+const REINDEX_PARALLEL = 8;
+
 /**
- * Rebuilds the index from the blobs. The old index file is kept beside the new one
+ * Rebuilds the index from the blobs. SQLite: the old index file is kept beside the new one
  * (index.sqlite.before-reindex-<time>), so nothing is lost if the result is not what was expected.
+ * PostgreSQL (DATABASE_URL): the index tables are emptied (TRUNCATE) and filled again; every server on
+ * that database must be stopped, and a copy is up to the operator (pg_dump) beforehand.
  */
 export async function reindex(
   config: Config,
   onProgress?: (done: number) => void,
 ): Promise<MaintenanceReport> {
-  const file = path.join(config.dataDir, 'index.sqlite');
-  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-  for (const suffix of ['', '-wal', '-shm']) {
-    await rename(`${file}${suffix}`, `${file}.before-reindex-${stamp}${suffix}`).catch((err) => {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    });
+  if (!config.databaseUrl) {
+    const file = path.join(config.dataDir, 'index.sqlite');
+    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+    for (const suffix of ['', '-wal', '-shm']) {
+      await rename(`${file}${suffix}`, `${file}.before-reindex-${stamp}${suffix}`).catch((err) => {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      });
+    }
   }
   const storage = await openStorage(storageOptions(config));
   const report = emptyReport();
   try {
-    for await (const key of storage.blobs.list()) {
-      report.blobs++;
-      await indexBlob(storage.index, storage.blobs, key, config, report);
-      onProgress?.(report.blobs);
+    await storage.index.clear(); // a no-op on the new SQLite file
+    // Several blobs at once: reading from an object store is latency-bound, one at a time would crawl.
+    const inFlight = new Set<Promise<unknown>>();
+    let done = 0;
+    try {
+      for await (const key of storage.blobs.list()) {
+        report.blobs++;
+        const p = indexBlob(storage.index, storage.blobs, key, config, report).then(() =>
+          onProgress?.(++done),
+        );
+        inFlight.add(p);
+        p.finally(() => inFlight.delete(p)).catch(() => {});
+        if (inFlight.size >= REINDEX_PARALLEL) await Promise.race(inFlight);
+      }
+      await Promise.all(inFlight);
+    } catch (err) {
+      await Promise.allSettled(inFlight); // nothing still writing when the storage closes
+      throw err;
     }
   } finally {
     await storage.close();
@@ -121,12 +144,17 @@ export async function reindex(
   return report;
 }
 
-/** Checks that blobs and index agree; with repair, indexes valid orphans and deletes the rest. */
+/**
+ * Checks that blobs and index agree. With repair: indexes the orphan blobs that are valid instances,
+ * deletes the other orphans, and removes the index rows whose blob is missing. Run it with the servers
+ * stopped: a blob being stored right now has no index row yet.
+ */
 export async function fsck(config: Config, opts: { repair: boolean }): Promise<MaintenanceReport> {
   const storage = await openStorage(storageOptions(config));
   const report = emptyReport();
   try {
-    const referenced = new Set(await storage.index.blobKeys());
+    const rows = await storage.index.indexedBlobs();
+    const referenced = new Set(rows.map((r) => r.blobKey));
     const seen = new Set<string>();
     for await (const key of storage.blobs.list()) {
       report.blobs++;
@@ -139,7 +167,16 @@ export async function fsck(config: Config, opts: { repair: boolean }): Promise<M
         report.deleted.push(key);
       }
     }
-    report.missing = [...referenced].filter((k) => !seen.has(k));
+    // Rows whose blob is gone: the instance cannot be served; with repair its row goes too, so queries
+    // stop listing what cannot be retrieved (the report names them, for resending from the modality).
+    for (const row of rows) {
+      if (seen.has(row.blobKey)) continue;
+      report.missing.push(row.blobKey);
+      if (!opts.repair) continue;
+      const { blobKey: _, ...scope } = row;
+      await storage.index.deleteInstances(scope);
+      report.removedRows.push(`${row.SOPInstanceUID} (study ${row.StudyInstanceUID})`);
+    }
   } finally {
     await storage.close();
   }

@@ -56,6 +56,14 @@ export type PutOutcome =
   /** same SOP Instance UID, different bytes, overwrite refused: nothing changed */
   | { outcome: 'conflict'; existing: StoredInstance };
 
+/** An indexed instance and the blob holding it. */
+export interface IndexedBlob {
+  blobKey: string;
+  StudyInstanceUID: string;
+  SeriesInstanceUID: string;
+  SOPInstanceUID: string;
+}
+
 export interface Scope {
   StudyInstanceUID: string;
   SeriesInstanceUID?: string;
@@ -79,10 +87,12 @@ export interface Index {
   /** The stored DICOM JSON (as serialized strings, no re-parse) of every instance in scope, same order. */
   metadata(scope: Scope): Promise<string[]>;
   search(query: Query): Promise<SearchResult>;
-  /** The blob key of every indexed instance (for fsck: blobs nobody references, rows whose blob is gone). */
-  blobKeys(): Promise<string[]>;
+  /** Every indexed instance and its blob key (for fsck: blobs nobody references, rows whose blob is gone). */
+  indexedBlobs(): Promise<IndexedBlob[]>;
   /** Removes the instances in scope (and emptied series/studies); returns their blob keys. */
   deleteInstances(scope: Scope): Promise<string[]>;
+  /** Removes every study, series and instance at once (reindex starts from an empty index). */
+  clear(): Promise<void>;
   close(): Promise<void>;
 }
 

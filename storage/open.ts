@@ -1,6 +1,6 @@
 /**
  * Opens the configured storage: the blob store (a folder by default, or S3-compatible object storage)
- * and the index (SQLite).
+ * and the index (SQLite in the data folder by default, or PostgreSQL).
  */
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -20,6 +20,8 @@ export interface StorageOptions {
   /** '' or absent: the filesystem store under dataDir/blobs; s3://bucket/prefix: S3-compatible storage. */
   blobStore?: string;
   s3ForcePathStyle?: boolean;
+  /** '' or absent: the SQLite index dataDir/index.sqlite; postgres://…: the PostgreSQL index in that database. */
+  databaseUrl?: string;
 }
 
 export async function openStorage(opts: StorageOptions): Promise<Storage> {
@@ -31,7 +33,16 @@ export async function openStorage(opts: StorageOptions): Promise<Storage> {
         forcePathStyle: opts.s3ForcePathStyle,
       })
     : await FsBlobStore.open(path.join(opts.dataDir, 'blobs'));
-  const index = await openSqliteIndex(path.join(opts.dataDir, 'index.sqlite'));
+  let index: Index;
+  try {
+    index = opts.databaseUrl
+      ? // Loaded only when configured, like the S3 store.
+        await (await import('./pg-index')).openPgIndex(opts.databaseUrl)
+      : await openSqliteIndex(path.join(opts.dataDir, 'index.sqlite'));
+  } catch (err) {
+    await blobs.close?.();
+    throw err;
+  }
   return {
     blobs,
     index,

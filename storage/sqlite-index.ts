@@ -11,8 +11,18 @@ import { type FileHandle, open } from 'node:fs/promises';
 import Database from 'better-sqlite3';
 import type { Query } from '../dicomweb/qido';
 import { conflict } from '../dicomweb/status';
-import type { Index, InstanceRecord, PutOutcome, Scope, SearchResult, StoredInstance } from './index';
+import type {
+  Index,
+  IndexedBlob,
+  InstanceRecord,
+  PutOutcome,
+  Scope,
+  SearchResult,
+  StoredInstance,
+} from './index';
 import {
+  INDEXED_BLOBS_SQL,
+  indexedBlob,
   type LevelRows,
   migrations,
   multiValue,
@@ -259,14 +269,24 @@ class SqliteIndex implements Index {
     return searchResults(query, rows);
   }
 
-  async blobKeys(): Promise<string[]> {
-    return (this.db.prepare('SELECT blob_key FROM instances').pluck().all() as string[]).slice();
+  async indexedBlobs(): Promise<IndexedBlob[]> {
+    return (this.db.prepare(INDEXED_BLOBS_SQL).all() as Record<string, unknown>[]).map(indexedBlob);
   }
 
   async deleteInstances(scope: Scope): Promise<string[]> {
     const keys = this.del(scope);
     await this.syncWal(); // before the caller deletes the blobs
     return keys;
+  }
+
+  async clear(): Promise<void> {
+    this.flush();
+    this.db
+      .transaction(() => {
+        for (const table of ['instances', 'series', 'studies']) this.db.exec(`DELETE FROM ${table}`);
+      })
+      .immediate();
+    await this.syncWal();
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,6 @@
 /**
- * Benchmark targets: our server (child process `node --import tsx server/main.ts`) and a local
+ * Benchmark targets: our server (child process `node --import tsx server/main.ts`) on the embedded
+ * default or on S3 + PostgreSQL, and a local
  * Orthanc with the DICOMweb plugin, each with a fresh temporary data folder. A Target names the
  * DICOMweb root and the server's pid (for RSS sampling), so the workload code is server-agnostic.
  */
@@ -10,6 +11,8 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startPostgres } from './pg-cluster';
+import { startS3rver } from './s3rver';
 
 export interface Target {
   name: string;
@@ -134,6 +137,42 @@ export async function startOurServer(opts: StartOptions & { repoRoot?: string } 
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   return whenReady(child, { name: 'ours', port, root: '/dicomweb', readyPaths: ['/healthz'], dataDir }, opts);
+}
+
+/**
+ * Our server on S3 + PostgreSQL: a real S3 server (s3rver, over HTTP on loopback) and a throwaway
+ * PostgreSQL cluster, both started here and removed on close. s3rver keeps objects as files and is far
+ * slower than MinIO or a real object store: read its figures as a lower bound of that configuration.
+ */
+export async function startOurServerOnS3Postgres(opts: StartOptions = {}): Promise<Target> {
+  const bucket = 'pacs-bench';
+  const [s3, pg] = await Promise.all([startS3rver([bucket]), startPostgres()]);
+  try {
+    const target = await startOurServer({
+      ...opts,
+      env: {
+        AWS_ENDPOINT_URL_S3: s3.endpoint,
+        AWS_REGION: 'us-east-1',
+        AWS_ACCESS_KEY_ID: 'S3RVER',
+        AWS_SECRET_ACCESS_KEY: 'S3RVER',
+        PACS_BLOB_STORE: `s3://${bucket}/archive`,
+        PACS_S3_FORCE_PATH_STYLE: 'true',
+        DATABASE_URL: pg.url,
+        ...opts.env,
+      },
+    });
+    return {
+      ...target,
+      name: 'ours-s3pg',
+      close: async () => {
+        await target.close();
+        await Promise.all([s3.close(), pg.close()]);
+      },
+    };
+  } catch (err) {
+    await Promise.all([s3.close(), pg.close()]);
+    throw err;
+  }
 }
 
 export const ORTHANC_BIN = '/usr/sbin/Orthanc';

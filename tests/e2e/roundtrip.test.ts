@@ -2,6 +2,7 @@
  * Round trip of every sample file: STOW-RS, find by QIDO-RS, retrieve by WADO-RS byte for byte, metadata
  * agrees with the file (read independently with dicom-parser), uncompressed frames equal the pixel data.
  * Files that share a SOP Instance UID (one image in several transfer syntaxes) go in separate rounds.
+ * Runs on every storage combination (folder + SQLite, S3 + PostgreSQL).
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -18,6 +19,7 @@ import {
   stow,
   type TestServer,
 } from '../helpers/server';
+import { STORAGE_CONFIGS, type StorageBackends } from '../helpers/storage-configs';
 import { getJson, getMultipart, type Json, value } from './dicomweb';
 
 interface Sample {
@@ -110,73 +112,79 @@ if (!samplesPresent) console.warn(SAMPLES_MISSING);
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
-describe.skipIf(!samplesPresent)('round trip of every sample file', () => {
-  let server: TestServer;
-  let samples: Sample[];
-  let unstorable: Unstorable[];
-  beforeAll(async () => {
-    server = await startServer();
-    ({ samples, unstorable } = await loadSamples());
-  });
-  afterAll(async () => {
-    await server?.close();
-  });
+describe.skipIf(!samplesPresent).each(STORAGE_CONFIGS)(
+  'round trip of every sample file on $name',
+  (storage) => {
+    let backends: StorageBackends;
+    let server: TestServer;
+    let samples: Sample[];
+    let unstorable: Unstorable[];
+    beforeAll(async () => {
+      backends = await storage.start();
+      server = await startServer({ env: backends.env });
+      ({ samples, unstorable } = await loadSamples());
+    });
+    afterAll(async () => {
+      await server?.close();
+      await backends?.close();
+    });
 
-  it('refuses, with the reason, the few sample files that cannot be filed (no Part 10 header, no UIDs)', async () => {
-    // Checked with dcmtk: the first four have no preamble/"DICM"/File Meta Information (raw data sets);
-    // the others lack StudyInstanceUID and SeriesInstanceUID (and the charset ones every UID).
-    expect(unstorable.map((u) => u.file).sort()).toEqual([
-      'charsets/chrSQEncoding.dcm',
-      'charsets/chrSQEncoding1.dcm',
-      'charsets/empty_charset_LEI.dcm',
-      'cr-dx/CR-MONO1-10-chest.dcm',
-      'sr-pdf-seg/rtstruct.dcm',
-      'transfer-syntaxes/HTJ2KLossless_08_RGB.dcm',
-      'transfer-syntaxes/HTJ2K_08_RGB.dcm',
-      'transfer-syntaxes/JLSL_RGB_ILV1.dcm',
-      'transfer-syntaxes/JLSN_RGB_ILV0.dcm',
-      'transfer-syntaxes/JPEGLSNearLossless_16.dcm',
-    ]);
-    for (const u of unstorable) {
-      const res = await stow(server.baseUrl, [u.bytes]);
-      expect(res.status, u.file).toBe(409);
-      const failure = res.json['00081198']?.Value?.[0];
-      expect(failure?.['00081197']?.Value?.[0], u.file).toBe(0xc000);
-      expect(String(failure?.['0040A160']?.Value?.[0]), u.file).toMatch(u.why);
-    }
-    expect((await getJson(`${server.dicomweb}/instances`)).json).toEqual([]);
-  });
+    it('refuses, with the reason, the few sample files that cannot be filed (no Part 10 header, no UIDs)', async () => {
+      // Checked with dcmtk: the first four have no preamble/"DICM"/File Meta Information (raw data sets);
+      // the others lack StudyInstanceUID and SeriesInstanceUID (and the charset ones every UID).
+      expect(unstorable.map((u) => u.file).sort()).toEqual([
+        'charsets/chrSQEncoding.dcm',
+        'charsets/chrSQEncoding1.dcm',
+        'charsets/empty_charset_LEI.dcm',
+        'cr-dx/CR-MONO1-10-chest.dcm',
+        'sr-pdf-seg/rtstruct.dcm',
+        'transfer-syntaxes/HTJ2KLossless_08_RGB.dcm',
+        'transfer-syntaxes/HTJ2K_08_RGB.dcm',
+        'transfer-syntaxes/JLSL_RGB_ILV1.dcm',
+        'transfer-syntaxes/JLSN_RGB_ILV0.dcm',
+        'transfer-syntaxes/JPEGLSNearLossless_16.dcm',
+      ]);
+      for (const u of unstorable) {
+        const res = await stow(server.baseUrl, [u.bytes]);
+        expect(res.status, u.file).toBe(409);
+        const failure = res.json['00081198']?.Value?.[0];
+        expect(failure?.['00081197']?.Value?.[0], u.file).toBe(0xc000);
+        expect(String(failure?.['0040A160']?.Value?.[0]), u.file).toMatch(u.why);
+      }
+      expect((await getJson(`${server.dicomweb}/instances`)).json).toEqual([]);
+    });
 
-  it('stores, finds, retrieves byte for byte, and serves metadata and frames that agree with each file', async () => {
-    expect(samples.length).toBeGreaterThan(250);
-    const all = rounds(samples);
-    for (const [r, round] of all.entries()) {
-      for (let i = 0; i < round.length; i += 25) {
-        const batch = round.slice(i, i + 25);
-        const res = await stow(
-          server.baseUrl,
-          batch.map((s) => s.bytes),
-        );
-        const failures = res.json['00081198']?.Value ?? [];
-        expect(failures.map((f) => f['0040A160']?.Value?.[0])).toEqual([]);
-        expect(res.status).toBe(200);
-        const refs = (res.json['00081199']?.Value ?? []).map((x) => x['00081155']?.Value?.[0]);
-        expect(refs).toEqual(batch.map((s) => s.sop));
+    it('stores, finds, retrieves byte for byte, and serves metadata and frames that agree with each file', async () => {
+      expect(samples.length).toBeGreaterThan(250);
+      const all = rounds(samples);
+      for (const [r, round] of all.entries()) {
+        for (let i = 0; i < round.length; i += 25) {
+          const batch = round.slice(i, i + 25);
+          const res = await stow(
+            server.baseUrl,
+            batch.map((s) => s.bytes),
+          );
+          const failures = res.json['00081198']?.Value ?? [];
+          expect(failures.map((f) => f['0040A160']?.Value?.[0])).toEqual([]);
+          expect(res.status).toBe(200);
+          const refs = (res.json['00081199']?.Value ?? []).map((x) => x['00081155']?.Value?.[0]);
+          expect(refs).toEqual(batch.map((s) => s.sop));
+        }
+        for (const s of round) await checkSample(server.dicomweb, s);
+        // Make room for the next round's copies of the same SOP Instance UIDs.
+        for (const s of all[r + 1] ?? []) {
+          const del = await fetch(
+            `${server.dicomweb}/studies/${s.study}/series/${s.series}/instances/${s.sop}`,
+            {
+              method: 'DELETE',
+            },
+          );
+          expect(del.status).toBe(204);
+        }
       }
-      for (const s of round) await checkSample(server.dicomweb, s);
-      // Make room for the next round's copies of the same SOP Instance UIDs.
-      for (const s of all[r + 1] ?? []) {
-        const del = await fetch(
-          `${server.dicomweb}/studies/${s.study}/series/${s.series}/instances/${s.sop}`,
-          {
-            method: 'DELETE',
-          },
-        );
-        expect(del.status).toBe(204);
-      }
-    }
-  });
-});
+    });
+  },
+);
 
 async function checkSample(root: string, s: Sample) {
   const where = `(${s.file})`;
