@@ -20,6 +20,7 @@ import { retrieveBulkdata, retrieveFrames, retrieveInstances, retrieveMetadata }
 export function createApp(config: Config, storage: Storage, log: Logger): express.Express {
   const app = express();
   app.disable('x-powered-by');
+  if (config.publicUrl) app.locals.publicUrl = config.publicUrl; // read by routes/common.ts publicRoot()
   app.set('query parser', false);
   const ctx = { ...storage, config, log };
   const { index } = storage;

@@ -18,6 +18,8 @@ export interface Config {
   s3ForcePathStyle: boolean;
   /** '' for the SQLite index in dataDir, or postgres://… for the PostgreSQL index. */
   databaseUrl: string;
+  /** Origin clients use (behind a reverse proxy), for RetrieveURL and BulkDataURI; '' = from each request. */
+  publicUrl: string;
   /** Character set assumed for files that carry non-ASCII text but declare no Specific Character Set. */
   defaultCharset: string;
   /** What STOW does with a SOP Instance UID already stored with different bytes. */
@@ -51,6 +53,10 @@ export const VARIABLES = {
   DATABASE_URL: [
     '',
     'Where the index is: empty for the SQLite file index.sqlite in PACS_DATA_DIR, or postgres://user:password@host:port/database for PostgreSQL (any number of server processes can share it; the schema is created and migrated at start).',
+  ],
+  PACS_PUBLIC_URL: [
+    '',
+    'The address clients use (https://pacs.hospital.vn), for RetrieveURL and BulkDataURI values; empty: from each request Host. Set it behind a reverse proxy that terminates TLS.',
   ],
   PACS_DEFAULT_CHARSET: [
     'windows-1258',
@@ -111,6 +117,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     errors.push(
       `DATABASE_URL: expected empty (SQLite in PACS_DATA_DIR) or postgres://user:password@host:port/database`,
     );
+  const publicUrl = get('PACS_PUBLIC_URL').trim().replace(/\/+$/, '');
+  if (publicUrl !== '' && !(/^https?:\/\/[^/?#]+(\/[^?#]*)?$/.test(publicUrl) && URL.canParse(publicUrl)))
+    errors.push(
+      `PACS_PUBLIC_URL=${publicUrl}: expected empty or an http(s) URL such as https://pacs.hospital.vn`,
+    );
   const config: Config = {
     host: get('HOST'),
     port: int('PORT', 0, 65535),
@@ -118,6 +129,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     blobStore,
     s3ForcePathStyle: oneOf('PACS_S3_FORCE_PATH_STYLE', ['true', 'false'] as const) === 'true',
     databaseUrl,
+    publicUrl,
     defaultCharset,
     duplicatePolicy: oneOf('PACS_DUPLICATE_POLICY', ['reject', 'overwrite'] as const),
     maxStowBytes: int('PACS_MAX_STOW_BYTES', 1024, Number.MAX_SAFE_INTEGER),

@@ -4,7 +4,9 @@ import { request } from 'node:http';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO, startServer, type TestServer } from '../helpers/server';
+import { loadConfig } from '../../server/config';
+import { syntheticSeries } from '../../server/synthetic';
+import { REPO, startServer, stow, type TestServer } from '../helpers/server';
 
 /** A raw GET (fetch would decompress and hide Content-Encoding). */
 function rawGet(url: string, headers: Record<string, string>) {
@@ -133,5 +135,45 @@ describe('HTTP behaviour', () => {
     expect(again.status).toBe(304);
     const changed = await fetch(url, { headers: { Accept: accept, 'If-None-Match': '"something-else"' } });
     expect(changed.status).toBe(200);
+  });
+});
+
+describe('behind a reverse proxy (PACS_PUBLIC_URL)', () => {
+  it('returns RetrieveURL and BulkDataURI on the public address, not the one the server listens on', async () => {
+    const server = await startServer({ env: { PACS_PUBLIC_URL: 'https://pacs.benhvien.vn/' } });
+    try {
+      const [file] = syntheticSeries({
+        patientName: 'Lý^Thường Kiệt',
+        patientId: 'PX1',
+        instances: 1,
+        rows: 16,
+        columns: 16,
+        seed: 61,
+      });
+      const stored = await stow(server.baseUrl, [file]);
+      expect(stored.status).toBe(200);
+      const ref = stored.json['00081199']?.Value?.[0];
+      const url = String(ref?.['00081190']?.Value?.[0]);
+      expect(url).toMatch(
+        /^https:\/\/pacs\.benhvien\.vn\/dicomweb\/studies\/[0-9.]+\/series\/[0-9.]+\/instances\/[0-9.]+$/,
+      );
+      const local = url.replace('https://pacs.benhvien.vn', server.baseUrl);
+      const md = (await (await fetch(`${local}/metadata`)).json()) as Record<
+        string,
+        { BulkDataURI?: string }
+      >[];
+      expect(md[0]['7FE00010']?.BulkDataURI).toBe(`${url}/bulkdata/7FE00010`);
+      const q = (await (await fetch(`${server.dicomweb}/studies?PatientID=PX1`)).json()) as Record<
+        string,
+        { Value?: string[] }
+      >[];
+      expect(q[0]['00081190']?.Value?.[0]).toMatch(/^https:\/\/pacs\.benhvien\.vn\/dicomweb\/studies\//);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('refuses a PACS_PUBLIC_URL that is not an http(s) address', () => {
+    expect(() => loadConfig({ PACS_PUBLIC_URL: 'pacs.benhvien.vn' })).toThrow(/PACS_PUBLIC_URL/);
   });
 });
