@@ -10,6 +10,7 @@ import { DicomwebError } from '../dicomweb/status';
 import type { Storage } from '../storage/open';
 import type { Config } from './config';
 import type { Logger } from './log';
+import { describeGateway, sendStudy } from './dimse/routes';
 import { DICOMWEB_ROOT } from './routes/common';
 import { deleteResource } from './routes/delete';
 import { demo } from './routes/demo';
@@ -70,6 +71,9 @@ export function createApp(config: Config, storage: Storage, log: Logger): expres
     res.json({ status: 'ok' });
   });
   r.post('/api/demo', demo(ctx));
+  // DIMSE gateway: send a study to a known remote AE (C-STORE SCU); the gateway's AE configuration
+  r.post('/api/studies/:study/send', express.json({ limit: '16kb' }), sendStudy(ctx));
+  r.get('/api/dimse', describeGateway(ctx));
   app.use(r);
 
   app.all(`${DICOMWEB_ROOT}/*rest`, (req, _res) => {

@@ -4,6 +4,7 @@
  */
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
+import { isValidAETitle, parseRemoteAEs, type RemoteAE } from './dimse/negotiation';
 
 export type DuplicatePolicy = 'reject' | 'overwrite';
 
@@ -35,6 +36,18 @@ export interface Config {
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** Server processes sharing the port (1: a single process). */
   workers: number;
+  /** DICOM (DIMSE) gateway: listener, allowed callers, known remote AEs. */
+  dimse: DimseConfig;
+}
+
+export interface DimseConfig {
+  /** TCP port of the DIMSE listener; undefined: no listener. */
+  port?: number;
+  aeTitle: string;
+  /** Calling AE titles allowed to associate; empty: any. */
+  allowedAETitles: string[];
+  /** Remote AEs by title: C-MOVE destinations and targets of "send study". */
+  remoteAEs: RemoteAE[];
 }
 
 /** Variable, default and meaning; the README's configuration table is this list. */
@@ -77,6 +90,19 @@ export const VARIABLES = {
   PACS_WORKERS: [
     '1',
     'Server processes sharing the port: a number, or auto (one per CPU core, at most 4). More than 1 helps many concurrent uploads on a multi-core server; on a 2-core machine that also runs the clients, 1 serves frames faster.',
+  ],
+  PACS_DIMSE_PORT: [
+    '',
+    'TCP port of the DICOM (DIMSE) listener (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET); empty: none.',
+  ],
+  PACS_DIMSE_AE_TITLE: ['PACS', 'AE title of the archive (the called AE title modalities use).'],
+  PACS_DIMSE_ALLOWED_AES: [
+    '',
+    'Calling AE titles allowed to associate, comma-separated; empty: any. Others are refused.',
+  ],
+  PACS_DIMSE_REMOTE_AES: [
+    '',
+    'Known remote AEs, comma-separated AET@host:port (C-MOVE destinations, send-study targets).',
   ],
 } as const satisfies Record<string, readonly [string, string]>;
 
@@ -139,9 +165,29 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logLevel: oneOf('LOG_LEVEL', ['debug', 'info', 'warn', 'error'] as const),
     workers:
       get('PACS_WORKERS') === 'auto' ? Math.min(4, availableParallelism()) : int('PACS_WORKERS', 1, 64),
+    dimse: dimseConfig(get, errors),
   };
   if (errors.length > 0) throw new ConfigError(`invalid configuration:\n  ${errors.join('\n  ')}`);
   return config;
+}
+
+function dimseConfig(get: (name: keyof typeof VARIABLES) => string, errors: string[]): DimseConfig {
+  const portText = get('PACS_DIMSE_PORT').trim();
+  const port = portText === '' ? undefined : Number(portText);
+  if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port <= 65535))
+    errors.push(`PACS_DIMSE_PORT=${portText}: expected empty (no listener) or an integer from 0 to 65535`);
+  const aeTitle = get('PACS_DIMSE_AE_TITLE').trim();
+  if (!isValidAETitle(aeTitle))
+    errors.push(`PACS_DIMSE_AE_TITLE=${aeTitle}: expected 1 to 16 characters, no backslash`);
+  const allowedAETitles = get('PACS_DIMSE_ALLOWED_AES')
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  for (const a of allowedAETitles)
+    if (!isValidAETitle(a)) errors.push(`PACS_DIMSE_ALLOWED_AES: "${a}" is not a valid AE title`);
+  const remote = parseRemoteAEs(get('PACS_DIMSE_REMOTE_AES'));
+  for (const e of remote.errors) errors.push(`PACS_DIMSE_REMOTE_AES: ${e}`);
+  return { port, aeTitle, allowedAETitles, remoteAEs: remote.aes };
 }
 
 /** A postgres:// or postgresql:// URL (the value is not echoed in errors: it may hold a password). */

@@ -84,6 +84,9 @@ export function describeInstance(
     sha256: string;
     defaultCharset: string;
     expectedStudyInstanceUID?: string;
+    /** DIMSE C-STORE: the Affected SOP Class and Instance UIDs of the command must be the data set's. */
+    expectedSOPClassUID?: string;
+    expectedSOPInstanceUID?: string;
   },
 ): { ok: true; record: InstanceRecord } | { ok: false; failed: FailedInstanceRef } {
   const sopClassUID = uidOf(scan, '00080016');
@@ -110,6 +113,20 @@ export function describeInstance(
     return fail(
       FailureReason.StudyInstanceUIDMismatch,
       `StudyInstanceUID ${study} does not match the study ${opts.expectedStudyInstanceUID} in the request URL`,
+      uids,
+    );
+  }
+  if (opts.expectedSOPClassUID && sopClassUID !== opts.expectedSOPClassUID) {
+    return fail(
+      FailureReason.DataSetDoesNotMatchSOPClass,
+      `SOPClassUID ${sopClassUID} does not match the Affected SOP Class UID ${opts.expectedSOPClassUID}`,
+      uids,
+    );
+  }
+  if (opts.expectedSOPInstanceUID && sopInstanceUID !== opts.expectedSOPInstanceUID) {
+    return fail(
+      FailureReason.CannotUnderstand,
+      `SOPInstanceUID ${sopInstanceUID} does not match the Affected SOP Instance UID ${opts.expectedSOPInstanceUID}`,
       uids,
     );
   }
@@ -145,6 +162,8 @@ export function describeInstance(
 
 export interface IngestOptions {
   expectedStudyInstanceUID?: string;
+  expectedSOPClassUID?: string;
+  expectedSOPInstanceUID?: string;
   publicRoot: string;
 }
 
@@ -234,6 +253,8 @@ export async function ingestInstance(
       sha256: hash.digest('hex'),
       defaultCharset: config.defaultCharset,
       expectedStudyInstanceUID: opts.expectedStudyInstanceUID,
+      expectedSOPClassUID: opts.expectedSOPClassUID,
+      expectedSOPInstanceUID: opts.expectedSOPInstanceUID,
     });
     if (!described.ok) return described;
     const { record } = described;

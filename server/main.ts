@@ -4,33 +4,51 @@ import type { Server } from 'node:http';
 import { openStorage, type Storage } from '../storage/open';
 import { createApp } from './app';
 import { type Config, ConfigError, loadConfig, storageOptions } from './config';
+import { routeLibraryLog } from './dimse/library';
+import { type DimseListener, startDimseListener } from './dimse/scp';
 import { createLogger, type Logger } from './log';
 
 export interface RunningServer {
   url: string;
   config: Config;
   storage: Storage;
+  /** The DICOM (DIMSE) listener, when PACS_DIMSE_PORT is set. */
+  dimse?: { port: number; aeTitle: string };
   close(): Promise<void>;
 }
 
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
   const storage = await openStorage(storageOptions(config));
   const app = createApp(config, storage, log);
+  let dimse: DimseListener | undefined;
   const server: Server = await new Promise((resolve, reject) => {
     const s = app.listen(config.port, config.host, () => resolve(s));
     s.once('error', reject);
   });
+  if (config.dimse.port !== undefined) {
+    routeLibraryLog(log, config.logLevel);
+    try {
+      dimse = await startDimseListener({ ...storage, config, log }, config.dimse, config.host, log);
+    } catch (err) {
+      server.close();
+      await storage.close();
+      throw err;
+    }
+  }
   server.requestTimeout = 0; // large STOW bodies over slow links
   server.keepAliveTimeout = 65_000;
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.port;
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
-  log.info('listening', { url, dicomweb: `${url}/dicomweb`, dataDir: config.dataDir });
+  const dicom = dimse && { aeTitle: dimse.aeTitle, port: dimse.port };
+  log.info('listening', { url, dicomweb: `${url}/dicomweb`, dataDir: config.dataDir, dimse: dicom });
   return {
     url,
     config,
     storage,
+    dimse: dicom,
     close: async () => {
+      await dimse?.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

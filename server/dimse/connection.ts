@@ -1,0 +1,124 @@
+/**
+ * What both ends of our associations share on top of dcmjs-dimse's network layer:
+ * - `RawDataset`: a data set sent exactly as stored. dcmjs-dimse encodes a Dataset's elements with dcmjs
+ *   before sending; this one hands over the stored bytes instead (no re-encoding: private elements,
+ *   undefined lengths, padding and pixel data go out as received), and is parsed only if the peer
+ *   accepted another uncompressed transfer syntax and the library has to convert it.
+ * - `DimseConnection`: one association (either side), with `request()` to send a request and wait for
+ *   its final response, and the failure of whatever is in flight when the connection ends.
+ *
+ * dcmjs-dimse exports its network class only as the base of `Scp`; the outbound side uses it too (the
+ * library's `Client` needs every data set in memory before the association starts).
+ */
+import type { Socket } from 'node:net';
+import { type Association, dimse, type Request, type Response } from './library';
+import { EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN } from './negotiation';
+
+const EXPLICIT_VR_BIG_ENDIAN = '1.2.840.10008.1.2.2';
+/** Transfer syntaxes dcmjs-dimse converts between without codecs (dcmjs re-encodes the elements). */
+export const NATIVE_SYNTAXES: readonly string[] = [
+  EXPLICIT_VR_LITTLE_ENDIAN,
+  IMPLICIT_VR_LITTLE_ENDIAN,
+  EXPLICIT_VR_BIG_ENDIAN,
+];
+
+/**
+ * Timeouts of an association, in ms. The library's PDU timeout counts only PDUs received, so a long
+ * C-MOVE (the requester waits, silent) or a large C-STORE we send would be cut: it is set high, and the
+ * socket idle timeout (any traffic, either way) guards against dead peers.
+ */
+export const NETWORK_OPTIONS = {
+  connectTimeout: 5 * 60_000,
+  associationTimeout: 30_000,
+  pduTimeout: 60 * 60_000,
+};
+
+export class RawDataset extends dimse.Dataset {
+  private raw: Buffer | undefined;
+  private parsed: Record<string, unknown> | undefined;
+
+  constructor(raw: Uint8Array, transferSyntaxUID: string, sopClassUID: string, sopInstanceUID: string) {
+    super({ SOPClassUID: sopClassUID, SOPInstanceUID: sopInstanceUID }, transferSyntaxUID);
+    // P-DATA fragments are even (PS3.8 9.3.5.1); a deflated data set of odd length gets its pad byte.
+    this.raw = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+    if (this.raw.length % 2 === 1) this.raw = Buffer.concat([this.raw, Buffer.alloc(1)]);
+  }
+
+  /** The stored bytes, as they are: what the library writes into P-DATA-TF PDUs. */
+  override getDenaturalizedDataset(): Buffer {
+    if (!this.raw) throw new Error('data set already sent and released');
+    return this.raw;
+  }
+
+  /** Only when the library must convert the data set to another uncompressed transfer syntax. */
+  override getElements(): Record<string, unknown> {
+    if (!this.parsed) {
+      const ts = this.getTransferSyntaxUid();
+      if (!NATIVE_SYNTAXES.includes(ts)) throw new Error(`cannot convert a data set in ${ts}`);
+      this.parsed = new dimse.Dataset(this.getDenaturalizedDataset(), ts).getElements();
+    }
+    return this.parsed;
+  }
+
+  /** Drops the bytes once sent (the library keeps every request of an association). */
+  release(): void {
+    this.raw = undefined;
+    this.parsed = undefined;
+  }
+}
+
+export class ConnectionClosedError extends Error {}
+
+export class DimseConnection extends dimse.Scp {
+  protected association: Association | undefined;
+  /** The request waiting for its final response, if any. */
+  private inFlight: ((err: Error) => void) | undefined;
+  protected closed = false;
+  readonly socket: Socket;
+
+  constructor(socket: Socket) {
+    super(socket, NETWORK_OPTIONS);
+    this.socket = socket;
+    // What the library's own Server sets on an accepted socket; with connectedTime (which it leaves
+    // unset), a peer that sends no A-ASSOCIATE-RQ is dropped after the association timeout.
+    const state = this as unknown as { connected: boolean; connectedTime?: number };
+    state.connected = true;
+    if (!socket.connecting) state.connectedTime = Date.now();
+    this.on('close', () => {
+      this.closed = true;
+      this.inFlight?.(new ConnectionClosedError('the connection closed before the response'));
+      this.connectionClosed();
+    });
+    this.on('networkError', (err: Error) => {
+      this.networkError(err);
+      this.socket.destroy();
+    });
+    // After an A-ABORT, the receiver closes the transport connection (PS3.8 7.3.2).
+    this.on('abort', () => this.socket.destroy());
+  }
+
+  /** Sends a request and resolves with the status of its final response (not the pending ones). */
+  request(req: Request, onPending?: (response: Response) => void): Promise<number> {
+    if (this.closed) return Promise.reject(new ConnectionClosedError('the connection is closed'));
+    return new Promise<number>((resolve, reject) => {
+      let status: number | undefined;
+      req.on('response', (response: Response) => {
+        status = response.getStatus();
+        if (status === 0xff00 || status === 0xff01) onPending?.(response);
+      });
+      req.on('done', () => {
+        this.inFlight = undefined;
+        if (status === undefined) reject(new Error('the request could not be sent'));
+        else resolve(status);
+      });
+      this.inFlight = (err) => {
+        this.inFlight = undefined;
+        reject(err);
+      };
+      this.sendRequests(req);
+    });
+  }
+
+  protected connectionClosed(): void {}
+  protected networkError(_err: Error): void {}
+}

@@ -1,0 +1,548 @@
+/**
+ * The DICOM listener (DIMSE SCP) of the archive, on dcmjs-dimse's PDU and association layer:
+ * - association: the called AE title must be ours; callers outside PACS_DIMSE_ALLOWED_AES (when set) are
+ *   refused; contexts are accepted per negotiation.ts (storage: every standard SOP Class, in the
+ *   transfer syntax the caller prefers among those we store);
+ * - C-ECHO;
+ * - C-STORE: the data set bytes, as received, are streamed behind a File Meta Information header into
+ *   `ingestInstance`, the STOW-RS path (same validation, durability, index); the response is sent once
+ *   the instance is durable and indexed. Nothing is re-encoded. An association that ends mid data set
+ *   leaves nothing stored;
+ * - C-FIND (patient and study root, every level): the identifier becomes a QIDO query (query.ts);
+ * - C-MOVE to a known remote AE (PACS_DIMSE_REMOTE_AES), C-GET on the same association, with pending
+ *   responses after each sub-operation and C-CANCEL.
+ * Each association, its outcome and counts are logged (the audit trail, until one exists).
+ */
+import net from 'node:net';
+import { Writable } from 'node:stream';
+import { parseQuery } from '../../dicomweb/qido';
+import { DicomwebError, FailureReason } from '../../dicomweb/status';
+import type { DimseConfig } from '../config';
+import { type IngestContext, type IngestResult, ingestInstance } from '../ingest';
+import type { Logger } from '../log';
+import { DICOMWEB_ROOT } from '../routes/common';
+import { ConnectionClosedError, DimseConnection } from './connection';
+import {
+  type Association,
+  type CCancelRequest,
+  type CEchoRequest,
+  type CEchoResponse,
+  type CFindResponse,
+  type CGetResponse,
+  type CMoveResponse,
+  type CStoreResponse,
+  type Dataset,
+  type CFindRequest,
+  type CGetRequest,
+  type CMoveRequest,
+  type CStoreRequest,
+  dimse,
+  FILE_META_VERSION_NAME,
+  IMPLEMENTATION_CLASS_UID,
+  type PresentationContext,
+  type Response,
+} from './library';
+import { decideContext, informationModel } from './negotiation';
+import { fileMetaInformation } from './part10';
+import { findResponse, patientsOf, planFind, QRStatus, QueryError } from './query';
+import { instancesToRetrieve, outgoing } from './retrieve';
+import { isStored, type StoreResult, sendInstance, storeInstances } from './scu';
+import { DatasetChannel } from './channel';
+
+const { PresentationContextResult, RejectResult, RejectSource, RejectReason, Status } = dimse.constants;
+
+/** Largest C-FIND answer; beyond it the query ends with 0xA700 (refine the query). */
+const MAX_FIND_MATCHES = 50_000;
+/** Received data set bytes buffered before the socket is paused (backpressure on the sender). */
+const STORE_BUFFER_BYTES = 4 * 1024 * 1024;
+
+export interface DimseListener {
+  port: number;
+  aeTitle: string;
+  close(): Promise<void>;
+}
+
+interface Gateway {
+  ctx: IngestContext;
+  dimse: DimseConfig;
+  log: Logger;
+  /** C-STORE ingests in progress (waited for at close). */
+  ingests: Set<Promise<unknown>>;
+}
+
+type FindElements = Record<string, unknown>;
+
+const errorComment = (s: string) => s.replace(/[\\\r\n]/g, ' ').slice(0, 64);
+
+/** The C-STORE status of an ingest result (the ingest failure reasons are C-STORE statuses). */
+function storeStatus(r: IngestResult): { status: number; comment?: string } {
+  if (r.ok) return { status: Status.Success };
+  return { status: r.failed.failureReason, comment: r.failed.message };
+}
+
+interface Counts {
+  stored: number;
+  storeFailed: number;
+  finds: number;
+  moves: number;
+  gets: number;
+}
+
+class ArchiveScp extends DimseConnection {
+  private callingAETitle = '';
+  private readonly started = Date.now();
+  private readonly counts: Counts = { stored: 0, storeFailed: 0, finds: 0, moves: 0, gets: 0 };
+  private outcome = 'closed';
+  private readonly log: Logger;
+  /** C-STOREs whose data set is being received or stored. */
+  private readonly stores = new Map<CStoreRequest, { channel: Writable; result: Promise<IngestResult> }>();
+  /** Message IDs of C-MOVE and C-GET requests the caller cancelled. */
+  private readonly cancelled = new Set<number>();
+
+  constructor(
+    socket: net.Socket,
+    private readonly gw: Gateway,
+  ) {
+    super(socket);
+    this.log = gw.log.child({ dimse: `${socket.remoteAddress}:${socket.remotePort}` });
+  }
+
+  // ── Association ─────────────────────────────────────────────────────────────────────────────────
+
+  override associationRequested(assoc: Association): void {
+    this.association = assoc;
+    const calling = assoc.getCallingAeTitle().trim();
+    const called = assoc.getCalledAeTitle().trim();
+    this.callingAETitle = calling;
+    const refuse = (reason: number, why: string) => {
+      this.outcome = 'rejected';
+      this.log.warn('association rejected', { callingAETitle: calling, calledAETitle: called, reason: why });
+      this.sendAssociationReject(RejectResult.Permanent, RejectSource.ServiceUser, reason);
+      this.socket.end(); // the requester closes too; this bounds a peer that would not
+    };
+    if (called !== this.gw.dimse.aeTitle) {
+      refuse(RejectReason.CalledAeNotRecognized, `called AE title is not ${this.gw.dimse.aeTitle}`);
+      return;
+    }
+    const allowed = this.gw.dimse.allowedAETitles;
+    if (allowed.length > 0 && !allowed.includes(calling)) {
+      refuse(RejectReason.CallingAeNotRecognized, 'calling AE title not in PACS_DIMSE_ALLOWED_AES');
+      return;
+    }
+    let accepted = 0;
+    for (const { id } of assoc.getPresentationContexts()) {
+      const pc: PresentationContext = assoc.getPresentationContext(id);
+      const decision = decideContext(pc.getAbstractSyntaxUid(), pc.getTransferSyntaxUids());
+      if ('accept' in decision) {
+        pc.setResult(PresentationContextResult.Accept, decision.accept);
+        accepted++;
+      } else if (decision.reject === 'abstract-syntax-not-supported') {
+        pc.setResult(PresentationContextResult.RejectAbstractSyntaxNotSupported);
+      } else {
+        pc.setResult(PresentationContextResult.RejectTransferSyntaxesNotSupported);
+      }
+    }
+    this.outcome = 'accepted';
+    this.log.info('association accepted', {
+      callingAETitle: calling,
+      calledAETitle: called,
+      contexts: assoc.getPresentationContexts().length,
+      accepted,
+    });
+    this.sendAssociationAccept();
+  }
+
+  override associationReleaseRequested(): void {
+    this.outcome = 'released';
+    this.sendAssociationReleaseResponse();
+  }
+
+  override abort(source: number, reason: number): void {
+    this.outcome = 'aborted';
+    this.log.warn('association aborted by the peer', { callingAETitle: this.callingAETitle, source, reason });
+    this.failStores(new Error('association aborted'));
+  }
+
+  protected override networkError(err: Error): void {
+    if (this.outcome === 'accepted' || this.outcome === 'closed') this.outcome = 'network error';
+    this.log.warn('DIMSE network error', { callingAETitle: this.callingAETitle, err: err.message });
+    this.failStores(err);
+  }
+
+  protected override connectionClosed(): void {
+    if (this.outcome === 'accepted') this.outcome = 'closed without release';
+    this.failStores(new Error('connection closed'));
+    if (this.callingAETitle === '') return; // no association was ever requested (port probe, garbage)
+    this.log.info('association ended', {
+      callingAETitle: this.callingAETitle,
+      outcome: this.outcome,
+      ms: Date.now() - this.started,
+      ...this.counts,
+    });
+  }
+
+  /** Data sets still arriving when the association ends: their ingest fails, nothing is kept. */
+  private failStores(err: Error): void {
+    for (const { channel } of this.stores.values()) if (channel instanceof DatasetChannel) channel.fail(err);
+  }
+
+  // ── C-ECHO ─────────────────────────────────────────────────────────────────────────────────────
+
+  override cEchoRequest(request: CEchoRequest, callback: (response: CEchoResponse) => void): void {
+    const response = dimse.responses.CEchoResponse.fromRequest(request);
+    response.setStatus(Status.Success);
+    callback(response);
+  }
+
+  // ── C-STORE ────────────────────────────────────────────────────────────────────────────────────
+
+  /** First P-DATA of a C-STORE data set: starts the ingest, fed by the bytes as they arrive. */
+  override createStoreWritableStream(context: PresentationContext, request: CStoreRequest): Writable {
+    // The library reads data on any context: one that was not accepted, or of another SOP Class than the
+    // command's, gets its data set discarded and a refusal.
+    if (
+      context.getResult() !== PresentationContextResult.Accept ||
+      context.getAbstractSyntaxUid() !== request.getAffectedSopClassUid()
+    ) {
+      const message = `SOP Class ${request.getAffectedSopClassUid()} not accepted on presentation context ${context.getPresentationContextId()}`;
+      const discard = new Writable({ write: (_chunk, _encoding, done) => done() });
+      this.stores.set(request, {
+        channel: discard,
+        result: Promise.resolve({
+          ok: false,
+          failed: { failureReason: FailureReason.SOPClassNotSupported, message },
+        }),
+      });
+      return discard;
+    }
+    const channel = new DatasetChannel(STORE_BUFFER_BYTES, (full) => {
+      if (full) this.socket.pause();
+      else this.socket.resume();
+    });
+    // The header depends only on the instance and its transfer syntax (not on the sender, nor on this
+    // software's version), so the same data set sent again, from any AE, is the same file: an identical
+    // instance, not a conflicting one. Who sent it is in the log.
+    const header = fileMetaInformation({
+      MediaStorageSOPClassUID: request.getAffectedSopClassUid(),
+      MediaStorageSOPInstanceUID: request.getAffectedSopInstanceUid(),
+      TransferSyntaxUID: context.getAcceptedTransferSyntaxUid() ?? '',
+      ImplementationClassUID: IMPLEMENTATION_CLASS_UID,
+      ImplementationVersionName: FILE_META_VERSION_NAME,
+    });
+    async function* file(): AsyncGenerator<Uint8Array> {
+      yield header;
+      yield* channel.chunks();
+    }
+    const sopInstanceUID = request.getAffectedSopInstanceUid();
+    const ctx = { ...this.gw.ctx, log: this.log.child({ callingAETitle: this.callingAETitle }) };
+    const result = ingestInstance(ctx, file(), {
+      publicRoot: DICOMWEB_ROOT,
+      expectedSOPClassUID: request.getAffectedSopClassUid(),
+      expectedSOPInstanceUID: sopInstanceUID,
+    })
+      .then(async (r) => {
+        if (r.ok && r.obsoleteBlobKey) await this.gw.ctx.blobs.delete(r.obsoleteBlobKey).catch(() => {});
+        return r;
+      })
+      .catch((err): IngestResult => {
+        // The data set did not arrive whole (association aborted, connection lost): nothing was kept.
+        this.log.warn('C-STORE not completed', { sopInstanceUID, err: (err as Error).message });
+        return {
+          ok: false,
+          failed: { failureReason: FailureReason.ProcessingFailure, message: (err as Error).message },
+        };
+      });
+    this.gw.ingests.add(result);
+    void result.finally(() => this.gw.ingests.delete(result));
+    this.stores.set(request, { channel, result });
+    return channel;
+  }
+
+  /** Last P-DATA: the library wants a Dataset for cStoreRequest; the real work is the ingest above. */
+  override createDatasetFromStoreWritableStream(
+    _writable: unknown,
+    context: PresentationContext,
+    callback: (dataset: Dataset) => void,
+  ): void {
+    callback(new dimse.Dataset({}, context.getAcceptedTransferSyntaxUid()));
+  }
+
+  override cStoreRequest(request: CStoreRequest, callback: (response: CStoreResponse) => void): void {
+    const store = this.stores.get(request);
+    this.stores.delete(request);
+    const respond = (status: number, comment?: string) => {
+      const response = dimse.responses.CStoreResponse.fromRequest(request);
+      response.setStatus(status);
+      if (comment && status !== Status.Success) response.setErrorComment(errorComment(comment));
+      callback(response);
+    };
+    if (!store) {
+      respond(0xc000, 'C-STORE request without a data set');
+      return;
+    }
+    void store.result.then((r) => {
+      const { status, comment } = storeStatus(r);
+      if (r.ok) this.counts.stored++;
+      else {
+        this.counts.storeFailed++;
+        this.log.warn('C-STORE failed', {
+          callingAETitle: this.callingAETitle,
+          sopInstanceUID: request.getAffectedSopInstanceUid(),
+          status: `0x${status.toString(16).padStart(4, '0')}`,
+          reason: comment,
+        });
+      }
+      if (!this.closed) respond(status, comment);
+    });
+  }
+
+  // ── C-FIND ─────────────────────────────────────────────────────────────────────────────────────
+
+  override cFindRequest(request: CFindRequest, callback: (responses: CFindResponse[]) => void): void {
+    this.counts.finds++;
+    void this.find(request).then(callback);
+  }
+
+  private async find(request: CFindRequest): Promise<CFindResponse[]> {
+    const started = Date.now();
+    const sopClass = request.getAffectedSopClassUid();
+    const response = (status: number, elements?: FindElements, comment?: string) => {
+      const r = dimse.responses.CFindResponse.fromRequest(request);
+      r.setAffectedSopClassUid(sopClass);
+      r.setStatus(status);
+      if (elements) r.setDataset(new dimse.Dataset(elements, this.transferSyntaxOf(request)));
+      if (comment) r.setErrorComment(errorComment(comment));
+      return r;
+    };
+    const model = informationModel(sopClass);
+    const elements = request.getDataset()?.getElements() ?? {};
+    try {
+      if (!model) throw new QueryError(QRStatus.IdentifierDoesNotMatchSOPClass, 'not a query/retrieve model');
+      const plan = planFind(model, elements);
+      const query = parseQuery(plan.qidoLevel, plan.params);
+      query.limit = plan.level === 'PATIENT' ? undefined : MAX_FIND_MATCHES;
+      const { matches, more } = await this.gw.ctx.index.search(query);
+      let results = matches as Parameters<typeof findResponse>[1][];
+      if (plan.level === 'PATIENT') results = patientsOf(results);
+      const tooMany = more || results.length > MAX_FIND_MATCHES;
+      results = results.slice(0, MAX_FIND_MATCHES);
+      this.log.info('C-FIND', {
+        callingAETitle: this.callingAETitle,
+        model,
+        level: plan.level,
+        matches: results.length,
+        ms: Date.now() - started,
+      });
+      const out = results.map((m) => response(Status.Pending, findResponse(plan, m, this.gw.dimse.aeTitle)));
+      out.push(
+        tooMany
+          ? response(
+              QRStatus.OutOfResources,
+              undefined,
+              `more than ${MAX_FIND_MATCHES} matches: refine the query`,
+            )
+          : response(Status.Success),
+      );
+      return out;
+    } catch (err) {
+      const status =
+        err instanceof QueryError
+          ? err.status
+          : err instanceof DicomwebError
+            ? QRStatus.UnableToProcess
+            : 0xc001;
+      if (!(err instanceof QueryError || err instanceof DicomwebError))
+        this.log.error('C-FIND failed', { err, callingAETitle: this.callingAETitle });
+      else
+        this.log.info('C-FIND refused', {
+          callingAETitle: this.callingAETitle,
+          reason: (err as Error).message,
+        });
+      return [response(status, undefined, (err as Error).message)];
+    }
+  }
+
+  /** The transfer syntax of the context a request came on (its data set arrived in it). */
+  private transferSyntaxOf(request: CFindRequest | CMoveRequest | CGetRequest): string {
+    return request.getDataset()?.getTransferSyntaxUid() ?? '1.2.840.10008.1.2';
+  }
+
+  // ── C-MOVE and C-GET ───────────────────────────────────────────────────────────────────────────
+
+  override cCancelRequest(request: CCancelRequest): void {
+    this.cancelled.add(request.getMessageIdBeingRespondedTo());
+  }
+
+  override cMoveRequest(request: CMoveRequest, _callback: (responses: CMoveResponse[]) => void): void {
+    this.counts.moves++;
+    void this.retrieve(request, 'move');
+  }
+
+  override cGetRequest(request: CGetRequest, _callback: (responses: CGetResponse[]) => void): void {
+    this.counts.gets++;
+    void this.retrieve(request, 'get');
+  }
+
+  /**
+   * Runs a C-MOVE (sub-operations on an association to the destination) or a C-GET (on this one),
+   * answering Pending after each sub-operation and a final status with the counts (PS3.4 C.4.2.3, C.4.3.3).
+   */
+  private async retrieve(request: CMoveRequest | CGetRequest, kind: 'move' | 'get'): Promise<void> {
+    const started = Date.now();
+    const sopClass = request.getAffectedSopClassUid();
+    const messageId = request.getMessageId();
+    const counts = { remaining: 0, completed: 0, failed: 0, warning: 0 };
+    const failedUIDs: string[] = [];
+    const send = (
+      status: number,
+      opts: { remaining?: boolean; comment?: string; failedList?: boolean } = {},
+    ) => {
+      if (this.closed) return;
+      const r =
+        kind === 'move'
+          ? dimse.responses.CMoveResponse.fromRequest(request as CMoveRequest)
+          : dimse.responses.CGetResponse.fromRequest(request as CGetRequest);
+      r.setAffectedSopClassUid(sopClass);
+      r.setStatus(status);
+      if (opts.remaining) r.setRemaining(counts.remaining);
+      r.setCompleted(counts.completed);
+      r.setFailures(counts.failed);
+      r.setWarnings(counts.warning);
+      if (opts.comment) r.setErrorComment(errorComment(opts.comment));
+      if (opts.failedList && failedUIDs.length > 0)
+        r.setDataset(
+          new dimse.Dataset({ FailedSOPInstanceUIDList: failedUIDs }, this.transferSyntaxOf(request)),
+        );
+      this.sendResponse(request, r as Response);
+    };
+    const tally = (r: StoreResult) => {
+      counts.remaining--;
+      if (r.status === 0) counts.completed++;
+      else if (isStored(r)) counts.warning++;
+      else {
+        counts.failed++;
+        failedUIDs.push(r.SOPInstanceUID);
+      }
+      send(Status.Pending, { remaining: true });
+    };
+    const isCancelled = () => this.cancelled.has(messageId) || this.closed;
+    try {
+      const model = informationModel(sopClass);
+      if (!model) throw new QueryError(QRStatus.IdentifierDoesNotMatchSOPClass, 'not a query/retrieve model');
+      const destination =
+        kind === 'move' ? String(request.getCommandDataset().getElement('MoveDestination') ?? '').trim() : '';
+      const remote = this.gw.dimse.remoteAEs.find((a) => a.aet === destination);
+      if (kind === 'move' && !remote)
+        throw new QueryError(
+          QRStatus.MoveDestinationUnknown,
+          `move destination ${destination} is not a known AE`,
+        );
+      const instances = await instancesToRetrieve(
+        this.gw.ctx.index,
+        model,
+        request.getDataset()?.getElements() ?? {},
+      );
+      counts.remaining = instances.length;
+      const items = instances.map((i) => outgoing(this.gw.ctx.blobs, i));
+      let associationFailure: string | undefined;
+      if (remote) {
+        const results = await storeInstances(remote, items, {
+          callingAETitle: this.gw.dimse.aeTitle,
+          log: this.log,
+          moveOriginator: { aeTitle: this.callingAETitle, messageId },
+          onResult: tally,
+          cancelled: isCancelled,
+        });
+        if (results.length > 0 && results.every((r) => r.noAssociation))
+          associationFailure = results[0].error;
+      } else {
+        for (const item of items) {
+          if (isCancelled()) break;
+          tally(await sendInstance(this, this.getAssociation(), item));
+        }
+      }
+      const status = isCancelled()
+        ? Status.Cancel
+        : associationFailure !== undefined
+          ? QRStatus.SubOperationsOutOfResources
+          : counts.failed > 0 || counts.warning > 0
+            ? QRStatus.SubOperationsCompleteWithFailures
+            : Status.Success;
+      this.log.info(kind === 'move' ? 'C-MOVE' : 'C-GET', {
+        callingAETitle: this.callingAETitle,
+        destination: remote?.aet,
+        instances: instances.length,
+        completed: counts.completed,
+        warning: counts.warning,
+        failed: counts.failed,
+        status: `0x${status.toString(16).padStart(4, '0')}`,
+        ms: Date.now() - started,
+      });
+      send(status, {
+        remaining: status === Status.Cancel,
+        comment: associationFailure,
+        failedList: status !== Status.Success,
+      });
+    } catch (err) {
+      if (err instanceof ConnectionClosedError) return;
+      const status =
+        err instanceof QueryError
+          ? err.status
+          : err instanceof DicomwebError
+            ? QRStatus.UnableToProcess
+            : 0xc001;
+      if (!(err instanceof QueryError || err instanceof DicomwebError))
+        this.log.error(`C-${kind.toUpperCase()} failed`, { err, callingAETitle: this.callingAETitle });
+      else this.log.info(`C-${kind.toUpperCase()} refused`, { reason: (err as Error).message });
+      send(status, { comment: (err as Error).message });
+    } finally {
+      this.cancelled.delete(messageId);
+    }
+  }
+
+  private getAssociation(): Association {
+    if (!this.association) throw new Error('no association');
+    return this.association;
+  }
+}
+
+/**
+ * Starts the DICOM listener on host:port (port 0: any free port). close() stops listening, aborts the
+ * open associations and waits for the C-STOREs being stored to settle.
+ */
+export async function startDimseListener(
+  ctx: IngestContext,
+  dimseConfig: DimseConfig,
+  host: string,
+  log: Logger,
+): Promise<DimseListener> {
+  const gw: Gateway = { ctx, dimse: dimseConfig, log, ingests: new Set() };
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    socket.setNoDelay(true);
+    new ArchiveScp(socket, gw);
+  });
+  server.maxConnections = 256;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(dimseConfig.port ?? 0, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  server.on('error', (err) => log.error('DICOM listener error', { err }));
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : (dimseConfig.port ?? 0);
+  return {
+    port,
+    aeTitle: dimseConfig.aeTitle,
+    close: async () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const s of sockets) s.destroy();
+      await closed;
+      await Promise.allSettled([...gw.ingests]);
+    },
+  };
+}

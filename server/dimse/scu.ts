@@ -1,0 +1,277 @@
+/**
+ * C-STORE SCU: sends instances to a remote AE, byte for byte as stored. Used by C-MOVE (to the move
+ * destination), by "send study to AE" (POST /api/studies/{study}/send) and by `npm run dimse -- send`.
+ *
+ * Presentation contexts: for each SOP Class, one context per stored transfer syntax (so each instance can
+ * go unchanged), plus one with Explicit and Implicit VR Little Endian in case the peer accepts none of
+ * those; an uncompressed instance is then converted by dcmjs, a compressed one fails (no transcoding).
+ * At most 128 contexts fit in an association: more combinations are sent over several associations.
+ * Instances are read one at a time, just before they are sent.
+ */
+import net from 'node:net';
+import type { Logger } from '../log';
+import { ConnectionClosedError, DimseConnection, NATIVE_SYNTAXES, RawDataset } from './connection';
+import { type Association, dimse, type Response } from './library';
+import {
+  EXPLICIT_VR_LITTLE_ENDIAN,
+  IMPLICIT_VR_LITTLE_ENDIAN,
+  type RemoteAE,
+  VERIFICATION,
+} from './negotiation';
+
+export interface OutgoingInstance {
+  SOPClassUID: string;
+  SOPInstanceUID: string;
+  TransferSyntaxUID: string;
+  /** The data set bytes (without File Meta Information), encoded in TransferSyntaxUID. */
+  dataset(): Promise<Uint8Array>;
+}
+
+export interface StoreResult {
+  SOPInstanceUID: string;
+  /** Status of the peer's C-STORE response; absent when the instance could not be sent. */
+  status?: number;
+  /** Why it failed (the peer's error comment, or what went wrong here). */
+  error?: string;
+  /** Not sent because no association could be established (refused, unreachable). */
+  noAssociation?: true;
+}
+
+/** A C-STORE status that means stored: success, or a warning (PS3.4 B.2.3: B000, B006, B007). */
+export function isStored(r: StoreResult): boolean {
+  return r.status === 0 || (r.status !== undefined && (r.status & 0xf000) === 0xb000);
+}
+
+export interface StoreOptions {
+  callingAETitle: string;
+  log?: Logger;
+  /** C-MOVE sub-operations carry the AE and message that asked for them (PS3.7 9.1.1.1). */
+  moveOriginator?: { aeTitle: string; messageId: number };
+  /** Called after each instance, in order. */
+  onResult?(result: StoreResult): void;
+  /** Checked before each instance: true stops (C-CANCEL of a C-MOVE). */
+  cancelled?(): boolean;
+}
+
+export class AssociationError extends Error {}
+
+const MAX_CONTEXTS = 128;
+
+/** Splits instances into groups whose presentation contexts fit in one association. */
+export function planAssociations<T extends { SOPClassUID: string; TransferSyntaxUID: string }>(
+  instances: readonly T[],
+): T[][] {
+  const groups: T[][] = [];
+  let current: T[] = [];
+  let combos = new Set<string>();
+  let classes = new Set<string>();
+  for (const inst of instances) {
+    const combo = `${inst.SOPClassUID} ${inst.TransferSyntaxUID}`;
+    const more = (combos.has(combo) ? 0 : 1) + (classes.has(inst.SOPClassUID) ? 0 : 1);
+    if (combos.size + classes.size + more > MAX_CONTEXTS && current.length > 0) {
+      groups.push(current);
+      current = [];
+      combos = new Set();
+      classes = new Set();
+    }
+    current.push(inst);
+    combos.add(combo);
+    classes.add(inst.SOPClassUID);
+  }
+  if (current.length > 0) groups.push(current);
+  return groups;
+}
+
+function associationFor(
+  callingAETitle: string,
+  calledAETitle: string,
+  instances: readonly OutgoingInstance[],
+) {
+  const assoc = new dimse.association.Association(callingAETitle, calledAETitle);
+  const combos = new Map<string, Set<string>>();
+  for (const i of instances) {
+    const set = combos.get(i.SOPClassUID) ?? new Set<string>();
+    set.add(i.TransferSyntaxUID);
+    combos.set(i.SOPClassUID, set);
+  }
+  for (const [sopClass, syntaxes] of combos) {
+    for (const ts of syntaxes)
+      assoc.addTransferSyntaxToPresentationContext(assoc.addPresentationContext(sopClass), ts);
+    const fallback = assoc.addPresentationContext(sopClass);
+    assoc.addTransferSyntaxToPresentationContext(fallback, EXPLICIT_VR_LITTLE_ENDIAN);
+    assoc.addTransferSyntaxToPresentationContext(fallback, IMPLICIT_VR_LITTLE_ENDIAN);
+  }
+  return assoc;
+}
+
+/** An association we opened, as the SCU. */
+class OutboundConnection extends DimseConnection {
+  /** Connects and negotiates; rejects with AssociationError when refused or unreachable. */
+  static open(remote: RemoteAE, assoc: Association): Promise<OutboundConnection> {
+    const socket = net.connect({ host: remote.host, port: remote.port, noDelay: true });
+    const conn = new OutboundConnection(socket);
+    return new Promise((resolve, reject) => {
+      const fail = (why: string) => {
+        socket.destroy();
+        reject(new AssociationError(`${remote.aet}@${remote.host}:${remote.port}: ${why}`));
+      };
+      conn.on('connect', () => conn.sendAssociationRequest(assoc));
+      conn.on('associationAccepted', () => {
+        conn.association = assoc;
+        resolve(conn);
+      });
+      conn.on('associationRejected', (r: { result: number; source: number; reason: number }) =>
+        fail(`association rejected (result ${r.result}, source ${r.source}, reason ${r.reason})`),
+      );
+      conn.once('networkError', (err: Error) => fail(err.message.replace(/^.*-> /, '')));
+      conn.once('close', () => fail('connection closed during association negotiation'));
+    });
+  }
+
+  /** A-RELEASE, then close (at most 10 s). */
+  release(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.socket.destroy(), 10_000);
+      this.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.once('associationReleaseResponse', () => this.socket.end());
+      this.sendAssociationReleaseRequest();
+    });
+  }
+
+  /** Peer A-ABORT: the socket closes next, which fails what is in flight. */
+  override abort(): void {}
+
+  getAssociation(): Association {
+    if (!this.association) throw new Error('no association');
+    return this.association;
+  }
+}
+
+/**
+ * Sends one instance over an open association (ours as SCU, or a C-GET requester's as SCP).
+ * Never throws for the instance itself; a closed connection rejects with ConnectionClosedError.
+ */
+export async function sendInstance(
+  conn: DimseConnection,
+  assoc: Association,
+  inst: OutgoingInstance,
+  moveOriginator?: { aeTitle: string; messageId: number },
+): Promise<StoreResult> {
+  const result = (status: number | undefined, error?: string): StoreResult => ({
+    SOPInstanceUID: inst.SOPInstanceUID,
+    ...(status === undefined ? {} : { status }),
+    ...(error === undefined ? {} : { error }),
+  });
+  const probe = new dimse.requests.CStoreRequest(
+    new dimse.Dataset(
+      { SOPClassUID: inst.SOPClassUID, SOPInstanceUID: inst.SOPInstanceUID },
+      inst.TransferSyntaxUID,
+    ),
+  );
+  const context = assoc.getAcceptedPresentationContextFromRequest(probe);
+  if (!context)
+    return result(undefined, `the peer accepted no presentation context for SOP Class ${inst.SOPClassUID}`);
+  const accepted = context.getAcceptedTransferSyntaxUid();
+  if (
+    accepted !== inst.TransferSyntaxUID &&
+    !(accepted && NATIVE_SYNTAXES.includes(accepted) && NATIVE_SYNTAXES.includes(inst.TransferSyntaxUID))
+  ) {
+    return result(
+      undefined,
+      `the peer does not accept transfer syntax ${inst.TransferSyntaxUID} for SOP Class ${inst.SOPClassUID} (no transcoding)`,
+    );
+  }
+  let bytes: Uint8Array;
+  try {
+    bytes = await inst.dataset();
+  } catch (err) {
+    return result(undefined, `cannot read the stored instance: ${(err as Error).message}`);
+  }
+  const dataset = new RawDataset(bytes, inst.TransferSyntaxUID, inst.SOPClassUID, inst.SOPInstanceUID);
+  const req = new dimse.requests.CStoreRequest(dataset);
+  if (moveOriginator) {
+    req.getCommandDataset().setElement('MoveOriginatorApplicationEntityTitle', moveOriginator.aeTitle);
+    req.getCommandDataset().setElement('MoveOriginatorMessageID', moveOriginator.messageId as never);
+  }
+  let comment: string | undefined;
+  req.on('response', (r: Response) => {
+    comment = r.getErrorComment() || undefined;
+  });
+  try {
+    const status = await conn.request(req);
+    return result(status, status === 0 ? undefined : comment);
+  } catch (err) {
+    if (err instanceof ConnectionClosedError) throw err;
+    return result(undefined, (err as Error).message);
+  } finally {
+    dataset.release();
+  }
+}
+
+/**
+ * Sends instances to a remote AE (C-STORE SCU) and returns one result per instance, in order. A refused
+ * or unreachable association fails its instances with the reason. When the peer drops the association
+ * during an instance (an A-ABORT for data it cannot take), that instance fails and the rest go on over
+ * a new association.
+ */
+export async function storeInstances(
+  remote: RemoteAE,
+  instances: readonly OutgoingInstance[],
+  opts: StoreOptions,
+): Promise<StoreResult[]> {
+  const results: StoreResult[] = [];
+  const report = (r: StoreResult) => {
+    results.push(r);
+    opts.onResult?.(r);
+  };
+  for (const group of planAssociations(instances)) {
+    let i = 0;
+    while (i < group.length && !opts.cancelled?.()) {
+      const rest = group.slice(i);
+      let conn: OutboundConnection;
+      try {
+        conn = await OutboundConnection.open(remote, associationFor(opts.callingAETitle, remote.aet, rest));
+      } catch (err) {
+        opts.log?.warn('association to remote AE failed', { aet: remote.aet, err: (err as Error).message });
+        for (; i < group.length; i++)
+          report({
+            SOPInstanceUID: group[i].SOPInstanceUID,
+            error: (err as Error).message,
+            noAssociation: true,
+          });
+        break;
+      }
+      try {
+        for (; i < group.length && !opts.cancelled?.(); i++) {
+          report(await sendInstance(conn, conn.getAssociation(), group[i], opts.moveOriginator));
+        }
+      } catch (err) {
+        // The peer dropped the association during this instance: it failed; the next ones get a new one.
+        report({ SOPInstanceUID: group[i].SOPInstanceUID, error: (err as Error).message });
+        i++;
+      }
+      await conn.release();
+    }
+  }
+  return results;
+}
+
+/** C-ECHO: opens an association with the Verification SOP Class and returns the echo status. */
+export async function echo(remote: RemoteAE, callingAETitle: string): Promise<number> {
+  const assoc = new dimse.association.Association(callingAETitle, remote.aet);
+  const id = assoc.addPresentationContext(VERIFICATION);
+  assoc.addTransferSyntaxToPresentationContext(id, EXPLICIT_VR_LITTLE_ENDIAN);
+  assoc.addTransferSyntaxToPresentationContext(id, IMPLICIT_VR_LITTLE_ENDIAN);
+  const conn = await OutboundConnection.open(remote, assoc);
+  try {
+    if (!assoc.getAcceptedPresentationContextFromRequest(new dimse.requests.CEchoRequest()))
+      throw new AssociationError(`${remote.aet} does not accept the Verification SOP Class`);
+    return await conn.request(new dimse.requests.CEchoRequest());
+  } finally {
+    await conn.release();
+  }
+}

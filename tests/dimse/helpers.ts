@@ -1,0 +1,346 @@
+/**
+ * DIMSE test helpers: the archive with its DICOM listener on free ports (in this process), dcmtk tools
+ * run as child processes (the real peers: echoscu, storescu, findscu, movescu, getscu, storescp), and
+ * byte comparisons of DICOM files by their data set (what DIMSE carries; each side writes its own
+ * File Meta Information).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { createServer, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { loadConfig } from '../../server/config';
+import { readFileMeta } from '../../server/dimse/part10';
+import { createLogger } from '../../server/log';
+import { startServer } from '../../server/main';
+import { getMultipart } from '../e2e/dicomweb';
+import { REPO } from '../samples';
+
+export const DCMTK_MISSING = 'dcmtk (storescu, findscu, movescu, getscu, echoscu, storescp) is not installed';
+
+export interface Archive {
+  baseUrl: string;
+  dicomweb: string;
+  dimsePort: number;
+  dataDir: string;
+  /** Every JSON log line the server wrote. */
+  logs: Record<string, unknown>[];
+  close(): Promise<void>;
+}
+
+export async function startArchive(env: Record<string, string> = {}): Promise<Archive> {
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'pacs-dimse-'));
+  const config = loadConfig({
+    HOST: '127.0.0.1',
+    PORT: '0',
+    PACS_DATA_DIR: dataDir,
+    PACS_VIEWER_DIR: path.join(REPO, 'viewer/dist'),
+    PACS_DIMSE_PORT: '0',
+    ...env,
+  });
+  const logs: Record<string, unknown>[] = [];
+  const log = createLogger('info', {}, (line) => logs.push(JSON.parse(line)));
+  const running = await startServer(config, log);
+  if (!running.dimse) throw new Error('the DIMSE listener did not start');
+  return {
+    baseUrl: running.url,
+    dicomweb: `${running.url}/dicomweb`,
+    dimsePort: running.dimse.port,
+    dataDir,
+    logs,
+    close: async () => {
+      await running.close();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface RunResult {
+  code: number | null;
+  /** stdout and stderr together (dcmtk logs to stderr, some tools print results on stdout). */
+  output: string;
+}
+
+/** Runs a program to its end (at most timeoutMs), capturing its output. */
+export function run(
+  cmd: string,
+  args: string[],
+  opts: { timeoutMs?: number; cwd?: string } = {},
+): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: opts.cwd ?? REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d) => {
+      output += String(d);
+    });
+    child.stderr.on('data', (d) => {
+      output += String(d);
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, output });
+    });
+  });
+}
+
+export async function dcmtkPresent(): Promise<boolean> {
+  const r = await run('echoscu', ['--version']).catch(() => undefined);
+  return r?.code === 0;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves once something accepts TCP connections on the port. */
+export async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = new Socket();
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+      s.connect(port, '127.0.0.1');
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`nothing listens on port ${port}`);
+}
+
+export interface StoreScp {
+  aeTitle: string;
+  port: number;
+  dir: string;
+  /** The files received so far (full paths). */
+  files(): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+/**
+ * dcmtk storescp in a temporary folder: accepts every transfer syntax it knows (+xa) and writes each
+ * received data set as it came (+B, bit preserving) behind its own File Meta Information.
+ */
+export async function startStorescp(aeTitle = 'STORESCP'): Promise<StoreScp> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'pacs-storescp-'));
+  const port = await freePort();
+  const child: ChildProcess = spawn('storescp', ['-aet', aeTitle, '+xa', '+B', '-od', dir, String(port)], {
+    stdio: ['ignore', 'ignore', 'ignore'],
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  await waitForPort(port);
+  return {
+    aeTitle,
+    port,
+    dir,
+    files: async () => (await readdir(dir)).filter((f) => !f.startsWith('.')).map((f) => path.join(dir, f)),
+    close: async () => {
+      child.kill('SIGTERM');
+      await exited;
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The data set of a Part 10 file: the bytes after its File Meta Information. */
+export function datasetOf(file: Uint8Array): Uint8Array {
+  const meta = readFileMeta(file);
+  if (!meta) throw new Error('not a Part 10 file');
+  return file.subarray(meta.datasetOffset);
+}
+
+export function metaOf(file: Uint8Array) {
+  const meta = readFileMeta(file);
+  if (!meta) throw new Error('not a Part 10 file');
+  return meta;
+}
+
+/** WADO-RS of one instance, as stored (transfer-syntax=*). */
+export async function retrieveInstance(
+  dicomweb: string,
+  study: string,
+  series: string,
+  sop: string,
+): Promise<Buffer | undefined> {
+  const r = await getMultipart(
+    `${dicomweb}/studies/${study}/series/${series}/instances/${sop}`,
+    'multipart/related; type="application/dicom"; transfer-syntax=*',
+  );
+  return r.status === 200 ? r.parts[0]?.body : undefined;
+}
+
+/**
+ * A storescu configuration file (-xf FILE Samples) proposing one context per SOP Class and transfer
+ * syntax, written in dir.
+ */
+export async function storescuConfig(
+  dir: string,
+  combos: Iterable<[sopClass: string, ts: string]>,
+): Promise<string> {
+  const list = [...new Map([...combos].map(([c, t]) => [`${c} ${t}`, [c, t] as const])).values()];
+  const syntaxes = [...new Set(list.map(([, t]) => t))];
+  const lines = ['[[TransferSyntaxes]]'];
+  for (const [i, t] of syntaxes.entries()) lines.push(`[TS${i}]`, `TransferSyntax1 = ${t}`);
+  lines.push('[[PresentationContexts]]', '[Samples]');
+  for (const [i, [c, t]] of list.entries())
+    lines.push(`PresentationContext${i + 1} = ${c}\\TS${syntaxes.indexOf(t)}`);
+  lines.push('[[Profiles]]', '[Samples]', 'PresentationContexts = Samples');
+  const file = path.join(dir, 'storescu.cfg');
+  await writeFile(file, `${lines.join('\n')}\n`);
+  return file;
+}
+
+/**
+ * The identifiers of C-FIND responses as findscu prints them (-v): one map per Pending response, from
+ * "(gggg,eeee)" to the value as printed (trimmed), in order.
+ */
+export function findResponses(output: string): Record<string, string>[] {
+  const blocks = output.split(/Find Response: \d+ \(Pending\)/).slice(1);
+  return blocks.map((block) => {
+    const out: Record<string, string> = {};
+    for (const m of block.matchAll(
+      /\(([0-9a-f]{4}),([0-9a-f]{4})\) \w\w (?:\[([^\]]*)\]|(\(no value available\)|=\S+))/g,
+    ))
+      out[`${m[1]}${m[2]}`.toUpperCase()] = (m[3] ?? (m[4]?.startsWith('=') ? m[4] : ''))
+        .replace(/\0/g, '')
+        .trim();
+    return out;
+  });
+}
+
+/** All files under a folder, recursively. */
+export async function filesUnder(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) out.push(...(await filesUnder(p)));
+    else out.push(p);
+  }
+  return out;
+}
+
+export interface RecordingProxy {
+  port: number;
+  /** The data set bytes of every C-STORE request that went through, by Affected SOP Instance UID. */
+  datasets: Map<string, Buffer>;
+  close(): Promise<void>;
+}
+
+/** The value of an element of a DIMSE command set (Implicit VR Little Endian), as text. */
+function commandElement(command: Buffer, group: number, element: number): string | undefined {
+  for (let pos = 0; pos + 8 <= command.length; ) {
+    const g = command.readUInt16LE(pos);
+    const e = command.readUInt16LE(pos + 2);
+    const len = command.readUInt32LE(pos + 4);
+    if (g === group && e === element)
+      return command
+        .subarray(pos + 8, pos + 8 + len)
+        .toString('latin1')
+        .replace(/[\0 ]+$/, '');
+    pos += 8 + len;
+  }
+  return undefined;
+}
+
+/**
+ * A TCP proxy in front of a DICOM node that records, from the requester's P-DATA-TF PDUs, the data set
+ * of each C-STORE request exactly as it went over the wire: what the archive must have stored.
+ */
+export async function startRecordingProxy(targetPort: number): Promise<RecordingProxy> {
+  const datasets = new Map<string, Buffer>();
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    const upstream = new Socket();
+    sockets.add(client);
+    sockets.add(upstream);
+    upstream.connect(targetPort, '127.0.0.1');
+    upstream.on('data', (d) => client.write(d));
+    upstream.on('close', () => client.destroy());
+    upstream.on('error', () => client.destroy());
+    client.on('error', () => upstream.destroy());
+    client.on('close', () => upstream.destroy());
+    let pending = Buffer.alloc(0);
+    let command: Buffer[] = [];
+    let data: Buffer[] = [];
+    let sop: string | undefined;
+    client.on('data', (d: Buffer) => {
+      upstream.write(d);
+      pending = Buffer.concat([pending, d]);
+      while (pending.length >= 6) {
+        const length = pending.readUInt32BE(2);
+        if (pending.length < 6 + length) break;
+        const pdu = pending.subarray(0, 6 + length);
+        pending = pending.subarray(6 + length);
+        if (pdu[0] !== 0x04) continue;
+        for (let pos = 6; pos + 6 <= pdu.length; ) {
+          const itemLength = pdu.readUInt32BE(pos);
+          const control = pdu[pos + 5];
+          const value = Buffer.from(pdu.subarray(pos + 6, pos + 4 + itemLength));
+          pos += 4 + itemLength;
+          if (control & 1) {
+            command.push(value);
+            if (control & 2) {
+              const c = Buffer.concat(command);
+              command = [];
+              // CommandField 0x0001 is C-STORE-RQ; other messages carry no instance to record.
+              sop = readCommandField(c) === 0x0001 ? commandElement(c, 0x0000, 0x1000) : undefined;
+            }
+          } else {
+            data.push(value);
+            if (control & 2) {
+              if (sop) datasets.set(sop, Buffer.concat(data));
+              data = [];
+            }
+          }
+        }
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const addr = server.address();
+  return {
+    port: typeof addr === 'object' && addr ? addr.port : 0,
+    datasets,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+function readCommandField(command: Buffer): number | undefined {
+  for (let pos = 0; pos + 8 <= command.length; ) {
+    const g = command.readUInt16LE(pos);
+    const e = command.readUInt16LE(pos + 2);
+    const len = command.readUInt32LE(pos + 4);
+    if (g === 0 && e === 0x0100) return command.readUInt16LE(pos + 8);
+    pos += 8 + len;
+  }
+  return undefined;
+}
+
+/** Polls until check() is true (at most timeoutMs); returns its last value. */
+export async function eventually(
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 5000,
+): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return true;
+}

@@ -1,0 +1,178 @@
+/**
+ * The outbound C-STORE SCU: "send study to AE" (POST /api/studies/{study}/send) and
+ * `npm run dimse -- send <folder> <AET@host:port>`, into a dcmtk storescp: every instance arrives with
+ * its data set byte for byte as stored (or as in the file), in its own transfer syntax. Errors: unknown
+ * AE or study, an AE that does not answer.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getJson, type Json, value } from '../e2e/dicomweb';
+import { loadSamples } from '../helpers/server';
+import { SAMPLES, SAMPLES_MISSING, samplesPresent } from '../samples';
+import {
+  type Archive,
+  DCMTK_MISSING,
+  datasetOf,
+  dcmtkPresent,
+  filesUnder,
+  freePort,
+  metaOf,
+  retrieveInstance,
+  run,
+  type StoreScp,
+  startArchive,
+  startStorescp,
+} from './helpers';
+
+const hasDcmtk = await dcmtkPresent();
+const TS_FOLDER = path.join(SAMPLES, 'transfer-syntaxes');
+
+describe.skipIf(!samplesPresent || !hasDcmtk)(
+  'C-STORE SCU: send a study to an AE, npm run dimse -- send',
+  () => {
+    let archive: Archive;
+    let scp: StoreScp;
+
+    beforeAll(async () => {
+      if (!samplesPresent) console.warn(SAMPLES_MISSING);
+      if (!hasDcmtk) console.warn(DCMTK_MISSING);
+      scp = await startStorescp('FORWARD');
+      archive = await startArchive({
+        PACS_DIMSE_REMOTE_AES: `FORWARD@127.0.0.1:${scp.port},DOWN@127.0.0.1:${await freePort()}`,
+      });
+      await loadSamples(
+        archive.baseUrl,
+        ['1', '2', '3'].map((n) => path.join(SAMPLES, 'vietnamese', `nguyen-van-an-nfc-${n}.dcm`)),
+      );
+    });
+    afterAll(async () => {
+      await archive?.close();
+      await scp?.close();
+    });
+
+    const send = (study: string, body: unknown) =>
+      fetch(`${archive.baseUrl}/api/studies/${study}/send`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+
+    it('POST /api/studies/{study}/send {"aet"} forwards the study byte for byte', async () => {
+      const { json } = await getJson<Json[]>(
+        `${archive.dicomweb}/instances?PatientName=nguyen van an&fuzzymatching=true`,
+      );
+      expect(json).toHaveLength(3);
+      const study = value(json[0], '0020000D');
+      const res = await send(study, { aet: 'FORWARD' });
+      const body = (await res.json()) as Record<string, unknown>;
+      expect(res.status, JSON.stringify(body)).toBe(200);
+      expect(body).toMatchObject({
+        StudyInstanceUID: study,
+        aet: 'FORWARD',
+        instances: 3,
+        sent: 3,
+        failed: 0,
+      });
+      const received = new Map<string, Uint8Array>();
+      for (const f of await filesUnder(scp.dir)) {
+        const bytes = new Uint8Array(await readFile(f));
+        received.set(metaOf(bytes).MediaStorageSOPInstanceUID!, bytes);
+      }
+      for (const ds of json) {
+        const stored = await retrieveInstance(
+          archive.dicomweb,
+          study,
+          value(ds, '0020000E'),
+          value(ds, '00080018'),
+        );
+        const got = received.get(value(ds, '00080018'));
+        expect(got).toBeDefined();
+        expect(
+          Buffer.compare(Buffer.from(datasetOf(got!)), Buffer.from(datasetOf(new Uint8Array(stored!)))),
+        ).toBe(0);
+      }
+      expect((await (await fetch(`${archive.baseUrl}/api/dimse`)).json()) as unknown).toMatchObject({
+        aeTitle: 'PACS',
+        remoteAEs: [{ aet: 'FORWARD', host: '127.0.0.1', port: scp.port }, { aet: 'DOWN' }],
+      });
+    });
+
+    it('answers 400 for an unknown AE or a missing body, 404 for an unknown study, 502 when the AE is down', async () => {
+      const { json } = await getJson<Json[]>(`${archive.dicomweb}/studies`);
+      const study = value(json[0], '0020000D');
+      expect((await send(study, { aet: 'NOBODY' })).status).toBe(400);
+      expect((await send(study, {})).status).toBe(400);
+      expect((await send('1.2.3.4.5.404', { aet: 'FORWARD' })).status).toBe(404);
+      const down = await send(study, { aet: 'DOWN' });
+      expect(down.status).toBe(502);
+      const body = (await down.json()) as { failed: number; message: string };
+      expect(body.failed).toBe(3);
+      expect(body.message).toMatch(/DOWN@127\.0\.0\.1/);
+    });
+
+    it('npm run dimse -- send <folder> AET@host:port: every file, in its own transfer syntax, data set as in the file', async () => {
+      const cli = await startStorescp('CLI');
+      try {
+        const inputs = [
+          path.join(SAMPLES, 'vietnamese'),
+          ...['MR_small_bigendian.dcm', 'image_dfl.dcm', 'JPGExtended.dcm'].map((f) =>
+            path.join(TS_FOLDER, f),
+          ),
+          path.join(SAMPLES, 'us-multiframe', 'OBXXXX1A_rle_2frame.dcm'),
+        ];
+        const r = await run('node', [
+          ...['--import', 'tsx', 'scripts/dimse.ts', 'send', ...inputs],
+          ...[`CLI@127.0.0.1:${cli.port}`, '--json', '--associations', '2', '--aet', 'ARCHIVE'],
+        ]);
+        expect(r.code, r.output).toBe(0);
+        const summary = JSON.parse(r.output.slice(r.output.indexOf('{'))) as {
+          stored: { path: string; SOPInstanceUID: string }[];
+          failed: unknown[];
+        };
+        expect(summary.failed).toEqual([]);
+        expect(summary.stored.length).toBe(20);
+        const received = new Map<string, Uint8Array>();
+        for (const f of await filesUnder(cli.dir)) {
+          const bytes = new Uint8Array(await readFile(f));
+          received.set(metaOf(bytes).MediaStorageSOPInstanceUID!, bytes);
+        }
+        for (const s of summary.stored) {
+          const file = new Uint8Array(
+            await readFile(path.isAbsolute(s.path) ? s.path : path.join(process.cwd(), s.path)),
+          );
+          const got = received.get(s.SOPInstanceUID);
+          expect(got, s.path).toBeDefined();
+          expect(metaOf(got!).TransferSyntaxUID).toBe(metaOf(file).TransferSyntaxUID);
+          const sent = Buffer.from(datasetOf(file));
+          // An odd-length (deflated) data set travels with its pad byte (P-DATA fragments are even).
+          const expected = sent.length % 2 ? Buffer.concat([sent, Buffer.alloc(1)]) : sent;
+          expect(Buffer.compare(Buffer.from(datasetOf(got!)), expected), s.path).toBe(0);
+        }
+      } finally {
+        await cli.close();
+      }
+      const echo = await run('node', [
+        '--import',
+        'tsx',
+        'scripts/dimse.ts',
+        'echo',
+        `FORWARD@127.0.0.1:${scp.port}`,
+      ]);
+      expect(echo.output).toMatch(/C-ECHO FORWARD@127\.0\.0\.1:\d+: success/);
+      const unreachable = await run('node', [
+        ...[
+          '--import',
+          'tsx',
+          'scripts/dimse.ts',
+          'send',
+          TS_FOLDER,
+          `DOWN@127.0.0.1:${await freePort()}`,
+          '--quiet',
+        ],
+      ]);
+      expect(unreachable.code).toBe(2);
+      expect(unreachable.output).toMatch(/cannot send to DOWN@/);
+    });
+  },
+);
