@@ -18,6 +18,7 @@ import { getJson, httpGet } from './lib/http';
 import { measureRss, type RssReport, rssSupported } from './lib/rss';
 import { mapPool, round, summarize } from './lib/stats';
 import { bigMultiframeInstance } from './lib/big-instance';
+import { benchCStore, type CStoreFigures } from './lib/bench-dimse';
 import { stow } from './lib/stow';
 import {
   findOrthanc,
@@ -48,6 +49,7 @@ export interface BenchConfig {
   qidoStudies: number;
   qidoRepeats: number;
   rssBytes: number;
+  cstoreInstances: number;
   out?: string;
   strict: boolean;
 }
@@ -68,6 +70,7 @@ function defaultConfig(quick: boolean): BenchConfig {
     qidoStudies: quick ? 1000 : 10_000,
     qidoRepeats: quick ? 5 : 10,
     rssBytes: quick ? 128 * 1024 ** 2 : 1024 ** 3,
+    cstoreInstances: quick ? 100 : 600,
     strict: false,
   };
 }
@@ -78,7 +81,7 @@ const USAGE = `usage: npm run bench [-- options]
                       s3rver and a throwaway PostgreSQL cluster started by the bench), orthanc
                       (default: ours,ours-s3pg; --compare orthanc adds orthanc)
   --quick             smaller sizes (300 STOW instances, 1,000 QIDO studies, 128 MB RSS run)
-  --skip LIST         comma-separated workloads to skip: stow, series, qido, rss
+  --skip LIST         comma-separated workloads to skip: stow, series, qido, rss, cstore
   --stow-instances N, --qido-studies N, --rss-mb N   override sizes
   --stow-concurrency LIST   STOW requests in flight to measure (default 1,8)
   --out FILE          JSON output (default bench-results/bench-<date>.json)
@@ -622,6 +625,7 @@ export interface TargetResults {
   series?: SeriesFigures;
   qido?: QidoFigures;
   rss?: RssFigures;
+  cstore?: CStoreFigures[];
   errors: string[];
 }
 
@@ -662,6 +666,20 @@ export async function benchTarget(
   await step('rss', async () => {
     res.rss = await rssWorkload(target, cfg);
   });
+  await step('cstore', async () => {
+    if (target.dimsePort === undefined) return;
+    res.cstore = await benchCStore({
+      host: '127.0.0.1',
+      port: target.dimsePort,
+      instances: cfg.cstoreInstances,
+      associations: [1, 4],
+      seedBase: 900_000,
+    });
+    for (const f of res.cstore)
+      log(
+        `  ${target.name}: C-STORE ${f.associations} association(s): ${f.instancesPerSec} inst/s (${f.failed} failed)`,
+      );
+  });
   return res;
 }
 
@@ -678,7 +696,12 @@ export interface Verdict {
   pass?: boolean;
 }
 
-export function compare(ours: TargetResults | undefined, orthanc: TargetResults | undefined): Verdict[] {
+export function compare(
+  ours: TargetResults | undefined,
+  orthanc: TargetResults | undefined,
+  /** Another target whose rows must appear too (its figures are filled in by the caller). */
+  also?: TargetResults,
+): Verdict[] {
   const out: Verdict[] = [];
   /** A row for ours (o) against Orthanc (t); its ratio is how many times better ours is. */
   const row = (
@@ -706,13 +729,21 @@ export function compare(ours: TargetResults | undefined, orthanc: TargetResults 
   const higher = (metric: string, unit: string, o?: number, t?: number, need?: number) =>
     row(false, metric, unit, o, t, need);
   const concurrencies = [
-    ...new Set([...(ours?.stow ?? []), ...(orthanc?.stow ?? [])].map((s) => s.concurrency)),
+    ...new Set(
+      [...(ours?.stow ?? []), ...(orthanc?.stow ?? []), ...(also?.stow ?? [])].map((s) => s.concurrency),
+    ),
   ];
   for (const c of concurrencies) {
     const o = ours?.stow.find((s) => s.concurrency === c);
     const t = orthanc?.stow.find((s) => s.concurrency === c);
     higher(`STOW c=${c} instances/s`, 'inst/s', o?.instancesPerSec, t?.instancesPerSec, 2);
     higher(`STOW c=${c} MB/s`, 'MB/s', o?.MBps, t?.MBps);
+  }
+  for (const a of [
+    ...new Set([...(ours?.cstore ?? []), ...(also?.cstore ?? [])].map((f) => f.associations)),
+  ]) {
+    const o = ours?.cstore?.find((f) => f.associations === a);
+    higher(`C-STORE ${a} association${a > 1 ? 's' : ''} instances/s`, 'inst/s', o?.instancesPerSec);
   }
   faster('QIDO studies p50 (mix)', 'ms', ours?.qido?.overall.p50Ms, orthanc?.qido?.overall.p50Ms);
   faster('QIDO studies p95 (mix)', 'ms', ours?.qido?.overall.p95Ms, orthanc?.qido?.overall.p95Ms);
@@ -889,8 +920,8 @@ async function main(): Promise<number> {
 
   const ours = results.find((r) => r.name === 'ours');
   const orthanc = results.find((r) => r.name === 'orthanc');
-  const verdicts = compare(ours, orthanc);
   const s3pg = results.find((r) => r.name === 'ours-s3pg');
+  const verdicts = compare(ours, orthanc, s3pg);
   if (s3pg) {
     // The S3 + PostgreSQL figures beside the embedded ones (ratios and targets stay embedded vs Orthanc).
     const other = compare(s3pg, orthanc);

@@ -1,9 +1,10 @@
 /**
  * A throwaway PostgreSQL cluster for tests and benchmarks: Debian's `postgresql` binaries
  * (/usr/lib/postgresql/<version>/bin, the highest version), initdb into a temporary folder, the server on
- * a free TCP port of 127.0.0.1 with its socket in that folder. fsync is off: a test cluster needs no
- * durability. initdb and postgres refuse to run as root: as root they run as the `postgres` user the
- * Debian package creates. `bash scripts/install-test-deps.sh` installs the package where it is missing.
+ * a free TCP port of 127.0.0.1 with its socket in that folder. fsync is off unless durable is asked: a
+ * test cluster needs no durability, the benchmark asks for it. initdb and postgres refuse to run as root:
+ * as root they run as the `postgres` user the Debian package creates. `bash scripts/install-test-deps.sh`
+ * installs the package where it is missing.
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
@@ -99,7 +100,11 @@ function stopAllAtExit(): void {
   }
 }
 
-export async function startPostgres(): Promise<TestPostgres> {
+/**
+ * durable: keep PostgreSQL's default fsync and full-page writes (benchmarks, so that a commit costs
+ * what it costs in production); by default they are off, which a throwaway test cluster can afford.
+ */
+export async function startPostgres(opts: { durable?: boolean } = {}): Promise<TestPostgres> {
   const bin = postgresBinDir();
   const pgCtl = path.join(bin, 'pg_ctl');
   const id = (flag: string) => {
@@ -128,8 +133,7 @@ export async function startPostgres(): Promise<TestPostgres> {
       `-p ${port}`,
       '-c listen_addresses=127.0.0.1',
       `-c unix_socket_directories=${dir}`,
-      '-c fsync=off',
-      '-c full_page_writes=off',
+      ...(opts.durable ? [] : ['-c fsync=off', '-c full_page_writes=off']),
       '-c max_connections=200',
     ].join(' ');
     try {

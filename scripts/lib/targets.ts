@@ -23,6 +23,8 @@ export interface Target {
   /** pid of the server process itself (not a wrapper), for /proc/<pid>/status. */
   pid: number;
   dataDir: string;
+  /** Port of its DICOM (DIMSE) listener, when it has one. */
+  dimsePort?: number;
   close(): Promise<void>;
 }
 
@@ -124,6 +126,7 @@ export async function startOurServer(opts: StartOptions & { repoRoot?: string } 
   const main = join(repoRoot, 'server', 'main.ts');
   if (!existsSync(main)) throw new Error(`${main} does not exist yet`);
   const port = opts.port ?? (await freePort());
+  const dimsePort = await freePort();
   const dataDir = await mkdtemp(join(tmpdir(), 'pacs-bench-'));
   const child = spawn(process.execPath, ['--import', 'tsx', main], {
     cwd: repoRoot,
@@ -132,11 +135,17 @@ export async function startOurServer(opts: StartOptions & { repoRoot?: string } 
       PORT: String(port),
       HOST: '127.0.0.1',
       PACS_DATA_DIR: dataDir,
+      PACS_DIMSE_PORT: String(dimsePort),
       ...opts.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  return whenReady(child, { name: 'ours', port, root: '/dicomweb', readyPaths: ['/healthz'], dataDir }, opts);
+  const target = await whenReady(
+    child,
+    { name: 'ours', port, root: '/dicomweb', readyPaths: ['/healthz'], dataDir },
+    opts,
+  );
+  return { ...target, dimsePort };
 }
 
 /**
@@ -146,7 +155,7 @@ export async function startOurServer(opts: StartOptions & { repoRoot?: string } 
  */
 export async function startOurServerOnS3Postgres(opts: StartOptions = {}): Promise<Target> {
   const bucket = 'pacs-bench';
-  const [s3, pg] = await Promise.all([startS3rver([bucket]), startPostgres()]);
+  const [s3, pg] = await Promise.all([startS3rver([bucket]), startPostgres({ durable: true })]);
   try {
     const target = await startOurServer({
       ...opts,
