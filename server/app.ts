@@ -17,6 +17,7 @@ import { demo } from './routes/demo';
 import { qido } from './routes/qido';
 import { stow } from './routes/stow';
 import { retrieveBulkdata, retrieveFrames, retrieveInstances, retrieveMetadata } from './routes/wado';
+import { retrieveRendered, retrieveThumbnail } from './routes/rendered';
 
 export function createApp(config: Config, storage: Storage, log: Logger): express.Express {
   const app = express();
@@ -61,6 +62,15 @@ export function createApp(config: Config, storage: Storage, log: Logger): expres
   r.get(`${I}/metadata`, retrieveMetadata(ctx));
   r.get(`${I}/frames/:frames`, retrieveFrames(ctx));
   r.get(`${I}/bulkdata/*path`, retrieveBulkdata(ctx));
+  // WADO-RS rendered resources and thumbnails (decoded and rendered in worker threads)
+  r.get(`${S}/rendered`, retrieveRendered(ctx));
+  r.get(`${SE}/rendered`, retrieveRendered(ctx));
+  r.get(`${I}/rendered`, retrieveRendered(ctx));
+  r.get(`${I}/frames/:frames/rendered`, retrieveRendered(ctx));
+  r.get(`${S}/thumbnail`, retrieveThumbnail(ctx));
+  r.get(`${SE}/thumbnail`, retrieveThumbnail(ctx));
+  r.get(`${I}/thumbnail`, retrieveThumbnail(ctx));
+  r.get(`${I}/frames/:frames/thumbnail`, retrieveThumbnail(ctx));
   // Delete
   r.delete(S, deleteResource(ctx));
   r.delete(SE, deleteResource(ctx));

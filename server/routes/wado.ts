@@ -8,7 +8,6 @@ import { pipeline } from 'node:stream/promises';
 import type { Request, Response } from 'express';
 import { readObjectInMemory, swapToLittleEndian } from '../../dicomweb/frames';
 import {
-  isNativeTransferSyntax,
   negotiateFrames,
   negotiateInstances,
   negotiateMetadata,
@@ -19,6 +18,8 @@ import { newBoundary, type OutgoingPart, writeMultipart } from '../../dicomweb/m
 import { badRequest, notAcceptable, notFound } from '../../dicomweb/status';
 import type { BlobStore } from '../../storage/blob';
 import { BULKDATA_BASE, type Index, type Span, type StoredInstance } from '../../storage/index';
+import { negotiateFrameSyntax } from '../../dicomweb/transfer-syntax';
+import { sendTranscodedInstances, storedImageInfo, transcodeFrame } from '../transcode/frames';
 import { describeScope, publicRoot, scopeOf } from './common';
 
 export interface WadoContext {
@@ -52,38 +53,48 @@ export function retrieveInstances(ctx: WadoContext) {
     const rendering = negotiateInstances(parseAccept(req.headers.accept), single);
     const list = await instancesInScope(ctx, req);
     const ts = rendering.syntax;
-    if (ts && ts !== '*') {
-      const other = list.find((i) => i.TransferSyntaxUID !== ts);
-      if (other) {
-        throw notAcceptable(
-          `instance ${other.SOPInstanceUID} is stored in transfer syntax ${other.TransferSyntaxUID}; ` +
-            `transcoding to ${ts} is not supported yet (ask for transfer-syntax=*)`,
-        );
-      }
-    }
     const root = publicRoot(req);
+    if (ts && ts !== '*' && list.some((i) => i.TransferSyntaxUID !== ts)) {
+      // Transcoded in the worker pool (server/transcode), or 406 with the reason.
+      await sendTranscodedInstances(ctx, res, list, ts, rendering.multipart, root);
+      return;
+    }
     if (!rendering.multipart) {
       res.status(200).type('application/dicom').setHeader('Content-Length', String(list[0].size));
       await send(res, await ctx.blobs.get(list[0].blobKey));
       return;
     }
+    // The first object is opened before the answer starts, so a store that cannot be read gets a
+    // status (503) rather than a connection cut after 200.
+    const firstBody = await ctx.blobs.get(list[0].blobKey);
     const boundary = newBoundary();
     res
       .status(200)
       .setHeader('Content-Type', `multipart/related; type="application/dicom"; boundary=${boundary}`);
     async function* parts(): AsyncGenerator<OutgoingPart> {
-      for (const inst of list) {
-        yield {
-          contentType: `application/dicom; transfer-syntax=${inst.TransferSyntaxUID}`,
-          headers: {
-            'Content-Location': `${root}/studies/${inst.StudyInstanceUID}/series/${inst.SeriesInstanceUID}/instances/${inst.SOPInstanceUID}`,
-            'Content-Length': String(inst.size),
-          },
-          body: await ctx.blobs.get(inst.blobKey),
-        };
+      let body = firstBody;
+      try {
+        for (const [i, inst] of list.entries()) {
+          if (i > 0) body = await ctx.blobs.get(inst.blobKey);
+          yield {
+            contentType: `application/dicom; transfer-syntax=${inst.TransferSyntaxUID}`,
+            headers: {
+              'Content-Location': `${root}/studies/${inst.StudyInstanceUID}/series/${inst.SeriesInstanceUID}/instances/${inst.SOPInstanceUID}`,
+              'Content-Length': String(inst.size),
+            },
+            body,
+          };
+        }
+      } finally {
+        // A client that disconnects between a part's headers and its body: close the opened object.
+        body.destroy();
       }
     }
-    await send(res, writeMultipart(parts(), boundary));
+    try {
+      await send(res, writeMultipart(parts(), boundary));
+    } finally {
+      firstBody.destroy(); // when the answer failed before reaching it
+    }
   };
 }
 
@@ -142,7 +153,10 @@ function pixelEncoding(metadataDoc: string | undefined): { bits: number; vr: str
 export function retrieveFrames(ctx: WadoContext) {
   return async (req: Request, res: Response) => {
     const [inst] = await instancesInScope(ctx, req);
-    const rendering = negotiateFrames(parseAccept(req.headers.accept), inst.TransferSyntaxUID);
+    const accept = parseAccept(req.headers.accept);
+    let rendering = negotiateFrameSyntax(accept, inst.TransferSyntaxUID, null);
+    const image = rendering.needsImage ? await storedImageInfo(ctx.index, scopeOf(req)) : undefined;
+    if (rendering.needsImage) rendering = negotiateFrameSyntax(accept, inst.TransferSyntaxUID, image);
     if (inst.numberOfFrames === 0) throw notFound(`instance ${inst.SOPInstanceUID} has no pixel data`);
     const frames = parseFrameList(req.params.frames as string, inst.numberOfFrames);
     if (!rendering.multipart && frames.length > 1) {
@@ -177,6 +191,20 @@ export function retrieveFrames(ctx: WadoContext) {
       bytesOf = async (f) => all[f - 1];
     }
 
+    if (rendering.transcode && image) {
+      // Decoded / re-encoded in the worker pool (server/transcode), frame by frame.
+      const asStored = bytesOf;
+      const where = `frame %d of instance ${inst.SOPInstanceUID}`;
+      bytesOf = async (f) =>
+        transcodeFrame(
+          inst.TransferSyntaxUID,
+          rendering.syntax,
+          image,
+          await asStored(f),
+          where.replace('%d', String(f)),
+        );
+    }
+
     if (!rendering.multipart) {
       const data = await bytesOf(frames[0]);
       res.status(200).setHeader('Content-Type', rendering.partType);
@@ -190,9 +218,9 @@ export function retrieveFrames(ctx: WadoContext) {
       .setHeader(
         'Content-Type',
         `multipart/related; type="${partBase}"; boundary=${boundary}` +
-          (isNativeTransferSyntax(inst.TransferSyntaxUID)
+          (rendering.syntax === TransferSyntax.ExplicitVRLittleEndian
             ? ''
-            : `; transfer-syntax=${inst.TransferSyntaxUID}`),
+            : `; transfer-syntax=${rendering.syntax}`),
       );
     const base = `${publicRoot(req)}/studies/${inst.StudyInstanceUID}/series/${inst.SeriesInstanceUID}/instances/${inst.SOPInstanceUID}`;
     const parts = await Promise.all(

@@ -1,0 +1,232 @@
+/**
+ * WADO-RS rendered resources (PS3.18 10.4.1.1.3) and thumbnails (10.4.1.1.4): study, series, instance
+ * and frames as image/jpeg or image/png, with the query parameters window, viewport and quality
+ * (PS3.18 8.3.5.1). Decoding and rendering run in the worker pool (server/transcode).
+ */
+import type { Request, Response } from 'express';
+import { type MediaType, parseAccept, parseMediaType } from '../../dicomweb/media-types';
+import { newBoundary, type OutgoingPart, writeMultipart } from '../../dicomweb/multipart';
+import { badRequest, notAcceptable, notFound } from '../../dicomweb/status';
+import type { ImageInfo } from '../../dicomweb/transfer-syntax';
+import type { BlobStore } from '../../storage/blob';
+import type { Index, StoredInstance } from '../../storage/index';
+import {
+  readModalityLut,
+  readPalette,
+  renderFrame,
+  storedFrameReader,
+  storedImageInfo,
+} from '../transcode/frames';
+import type { RenderParams } from '../transcode/render';
+import { describeScope, scopeOf } from './common';
+
+export interface RenderedContext {
+  blobs: BlobStore;
+  index: Index;
+}
+
+/** Size of a thumbnail when the request has no viewport. */
+const THUMBNAIL_SIZE = 128;
+
+type Format = RenderParams['format'];
+
+function negotiateRendered(accept: MediaType[]): { format: Format; multipart: boolean } {
+  for (const m of accept) {
+    let type = m.type;
+    let multipart = false;
+    if (type === 'multipart/related') {
+      multipart = true;
+      type = (m.params.type ?? 'image/jpeg').toLowerCase();
+    }
+    if (type === 'image/png') return { format: 'image/png', multipart };
+    if (type === 'image/jpeg' || type === 'image/*' || type === '*/*')
+      return { format: 'image/jpeg', multipart };
+  }
+  throw notAcceptable('rendered images are available as image/jpeg or image/png');
+}
+
+const NUMBER = /^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$/;
+
+/** The PS3.18 8.3.5.1 query parameters of a rendered request. */
+export function renderParams(query: URLSearchParams, format: Format, thumbnail: boolean): RenderParams {
+  const params: RenderParams = { format, quality: 90 };
+  const quality = query.get('quality');
+  if (quality !== null) {
+    if (!/^[0-9]{1,3}$/.test(quality) || Number(quality) < 1 || Number(quality) > 100)
+      throw badRequest(`quality "${quality}" is not an integer from 1 to 100`);
+    params.quality = Number(quality);
+  }
+  const window = query.get('window');
+  if (window !== null && !thumbnail) {
+    const [c, w, fn = 'linear', ...rest] = window.split(',');
+    const f = fn.toLowerCase();
+    if (!NUMBER.test(c ?? '') || !NUMBER.test(w ?? '') || Number(w) <= 0 || rest.length > 0)
+      throw badRequest(`window "${window}" is not center,width[,function] with a positive width`);
+    if (f !== 'linear' && f !== 'linear-exact' && f !== 'sigmoid')
+      throw badRequest(`window function "${fn}" is not linear, linear-exact or sigmoid`);
+    params.window = { center: Number(c), width: Number(w), fn: f };
+  }
+  const viewport = query.get('viewport');
+  if (viewport !== null) {
+    const v = viewport.split(',');
+    const ok =
+      (v.length === 2 || v.length === 6) &&
+      v.every((x, i) => (i < 2 ? /^[1-9][0-9]{0,4}$/.test(x) : x === '' || /^[0-9]{1,5}$/.test(x)));
+    if (!ok) throw badRequest(`viewport "${viewport}" is not vw,vh or vw,vh,sx,sy,sw,sh (positive integers)`);
+    const n = v.map((x) => (x === '' ? undefined : Number(x)));
+    if ((n[0] as number) > 8192 || (n[1] as number) > 8192) throw badRequest('viewport is at most 8192x8192');
+    params.viewport = { vw: n[0] as number, vh: n[1] as number, sx: n[2], sy: n[3], sw: n[4], sh: n[5] };
+  } else if (thumbnail) {
+    params.viewport = { vw: THUMBNAIL_SIZE, vh: THUMBNAIL_SIZE };
+  }
+  return params;
+}
+
+function queryOf(req: Request): URLSearchParams {
+  return new URL(req.originalUrl, 'http://localhost').searchParams;
+}
+
+/** The Accept header, or the `accept` query parameter (PS3.18 8.3.3.1) when present. */
+function acceptOf(req: Request, query: URLSearchParams): MediaType[] {
+  const q = query.get('accept');
+  if (q !== null) {
+    const mt = parseMediaType(q);
+    if (!mt) throw badRequest(`accept "${q}" is not a media type`);
+    return [mt];
+  }
+  return parseAccept(req.headers.accept);
+}
+
+async function renderOne(
+  ctx: RenderedContext,
+  inst: StoredInstance,
+  frame: number,
+  params: RenderParams,
+): Promise<Uint8Array> {
+  const scope = {
+    StudyInstanceUID: inst.StudyInstanceUID,
+    SeriesInstanceUID: inst.SeriesInstanceUID,
+    SOPInstanceUID: inst.SOPInstanceUID,
+  };
+  const image: ImageInfo | undefined =
+    inst.numberOfFrames > 0 ? await storedImageInfo(ctx.index, scope) : undefined;
+  if (!image) throw notAcceptable(`instance ${inst.SOPInstanceUID} has no image to render`);
+  if (frame > inst.numberOfFrames)
+    throw notFound(`frame ${frame} does not exist: the instance has ${inst.numberOfFrames} frame(s)`);
+  const bytes = await storedFrameReader(ctx.blobs, inst, image)(frame);
+  if (image.modalityLutSequence && image.SamplesPerPixel === 1) {
+    const lut = await readModalityLut(ctx.blobs, ctx.index, inst);
+    // A descriptor read as US for signed pixels: its first value is a signed one (PS3.3 C.11.1.1).
+    if (lut && image.PixelRepresentation === 1 && lut.first >= 32768) lut.first -= 65536;
+    params = { ...params, modalityLut: lut };
+  }
+  if (image.PhotometricInterpretation === 'PALETTE COLOR') {
+    params = { ...params, palette: await readPalette(ctx.blobs, ctx.index, inst) };
+  }
+  return renderFrame(
+    inst.TransferSyntaxUID,
+    image,
+    bytes,
+    params,
+    `frame ${frame} of instance ${inst.SOPInstanceUID}`,
+  );
+}
+
+function sendImage(res: Response, format: Format, data: Uint8Array) {
+  res.status(200).setHeader('Content-Type', format);
+  res.setHeader('Content-Length', String(data.length));
+  res.end(data);
+}
+
+async function sendMultipart(
+  res: Response,
+  format: Format,
+  images: { body: Uint8Array; location?: string }[],
+) {
+  const boundary = newBoundary();
+  const parts: OutgoingPart[] = images.map((i) => ({
+    contentType: format,
+    headers: i.location ? { 'Content-Location': i.location } : undefined,
+    body: i.body,
+  }));
+  const chunks: Uint8Array[] = [];
+  for await (const c of writeMultipart(parts, boundary)) chunks.push(c);
+  res.status(200).setHeader('Content-Type', `multipart/related; type="${format}"; boundary=${boundary}`);
+  res.setHeader('Content-Length', String(chunks.reduce((n, c) => n + c.length, 0)));
+  for (const c of chunks) res.write(c);
+  res.end();
+}
+
+function parseFrames(text: string): number[] {
+  return text.split(',').map((s) => {
+    if (!/^[1-9][0-9]{0,8}$/.test(s.trim()))
+      throw badRequest(`"${s}" is not a frame number (frames are numbered from 1)`);
+    return Number(s);
+  });
+}
+
+async function instancesOf(ctx: RenderedContext, req: Request): Promise<StoredInstance[]> {
+  const scope = scopeOf(req);
+  const list = scope.SOPInstanceUID
+    ? [await ctx.index.getInstance(scope as Required<typeof scope>)].filter((x): x is StoredInstance => !!x)
+    : await ctx.index.listInstances(scope);
+  if (list.length === 0) throw notFound(`${describeScope(scope)} is not in the archive`);
+  return list;
+}
+
+/**
+ * GET .../rendered for a study, series, instance or frames. A study or series is a multipart/related of
+ * the first frame of each of its images; one instance is its first frame; frames are one image each.
+ */
+export function retrieveRendered(ctx: RenderedContext) {
+  return async (req: Request, res: Response) => {
+    const query = queryOf(req);
+    const { format, multipart } = negotiateRendered(acceptOf(req, query));
+    const params = renderParams(query, format, false);
+    const list = await instancesOf(ctx, req);
+    if (req.params.frames !== undefined) {
+      const frames = parseFrames(req.params.frames as string);
+      if (frames.length > 1 || multipart) {
+        const images = [];
+        for (const f of frames) images.push({ body: await renderOne(ctx, list[0], f, params) });
+        await sendMultipart(res, format, images);
+        return;
+      }
+      sendImage(res, format, await renderOne(ctx, list[0], frames[0], params));
+      return;
+    }
+    if (req.params.instance !== undefined && !multipart) {
+      sendImage(res, format, await renderOne(ctx, list[0], 1, params));
+      return;
+    }
+    const images = [];
+    for (const inst of list.filter((i) => i.numberOfFrames > 0)) {
+      images.push({ body: await renderOne(ctx, inst, 1, params) });
+    }
+    if (images.length === 0) throw notAcceptable(`${describeScope(scopeOf(req))} has no image to render`);
+    await sendMultipart(res, format, images);
+  };
+}
+
+/**
+ * GET .../thumbnail: one small image. A study or series is shown by a representative image: the middle
+ * image (in the index's order) of the series, or of the study's first series with images.
+ */
+export function retrieveThumbnail(ctx: RenderedContext) {
+  return async (req: Request, res: Response) => {
+    const query = queryOf(req);
+    const { format } = negotiateRendered(acceptOf(req, query));
+    const params = renderParams(query, format, true);
+    const list = (await instancesOf(ctx, req)).filter((i) => i.numberOfFrames > 0);
+    if (list.length === 0) throw notAcceptable(`${describeScope(scopeOf(req))} has no image for a thumbnail`);
+    let inst = list[0];
+    let frame = 1;
+    if (req.params.frames !== undefined) frame = parseFrames(req.params.frames as string)[0];
+    else if (req.params.instance === undefined) {
+      const series = list.filter((i) => i.SeriesInstanceUID === list[0].SeriesInstanceUID);
+      inst = series[Math.floor((series.length - 1) / 2)];
+    }
+    res.setHeader('Cache-Control', 'private, max-age=300');
+    sendImage(res, format, await renderOne(ctx, inst, frame, params));
+  };
+}

@@ -1,0 +1,60 @@
+/**
+ * A transcoding worker thread: decodes, encodes and renders frames on request from pool.ts, so the
+ * event loop of the server never runs a codec.
+ */
+import { parentPort } from 'node:worker_threads';
+import type { ImageInfo } from '../../dicomweb/transfer-syntax';
+import { decodeFrame, encodeFrame, initCodecs } from './codecs';
+import { transcodeInstance } from './instance';
+import { applyViewport, encodePng, type RenderParams, toRaster } from './render';
+
+export type Job =
+  | { op: 'transcode'; from: string; to: string; image: ImageInfo; frame: Uint8Array; quality?: number }
+  | { op: 'render'; from: string; image: ImageInfo; frame: Uint8Array; render: RenderParams }
+  | { op: 'instance'; to: string; object: Uint8Array };
+
+export type JobResult =
+  | { id: number; ok: true; data: Uint8Array }
+  | { id: number; ok: false; message: string };
+
+const JPEG_BASELINE = '1.2.840.10008.1.2.4.50';
+
+async function run(job: Job): Promise<Uint8Array> {
+  await initCodecs();
+  if (job.op === 'instance') return transcodeInstance(job.object, job.to);
+  const px = decodeFrame(job.from, job.image, job.frame);
+  if (job.op === 'transcode') return encodeFrame(job.to, job.image, px, { quality: job.quality });
+  const raster = applyViewport(toRaster(job.image, px, job.render), job.render.viewport);
+  if (job.render.format === 'image/png') return encodePng(raster);
+  const image: ImageInfo = {
+    ...job.image,
+    Rows: raster.height,
+    Columns: raster.width,
+    BitsAllocated: 8,
+    BitsStored: 8,
+    PixelRepresentation: 0,
+    SamplesPerPixel: raster.channels,
+    PlanarConfiguration: 0,
+    PhotometricInterpretation: raster.channels === 1 ? 'MONOCHROME2' : 'RGB',
+  };
+  return encodeFrame(
+    JPEG_BASELINE,
+    image,
+    { data: raster.data, photometric: image.PhotometricInterpretation, planar: 0 },
+    { quality: job.render.quality },
+  );
+}
+
+parentPort?.on('message', async (msg: Job & { id: number }) => {
+  let reply: JobResult;
+  try {
+    const data = await run(msg);
+    // The codecs' buffers may be views into WebAssembly memory: copy before transferring.
+    const copy = new Uint8Array(data);
+    reply = { id: msg.id, ok: true, data: copy };
+    parentPort?.postMessage(reply, [copy.buffer]);
+  } catch (err) {
+    reply = { id: msg.id, ok: false, message: err instanceof Error ? err.message : String(err) };
+    parentPort?.postMessage(reply);
+  }
+});
