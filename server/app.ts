@@ -10,6 +10,7 @@ import { DicomwebError } from '../dicomweb/status';
 import type { Storage } from '../storage/open';
 import type { Config } from './config';
 import type { Logger } from './log';
+import { RETRY_AFTER_SECONDS, storageFault } from './storage-faults';
 import { describeGateway, sendStudy } from './dimse/routes';
 import { DICOMWEB_ROOT } from './routes/common';
 import { deleteResource } from './routes/delete';
@@ -155,25 +156,56 @@ function accessLog(log: Logger) {
   };
 }
 
-/** A client still sending a refused body reads the answer only once it has sent it: let it, up to a bound. */
+/** How long, at most, a refused request's body is still read after the answer (a lingering close). */
+const LINGER_MS = 30_000;
+
+/**
+ * A client still sending a refused body reads the answer only once it has sent it: let it, up to a bound.
+ * The answer goes out at once, then the connection is half-closed and what the client still sends is read
+ * and discarded until it stops (up to 256 MB or LINGER_MS): closing a socket with bytes still arriving
+ * makes the kernel reset the connection, and the client would lose the answer.
+ */
 function drainThenClose(req: Request, res: Response) {
   res.setHeader('Connection', 'close');
+  const socket = req.socket;
+  const linger = setTimeout(() => socket.destroy(), LINGER_MS);
+  linger.unref();
+  socket.once('close', () => clearTimeout(linger));
+  // Node closes the connection as soon as the answer is written (destroySoon): end our side only.
+  (socket as { destroySoon?: () => void }).destroySoon = () => socket.end();
   let drained = 0;
   req.on('data', (chunk: Buffer) => {
     drained += chunk.length;
-    if (drained > 256 * 1024 * 1024) req.destroy();
+    if (drained > 256 * 1024 * 1024) socket.destroy();
   });
   req.on('error', () => {});
   req.resume();
+}
+
+/** Whether err means the client disconnected before the answer was complete. */
+function clientGone(req: Request, res: Response, err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 'ERR_STREAM_PREMATURE_CLOSE' || req.socket.destroyed || res.destroyed;
 }
 
 function errorHandler(log: Logger) {
   return (err: unknown, req: Request, res: Response, _next: NextFunction) => {
     let status = 500;
     let message = 'internal error';
+    const fault = err instanceof DicomwebError ? undefined : storageFault(err);
     if (err instanceof DicomwebError) {
       status = err.status;
       message = err.message;
+    } else if (!fault && clientGone(req, res, err)) {
+      // The client went away (disconnected mid-response): nobody to answer, nothing went wrong here.
+      log.debug('client disconnected', { method: req.method, url: req.originalUrl });
+      res.destroy();
+      return;
+    } else if (fault) {
+      // The object store or the database is down or full: it passes, so say so (not a 500).
+      status = fault.kind === 'full' ? 507 : 503;
+      message = fault.message;
+      log.warn('storage fault', { err, method: req.method, url: req.originalUrl });
     } else if (
       typeof err === 'object' &&
       err &&
@@ -192,6 +224,7 @@ function errorHandler(log: Logger) {
       return;
     }
     if (!req.complete) drainThenClose(req, res);
+    if (status === 503) res.setHeader('Retry-After', String(RETRY_AFTER_SECONDS));
     res.status(status).type('application/json').send(JSON.stringify({ status, message }));
   };
 }

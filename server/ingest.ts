@@ -23,6 +23,7 @@ import type { BlobStore } from '../storage/blob';
 import { BULKDATA_BASE, type Index, type InstanceRecord } from '../storage/index';
 import type { Config } from './config';
 import type { Logger } from './log';
+import { storageFault } from './storage-faults';
 
 export interface IngestContext {
   blobs: BlobStore;
@@ -204,8 +205,19 @@ export async function ingestInstance(
   let scanError: Part10Error | undefined;
   let size = 0;
 
+  // Errors of the request body itself (truncated, wrong boundary, client gone) fail the whole request;
+  // any other error of put() is the blob store's (full, unreachable) and fails only this instance.
+  let bodyError: unknown;
+  async function* read(): AsyncGenerator<Uint8Array> {
+    try {
+      yield* body;
+    } catch (err) {
+      bodyError = err;
+      throw err;
+    }
+  }
   async function* watched(): AsyncGenerator<Uint8Array> {
-    for await (const chunk of body) {
+    for await (const chunk of read()) {
       size += chunk.length;
       if (size > config.maxInstanceBytes) throw new InstanceTooLarge();
       hash.update(chunk);
@@ -224,9 +236,13 @@ export async function ingestInstance(
   }
 
   const blobKey = newBlobKey();
+  const source = watched();
   try {
-    await blobs.put(blobKey, watched());
+    await blobs.put(blobKey, source);
   } catch (err) {
+    // A store that gave up may still be reading (the S3 upload reads ahead): wait until the part's body
+    // is released, so the request's next part is never read by two readers at once.
+    await source.return(undefined).catch(() => {});
     if (err instanceof Part10Error) return fail(FailureReason.CannotUnderstand, describePart10Error(err));
     if (err instanceof InstanceTooLarge) {
       return fail(
@@ -235,10 +251,12 @@ export async function ingestInstance(
       );
     }
     // The request body itself failed (truncated, wrong boundary): the whole request fails.
-    throw err;
+    if (bodyError !== undefined) throw bodyError;
+    return storeFailure(log, err, blobKey, uidsRead(scanner));
   }
 
   let stored = false;
+  let named: { sopClassUID?: string; sopInstanceUID?: string } = {};
   try {
     let scan: ScanResult;
     try {
@@ -261,6 +279,7 @@ export async function ingestInstance(
     const { SOPClassUID: sopClassUID, SOPInstanceUID: sopInstanceUID } = record;
     const { StudyInstanceUID: study, SeriesInstanceUID: series } = record;
     const uids = { sopClassUID, sopInstanceUID };
+    named = uids;
     const put = await index.putInstance(record, { overwrite: config.duplicatePolicy === 'overwrite' });
     const ref: StoredInstanceRef = {
       sopClassUID,
@@ -293,15 +312,49 @@ export async function ingestInstance(
       // The index refused it (a series already filed under another study): this instance fails.
       return fail(FailureReason.ProcessingFailure, err.message);
     }
-    log.error('ingest failed', { err, blobKey });
-    return fail(
-      FailureReason.ProcessingFailure,
-      `the archive could not store this instance: ${(err as Error).message}`,
-    );
+    return storeFailure(log, err, blobKey, named);
   } finally {
     if (!stored)
       await blobs.delete(blobKey).catch((err) => log.error('cannot delete blob', { err, blobKey }));
   }
+}
+
+/**
+ * An instance the storage could not take: 0xA700 (Out of resources) when the store is full or cannot be
+ * reached, which passes and is worth a retry by the sender; 0x0110 (Processing failure) for anything else.
+ */
+function storeFailure(
+  log: Logger,
+  err: unknown,
+  blobKey: string,
+  uids: { sopClassUID?: string; sopInstanceUID?: string },
+) {
+  const fault = storageFault(err);
+  if (fault) {
+    log.warn('instance not stored: storage fault', { err, blobKey, fault: fault.kind, ...uids });
+    return fail(FailureReason.OutOfResources, `the instance was not stored: ${fault.message}`, uids);
+  }
+  log.error('ingest failed', { err, blobKey, ...uids });
+  return fail(
+    FailureReason.ProcessingFailure,
+    `the archive could not store this instance: ${(err as Error).message}`,
+    uids,
+  );
+}
+
+/** The instance's UIDs when the scanner has read the whole part (so a failure can name the instance). */
+function uidsRead(scanner: Part10Scanner): { sopClassUID?: string; sopInstanceUID?: string } {
+  let scan: ScanResult;
+  try {
+    scan = scanner.end();
+  } catch {
+    return {};
+  }
+  const [sopClassUID, sopInstanceUID] = [uidOf(scan, '00080016'), uidOf(scan, '00080018')];
+  return {
+    sopClassUID: isAcceptableUID(sopClassUID) ? sopClassUID : undefined,
+    sopInstanceUID: isAcceptableUID(sopInstanceUID) ? sopInstanceUID : undefined,
+  };
 }
 
 export function describePart10Error(err: Part10Error): string {

@@ -48,8 +48,9 @@ export async function stow(ctx: IngestContext, req: Request, res: Response): Pro
   // next part is received (at most MAX_IN_FLIGHT at once), and the answer waits for all of them.
   const results: Promise<IngestResult | FailedInstanceRef>[] = [];
   const inFlight = new Set<Promise<unknown>>();
+  const body = limited(req, ctx.config.maxStowBytes);
   try {
-    for await (const part of parseMultipart(limited(req, ctx.config.maxStowBytes), ct.params.boundary)) {
+    for await (const part of parseMultipart(body, ct.params.boundary)) {
       const partType = part.headers['content-type'];
       if (partType !== undefined && parseMediaType(partType)?.type !== 'application/dicom') {
         results.push(
@@ -70,7 +71,12 @@ export async function stow(ctx: IngestContext, req: Request, res: Response): Pro
       await consumed;
       while (inFlight.size >= MAX_IN_FLIGHT) await Promise.race(inFlight);
     }
+    // After the closing boundary: the epilogue, ignored, up to the end of the request. A request that
+    // ends before its Content-Length (the client went away) is truncated: nothing of it is kept.
+    for await (const _ of body);
   } catch (err) {
+    // Release the request stream, so the error handler can drain what the client still sends.
+    await body.return(undefined).catch(() => {});
     // The request as a whole is unusable (truncated, bad boundary, too large): nothing of it is kept.
     for (const r of await Promise.allSettled(results)) {
       if (r.status !== 'fulfilled' || !('ok' in r.value) || !r.value.ok) continue;
@@ -112,9 +118,22 @@ export async function stow(ctx: IngestContext, req: Request, res: Response): Pro
 async function* limited(req: Request, max: number): AsyncGenerator<Uint8Array> {
   let n = 0;
   // Not destroyed on early exit: the error handler drains it so the client can read our answer.
-  for await (const chunk of req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
-    n += chunk.length;
-    if (n > max) throw payloadTooLarge(`request body exceeds PACS_MAX_STOW_BYTES=${max}`);
-    yield chunk;
+  const chunks = req.iterator({ destroyOnReturn: false }) as AsyncIterableIterator<Buffer>;
+  try {
+    for (;;) {
+      let r: IteratorResult<Buffer>;
+      try {
+        r = await chunks.next();
+      } catch (err) {
+        // The connection failed or the client went away mid-body: the request's fault, not the archive's.
+        throw badRequest(`the request body could not be read to its end: ${(err as Error).message}`);
+      }
+      if (r.done) return;
+      n += r.value.length;
+      if (n > max) throw payloadTooLarge(`request body exceeds PACS_MAX_STOW_BYTES=${max}`);
+      yield r.value;
+    }
+  } finally {
+    await chunks.return?.();
   }
 }
