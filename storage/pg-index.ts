@@ -86,8 +86,15 @@ const MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (
   applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
 )`;
 
-async function migrate(pool: pg.Pool): Promise<void> {
-  const all = migrations(postgresDialect);
+/**
+ * Runs fn in BEGIN … COMMIT on one pooled connection (ROLLBACK when it throws). A connection that broke
+ * meanwhile (an 'error' event, which nobody would otherwise listen to, and which would crash the
+ * process) is not handed out again by the pool.
+ */
+async function inTransaction<T>(
+  pool: pg.Pool,
+  fn: (c: pg.PoolClient) => Promise<{ value: T; commit: boolean }>,
+): Promise<T> {
   const c = await pool.connect();
   let broken: Error | undefined;
   const onError = (err: Error) => {
@@ -96,6 +103,23 @@ async function migrate(pool: pg.Pool): Promise<void> {
   c.on('error', onError);
   try {
     await c.query('BEGIN');
+    const { value, commit } = await fn(c);
+    await c.query(commit ? 'COMMIT' : 'ROLLBACK');
+    return value;
+  } catch (err) {
+    await c.query('ROLLBACK').catch((e: Error) => {
+      broken = e; // the connection is unusable: the pool must not hand it out again
+    });
+    throw err;
+  } finally {
+    c.off('error', onError);
+    c.release(broken);
+  }
+}
+
+async function migrate(pool: pg.Pool): Promise<void> {
+  const all = migrations(postgresDialect);
+  await inTransaction(pool, async (c) => {
     // Servers starting at once: the first migrates, the others wait here and then find nothing to do.
     await c.query("SELECT pg_advisory_xact_lock(hashtext('open-pacs schema_migrations'))");
     await c.query(MIGRATIONS_TABLE);
@@ -115,14 +139,8 @@ async function migrate(pool: pg.Pool): Promise<void> {
       for (const statement of all[v - 1]) await c.query(statement);
       await c.query('INSERT INTO schema_migrations (version) VALUES ($1)', [v]);
     }
-    await c.query('COMMIT');
-  } catch (err) {
-    await c.query('ROLLBACK').catch(() => {});
-    throw err;
-  } finally {
-    c.off('error', onError);
-    c.release(broken);
-  }
+    return { value: undefined, commit: true };
+  });
 }
 
 const SQL = statements(postgresDialect);
@@ -155,27 +173,11 @@ class PgIndex implements Index {
    */
   private async transaction<T>(fn: (c: Client) => Promise<{ value: T; commit: boolean }>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
-      const c = await this.pool.connect();
-      let broken: Error | undefined;
-      // The connection may break between two statements: an 'error' event nobody listens to would crash.
-      const onError = (err: Error) => {
-        broken = err;
-      };
-      c.on('error', onError);
       try {
-        await c.query('BEGIN');
-        const { value, commit } = await fn(c);
-        await c.query(commit ? 'COMMIT' : 'ROLLBACK');
-        return value;
+        return await inTransaction(this.pool, fn);
       } catch (err) {
-        await c.query('ROLLBACK').catch((e: Error) => {
-          broken = e; // the connection is unusable: the pool must not hand it out again
-        });
         const code = (err as { code?: unknown }).code;
         if (attempt >= MAX_ATTEMPTS || typeof code !== 'string' || !RETRYABLE.has(code)) throw err;
-      } finally {
-        c.off('error', onError);
-        c.release(broken);
       }
       await new Promise((r) => setTimeout(r, Math.random() * 5 * attempt));
     }

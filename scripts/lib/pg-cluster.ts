@@ -9,10 +9,10 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { chown, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
+import { freePort } from './net';
 
 export interface TestPostgres {
   /** The cluster's first database (`pacs`), as a postgres:// URL for the superuser. */
@@ -61,17 +61,6 @@ function runPg(bin: string, args: string[], timeoutMs = 120_000): Promise<string
       (err, stdout, stderr) =>
         err ? reject(new Error(`${path.basename(bin)} failed: ${err.message}\n${stderr}`)) : resolve(stdout),
     );
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
   });
 }
 

@@ -107,6 +107,19 @@ class ArchiveScp extends DimseConnection {
     this.log = gw.log.child({ dimse: `${socket.remoteAddress}:${socket.remotePort}` });
   }
 
+  /**
+   * The status of a query or retrieve that failed: the query's own status for a refused query, Unable
+   * to process for a request the archive refused, 0xC001 for anything unexpected (logged as an error).
+   */
+  private queryFailure(operation: string, err: unknown): number {
+    if (err instanceof QueryError || err instanceof DicomwebError) {
+      this.log.info(`${operation} refused`, { callingAETitle: this.callingAETitle, reason: err.message });
+      return err instanceof QueryError ? err.status : QRStatus.UnableToProcess;
+    }
+    this.log.error(`${operation} failed`, { err, callingAETitle: this.callingAETitle });
+    return 0xc001;
+  }
+
   // ── Association ─────────────────────────────────────────────────────────────────────────────────
 
   override associationRequested(assoc: Association): void {
@@ -345,19 +358,7 @@ class ArchiveScp extends DimseConnection {
       );
       return out;
     } catch (err) {
-      const status =
-        err instanceof QueryError
-          ? err.status
-          : err instanceof DicomwebError
-            ? QRStatus.UnableToProcess
-            : 0xc001;
-      if (!(err instanceof QueryError || err instanceof DicomwebError))
-        this.log.error('C-FIND failed', { err, callingAETitle: this.callingAETitle });
-      else
-        this.log.info('C-FIND refused', {
-          callingAETitle: this.callingAETitle,
-          reason: (err as Error).message,
-        });
+      const status = this.queryFailure('C-FIND', err);
       return [response(status, undefined, (err as Error).message)];
     }
   }
@@ -485,15 +486,7 @@ class ArchiveScp extends DimseConnection {
       });
     } catch (err) {
       if (err instanceof ConnectionClosedError) return;
-      const status =
-        err instanceof QueryError
-          ? err.status
-          : err instanceof DicomwebError
-            ? QRStatus.UnableToProcess
-            : 0xc001;
-      if (!(err instanceof QueryError || err instanceof DicomwebError))
-        this.log.error(`C-${kind.toUpperCase()} failed`, { err, callingAETitle: this.callingAETitle });
-      else this.log.info(`C-${kind.toUpperCase()} refused`, { reason: (err as Error).message });
+      const status = this.queryFailure(`C-${kind.toUpperCase()}`, err);
       send(status, { comment: (err as Error).message });
     } finally {
       this.cancelled.delete(messageId);

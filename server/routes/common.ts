@@ -1,8 +1,8 @@
 /** Small helpers shared by the DICOMweb routes. */
 import type { Request } from 'express';
-import { badRequest } from '../../dicomweb/status';
+import { badRequest, notFound } from '../../dicomweb/status';
 import { isAcceptableUID } from '../../dicomweb/uids';
-import type { Scope } from '../../storage/index';
+import type { Index, Scope, StoredInstance } from '../../storage/index';
 
 export const DICOMWEB_ROOT = '/dicomweb';
 
@@ -32,4 +32,14 @@ export function describeScope(s: Scope): string {
   if (s.SOPInstanceUID) return `instance ${s.SOPInstanceUID}`;
   if (s.SeriesInstanceUID) return `series ${s.SeriesInstanceUID}`;
   return `study ${s.StudyInstanceUID}`;
+}
+
+/** The stored instances the path names (one instance, or every instance of a series or study); 404 when none. */
+export async function instancesInScope(index: Index, req: Request): Promise<StoredInstance[]> {
+  const scope = scopeOf(req);
+  const list = scope.SOPInstanceUID
+    ? [await index.getInstance(scope as Required<typeof scope>)].filter((x): x is StoredInstance => !!x)
+    : await index.listInstances(scope);
+  if (list.length === 0) throw notFound(`${describeScope(scope)} is not in the archive`);
+  return list;
 }

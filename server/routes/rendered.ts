@@ -18,7 +18,7 @@ import {
   storedImageInfo,
 } from '../transcode/frames';
 import type { RenderParams } from '../transcode/render';
-import { describeScope, scopeOf } from './common';
+import { describeScope, instancesInScope, scopeOf } from './common';
 
 export interface RenderedContext {
   blobs: BlobStore;
@@ -165,15 +165,6 @@ function parseFrames(text: string): number[] {
   });
 }
 
-async function instancesOf(ctx: RenderedContext, req: Request): Promise<StoredInstance[]> {
-  const scope = scopeOf(req);
-  const list = scope.SOPInstanceUID
-    ? [await ctx.index.getInstance(scope as Required<typeof scope>)].filter((x): x is StoredInstance => !!x)
-    : await ctx.index.listInstances(scope);
-  if (list.length === 0) throw notFound(`${describeScope(scope)} is not in the archive`);
-  return list;
-}
-
 /**
  * GET .../rendered for a study, series, instance or frames. A study or series is a multipart/related of
  * the first frame of each of its images; one instance is its first frame; frames are one image each.
@@ -183,7 +174,7 @@ export function retrieveRendered(ctx: RenderedContext) {
     const query = queryOf(req);
     const { format, multipart } = negotiateRendered(acceptOf(req, query));
     const params = renderParams(query, format, false);
-    const list = await instancesOf(ctx, req);
+    const list = await instancesInScope(ctx.index, req);
     if (req.params.frames !== undefined) {
       const frames = parseFrames(req.params.frames as string);
       if (frames.length > 1 || multipart) {
@@ -217,7 +208,7 @@ export function retrieveThumbnail(ctx: RenderedContext) {
     const query = queryOf(req);
     const { format } = negotiateRendered(acceptOf(req, query));
     const params = renderParams(query, format, true);
-    const list = (await instancesOf(ctx, req)).filter((i) => i.numberOfFrames > 0);
+    const list = (await instancesInScope(ctx.index, req)).filter((i) => i.numberOfFrames > 0);
     if (list.length === 0) throw notAcceptable(`${describeScope(scopeOf(req))} has no image for a thumbnail`);
     let inst = list[0];
     let frame = 1;

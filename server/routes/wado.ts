@@ -17,10 +17,10 @@ import {
 import { newBoundary, type OutgoingPart, writeMultipart } from '../../dicomweb/multipart';
 import { badRequest, notAcceptable, notFound } from '../../dicomweb/status';
 import type { BlobStore } from '../../storage/blob';
-import { BULKDATA_BASE, type Index, type Span, type StoredInstance } from '../../storage/index';
+import { BULKDATA_BASE, type Index, type Span } from '../../storage/index';
 import { negotiateFrameSyntax } from '../../dicomweb/transfer-syntax';
 import { sendTranscodedInstances, storedImageInfo, transcodeFrame } from '../transcode/frames';
-import { describeScope, publicRoot, scopeOf } from './common';
+import { describeScope, instancesInScope, publicRoot, scopeOf } from './common';
 
 export interface WadoContext {
   blobs: BlobStore;
@@ -33,15 +33,6 @@ async function readAll(stream: AsyncIterable<Uint8Array>): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-async function instancesInScope(ctx: WadoContext, req: Request): Promise<StoredInstance[]> {
-  const scope = scopeOf(req);
-  const list = scope.SOPInstanceUID
-    ? [await ctx.index.getInstance(scope as Required<typeof scope>)].filter((x): x is StoredInstance => !!x)
-    : await ctx.index.listInstances(scope);
-  if (list.length === 0) throw notFound(`${describeScope(scope)} is not in the archive`);
-  return list;
-}
-
 async function send(res: Response, body: AsyncIterable<Uint8Array>): Promise<void> {
   await pipeline(Readable.from(body, { objectMode: false }), res);
 }
@@ -51,7 +42,7 @@ export function retrieveInstances(ctx: WadoContext) {
   return async (req: Request, res: Response) => {
     const single = req.params.instance !== undefined;
     const rendering = negotiateInstances(parseAccept(req.headers.accept), single);
-    const list = await instancesInScope(ctx, req);
+    const list = await instancesInScope(ctx.index, req);
     const ts = rendering.syntax;
     const root = publicRoot(req);
     if (ts && ts !== '*' && list.some((i) => i.TransferSyntaxUID !== ts)) {
@@ -152,7 +143,7 @@ function pixelEncoding(metadataDoc: string | undefined): { bits: number; vr: str
 /** GET .../instances/{i}/frames/{list} */
 export function retrieveFrames(ctx: WadoContext) {
   return async (req: Request, res: Response) => {
-    const [inst] = await instancesInScope(ctx, req);
+    const [inst] = await instancesInScope(ctx.index, req);
     const accept = parseAccept(req.headers.accept);
     let rendering = negotiateFrameSyntax(accept, inst.TransferSyntaxUID, null);
     const image = rendering.needsImage ? await storedImageInfo(ctx.index, scopeOf(req)) : undefined;
@@ -237,7 +228,7 @@ export function retrieveFrames(ctx: WadoContext) {
 /** GET .../instances/{i}/bulkdata/{path}: a BulkDataURI from the metadata. */
 export function retrieveBulkdata(ctx: WadoContext) {
   return async (req: Request, res: Response) => {
-    const [inst] = await instancesInScope(ctx, req);
+    const [inst] = await instancesInScope(ctx.index, req);
     const raw = req.params.path as unknown;
     const path = (Array.isArray(raw) ? raw.join('/') : String(raw)).toUpperCase();
     if (!/^[0-9A-F]{8}(\/[0-9]+\/[0-9A-F]{8})*$/.test(path))

@@ -15,6 +15,7 @@ import { createLogger } from '../../server/log';
 import { startServer } from '../../server/main';
 import { getMultipart } from '../e2e/dicomweb';
 import { REPO } from '../samples';
+import { freePort } from '../../scripts/lib/net';
 
 export const DCMTK_MISSING = 'dcmtk (storescu, findscu, movescu, getscu, echoscu, storescp) is not installed';
 
@@ -88,18 +89,6 @@ export function run(
 export async function dcmtkPresent(): Promise<boolean> {
   const r = await run('echoscu', ['--version']).catch(() => undefined);
   return r?.code === 0;
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 /** Resolves once something accepts TCP connections on the port. */

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getJson, type Json, value } from '../e2e/dicomweb';
 import { loadSamples } from '../helpers/server';
+import { freePort } from '../../scripts/lib/net';
 import { SAMPLES, SAMPLES_MISSING, samplesPresent } from '../samples';
 import {
   type Archive,
@@ -16,7 +17,6 @@ import {
   datasetOf,
   dcmtkPresent,
   filesUnder,
-  freePort,
   metaOf,
   retrieveInstance,
   run,

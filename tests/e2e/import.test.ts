@@ -5,7 +5,6 @@
  * finds the imported studies. The importer is run as users run it, as a CLI (tests import no scripts).
  */
 import { execFile } from 'node:child_process';
-import { createServer } from 'node:net';
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -21,6 +20,7 @@ import {
   startServer,
   type TestServer,
 } from '../helpers/server';
+import { freePort } from '../../scripts/lib/net';
 
 if (!samplesPresent) console.warn(SAMPLES_MISSING);
 
@@ -81,17 +81,6 @@ async function importJson(args: string[]): Promise<{ code: number; summary: Summ
   } catch {
     throw new Error(`import printed no JSON summary (exit ${r.code}):\n${r.stdout}\n${r.stderr}`);
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 describe.skipIf(!samplesPresent)('npm run import (STOW-RS of a folder)', () => {

@@ -4,16 +4,19 @@
  * with exact counts; a deletion through one is seen at once by the other (no stale state).
  */
 import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { syntheticSeries } from '../../server/synthetic';
-import { type ServerProcess, startServerProcess } from '../helpers/server-process';
+import { type ArchiveProcess, startArchive } from '../../scripts/lib/archive-process';
 import { S3_POSTGRES, type StorageBackends } from '../helpers/storage-configs';
 import { multipartBody } from '../helpers/server';
 import { getJson, getMultipart, type Json, value } from './dicomweb';
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
-async function stowTo(server: ServerProcess, files: Uint8Array[]): Promise<number> {
+async function stowTo(server: ArchiveProcess, files: Uint8Array[]): Promise<number> {
   const { body, contentType } = multipartBody(files);
   const res = await fetch(`${server.dicomweb}/studies`, {
     method: 'POST',
@@ -26,16 +29,20 @@ async function stowTo(server: ServerProcess, files: Uint8Array[]): Promise<numbe
 
 describe('two servers on one bucket and database', () => {
   let backends: StorageBackends;
-  let a: ServerProcess;
-  let b: ServerProcess;
+  let a: ArchiveProcess;
+  let b: ArchiveProcess;
+  let dataDir: string;
   beforeAll(async () => {
     backends = await S3_POSTGRES.start();
     // Started together: both apply the schema migrations to the empty database at the same moment.
-    [a, b] = await Promise.all([startServerProcess(backends.env), startServerProcess(backends.env)]);
+    dataDir = await mkdtemp(path.join(tmpdir(), 'pacs-scale-out-'));
+    const start = () => startArchive({ dataDir, env: backends.env });
+    [a, b] = await Promise.all([start(), start()]);
   });
   afterAll(async () => {
     await Promise.all([a?.stop(), b?.stop()]);
     await backends?.close();
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
 
   it('serves from one server what was stored through the other', async () => {
