@@ -83,11 +83,49 @@ describe('negotiateFrameSyntax', () => {
   });
 });
 
+describe('negotiateFrameSyntax with a preferred syntax (an HTJ2K copy)', () => {
+  const HTJ2K = '1.2.840.10008.1.2.4.201';
+  const prefer = (accept: string, stored: string) =>
+    negotiateFrameSyntax(parseAccept(accept), stored, null, { preferred: HTJ2K });
+
+  it('answers transfer-syntax=* with the preferred syntax when the media type allows it', () => {
+    expect(prefer('application/octet-stream; transfer-syntax=*', EVRLE)).toEqual({
+      multipart: false,
+      partType: `application/octet-stream; transfer-syntax=${HTJ2K}`,
+      syntax: HTJ2K,
+      transcode: true,
+      preferred: true,
+    });
+    expect(prefer('multipart/related; type="image/jphc"; transfer-syntax=*', EVRLE).partType).toBe(
+      `image/jphc; transfer-syntax=${HTJ2K}`,
+    );
+  });
+
+  it('keeps the stored syntax otherwise: an explicit syntax, a wildcard, another image type', () => {
+    expect(prefer('multipart/related; type="application/octet-stream"', EVRLE)).toMatchObject({
+      syntax: EVRLE,
+      transcode: false,
+    });
+    expect(prefer('*/*', EVRLE).syntax).toBe(EVRLE);
+    expect(prefer('multipart/related; type="image/jls"; transfer-syntax=*', JLS)).toMatchObject({
+      syntax: JLS,
+      transcode: false,
+    });
+  });
+});
+
 describe('transcodeRefusal', () => {
   it('allows decoding anything decodable, and refuses what no codec here does', () => {
     expect(transcodeRefusal(J2K_LOSSY, EVRLE, CT)).toBeUndefined();
     expect(transcodeRefusal('1.2.840.10008.1.2.4.100', EVRLE, CT)).toMatch(/cannot be decoded/);
-    expect(transcodeRefusal(EVRLE, '1.2.840.10008.1.2.4.51', CT)).toMatch(/not supported/);
+    // JPEG Extended: from 8-bit samples only (the encoder's limit, said in the reason).
+    expect(transcodeRefusal(EVRLE, '1.2.840.10008.1.2.4.51', CT)).toMatch(
+      /at most 8 bits per sample; this image has 16 \(.*8-bit samples only/,
+    );
+    expect(
+      transcodeRefusal(EVRLE, '1.2.840.10008.1.2.4.51', { ...CT, BitsAllocated: 8, BitsStored: 8 }),
+    ).toBeUndefined();
+    expect(transcodeRefusal(JLS, '1.2.840.10008.1.2.4.51', { ...CT, BitsStored: 12 })).toMatch(/at most 8/);
     expect(transcodeRefusal(EVRLE, JLS, { ...CT, floatPixels: true })).toMatch(/float/);
     expect(transcodeRefusal(EVRLE, BASELINE, { ...CT, BitsAllocated: 8, BitsStored: 8 })).toBeUndefined();
   });

@@ -16,6 +16,8 @@ export interface SyntaxInfo {
   encode: boolean;
   /** highest BitsStored the encoder takes */
   maxBits?: number;
+  /** why maxBits is lower than the syntax allows (a limit of the encoder, not of the standard) */
+  maxBitsNote?: string;
 }
 
 /** Every transfer syntax of pixel data known to the transcoder. */
@@ -36,7 +38,15 @@ export const SYNTAXES: Record<string, SyntaxInfo> = {
     encode: true,
     maxBits: 8,
   },
-  '1.2.840.10008.1.2.4.51': { name: 'JPEG Extended (12-bit)', lossy: true, decode: true, encode: false },
+  '1.2.840.10008.1.2.4.51': {
+    name: 'JPEG Extended (12-bit)',
+    lossy: true,
+    decode: true,
+    encode: true,
+    maxBits: 8,
+    maxBitsNote:
+      'the JPEG encoder here (IJG libjpeg in dcmjs-codecs) makes lossy JPEG from 8-bit samples only, so 12-bit JPEG Extended (Process 4) is not available; ask for a lossless syntax or JPEG 2000',
+  },
   '1.2.840.10008.1.2.4.53': { name: 'JPEG Spectral Selection', lossy: true, decode: true, encode: false },
   '1.2.840.10008.1.2.4.55': { name: 'JPEG Full Progression', lossy: true, decode: true, encode: false },
   '1.2.840.10008.1.2.4.57': { name: 'JPEG Lossless', lossy: false, decode: true, encode: false },
@@ -172,7 +182,10 @@ export function transcodeRefusal(
   if (image.BitsAllocated === 1)
     return 'bit-packed (1-bit) pixel data has no compressed transfer syntax here';
   if (to.maxBits && image.BitsStored > to.maxBits) {
-    return `${describeSyntax(target)} takes at most ${to.maxBits} bits per sample; this image has ${image.BitsStored}`;
+    return (
+      `${describeSyntax(target)} takes at most ${to.maxBits} bits per sample; this image has ${image.BitsStored}` +
+      (to.maxBitsNote ? ` (${to.maxBitsNote})` : '')
+    );
   }
   if (image.SamplesPerPixel !== 1 && image.SamplesPerPixel !== 3) {
     return `${image.SamplesPerPixel} samples per pixel cannot be encoded`;
@@ -203,6 +216,8 @@ export interface FrameTranscoding {
   syntax: string;
   /** frames must be transcoded from the stored syntax */
   transcode: boolean;
+  /** chosen for transfer-syntax=* because the caller offered it (`preferred`) instead of the stored one */
+  preferred?: boolean;
 }
 
 function typeMatches(range: string, type: string): boolean {
@@ -216,11 +231,14 @@ function typeMatches(range: string, type: string): boolean {
  * Explicit VR Little Endian (decoded pixels, PS3.18 8.7.3.5.2); transfer-syntax=* is the stored syntax.
  * A wildcard (*\/*) without a syntax keeps the stored syntax. 406 with every reason when nothing fits.
  * With image null (not read yet), a choice that needs transcoding returns needsImage instead.
+ * `preferred`: a syntax the caller can send without transcoding (a copy made at ingest), chosen for
+ * transfer-syntax=* instead of the stored one when the media range allows its media type.
  */
 export function negotiateFrameSyntax(
   accept: MediaType[],
   stored: string,
   image: ImageInfo | undefined | null,
+  opts: { preferred?: string } = {},
 ): FrameTranscoding & { needsImage?: boolean } {
   const storedNative = isNativeTransferSyntax(stored);
   const storedSyntax = storedNative ? TransferSyntax.ExplicitVRLittleEndian : stored;
@@ -236,7 +254,16 @@ export function negotiateFrameSyntax(
     }
     const ts = m.params['transfer-syntax'];
     let target: string | undefined;
-    if (ts === '*' || (ts === undefined && (type === '*/*' || type === 'image/*'))) target = storedSyntax;
+    let preferred = false;
+    if (
+      ts === '*' &&
+      opts.preferred &&
+      (type === 'application/octet-stream' || typeMatches(type, frameMediaType(opts.preferred)))
+    ) {
+      target = opts.preferred;
+      preferred = true;
+    } else if (ts === '*' || (ts === undefined && (type === '*/*' || type === 'image/*')))
+      target = storedSyntax;
     else if (ts !== undefined)
       target = isNativeTransferSyntax(ts) ? TransferSyntax.ExplicitVRLittleEndian : ts;
     else if (
@@ -257,20 +284,20 @@ export function negotiateFrameSyntax(
       reasons.push(`${describeSyntax(target)} is sent as ${partBase}, not ${type}`);
       continue;
     }
+    const partType =
+      type === 'application/octet-stream' || partBase === 'application/octet-stream'
+        ? `application/octet-stream; transfer-syntax=${target}`
+        : `${partBase}; transfer-syntax=${target}`;
+    const choice = { multipart, partType, syntax: target, transcode: target !== storedSyntax };
+    if (preferred) return { ...choice, preferred };
     // image === null: not read yet; the caller reads it and negotiates again when a transcode is chosen.
-    if (image === null && target !== storedSyntax) {
-      return { multipart, partType: '', syntax: target, transcode: true, needsImage: true };
-    }
+    if (image === null && target !== storedSyntax) return { ...choice, needsImage: true };
     const refusal = transcodeRefusal(storedSyntax, target, image ?? undefined);
     if (refusal) {
       reasons.push(refusal);
       continue;
     }
-    const partType =
-      type === 'application/octet-stream' || partBase === 'application/octet-stream'
-        ? `application/octet-stream; transfer-syntax=${target}`
-        : `${partBase}; transfer-syntax=${target}`;
-    return { multipart, partType, syntax: target, transcode: target !== storedSyntax };
+    return choice;
   }
   throw notAcceptable(
     `cannot send the frames of this instance (stored in ${describeSyntax(stored)}) in any accepted form` +

@@ -19,6 +19,7 @@ import { measureRss, type RssReport, rssSupported } from './lib/rss';
 import { mapPool, round, summarize } from './lib/stats';
 import { bigMultiframeInstance } from './lib/big-instance';
 import { benchCStore, type CStoreFigures } from './lib/bench-dimse';
+import { benchTranscode, formatTranscode, type TranscodeFigures } from './lib/bench-transcode';
 import { stow } from './lib/stow';
 import {
   findOrthanc,
@@ -32,6 +33,9 @@ import {
 // Configuration
 
 type TargetName = 'ours' | 'ours-s3pg' | 'orthanc';
+/** Workloads run against each target; 'transcode' runs once, on servers of its own. */
+const TARGET_WORKLOADS = ['stow', 'series', 'qido', 'rss', 'cstore'];
+const WORKLOADS = [...TARGET_WORKLOADS, 'transcode'];
 const TARGET_NAMES: TargetName[] = ['ours', 'ours-s3pg', 'orthanc'];
 
 export interface BenchConfig {
@@ -50,6 +54,8 @@ export interface BenchConfig {
   qidoRepeats: number;
   rssBytes: number;
   cstoreInstances: number;
+  /** Real DICOM samples (the CT series of the transcoding workload). */
+  samplesDir: string;
   out?: string;
   strict: boolean;
 }
@@ -71,6 +77,9 @@ function defaultConfig(quick: boolean): BenchConfig {
     qidoRepeats: quick ? 5 : 10,
     rssBytes: quick ? 128 * 1024 ** 2 : 1024 ** 3,
     cstoreInstances: quick ? 100 : 600,
+    samplesDir: resolve(
+      process.env.PACS_SAMPLES_DIR ?? resolve(import.meta.dirname, '..', '..', 'shared', 'dicom-samples'),
+    ),
     strict: false,
   };
 }
@@ -81,7 +90,10 @@ const USAGE = `usage: npm run bench [-- options]
                       s3rver and a throwaway PostgreSQL cluster started by the bench), orthanc
                       (default: ours,ours-s3pg; --compare orthanc adds orthanc)
   --quick             smaller sizes (300 STOW instances, 1,000 QIDO studies, 128 MB RSS run)
-  --skip LIST         comma-separated workloads to skip: stow, series, qido, rss, cstore
+  --skip LIST         comma-separated workloads to skip: stow, series, qido, rss, cstore, transcode
+  --only LIST         run only these workloads (e.g. --only transcode)
+  --samples DIR       real DICOM samples for the transcoding workload (default ../shared/dicom-samples,
+                      or PACS_SAMPLES_DIR); without them a synthetic CT series is used
   --stow-instances N, --qido-studies N, --rss-mb N   override sizes
   --stow-concurrency LIST   STOW requests in flight to measure (default 1,8)
   --out FILE          JSON output (default bench-results/bench-<date>.json)
@@ -111,6 +123,14 @@ export function parseBenchArgs(argv: string[]): BenchConfig | string {
       }
       case '--skip':
         for (const s of value().split(',')) cfg.skip.add(s);
+        break;
+      case '--only': {
+        const only = new Set(value().split(','));
+        for (const w of WORKLOADS) if (!only.has(w)) cfg.skip.add(w);
+        break;
+      }
+      case '--samples':
+        cfg.samplesDir = resolve(value());
         break;
       case '--stow-instances':
         cfg.stowInstances = int();
@@ -894,8 +914,9 @@ async function main(): Promise<number> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
 
-  log(`bench: targets ${cfg.targets.join(', ')}${cfg.quick ? ' (quick)' : ''}`);
-  for (const name of cfg.targets) {
+  const targets = TARGET_WORKLOADS.some((w) => !cfg.skip.has(w)) ? cfg.targets : [];
+  if (targets.length) log(`bench: targets ${targets.join(', ')}${cfg.quick ? ' (quick)' : ''}`);
+  for (const name of targets) {
     log(`starting ${name}…`);
     try {
       current =
@@ -917,6 +938,16 @@ async function main(): Promise<number> {
   }
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
+  let transcode: TranscodeFigures | undefined;
+  if (!cfg.skip.has('transcode')) {
+    log('transcoding (servers of its own)…');
+    try {
+      transcode = await benchTranscode({ samplesDir: cfg.samplesDir, log });
+    } catch (err) {
+      log(`  transcode FAILED: ${(err as Error).message}`);
+      results.push({ name: 'transcode', stow: [], errors: [`transcode: ${(err as Error).stack ?? err}`] });
+    }
+  }
 
   const ours = results.find((r) => r.name === 'ours');
   const orthanc = results.find((r) => r.name === 'orthanc');
@@ -927,7 +958,8 @@ async function main(): Promise<number> {
     const other = compare(s3pg, orthanc);
     for (const v of verdicts) v.s3pg = other.find((o) => o.metric === v.metric)?.ours;
   }
-  console.log(formatTable(verdicts, results));
+  if (results.length > 0) console.log(formatTable(verdicts, results));
+  if (transcode) console.log(`\n${formatTranscode(transcode)}`);
 
   const stamp = started.toISOString().replace(/[:]/g, '-').replace(/\..*/, '');
   const out = resolve(cfg.out ?? `bench-results/bench-${stamp}.json`);
@@ -938,6 +970,7 @@ async function main(): Promise<number> {
     config: { ...cfg, skip: [...cfg.skip], out: undefined },
     results,
     verdicts,
+    transcode,
   };
   await writeFile(out, `${JSON.stringify(json, null, 2)}\n`);
   console.log(`\nwritten ${out}`);

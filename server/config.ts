@@ -36,6 +36,10 @@ export interface Config {
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** Server processes sharing the port (1: a single process). */
   workers: number;
+  /** Worker threads of the transcoding pool (codecs and rendering), per server process. */
+  transcodeWorkers: number;
+  /** Make a lossless HTJ2K copy of each stored instance's pixel data (served to HTJ2K frame requests). */
+  ingestHtj2k: boolean;
   /** DICOM (DIMSE) gateway: listener, allowed callers, known remote AEs. */
   dimse: DimseConfig;
 }
@@ -90,6 +94,14 @@ export const VARIABLES = {
   PACS_WORKERS: [
     '1',
     'Server processes sharing the port: a number, or auto (one per CPU core, at most 4). More than 1 helps many concurrent uploads on a multi-core server; on a 2-core machine that also runs the clients, 1 serves frames faster.',
+  ],
+  PACS_TRANSCODE_WORKERS: [
+    'auto',
+    'Worker threads that decode, encode and render pixel data (transcoded frames and instances, rendered images, HTJ2K copies), per server process: a number from 1 to 32, or auto (one less than the CPU cores, at least 1, at most 4). Requests beyond them wait in a queue.',
+  ],
+  PACS_INGEST_HTJ2K: [
+    'false',
+    'true: after an instance is stored, a lossless HTJ2K (1.2.840.10008.1.2.4.201) copy of its pixel data is made in the background and kept beside the original, so HTJ2K frame requests (and transfer-syntax=* for uncompressed instances) are answered without transcoding. The original is kept byte for byte.',
   ],
   PACS_DIMSE_PORT: [
     '',
@@ -165,6 +177,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logLevel: oneOf('LOG_LEVEL', ['debug', 'info', 'warn', 'error'] as const),
     workers:
       get('PACS_WORKERS') === 'auto' ? Math.min(4, availableParallelism()) : int('PACS_WORKERS', 1, 64),
+    transcodeWorkers:
+      get('PACS_TRANSCODE_WORKERS') === 'auto'
+        ? autoTranscodeWorkers()
+        : int('PACS_TRANSCODE_WORKERS', 1, 32),
+    ingestHtj2k: oneOf('PACS_INGEST_HTJ2K', ['true', 'false'] as const) === 'true',
     dimse: dimseConfig(get, errors),
   };
   if (errors.length > 0) throw new ConfigError(`invalid configuration:\n  ${errors.join('\n  ')}`);
@@ -188,6 +205,11 @@ function dimseConfig(get: (name: keyof typeof VARIABLES) => string, errors: stri
   const remote = parseRemoteAEs(get('PACS_DIMSE_REMOTE_AES'));
   for (const e of remote.errors) errors.push(`PACS_DIMSE_REMOTE_AES: ${e}`);
   return { port, aeTitle, allowedAETitles, remoteAEs: remote.aes };
+}
+
+/** PACS_TRANSCODE_WORKERS=auto: the cores minus one for the event loop, at least 1, at most 4. */
+export function autoTranscodeWorkers(cores = availableParallelism()): number {
+  return Math.max(1, Math.min(4, cores - 1));
 }
 
 /** A postgres:// or postgresql:// URL (the value is not echoed in errors: it may hold a password). */

@@ -24,6 +24,7 @@ import { BULKDATA_BASE, type Index, type InstanceRecord } from '../storage/index
 import type { Config } from './config';
 import type { Logger } from './log';
 import { storageFault } from './storage-faults';
+import { scheduleHtj2kCopy } from './transcode/copies';
 
 export interface IngestContext {
   blobs: BlobStore;
@@ -291,6 +292,7 @@ export async function ingestInstance(
       case 'stored':
         stored = true;
         log.info('instance stored', { sopInstanceUID, study, series, size, blobKey });
+        if (config.ingestHtj2k) scheduleHtj2kCopy(ctx, record);
         return { ...done, outcome: 'stored' };
       case 'identical':
         log.info('instance already stored with the same bytes', { sopInstanceUID });
@@ -298,6 +300,7 @@ export async function ingestInstance(
       case 'replaced':
         stored = true;
         log.warn('instance replaced by different bytes', { sopInstanceUID, blobKey });
+        if (config.ingestHtj2k) scheduleHtj2kCopy(ctx, record);
         return { ...done, outcome: 'replaced', obsoleteBlobKey: put.previousBlobKey };
       case 'conflict':
         return fail(

@@ -7,6 +7,7 @@ import { type Config, ConfigError, loadConfig, storageOptions } from './config';
 import { routeLibraryLog } from './dimse/library';
 import { type DimseListener, startDimseListener } from './dimse/scp';
 import { createLogger, type Logger } from './log';
+import { configureTranscoder } from './transcode/pool';
 
 export interface RunningServer {
   url: string;
@@ -18,6 +19,7 @@ export interface RunningServer {
 }
 
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+  configureTranscoder(config.transcodeWorkers);
   const storage = await openStorage(storageOptions(config));
   const app = createApp(config, storage, log);
   let dimse: DimseListener | undefined;

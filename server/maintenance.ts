@@ -4,6 +4,8 @@
  * - fsck: finds blobs no index row refers to (a crash between writing a blob and indexing it) and
  *   index rows whose blob is gone; with repair, indexes the orphans that are valid instances and
  *   deletes the others.
+ * Copies derived from a stored object (the HTJ2K copies of PACS_INGEST_HTJ2K, server/transcode/copies.ts)
+ * are never indexed: they belong to their original, and are orphans when it is not indexed.
  */
 import { createHash } from 'node:crypto';
 import { rename } from 'node:fs/promises';
@@ -14,6 +16,7 @@ import type { Index, InstanceRecord } from '../storage/index';
 import { openStorage } from '../storage/open';
 import { type Config, storageOptions } from './config';
 import { describeInstance, describePart10Error } from './ingest';
+import { originalOfDerivedKey } from './transcode/copies';
 
 export type BlobCheck = { ok: true; record: InstanceRecord } | { ok: false; reason: string };
 
@@ -125,6 +128,7 @@ export async function reindex(
     let done = 0;
     try {
       for await (const key of storage.blobs.list()) {
+        if (originalOfDerivedKey(key) !== undefined) continue; // a copy, kept with its original's key
         report.blobs++;
         const p = indexBlob(storage.index, storage.blobs, key, config, report).then(() =>
           onProgress?.(++done),
@@ -156,13 +160,19 @@ export async function fsck(config: Config, opts: { repair: boolean }): Promise<M
     const rows = await storage.index.indexedBlobs();
     const referenced = new Set(rows.map((r) => r.blobKey));
     const seen = new Set<string>();
+    const derived: string[] = [];
     for await (const key of storage.blobs.list()) {
       report.blobs++;
       seen.add(key);
+      if (originalOfDerivedKey(key) !== undefined) {
+        derived.push(key); // judged once every original is known
+        continue;
+      }
       if (referenced.has(key)) continue;
       report.orphans.push(key);
       if (!opts.repair) continue;
-      if (!(await indexBlob(storage.index, storage.blobs, key, config, report))) {
+      if (await indexBlob(storage.index, storage.blobs, key, config, report)) referenced.add(key);
+      else {
         await storage.blobs.delete(key);
         report.deleted.push(key);
       }
@@ -175,7 +185,17 @@ export async function fsck(config: Config, opts: { repair: boolean }): Promise<M
       if (!opts.repair) continue;
       const { blobKey: _, ...scope } = row;
       await storage.index.deleteInstances(scope);
+      referenced.delete(row.blobKey);
       report.removedRows.push(`${row.SOPInstanceUID} (study ${row.StudyInstanceUID})`);
+    }
+    // A copy is an orphan when its original is not an indexed blob.
+    for (const key of derived) {
+      const original = originalOfDerivedKey(key) as string;
+      if (referenced.has(original) && seen.has(original)) continue;
+      report.orphans.push(key);
+      if (!opts.repair) continue;
+      await storage.blobs.delete(key);
+      report.deleted.push(key);
     }
   } finally {
     await storage.close();

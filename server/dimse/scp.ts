@@ -21,6 +21,7 @@ import type { DimseConfig } from '../config';
 import { type IngestContext, type IngestResult, ingestInstance } from '../ingest';
 import type { Logger } from '../log';
 import { DICOMWEB_ROOT } from '../routes/common';
+import { deleteStoredBlob } from '../transcode/copies';
 import { ConnectionClosedError, DimseConnection } from './connection';
 import {
   type Association,
@@ -254,7 +255,8 @@ class ArchiveScp extends DimseConnection {
       expectedSOPInstanceUID: sopInstanceUID,
     })
       .then(async (r) => {
-        if (r.ok && r.obsoleteBlobKey) await this.gw.ctx.blobs.delete(r.obsoleteBlobKey).catch(() => {});
+        if (r.ok && r.obsoleteBlobKey)
+          await deleteStoredBlob(this.gw.ctx.blobs, r.obsoleteBlobKey).catch(() => {});
         return r;
       })
       .catch((err): IngestResult => {

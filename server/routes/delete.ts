@@ -4,6 +4,7 @@ import { notFound } from '../../dicomweb/status';
 import type { BlobStore } from '../../storage/blob';
 import type { Index } from '../../storage/index';
 import type { Logger } from '../log';
+import { deleteStoredBlob } from '../transcode/copies';
 import { describeScope, scopeOf } from './common';
 
 export function deleteResource(ctx: { blobs: BlobStore; index: Index; log: Logger }) {
@@ -12,7 +13,9 @@ export function deleteResource(ctx: { blobs: BlobStore; index: Index; log: Logge
     const keys = await ctx.index.deleteInstances(scope);
     if (keys.length === 0) throw notFound(`${describeScope(scope)} is not in the archive`);
     for (const key of keys) {
-      await ctx.blobs.delete(key).catch((err) => ctx.log.error('cannot delete blob', { err, key }));
+      await deleteStoredBlob(ctx.blobs, key).catch((err) =>
+        ctx.log.error('cannot delete blob', { err, key }),
+      );
     }
     ctx.log.info('deleted', { ...scope, instances: keys.length });
     res.status(204).end();

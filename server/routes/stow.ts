@@ -14,6 +14,7 @@ import {
 } from '../../dicomweb/status';
 import { isAcceptableUID } from '../../dicomweb/uids';
 import { type IngestContext, type IngestResult, startIngest } from '../ingest';
+import { deleteStoredBlob } from '../transcode/copies';
 import { publicRoot } from './common';
 
 /** Instances of one request being made durable and indexed at the same time. */
@@ -80,14 +81,15 @@ export async function stow(ctx: IngestContext, req: Request, res: Response): Pro
     // The request as a whole is unusable (truncated, bad boundary, too large): nothing of it is kept.
     for (const r of await Promise.allSettled(results)) {
       if (r.status !== 'fulfilled' || !('ok' in r.value) || !r.value.ok) continue;
-      if (r.value.obsoleteBlobKey) await ctx.blobs.delete(r.value.obsoleteBlobKey).catch(() => {});
+      if (r.value.obsoleteBlobKey) await deleteStoredBlob(ctx.blobs, r.value.obsoleteBlobKey).catch(() => {});
       if (r.value.outcome !== 'stored') continue;
       const scope = {
         StudyInstanceUID: r.value.StudyInstanceUID,
         SeriesInstanceUID: r.value.SeriesInstanceUID,
         SOPInstanceUID: r.value.ref.sopInstanceUID,
       };
-      for (const key of await ctx.index.deleteInstances(scope)) await ctx.blobs.delete(key).catch(() => {});
+      for (const key of await ctx.index.deleteInstances(scope))
+        await deleteStoredBlob(ctx.blobs, key).catch(() => {});
     }
     throw err;
   }
@@ -101,7 +103,7 @@ export async function stow(ctx: IngestContext, req: Request, res: Response): Pro
     else {
       stored.push(r.ref);
       if (r.ref.warningReason !== undefined) warned++;
-      if (r.obsoleteBlobKey) await ctx.blobs.delete(r.obsoleteBlobKey).catch(() => {});
+      if (r.obsoleteBlobKey) await deleteStoredBlob(ctx.blobs, r.obsoleteBlobKey).catch(() => {});
     }
   }
   if (stored.length === 0 && failed.length === 0) throw badRequest('the multipart body contains no parts');

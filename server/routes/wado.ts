@@ -8,6 +8,8 @@ import { pipeline } from 'node:stream/promises';
 import type { Request, Response } from 'express';
 import { readObjectInMemory, swapToLittleEndian } from '../../dicomweb/frames';
 import {
+  isNativeTransferSyntax,
+  type MediaType,
   negotiateFrames,
   negotiateInstances,
   negotiateMetadata,
@@ -17,14 +19,18 @@ import {
 import { newBoundary, type OutgoingPart, writeMultipart } from '../../dicomweb/multipart';
 import { badRequest, notAcceptable, notFound } from '../../dicomweb/status';
 import type { BlobStore } from '../../storage/blob';
-import { BULKDATA_BASE, type Index, type Span } from '../../storage/index';
-import { negotiateFrameSyntax } from '../../dicomweb/transfer-syntax';
+import { BULKDATA_BASE, type Index, type Span, type StoredInstance } from '../../storage/index';
+import { type FrameTranscoding, negotiateFrameSyntax } from '../../dicomweb/transfer-syntax';
+import type { Config } from '../config';
+import { HTJ2K_LOSSLESS, openHtj2kCopy } from '../transcode/copies';
 import { sendTranscodedInstances, storedImageInfo, transcodeFrame } from '../transcode/frames';
 import { describeScope, instancesInScope, publicRoot, scopeOf } from './common';
 
 export interface WadoContext {
   blobs: BlobStore;
   index: Index;
+  /** PACS_INGEST_HTJ2K: transfer-syntax=* prefers the HTJ2K copy of an uncompressed instance. */
+  config?: Pick<Config, 'ingestHtj2k'>;
 }
 
 async function readAll(stream: AsyncIterable<Uint8Array>): Promise<Buffer> {
@@ -140,14 +146,76 @@ function pixelEncoding(metadataDoc: string | undefined): { bits: number; vr: str
   return { bits: ds['00280100']?.Value?.[0] ?? 16, vr: ds['7FE00010']?.vr ?? 'OW' };
 }
 
+/**
+ * The frames of an instance in the transfer syntax negotiated from `accept` (PS3.18 8.7.3): as stored,
+ * from its HTJ2K copy (PACS_INGEST_HTJ2K) when HTJ2K is chosen and the copy exists, or transcoded in
+ * the worker pool. 406 with the reasons when no accepted form can be given. Frames and pixel bulk data.
+ */
+async function negotiatedFrames(
+  ctx: WadoContext,
+  req: Request,
+  inst: StoredInstance,
+  accept: MediaType[],
+  opts: { preferCopy?: boolean } = {},
+): Promise<{ rendering: FrameTranscoding; bytesOf: (frame: number) => Promise<Uint8Array> }> {
+  const stored = inst.TransferSyntaxUID;
+  // transfer-syntax=* of an uncompressed instance: its HTJ2K copy (a fifth to a half of the bytes), if any.
+  const preferred =
+    opts.preferCopy !== false && ctx.config?.ingestHtj2k && isNativeTransferSyntax(stored)
+      ? HTJ2K_LOSSLESS
+      : undefined;
+  let rendering = negotiateFrameSyntax(accept, stored, null, { preferred });
+  if (rendering.transcode && rendering.syntax === HTJ2K_LOSSLESS) {
+    const copy = await openHtj2kCopy(ctx.blobs, inst);
+    if (copy) {
+      const spans = copy.frames;
+      return { rendering, bytesOf: (f) => readSpans(ctx.blobs, copy.key, [spans[f - 1]]) };
+    }
+  }
+  if (rendering.preferred) rendering = negotiateFrameSyntax(accept, stored, null);
+  const image = rendering.needsImage ? await storedImageInfo(ctx.index, scopeOf(req)) : undefined;
+  if (rendering.needsImage) rendering = negotiateFrameSyntax(accept, stored, image);
+  const asStored = await storedFrames(ctx, req, inst);
+  if (!(rendering.transcode && image)) return { rendering, bytesOf: asStored };
+  // Decoded / re-encoded in the worker pool (server/transcode), frame by frame.
+  const target = rendering.syntax;
+  const where = `frame %d of instance ${inst.SOPInstanceUID}`;
+  return {
+    rendering,
+    bytesOf: async (f) =>
+      transcodeFrame(stored, target, image, await asStored(f), where.replace('%d', String(f))),
+  };
+}
+
+/** Frame f (1-based) as stored: native pixels little endian, compressed ones as their fragments. */
+async function storedFrames(
+  ctx: WadoContext,
+  req: Request,
+  inst: StoredInstance,
+): Promise<(frame: number) => Promise<Uint8Array>> {
+  if (inst.frames) {
+    const spans = inst.frames;
+    const swap = inst.TransferSyntaxUID === TransferSyntax.ExplicitVRBigEndian;
+    const enc = swap ? pixelEncoding((await ctx.index.metadata(scopeOf(req)))[0]) : undefined;
+    return async (f) => {
+      const buf = await readSpans(ctx.blobs, inst.blobKey, spans[f - 1]);
+      return enc ? swapToLittleEndian(buf, enc.bits, enc.vr) : buf;
+    };
+  }
+  // Frames not addressable in the stored bytes (deflated, bit-packed): decode the object once.
+  let all: Promise<Uint8Array[]> | undefined;
+  return async (f) => {
+    all ??= (async () => readObjectInMemory(await readAll(await ctx.blobs.get(inst.blobKey))).frames())();
+    return (await all)[f - 1];
+  };
+}
+
 /** GET .../instances/{i}/frames/{list} */
 export function retrieveFrames(ctx: WadoContext) {
   return async (req: Request, res: Response) => {
     const [inst] = await instancesInScope(ctx.index, req);
     const accept = parseAccept(req.headers.accept);
-    let rendering = negotiateFrameSyntax(accept, inst.TransferSyntaxUID, null);
-    const image = rendering.needsImage ? await storedImageInfo(ctx.index, scopeOf(req)) : undefined;
-    if (rendering.needsImage) rendering = negotiateFrameSyntax(accept, inst.TransferSyntaxUID, image);
+    const { rendering, bytesOf } = await negotiatedFrames(ctx, req, inst, accept);
     if (inst.numberOfFrames === 0) throw notFound(`instance ${inst.SOPInstanceUID} has no pixel data`);
     const frames = parseFrameList(req.params.frames as string, inst.numberOfFrames);
     if (!rendering.multipart && frames.length > 1) {
@@ -164,36 +232,6 @@ export function retrieveFrames(ctx: WadoContext) {
     if (req.headers['if-none-match'] === etag) {
       res.status(304).end();
       return;
-    }
-
-    let bytesOf: (frame: number) => Promise<Uint8Array>;
-    if (inst.frames) {
-      const spans = inst.frames;
-      const swap = inst.TransferSyntaxUID === TransferSyntax.ExplicitVRBigEndian;
-      const enc = swap ? pixelEncoding((await ctx.index.metadata(scopeOf(req)))[0]) : undefined;
-      bytesOf = async (f) => {
-        const buf = await readSpans(ctx.blobs, inst.blobKey, spans[f - 1]);
-        return enc ? swapToLittleEndian(buf, enc.bits, enc.vr) : buf;
-      };
-    } else {
-      // Frames not addressable in the stored bytes (deflated, bit-packed): decode the object once.
-      const object = readObjectInMemory(await readAll(await ctx.blobs.get(inst.blobKey)));
-      const all = object.frames();
-      bytesOf = async (f) => all[f - 1];
-    }
-
-    if (rendering.transcode && image) {
-      // Decoded / re-encoded in the worker pool (server/transcode), frame by frame.
-      const asStored = bytesOf;
-      const where = `frame %d of instance ${inst.SOPInstanceUID}`;
-      bytesOf = async (f) =>
-        transcodeFrame(
-          inst.TransferSyntaxUID,
-          rendering.syntax,
-          image,
-          await asStored(f),
-          where.replace('%d', String(f)),
-        );
     }
 
     if (!rendering.multipart) {
@@ -233,9 +271,25 @@ export function retrieveBulkdata(ctx: WadoContext) {
     const path = (Array.isArray(raw) ? raw.join('/') : String(raw)).toUpperCase();
     if (!/^[0-9A-F]{8}(\/[0-9]+\/[0-9A-F]{8})*$/.test(path))
       throw badRequest(`"${path}" is not a bulk data path`);
-    const isPixels = path === '7FE00010';
-    const stored = isPixels ? inst.TransferSyntaxUID : TransferSyntax.ExplicitVRLittleEndian;
-    const rendering = negotiateFrames(parseAccept(req.headers.accept), stored);
+    const accept = parseAccept(req.headers.accept);
+    let rendering: { multipart: boolean; partType: string };
+    if (path === '7FE00010' && inst.numberOfFrames > 0) {
+      // Pixel data: the same negotiation (transcoding, HTJ2K copy) as frames.
+      let pixels = await negotiatedFrames(ctx, req, inst, accept);
+      // '*' in one single part: the stored value (a compressed copy of several frames needs several parts).
+      if (pixels.rendering.preferred && !pixels.rendering.multipart && inst.numberOfFrames > 1)
+        pixels = await negotiatedFrames(ctx, req, inst, accept, { preferCopy: false });
+      if (pixels.rendering.transcode) {
+        await sendTranscodedPixelData(res, inst, pixels.rendering, pixels.bytesOf);
+        return;
+      }
+      rendering = pixels.rendering; // as stored: the stored value, read below
+    } else {
+      rendering = negotiateFrames(
+        accept,
+        path === '7FE00010' ? inst.TransferSyntaxUID : TransferSyntax.ExplicitVRLittleEndian,
+      );
+    }
     let data: Uint8Array | undefined;
     // Offsets of a deflated object refer to the inflated data set, not to the stored bytes.
     const deflated = inst.TransferSyntaxUID === TransferSyntax.DeflatedExplicitVRLittleEndian;
@@ -266,4 +320,51 @@ export function retrieveBulkdata(ctx: WadoContext) {
       );
     await sendParts(res, [{ contentType: rendering.partType, body: data }], boundary);
   };
+}
+
+/**
+ * Pixel Data bulk data in another transfer syntax than the stored one: decoded, the frames one after
+ * the other (the value of native Pixel Data); compressed, one part per frame (as for frames), so a
+ * multi-frame image needs a multipart/related Accept. Frame 1 is transcoded before the answer starts
+ * (a frame that cannot be decoded gets a status), the others while it is sent, one at a time.
+ */
+async function sendTranscodedPixelData(
+  res: Response,
+  inst: StoredInstance,
+  rendering: FrameTranscoding,
+  bytesOf: (frame: number) => Promise<Uint8Array>,
+): Promise<void> {
+  const count = inst.numberOfFrames;
+  const native = isNativeTransferSyntax(rendering.syntax);
+  if (!native && !rendering.multipart && count > 1)
+    throw notAcceptable(
+      `the pixel data of this instance (${count} frames) in ${rendering.syntax} can only be sent as multipart/related, one frame per part`,
+    );
+  const first = await bytesOf(1);
+  async function* frames(): AsyncGenerator<Uint8Array> {
+    yield first;
+    for (let f = 2; f <= count; f++) yield await bytesOf(f);
+  }
+  if (!rendering.multipart) {
+    res.status(200).setHeader('Content-Type', rendering.partType);
+    await send(res, frames());
+    return;
+  }
+  const boundary = newBoundary();
+  const partBase = rendering.partType.split(';')[0];
+  res
+    .status(200)
+    .setHeader(
+      'Content-Type',
+      `multipart/related; type="${partBase}"; boundary=${boundary}` +
+        (native ? '' : `; transfer-syntax=${rendering.syntax}`),
+    );
+  async function* parts(): AsyncGenerator<OutgoingPart> {
+    if (native) {
+      yield { contentType: rendering.partType, body: frames() };
+      return;
+    }
+    for await (const body of frames()) yield { contentType: rendering.partType, body };
+  }
+  await send(res, writeMultipart(parts(), boundary));
 }

@@ -105,15 +105,42 @@ export interface EncodeOptions {
   quality?: number;
 }
 
+/** Lossy JPEG (DCT) syntaxes the IJG encoder makes: Baseline, and Extended from 8-bit samples. */
+const JPEG_LOSSY_ENCODE = new Set(['1.2.840.10008.1.2.4.50', '1.2.840.10008.1.2.4.51']);
+
+/**
+ * The 8-bit samples the lossy JPEG encoder takes: it reads one byte per sample and accepts BitsStored 8
+ * only, so samples of fewer bits are declared as 8, and 16-bit words holding at most 8 bits are packed.
+ */
+function eightBitSamples(image: ImageInfo, px: Pixels): { image: ImageInfo; data: Uint8Array } {
+  let data = px.data;
+  if (image.BitsAllocated === 16) {
+    data = new Uint8Array(data.length >> 1);
+    for (let i = 0; i < data.length; i++) data[i] = px.data[i * 2];
+  }
+  return { image: { ...image, BitsAllocated: 8, BitsStored: 8 }, data };
+}
+
 /** Encodes native pixels into one frame of `ts` (an encapsulated syntax). */
 export function encodeFrame(ts: string, image: ImageInfo, px: Pixels, opts: EncodeOptions = {}): Uint8Array {
   if (!isEncapsulated(ts)) return px.data;
-  // A YBR_FULL source goes into JPEG as YBR (the encoder's own transform is for RGB).
+  if (JPEG_LOSSY_ENCODE.has(ts)) {
+    if (image.BitsStored > 8)
+      throw new Error(`lossy JPEG takes at most 8 bits per sample, not ${image.BitsStored}`);
+    // JPEG Extended (Process 2) from 8-bit samples: the IJG encoder writes a sequential DCT codestream
+    // with Huffman coding, which is what Process 2 is (its frame header is SOF0 when its tables fit baseline).
+    const eight = eightBitSamples(image, px);
+    let ctx = context(eight.image, px.photometric, px.planar);
+    ctx.setDecodedBuffer(eight.data);
+    // A YBR_FULL source goes into JPEG as YBR (the encoder's own transform is for RGB).
+    ctx = NativeCodecs.encodeJpeg(ctx, { lossy: true, quality: opts.quality ?? 90 });
+    const out = ctx.getEncodedBuffer();
+    if (!out || out.length === 0) throw new Error(`encoding into ${ts} produced nothing`);
+    return out;
+  }
   let ctx = context(image, px.photometric, px.planar);
   ctx.setDecodedBuffer(px.data);
-  if (ts === '1.2.840.10008.1.2.4.50') {
-    ctx = NativeCodecs.encodeJpeg(ctx, { lossy: true, quality: opts.quality ?? 90 });
-  } else if (JPEG.has(ts)) {
+  if (JPEG.has(ts)) {
     ctx = NativeCodecs.encodeJpeg(ctx, { lossy: false, predictor: 1, pointTransform: 0 });
   } else if (ts === '1.2.840.10008.1.2.4.80') {
     ctx = NativeCodecs.encodeJpegLs(ctx, { lossy: false });

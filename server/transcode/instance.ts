@@ -91,6 +91,25 @@ function transferSyntaxOf(meta: Meta): string {
     : '';
 }
 
+/**
+ * JPEG syntaxes dcmjs-codecs' Transcoder does not name, and the one it handles that reads the same
+ * codestreams: its JPEG decoder (IJG 8/12/16-bit) reads every sequential DCT and lossless process.
+ */
+const DECODE_AS: Record<string, string> = {
+  '1.2.840.10008.1.2.4.51': '1.2.840.10008.1.2.4.50',
+  '1.2.840.10008.1.2.4.53': '1.2.840.10008.1.2.4.50',
+  '1.2.840.10008.1.2.4.55': '1.2.840.10008.1.2.4.50',
+  '1.2.840.10008.1.2.4.57': '1.2.840.10008.1.2.4.70',
+};
+/** JPEG Extended from 8-bit samples is what the Baseline encoder writes (a sequential DCT Huffman codestream). */
+const ENCODE_AS: Record<string, string> = { '1.2.840.10008.1.2.4.51': '1.2.840.10008.1.2.4.50' };
+
+/** The same object with another Transfer Syntax UID in its File Meta Information (same data set bytes). */
+function relabel(p10: Uint8Array, ts: string): Uint8Array {
+  const meta = readMeta(p10);
+  return withDataSet(meta, p10, ts, p10.subarray(meta.end));
+}
+
 /** The Part 10 object `p10` in transfer syntax `to`. */
 export function transcodeInstance(p10: Uint8Array, to: string): Uint8Array {
   let input = p10;
@@ -100,6 +119,15 @@ export function transcodeInstance(p10: Uint8Array, to: string): Uint8Array {
     meta = readMeta(input);
   }
   if (transferSyntaxOf(meta) === to) return input;
+  const alias = DECODE_AS[transferSyntaxOf(meta)];
+  if (alias) {
+    input = relabel(input, alias);
+    meta = readMeta(input);
+  }
+  if (ENCODE_AS[to]) {
+    const out = transcodeInstance(input, ENCODE_AS[to]);
+    return relabel(out, to);
+  }
   const target = to === DEFLATED ? EVRLE : to;
   let out: Uint8Array = input;
   if (transferSyntaxOf(meta) !== target) {

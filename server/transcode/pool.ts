@@ -1,7 +1,8 @@
 /**
  * A small pool of worker threads (worker.ts) that run the codecs, so that decoding or encoding a large
  * frame never stalls other requests. Jobs queue when every worker is busy; a worker that crashes or
- * exceeds the time limit is replaced and only its job fails.
+ * exceeds the time limit is replaced and only its job fails. Background jobs (HTJ2K copies made after
+ * ingest) run only when no request is waiting for a worker.
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
@@ -32,23 +33,49 @@ const BOOT = new URL('./worker-boot.mjs', import.meta.url);
 export class TranscodePool {
   private readonly slots: Slot[] = [];
   private readonly queue: Pending[] = [];
+  /** Jobs nobody waits for (background work): dispatched only when `queue` is empty. */
+  private readonly background: Pending[] = [];
   private nextId = 1;
 
   constructor(
-    readonly size = Math.max(1, Math.min(4, availableParallelism() - 1)),
+    private maxWorkers = Math.max(1, Math.min(4, availableParallelism() - 1)),
     readonly timeoutMs = 120_000,
   ) {}
 
-  run(job: Job): Promise<Uint8Array> {
+  /** Most worker threads running at once. */
+  get size(): number {
+    return this.maxWorkers;
+  }
+
+  /** Changes the number of worker threads (PACS_TRANSCODE_WORKERS); idle extra workers are stopped. */
+  resize(size: number): void {
+    this.maxWorkers = Math.max(1, Math.floor(size));
+    const extra = Math.max(0, this.slots.length - this.maxWorkers);
+    for (const slot of this.slots.filter((s) => !s.current).slice(0, extra)) {
+      this.slots.splice(this.slots.indexOf(slot), 1);
+      slot.worker.removeAllListeners('exit');
+      slot.worker.on('exit', () => {});
+      void slot.worker.terminate();
+    }
+    this.dispatch();
+  }
+
+  /** Runs a job; `background` jobs wait until no other job is queued. */
+  run(job: Job, opts: { background?: boolean } = {}): Promise<Uint8Array> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ job: { ...job, id: this.nextId++ }, resolve, reject });
+      (opts.background ? this.background : this.queue).push({
+        job: { ...job, id: this.nextId++ },
+        resolve,
+        reject,
+      });
       this.dispatch();
     });
   }
 
   /** Stops every worker (queued and running jobs fail). */
   async close(): Promise<void> {
-    for (const p of this.queue.splice(0)) p.reject(new TranscodeError('the transcoder was stopped'));
+    for (const p of [...this.queue.splice(0), ...this.background.splice(0)])
+      p.reject(new TranscodeError('the transcoder was stopped'));
     await Promise.all(this.slots.splice(0).map((s) => s.worker.terminate()));
   }
 
@@ -92,13 +119,13 @@ export class TranscodePool {
   }
 
   private dispatch() {
-    while (this.queue.length > 0) {
+    while (this.queue.length > 0 || this.background.length > 0) {
       let slot = this.slots.find((s) => !s.current);
       if (!slot) {
-        if (this.slots.length >= this.size) return;
+        if (this.slots.length >= this.maxWorkers) return;
         slot = this.spawn();
       }
-      const p = this.queue.shift() as Pending;
+      const p = (this.queue.length > 0 ? this.queue.shift() : this.background.shift()) as Pending;
       slot.current = p;
       const s = slot;
       s.timer = setTimeout(() => {
@@ -118,4 +145,10 @@ let shared: TranscodePool | undefined;
 export function transcoder(): TranscodePool {
   shared ??= new TranscodePool();
   return shared;
+}
+
+/** Sets the number of worker threads of the process's pool (server start, PACS_TRANSCODE_WORKERS). */
+export function configureTranscoder(size: number): void {
+  if (shared) shared.resize(size);
+  else shared = new TranscodePool(size);
 }

@@ -4,12 +4,14 @@
  */
 import { parentPort } from 'node:worker_threads';
 import type { ImageInfo } from '../../dicomweb/transfer-syntax';
-import { decodeFrame, encodeFrame, initCodecs } from './codecs';
+import { decodeFrame, encodeFrame, initCodecs, type Pixels } from './codecs';
 import { transcodeInstance } from './instance';
 import { applyViewport, encodePng, type RenderParams, toRaster } from './render';
 
 export type Job =
   | { op: 'transcode'; from: string; to: string; image: ImageInfo; frame: Uint8Array; quality?: number }
+  /** Re-encoded into a lossless syntax, then decoded back and compared: refused unless bit for bit. */
+  | { op: 'lossless'; from: string; to: string; image: ImageInfo; frame: Uint8Array }
   | { op: 'render'; from: string; image: ImageInfo; frame: Uint8Array; render: RenderParams }
   | { op: 'instance'; to: string; object: Uint8Array };
 
@@ -24,6 +26,7 @@ async function run(job: Job): Promise<Uint8Array> {
   if (job.op === 'instance') return transcodeInstance(job.object, job.to);
   const px = decodeFrame(job.from, job.image, job.frame);
   if (job.op === 'transcode') return encodeFrame(job.to, job.image, px, { quality: job.quality });
+  if (job.op === 'lossless') return verifiedLossless(job.to, job.image, px);
   const raster = applyViewport(toRaster(job.image, px, job.render), job.render.viewport);
   if (job.render.format === 'image/png') return encodePng(raster);
   const image: ImageInfo = {
@@ -43,6 +46,22 @@ async function run(job: Job): Promise<Uint8Array> {
     { data: raster.data, photometric: image.PhotometricInterpretation, planar: 0 },
     { quality: job.render.quality },
   );
+}
+
+/** `px` encoded into the lossless syntax `to`, checked by decoding it back. */
+function verifiedLossless(to: string, image: ImageInfo, px: Pixels): Uint8Array {
+  const encoded = encodeFrame(to, image, px);
+  const back = decodeFrame(to, { ...image, PhotometricInterpretation: px.photometric }, encoded);
+  const n = back.data.length;
+  const same =
+    back.planar === px.planar &&
+    px.data.length >= n &&
+    Buffer.compare(
+      Buffer.from(back.data.buffer, back.data.byteOffset, n),
+      Buffer.from(px.data.buffer, px.data.byteOffset, n),
+    ) === 0;
+  if (!same) throw new Error(`the ${to} encoding of this frame does not decode to the same pixels`);
+  return encoded;
 }
 
 parentPort?.on('message', async (msg: Job & { id: number }) => {

@@ -501,6 +501,159 @@ describe.skipIf(!samplesPresent || !haveTools)('WADO-RS frames with transcoding'
     }
   });
 
+  it('encodes JPEG Extended (4.51) from 8-bit samples, and refuses 12-bit with the reason (never lossy when lossless is asked)', async () => {
+    const JPEG_EXT = '1.2.840.10008.1.2.4.51';
+    // 8 bits (EVRLE, MONOCHROME1): frames and the whole instance.
+    const dx = readSampleFile('cr-dx/dx_image.dcm');
+    expect((await stow(server.baseUrl, [dx.bytes])).status).toBe(200);
+    const meta = await getJson<Json[]>(
+      `${frameUrl(server.dicomweb, dx, '1').replace(/\/frames\/1$/, '')}/metadata`,
+    );
+    const image = imageInfo(meta.json[0] as never)!;
+    const native = await framesIn(server.dicomweb, dx, 'multipart/related; type="application/octet-stream"');
+    expect(native.status).toBe(200);
+    const ext = await framesIn(
+      server.dicomweb,
+      dx,
+      `multipart/related; type="image/jpeg"; transfer-syntax=${JPEG_EXT}`,
+    );
+    expect(ext.status, ext.text).toBe(200);
+    expect(ext.parts[0].headers['content-type']).toBe(`image/jpeg; transfer-syntax=${JPEG_EXT}`);
+    expect(ext.parts[0].body.subarray(0, 2).toString('hex')).toBe('ffd8');
+    const back = await transcoder().run({
+      op: 'transcode',
+      from: JPEG_EXT,
+      to: EVRLE,
+      image,
+      frame: ext.parts[0].body,
+    });
+    const d = difference(back, native.parts[0].body, 8, false);
+    expect(d.mean, `mean ${d.mean} max ${d.max}`).toBeLessThan(3);
+    // The whole instance in 4.51: dcmtk decodes it, to pixels close to the original.
+    const url = frameUrl(server.dicomweb, dx, '1').replace(/\/frames\/1$/, '');
+    const inst = await fetch(url, { headers: { Accept: `application/dicom; transfer-syntax=${JPEG_EXT}` } });
+    expect(inst.status).toBe(200);
+    const file = path.join(dir, 'dx-51.dcm');
+    writeFileSync(file, Buffer.from(await inst.arrayBuffer()));
+    expect(dicomParser.parseDicom(new Uint8Array(readFileSync(file))).string('x00020010')).toBe(JPEG_EXT);
+    const raw = path.join(dir, 'dx-51-raw.dcm');
+    execFileSync('dcmdjpeg', [file, raw], { stdio: 'pipe' });
+    const rb = readFileSync(raw);
+    const rpx = dicomParser.parseDicom(new Uint8Array(rb)).elements.x7fe00010;
+    const dcmtk = rb.subarray(rpx.dataOffset, rpx.dataOffset + rpx.length);
+    expect(difference(dcmtk, native.parts[0].body, 8, false).mean).toBeLessThan(3);
+
+    // 12 bits stored (a CT slice): 406, and the reason names the encoder's limit.
+    const ct = readSampleFile('ct-series/philips-ingenuity-phantom-S2010/I10');
+    expect((await stow(server.baseUrl, [ct.bytes])).status).toBe(200);
+    const refused = await fetch(frameUrl(server.dicomweb, ct, '1'), {
+      headers: { Accept: `multipart/related; type="image/jpeg"; transfer-syntax=${JPEG_EXT}` },
+    });
+    expect(refused.status).toBe(406);
+    expect(await refused.text()).toMatch(/at most 8 bits per sample; this image has 12.*8-bit samples only/);
+    const refusedInstance = await fetch(frameUrl(server.dicomweb, ct, '1').replace(/\/frames\/1$/, ''), {
+      headers: { Accept: `application/dicom; transfer-syntax=${JPEG_EXT}` },
+    });
+    expect(refusedInstance.status).toBe(406);
+    // image/jpeg without a syntax is JPEG lossless (4.70): a lossless request never gets lossy pixels.
+    const lossless = await framesIn(server.dicomweb, ct, 'multipart/related; type="image/jpeg"');
+    expect(lossless.status, lossless.text).toBe(200);
+    expect(lossless.parts[0].headers['content-type']).toBe(
+      'image/jpeg; transfer-syntax=1.2.840.10008.1.2.4.70',
+    );
+
+    // Stored in 4.51 (12-bit): the whole instance decoded to Explicit VR Little Endian like dcmdjpeg.
+    const mr = readSampleFile('mr/MR_jpeg-extended-51_orthanc.dcm');
+    expect((await stow(server.baseUrl, [mr.bytes])).status).toBe(200);
+    const mrUrl = frameUrl(server.dicomweb, mr, '1').replace(/\/frames\/1$/, '');
+    const decoded = await fetch(mrUrl, {
+      headers: { Accept: `application/dicom; transfer-syntax=${EVRLE}` },
+    });
+    expect(decoded.status).toBe(200);
+    const body = Buffer.from(await decoded.arrayBuffer());
+    const px = dicomParser.parseDicom(new Uint8Array(body)).elements.x7fe00010;
+    expect(
+      Buffer.compare(body.subarray(px.dataOffset, px.dataOffset + px.length), referencePixels(mr, dir)),
+    ).toBe(0);
+  });
+
+  it('negotiates the pixel data bulk data (7FE00010) like frames', async () => {
+    const bulk = (s: Sample) =>
+      `${frameUrl(server.dicomweb, s, '1').replace(/\/frames\/1$/, '')}/bulkdata/7FE00010`;
+    // Stored JPEG-LS: decoded (no syntax asked), re-encoded (JPEG 2000), as stored ('*'), refused (JPEG baseline).
+    const ct = readSampleFile(COMPRESSED[2]);
+    expect((await stow(server.baseUrl, [ct.bytes])).status).toBe(200);
+    const ref = referencePixels(ct, dir);
+    const decoded = await getMultipart(bulk(ct), 'multipart/related; type="application/octet-stream"');
+    expect(decoded.status, decoded.text).toBe(200);
+    expect(decoded.parts[0].headers['content-type']).toBe(
+      `application/octet-stream; transfer-syntax=${EVRLE}`,
+    );
+    expect(Buffer.compare(decoded.parts[0].body, ref)).toBe(0);
+    const single = await fetch(bulk(ct), { headers: { Accept: 'application/octet-stream' } });
+    expect(single.status).toBe(200);
+    expect(Buffer.compare(Buffer.from(await single.arrayBuffer()), ref)).toBe(0);
+    const j2k = await getMultipart(bulk(ct), 'multipart/related; type="image/jp2"');
+    expect(j2k.status, j2k.text).toBe(200);
+    expect(j2k.parts[0].headers['content-type']).toBe('image/jp2; transfer-syntax=1.2.840.10008.1.2.4.90');
+    const image = imageInfo(
+      (await getJson<Json[]>(bulk(ct).replace(/\/bulkdata\/7FE00010$/, '/metadata'))).json[0] as never,
+    )!;
+    const j2kBack = await transcoder().run({
+      op: 'transcode',
+      from: '1.2.840.10008.1.2.4.90',
+      to: EVRLE,
+      image,
+      frame: j2k.parts[0].body,
+    });
+    expect(Buffer.compare(Buffer.from(j2kBack), ref)).toBe(0);
+    const asStored = await getMultipart(
+      bulk(ct),
+      'multipart/related; type="application/octet-stream"; transfer-syntax=*',
+    );
+    expect(asStored.status).toBe(200);
+    expect(asStored.parts[0].headers['content-type']).toBe(
+      'application/octet-stream; transfer-syntax=1.2.840.10008.1.2.4.80',
+    );
+    const baseline = await fetch(bulk(ct), {
+      headers: { Accept: 'multipart/related; type="image/jpeg"; transfer-syntax=1.2.840.10008.1.2.4.50' },
+    });
+    expect(baseline.status).toBe(406);
+    expect(await baseline.text()).toMatch(/at most 8 bits per sample/);
+    // Stored uncompressed, asked in JPEG-LS lossless: decodes back to the stored pixels.
+    const native = readSampleFile('ct-series/philips-ingenuity-phantom-S2010/I20');
+    expect((await stow(server.baseUrl, [native.bytes])).status).toBe(200);
+    const nativeImage = imageInfo(
+      (await getJson<Json[]>(bulk(native).replace(/\/bulkdata\/7FE00010$/, '/metadata'))).json[0] as never,
+    )!;
+    const jls = await getMultipart(bulk(native), 'multipart/related; type="image/jls"');
+    expect(jls.status, jls.text).toBe(200);
+    expect(jls.parts[0].headers['content-type']).toBe('image/jls; transfer-syntax=1.2.840.10008.1.2.4.80');
+    const ds = dicomParser.parseDicom(new Uint8Array(native.bytes));
+    const npx = ds.elements.x7fe00010;
+    const jlsBack = await transcoder().run({
+      op: 'transcode',
+      from: '1.2.840.10008.1.2.4.80',
+      to: EVRLE,
+      image: nativeImage,
+      frame: jls.parts[0].body,
+    });
+    expect(
+      Buffer.compare(
+        Buffer.from(jlsBack),
+        native.bytes.subarray(npx.dataOffset, npx.dataOffset + npx.length),
+      ),
+    ).toBe(0);
+    // A multi-frame image in a compressed syntax: one part per frame, so a single part is refused.
+    const rgb = readSampleFile('transfer-syntaxes/SC_rgb_rle_2frame.dcm');
+    expect((await stow(server.baseUrl, [rgb.bytes])).status).toBe(200);
+    const twoParts = await getMultipart(bulk(rgb), 'multipart/related; type="image/jls"');
+    expect(twoParts.status, twoParts.text).toBe(200);
+    expect(twoParts.parts.length).toBe(2);
+    const onePart = await fetch(bulk(rgb), { headers: { Accept: 'image/jls' } });
+    expect(onePart.status).toBe(406);
+  });
+
   it.each([
     'transfer-syntaxes/HTJ2KLossless_08_RGB.dcm',
     'transfer-syntaxes/HTJ2K_08_RGB.dcm',
