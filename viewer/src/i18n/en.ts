@@ -105,6 +105,14 @@ export const en = {
   'tool.sync': 'Sync scrolling',
   'tool.presets': 'W/L presets',
 
+  'transfer.label': 'Transfer',
+  'transfer.help':
+    'How the archive sends images: as stored (for a fast network), or compressed without loss (for a slow network). The pixels are the same either way.',
+  'transfer.autoFast': 'Automatic (fast network: as stored)',
+  'transfer.autoSlow': 'Automatic (slow network: compressed lossless)',
+  'transfer.original': 'As stored (fast network)',
+  'transfer.lossless': 'Compressed lossless (slow network)',
+
   'preset.default': 'From image',
   'preset.brain': 'Brain',
   'preset.lung': 'Lung',
@@ -120,6 +128,7 @@ export const en = {
   'overlay.zoom': 'Zoom: {value}×',
   'overlay.series': 'Se: {number}',
   'overlay.loaded': '{loaded}/{count} loaded',
+  'overlay.lossy': 'Lossy compressed',
 
   'help.title': 'Keyboard shortcuts',
   'help.scroll': 'Previous / next image',

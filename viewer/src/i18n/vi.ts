@@ -107,6 +107,14 @@ export const vi: Record<MessageKey, string> = {
   'tool.sync': 'Cuộn đồng bộ',
   'tool.presets': 'Mức cửa sổ có sẵn',
 
+  'transfer.label': 'Truyền ảnh',
+  'transfer.help':
+    'Cách máy chủ gửi ảnh: nguyên bản như khi lưu (cho mạng nhanh), hoặc nén không mất dữ liệu (cho mạng chậm). Điểm ảnh giống hệt nhau trong cả hai cách.',
+  'transfer.autoFast': 'Tự động (mạng nhanh: nguyên bản)',
+  'transfer.autoSlow': 'Tự động (mạng chậm: nén không mất dữ liệu)',
+  'transfer.original': 'Nguyên bản như khi lưu (mạng nhanh)',
+  'transfer.lossless': 'Nén không mất dữ liệu (mạng chậm)',
+
   'preset.default': 'Theo ảnh',
   'preset.brain': 'Não',
   'preset.lung': 'Phổi',
@@ -122,6 +130,7 @@ export const vi: Record<MessageKey, string> = {
   'overlay.zoom': 'Thu phóng: {value}×',
   'overlay.series': 'Loạt: {number}',
   'overlay.loaded': 'Đã tải {loaded}/{count}',
+  'overlay.lossy': 'Ảnh nén có mất dữ liệu',
 
   'help.title': 'Phím tắt',
   'help.scroll': 'Ảnh trước / ảnh sau',

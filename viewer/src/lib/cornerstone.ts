@@ -29,9 +29,12 @@ import {
 } from '@cornerstonejs/tools';
 import { env } from '../config/env';
 import { formatNumber, translate } from '../i18n';
-import type { DicomJson } from './dicom-json';
-import { FRAME_ACCEPT } from './dicomweb-client';
+import { type DicomJson, num, str } from './dicom-json';
+import { frameFromResponse } from './frame-bytes';
 import { fetchFrameOffThread, warmFrameFetcher } from './frame-fetcher';
+import { isNativeSyntax } from './transfer-policy';
+import { acceptForFrame, noteStoredSyntax } from './transfer-settings';
+import { expandYbrFull422, jpegLsPlanar, ybrFull422Length } from './frame-fixes';
 
 const inflight = new Map<XMLHttpRequest, string>();
 let initialised = false;
@@ -80,7 +83,7 @@ export async function fetchFrame(imageId: string): Promise<boolean> {
   // connections per host, and the slice the user scrolls to must find one free.
   const aborted = await fetchSlot(url);
   if (aborted) return false;
-  const request = fetchFrameOffThread(url);
+  const request = fetchFrameOffThread(url, acceptForFrame(url));
   inflightFetches.set(request, url);
   try {
     const frame = await request.promise;
@@ -124,7 +127,63 @@ export function providePrefetchedFrame(
   pixelData: Uint8Array,
   transferSyntaxUid: string,
 ): void {
-  prefetchedFrames.set(imageId, { pixelData, transferSyntaxUid });
+  prefetchedFrames.set(imageId, {
+    pixelData: fixedFrame(imageId, pixelData, transferSyntaxUid),
+    transferSyntaxUid,
+  });
+}
+
+/** What the loader needs changed for the frames of an instance (see frame-fixes.ts). */
+interface InstanceFixes {
+  /** the metadata given to the loader (its attributes are changed in place: the loader shares them) */
+  json: DicomJson;
+  rows: number;
+  columns: number;
+  /** stored as native YBR_FULL_422: frames are expanded to YBR_FULL */
+  ybr422: boolean;
+  /** colour: JPEG-LS frames may come plane by plane */
+  color: boolean;
+  /** PlanarConfiguration of the instance */
+  planar: number;
+}
+const fixes = new Map<string, InstanceFixes>();
+const instanceUrl = (url: string) => url.replace(/^wadors:/, '').replace(/\/frames\/[^/]*$/, '');
+const JPEG_LS = new Set(['1.2.840.10008.1.2.4.80', '1.2.840.10008.1.2.4.81']);
+
+/** A frame as the loader can decode it right (see frame-fixes.ts); its metadata adjusted to it. */
+function fixedFrame(url: string, pixelData: Uint8Array, transferSyntaxUid: string): Uint8Array {
+  const f = fixes.get(instanceUrl(url));
+  if (!f) return pixelData;
+  if (f.ybr422 && isNativeSyntax(transferSyntaxUid)) {
+    return pixelData.length === ybrFull422Length(f.rows, f.columns)
+      ? expandYbrFull422(pixelData, f.rows, f.columns)
+      : pixelData;
+  }
+  if (f.color) {
+    const planar = JPEG_LS.has(transferSyntaxUid) ? jpegLsPlanar(pixelData) : undefined;
+    (f.json['00280006'].Value as number[])[0] = planar === undefined ? f.planar : planar ? 1 : 0;
+  }
+  return pixelData;
+}
+
+/** A frame response of the loader's own request, its frame fixed for the loader (see fixedFrame). */
+function fixedResponse(xhr: XMLHttpRequest): ArrayBuffer {
+  const body = xhr.response as ArrayBuffer;
+  const url = inflight.get(xhr) ?? xhr.responseURL;
+  if (!fixes.has(instanceUrl(url))) return body;
+  const bytes = new Uint8Array(body);
+  const frame = frameFromResponse(xhr.getResponseHeader('Content-Type') ?? '', bytes);
+  if (!frame) return body;
+  const fixed = fixedFrame(url, frame.pixelData, frame.transferSyntaxUid);
+  if (fixed === frame.pixelData) return body;
+  // The same response with the frame's bytes replaced (a multipart body keeps its part headers and boundary).
+  const start = frame.pixelData.byteOffset;
+  const end = start + frame.pixelData.length;
+  const out = new Uint8Array(bytes.length - frame.pixelData.length + fixed.length);
+  out.set(bytes.subarray(0, start));
+  out.set(fixed, start);
+  out.set(bytes.subarray(end), start + fixed.length);
+  return out.buffer;
 }
 
 function round(n: number, digits = 1): string {
@@ -186,9 +245,12 @@ export function initCornerstone(): void {
       inflight.set(xhr, url);
       xhr.addEventListener('loadend', () => inflight.delete(xhr));
     },
-    // A frame as one single-part body when the server offers it: the loader then has no multipart
-    // body to scan for its closing boundary on the main thread (a 512 KB scan per CT slice).
-    beforeSend: async () => ({ Accept: FRAME_ACCEPT }),
+    // The transfer syntax the transfer policy chooses for this frame (transfer-settings.ts), as one
+    // single-part body when the server offers it: the loader then has no multipart body to scan for
+    // its closing boundary on the main thread (a 512 KB scan per CT slice). The loader decodes the
+    // syntax named by the response's (or its part's) Content-Type.
+    beforeSend: async (_xhr, imageId) => ({ Accept: acceptForFrame(imageId) }),
+    beforeProcessing: async (xhr) => fixedResponse(xhr),
   });
   toolsInit();
   if (tuning.fetch) warmFrameFetcher();
@@ -221,9 +283,39 @@ export const toolConfigurations: Record<string, Record<string, unknown>> = {
   [ProbeTool.toolName]: { getTextLines: probeLines },
 };
 
-/** Makes cornerstone's metadata providers answer for a `wadors:` image id from DICOM JSON. */
+/**
+ * Makes cornerstone's metadata providers answer for a `wadors:` image id from DICOM JSON, and notes
+ * the instance's stored transfer syntax for the transfer policy.
+ */
 export function addInstanceMetadata(imageId: string, instance: DicomJson): void {
-  wadors.metaDataManager.add(imageId, instance as any);
+  noteStoredSyntax(imageId, instance);
+  const json: DicomJson = { ...instance };
+  const stored = str(instance, '00083002');
+  const photometric = str(instance, '00280004');
+  const ybr422 =
+    photometric === 'YBR_FULL_422' &&
+    num(instance, '00280100') === 8 &&
+    Boolean(stored) &&
+    isNativeSyntax(stored);
+  // Its frames reach the loader expanded to YBR_FULL (see frame-fixes.ts).
+  if (ybr422) json['00280004'] = { vr: 'CS', Value: ['YBR_FULL'] };
+  const color = (num(instance, '00280002') ?? 1) > 1;
+  const planar = num(instance, '00280006') ?? 0;
+  if (color) json['00280006'] = { vr: 'US', Value: [planar] };
+  if (ybr422 || color) {
+    fixes.set(instanceUrl(imageId), {
+      json,
+      rows: num(instance, '00280010') ?? 0,
+      columns: num(instance, '00280011') ?? 0,
+      ybr422,
+      color,
+      planar,
+    });
+  }
+  // dicom-image-loader 5.14 fails on an image with neither Modality nor ImageOrientationPatient (it
+  // calls Modality.includes): an empty Modality lets it place the image.
+  if (!instance['00080060']?.Value?.length) json['00080060'] = { vr: 'CS', Value: [''] };
+  wadors.metaDataManager.add(imageId, json as any);
 }
 
 /** Drops queued loads that match and aborts in-flight frame requests whose URL contains urlPart. */

@@ -130,15 +130,33 @@ export function instanceFramesUrl(
   return `${env.dicomwebRoot}/studies/${studyUID}/series/${seriesUID}/instances/${sopUID}/frames/${frame}`;
 }
 
-/** WADO-RS RetrieveInstanceFrames for one frame, with fetch (used before Cornerstone has loaded). */
+/**
+ * WADO-RS RetrieveInstanceFrames for one frame, with fetch (used before Cornerstone has loaded);
+ * `accept` names the transfer syntaxes wanted (default: as stored).
+ */
 export async function retrieveFrame(
   url: string,
+  accept: string = FRAME_ACCEPT,
   signal?: AbortSignal,
   priority: RequestPriority = 'high',
 ): Promise<FrameBytes | undefined> {
-  const res = await fetch(url, { headers: { Accept: FRAME_ACCEPT }, signal, priority });
+  const res = await fetch(url, { headers: { Accept: accept }, signal, priority });
   if (!res.ok) throw new DicomwebError(res.status, res.statusText, url);
   return frameFromResponse(res.headers.get('Content-Type') ?? '', new Uint8Array(await res.arrayBuffer()));
+}
+
+/** WADO-RS RetrieveBulkData: the bytes of a value the metadata gave as a BulkDataURI. */
+export async function retrieveBulkData(uri: string, signal?: AbortSignal): Promise<Uint8Array> {
+  const url = new URL(uri, `${env.dicomwebRoot}/`).href;
+  const res = await fetch(url, {
+    headers: { Accept: 'application/octet-stream, multipart/related; type="application/octet-stream"' },
+    signal,
+  });
+  if (!res.ok) throw new DicomwebError(res.status, res.statusText, url);
+  const body = new Uint8Array(await res.arrayBuffer());
+  const part = frameFromResponse(res.headers.get('Content-Type') ?? 'application/octet-stream', body);
+  if (!part) throw new DicomwebError(res.status, 'unreadable bulk data response', url);
+  return part.pixelData;
 }
 
 /** The server's demo loader (not DICOMweb): generates and stores the demo study. */

@@ -14,11 +14,22 @@ export interface FrameBytes {
   transferSyntaxUid: string;
 }
 
+/** PS3.18 Table 8.7.3-5: the transfer syntax of a frame media type that names none. */
+const DEFAULT_SYNTAX: Record<string, string> = {
+  // PS3.18: frames sent as application/octet-stream without a parameter are explicit VR little endian.
+  'application/octet-stream': '1.2.840.10008.1.2.1',
+  'image/jpeg': '1.2.840.10008.1.2.4.70',
+  'image/jls': '1.2.840.10008.1.2.4.80',
+  'image/jp2': '1.2.840.10008.1.2.4.90',
+  'image/jphc': '1.2.840.10008.1.2.4.201',
+  'image/dicom-rle': '1.2.840.10008.1.2.5',
+};
+
+/** The transfer syntax of a frame body from its Content-Type: its transfer-syntax, else its type's default. */
 function transferSyntaxOf(contentType: string): string | undefined {
   const ts = /transfer-syntax\s*=\s*"?([0-9.]+)"?/i.exec(contentType)?.[1];
   if (ts) return ts;
-  // PS3.18: frames sent as application/octet-stream without a parameter are explicit VR little endian.
-  return /^\s*application\/octet-stream\s*(;|$)/i.test(contentType) ? '1.2.840.10008.1.2.1' : undefined;
+  return DEFAULT_SYNTAX[contentType.split(';')[0].trim().toLowerCase()];
 }
 
 function indexOf(data: Uint8Array, token: Uint8Array, from: number, to: number): number {

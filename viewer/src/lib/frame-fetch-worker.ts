@@ -3,10 +3,14 @@
  * a series arrives, and receiving a response body costs it about as much as everything else done
  * per image; here that happens on another thread, and the bytes are handed over without a copy.
  *
- * In: { id, url } to fetch, { id, abort: true } to cancel.
- * Out: { id, pixelData, transferSyntaxUid } (pixelData's buffer transferred), or { id, error, aborted }.
+ * In: { id, url, accept } to fetch (accept: the Accept header, by the transfer policy), { id, abort: true }
+ * to cancel.
+ * Out: { id, pixelData, transferSyntaxUid } (pixelData's buffer transferred), or { id, error, aborted };
+ * and { timing: [{ bytes, start, end }] }, the arrival of the bodies received (Resource Timing, ms since
+ * the epoch), for the link measurement of the transfer policy.
  */
 import { FRAME_ACCEPT, frameFromResponse } from './frame-bytes';
+import { resourceSample, type TransferSample } from './transfer-policy';
 
 const controllers = new Map<number, AbortController>();
 // The worker's global scope; the project's type check uses the DOM library, not the worker one.
@@ -15,7 +19,22 @@ const scope = self as unknown as {
   onmessage: ((e: MessageEvent<Request>) => void) | null;
 };
 
-type Request = { id: number; url: string } | { id: number; abort: true };
+type Request = { id: number; url: string; accept?: string } | { id: number; abort: true };
+
+try {
+  new PerformanceObserver((list) => {
+    const timing: TransferSample[] = [];
+    for (const e of list.getEntries() as PerformanceResourceTiming[]) {
+      const sample = resourceSample(e, performance.timeOrigin);
+      if (sample) timing.push(sample);
+    }
+    if (timing.length) scope.postMessage({ timing });
+  }).observe({ type: 'resource', buffered: true });
+  // The worker fetches nothing else: the timeline need not keep entries the observer has seen.
+  setInterval(() => performance.clearResourceTimings(), 10_000);
+} catch {
+  /* no Resource Timing in workers: the page's own measurements decide */
+}
 
 scope.onmessage = async (e: MessageEvent<Request>) => {
   const msg = e.data;
@@ -26,7 +45,10 @@ scope.onmessage = async (e: MessageEvent<Request>) => {
   const controller = new AbortController();
   controllers.set(msg.id, controller);
   try {
-    const res = await fetch(msg.url, { headers: { Accept: FRAME_ACCEPT }, signal: controller.signal });
+    const res = await fetch(msg.url, {
+      headers: { Accept: msg.accept ?? FRAME_ACCEPT },
+      signal: controller.signal,
+    });
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     const body = new Uint8Array(await res.arrayBuffer());
     const frame = frameFromResponse(res.headers.get('Content-Type') ?? '', body);

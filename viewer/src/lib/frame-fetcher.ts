@@ -1,9 +1,12 @@
 /** The page's side of frame-fetch-worker: fetch a frame off the main thread, abortable. */
 import type { FrameBytes } from './frame-bytes';
+import type { TransferSample } from './transfer-policy';
+import { recordTransfer } from './transfer-settings';
 
 type Reply =
   | { id: number; buffer: ArrayBuffer; offset: number; length: number; transferSyntaxUid: string }
-  | { id: number; error: string; aborted: boolean };
+  | { id: number; error: string; aborted: boolean }
+  | { timing: TransferSample[] };
 
 interface Pending {
   resolve(frame: FrameBytes): void;
@@ -19,6 +22,10 @@ function getWorker(): Worker {
   worker = new Worker(new URL('./frame-fetch-worker.ts', import.meta.url), { type: 'module' });
   worker.onmessage = (e: MessageEvent<Reply>) => {
     const r = e.data;
+    if ('timing' in r) {
+      for (const sample of r.timing) recordTransfer(sample);
+      return;
+    }
     const p = pending.get(r.id);
     if (!p) return;
     pending.delete(r.id);
@@ -37,13 +44,19 @@ export function warmFrameFetcher(): void {
   getWorker();
 }
 
-/** Fetches one frame (absolute URL) in the worker. abort() rejects with `aborted: true`. */
-export function fetchFrameOffThread(url: string): { promise: Promise<FrameBytes>; abort(): void } {
+/**
+ * Fetches one frame (absolute URL) in the worker, with this Accept header. abort() rejects with
+ * `aborted: true`.
+ */
+export function fetchFrameOffThread(
+  url: string,
+  accept: string,
+): { promise: Promise<FrameBytes>; abort(): void } {
   const id = nextId++;
   const w = getWorker();
   const promise = new Promise<FrameBytes>((resolve, reject) => {
     pending.set(id, { resolve, reject });
   });
-  w.postMessage({ id, url });
+  w.postMessage({ id, url, accept });
   return { promise, abort: () => w.postMessage({ id, abort: true }) };
 }

@@ -3,16 +3,18 @@
  * Cornerstone chunk has arrived): the study's QIDO record, its series, and each series' metadata in
  * one request per series — the series shown first is asked first.
  */
-import { type DicomJson, num, str, Tag } from '../../lib/dicom-json';
+import { type DicomJson, inlineWords, littleEndianWords, num, str, Tag } from '../../lib/dicom-json';
 import {
   DicomwebError,
   type FrameBytes,
   instanceFramesUrl,
+  retrieveBulkData,
   retrieveFrame,
   retrieveSeriesMetadata,
   searchForSeries,
   searchForStudies,
 } from '../../lib/dicomweb-client';
+import { acceptForFrame, noteStoredSyntax } from '../../lib/transfer-settings';
 import { orderedImages } from './stack-order';
 
 export interface StudyRecord {
@@ -52,6 +54,30 @@ export function seriesOrder(series: DicomJson[]): DicomJson[] {
   });
 }
 
+const PALETTE_DATA = ['00281201', '00281202', '00281203'];
+
+/**
+ * Palette colour lookup table data as numbers: the archive sends these OW values as InlineBinary or a
+ * BulkDataURI, and the image loader reads only a Value list (it draws nothing without them).
+ */
+export async function withPaletteData(instances: DicomJson[]): Promise<DicomJson[]> {
+  await Promise.all(
+    instances
+      .filter((inst) => str(inst, '00280004') === 'PALETTE COLOR')
+      .flatMap((inst) =>
+        PALETTE_DATA.map(async (tag) => {
+          const attr = inst[tag];
+          if (!attr || attr.Value) return;
+          const words =
+            inlineWords(attr) ??
+            (attr.BulkDataURI ? littleEndianWords(await retrieveBulkData(attr.BulkDataURI)) : undefined);
+          if (words) inst[tag] = { vr: 'US', Value: words };
+        }),
+      ),
+  );
+  return instances;
+}
+
 export function loadStudy(uid: string): LoadedStudy {
   if (current?.uid === uid) return current;
   const metadataPromises = new Map<string, Promise<DicomJson[]>>();
@@ -59,7 +85,7 @@ export function loadStudy(uid: string): LoadedStudy {
   const metadata = (seriesUID: string) => {
     let p = metadataPromises.get(seriesUID);
     if (!p) {
-      p = retrieveSeriesMetadata(uid, seriesUID);
+      p = retrieveSeriesMetadata(uid, seriesUID).then(withPaletteData);
       p.catch(() => metadataPromises.delete(seriesUID));
       metadataPromises.set(seriesUID, p);
     }
@@ -84,7 +110,8 @@ export function loadStudy(uid: string): LoadedStudy {
         const image = orderedImages(instances)[0];
         if (!image) return;
         const url = instanceFramesUrl(uid, seriesUID, str(image, Tag.SOPInstanceUID), 1);
-        const frame = retrieveFrame(url).catch(() => undefined);
+        noteStoredSyntax(url, image);
+        const frame = retrieveFrame(url, acceptForFrame(url)).catch(() => undefined);
         firstFrames.set(url, frame);
         // Not taken within a minute (another series was shown first): let the bytes go.
         setTimeout(() => firstFrames.delete(url), 60_000);

@@ -4,6 +4,7 @@
  */
 import { cache, Enums, getShouldUseCPURendering, type Types, utilities } from '@cornerstonejs/core';
 import { annotation } from '@cornerstonejs/tools';
+import { getTransferState, type TransferState } from '../../lib/transfer-settings';
 import { getStackViewport, MEASUREMENT_TOOLS } from './viewer-session';
 
 export interface PacsTestHooks {
@@ -28,6 +29,29 @@ export interface PacsTestHooks {
   /** Modality values (e.g. HU) at image pixels, from the decoded image. */
   modalityValues(id: string, points: [number, number][]): number[] | undefined;
   measurements(): { toolName: string; stats: Record<string, unknown> }[];
+  /**
+   * The decoded image shown in viewport id: the transfer syntax it arrived in, and its pixels in base64
+   * (colour: 8-bit samples as decoded, `components` per pixel; grey: modality values as float32 LE).
+   */
+  image(id: string):
+    | {
+        imageId: string;
+        transferSyntaxUID: string;
+        width: number;
+        height: number;
+        color: boolean;
+        components: number;
+        data: string;
+      }
+    | undefined;
+  /** The transfer setting, what auto measured, and what frames are asked for. */
+  transfer(): TransferState;
+}
+
+function base64(bytes: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(s);
 }
 
 const renders = new Map<string, number>();
@@ -101,6 +125,32 @@ export function installTestHooks(): void {
         return scaled ? v : v * (image.slope ?? 1) + (image.intercept ?? 0);
       });
     },
+    image(id) {
+      const imageId = getStackViewport(id)?.getCurrentImageId();
+      const image = imageId ? (cache.getImage(imageId) as Types.IImage | undefined) : undefined;
+      if (!imageId || !image) return undefined;
+      const px = image.getPixelData();
+      const n = image.width * image.height;
+      let bytes: Uint8Array;
+      if (image.color) bytes = Uint8Array.from(px);
+      else {
+        const scaled = (image as any).preScale?.scaled;
+        const values = new Float32Array(n);
+        for (let i = 0; i < n; i++)
+          values[i] = scaled ? px[i] : px[i] * (image.slope ?? 1) + (image.intercept ?? 0);
+        bytes = new Uint8Array(values.buffer);
+      }
+      return {
+        imageId,
+        transferSyntaxUID: String((image as { transferSyntaxUID?: string }).transferSyntaxUID ?? ''),
+        width: image.width,
+        height: image.height,
+        color: Boolean(image.color),
+        components: px.length / n,
+        data: base64(bytes),
+      };
+    },
+    transfer: () => getTransferState(),
     measurements() {
       const out: { toolName: string; stats: Record<string, unknown> }[] = [];
       for (const tool of MEASUREMENT_TOOLS) {

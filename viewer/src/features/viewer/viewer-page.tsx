@@ -12,6 +12,7 @@ import { CT_PRESETS } from './presets';
 import { type SeriesEntry, SeriesPanel } from './series-panel';
 import { loadStudy } from './study-loader';
 import { installTestHooks } from './test-hooks';
+import { TransferSelect } from './transfer-select';
 import * as actions from './viewport-actions';
 import { destroySession, getSession, type PrimaryTool, setPrimaryTool } from './viewer-session';
 import { type StudyInfo, ViewportView, type ViewportContent } from './viewport-view';
@@ -427,6 +428,7 @@ export default function ViewerPage({ studyUID }: { studyUID: string }) {
           </label>
         </span>
         <span className="spacer" />
+        <TransferSelect />
         <button
           type="button"
           title={t('app.withShortcut', { label: t('app.help'), key: '?' })}

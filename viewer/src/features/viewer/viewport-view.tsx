@@ -5,6 +5,8 @@ import { describeError } from '../../lib/describe-error';
 import type { DisplaySet } from './display-sets';
 import { type Markers, markersFrom } from './orientation';
 import { providePrefetchedFrame } from '../../lib/cornerstone';
+import { isLossySyntax } from '../../lib/transfer-policy';
+import { storedSyntaxOf } from '../../lib/transfer-settings';
 import { hideStack, moveStack, showStack } from './prefetch';
 import { toWindowLevel } from './presets';
 import { takePrefetchedFrame } from './study-loader';
@@ -35,6 +37,22 @@ interface OverlayState {
   level?: number;
   zoom?: number;
   markers?: Markers | null;
+  /** the pixels shown went through lossy compression (as stored, or marked so by the modality) */
+  lossy?: boolean;
+}
+
+/**
+ * The image's pixels went through lossy compression: LossyImageCompression 01, or it is stored (or
+ * arrived) in a lossy transfer syntax.
+ */
+function isLossyImage(imageId: string): boolean {
+  const general = metaData.get('generalImageModule', imageId) as
+    | { lossyImageCompression?: string }
+    | undefined;
+  if (String(general?.lossyImageCompression ?? '').trim() === '01') return true;
+  const image = cache.getImage(imageId) as { transferSyntaxUID?: string } | undefined;
+  const syntax = storedSyntaxOf(imageId) ?? image?.transferSyntaxUID;
+  return syntax ? isLossySyntax(syntax) : false;
 }
 
 interface Props {
@@ -159,6 +177,7 @@ export function ViewportView({
         level: wl?.level,
         zoom,
         markers,
+        lossy: imageId ? isLossyImage(imageId) : false,
       });
     };
     const schedule = () => {
@@ -348,6 +367,11 @@ export function ViewportView({
               </div>
             )}
             {overlay.zoom !== undefined && <div>{t('overlay.zoom', { value: fmt(overlay.zoom, 2) })}</div>}
+            {overlay.lossy && (
+              <div className="lossy" data-testid="overlay-lossy">
+                {t('overlay.lossy')}
+              </div>
+            )}
           </div>
           {overlay.markers && (
             <>
