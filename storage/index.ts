@@ -4,6 +4,7 @@
  * Both translate the pure Query model of dicomweb/qido.ts through storage/sql.ts.
  */
 import type { Query } from '../dicomweb/qido';
+import type { Dialect } from './sql';
 
 /** [offset, length] of a run of bytes inside a blob. */
 export type Span = [offset: number, length: number];
@@ -93,7 +94,20 @@ export interface Index {
   deleteInstances(scope: Scope): Promise<string[]>;
   /** Removes every study, series and instance at once (reindex starts from an empty index). */
   clear(): Promise<void>;
+  /** The index's database, for the tables kept beside the index (users, shares, audit: storage/access.ts). */
+  sql(): SqlRunner;
   close(): Promise<void>;
+}
+
+/** Runs statements written with `?` placeholders in the index's database (storage/access.ts). */
+export interface SqlRunner {
+  readonly dialect: Dialect;
+  /** Rows of a query (BIGINT values as numbers). */
+  all<T = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<T[]>;
+  /** Runs a statement; returns the number of rows changed. */
+  run(sql: string, params?: unknown[]): Promise<number>;
+  /** Runs fn's statements in one transaction. */
+  transaction<T>(fn: (tx: Omit<SqlRunner, 'transaction'>) => Promise<T>): Promise<T>;
 }
 
 /** Placeholder prefix of BulkDataURI values in stored metadata; replaced by the public DICOMweb root when served. */

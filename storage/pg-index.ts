@@ -20,6 +20,7 @@ import pg from 'pg';
 import type { Query } from '../dicomweb/qido';
 import { conflict } from '../dicomweb/status';
 import type {
+  SqlRunner,
   Index,
   IndexedBlob,
   InstanceRecord,
@@ -335,11 +336,34 @@ class PgIndex implements Index {
     await this.pool.query('TRUNCATE instances, series, studies');
   }
 
+  sql(): SqlRunner {
+    const convert = (c: pg.Pool | Client): Omit<SqlRunner, 'transaction'> => ({
+      dialect: postgresDialect,
+      all: async <T>(sql: string, params: unknown[] = []) =>
+        numbersOf(await c.query(postgresDialect.sql(sql), params)) as T[],
+      run: async (sql: string, params: unknown[] = []) =>
+        (await c.query(postgresDialect.sql(sql), params)).rowCount ?? 0,
+    });
+    return {
+      ...convert(this.pool),
+      transaction: async <T>(fn: (tx: Omit<SqlRunner, 'transaction'>) => Promise<T>) =>
+        this.transaction(async (c) => ({ value: await fn(convert(c)), commit: true })),
+    };
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     await this.pool.end();
   }
+}
+
+/** BIGINT (int8) values arrive as strings (they may exceed 2^53): ours are times, ids and counts, well below. */
+function numbersOf(r: pg.QueryResult): Record<string, unknown>[] {
+  const int8 = r.fields.filter((f) => f.dataTypeID === 20).map((f) => f.name);
+  if (int8.length > 0)
+    for (const row of r.rows) for (const k of int8) if (typeof row[k] === 'string') row[k] = Number(row[k]);
+  return r.rows;
 }
 
 function seriesConflict(rec: InstanceRecord, owner: string) {

@@ -34,6 +34,8 @@ export interface Dialect {
   json: string;
   /** 64-bit integer column type. */
   bigint: string;
+  /** Column definition of an auto-incrementing 64-bit primary key. */
+  autoId: string;
   /** LIMIT/OFFSET clause; limit undefined = no limit. */
   limitOffset(limit: number | undefined, offset: number): { sql: string; params: number[] };
 }
@@ -44,6 +46,7 @@ export const sqliteDialect: Dialect = {
   text: 'TEXT',
   json: 'TEXT',
   bigint: 'INTEGER',
+  autoId: 'INTEGER PRIMARY KEY AUTOINCREMENT',
   limitOffset(limit, offset) {
     if (limit === undefined)
       return offset > 0 ? { sql: 'LIMIT -1 OFFSET ?', params: [offset] } : { sql: '', params: [] };
@@ -60,6 +63,7 @@ export const postgresDialect: Dialect = {
   text: 'TEXT COLLATE "C"',
   json: 'TEXT',
   bigint: 'BIGINT',
+  autoId: 'BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY',
   limitOffset(limit, offset) {
     if (limit === undefined)
       return offset > 0 ? { sql: 'OFFSET ?', params: [offset] } : { sql: '', params: [] };
@@ -130,6 +134,80 @@ export function migrations(d: Dialect): string[][] {
     ],
     // 2: PostgreSQL only (SQLite's studies_date already serves the study list order, and it scans names).
     pg ? postgresQidoIndexes() : [],
+    // 3: users, API tokens, sessions, share links, the audit trail and server settings (storage/access.ts).
+    accessTables(d),
+  ];
+}
+
+/**
+ * Security state (storage/access.ts). Secrets are never stored: passwords as scrypt hashes, tokens and
+ * session ids as SHA-256 hashes. Times are milliseconds since the epoch (bigint). Audit rows are only
+ * ever inserted.
+ */
+function accessTables(d: Dialect): string[] {
+  const T = d.text;
+  const B = d.bigint;
+  return [
+    `CREATE TABLE users (
+      username ${T} PRIMARY KEY,
+      role ${T} NOT NULL,
+      display_name ${T},
+      password_hash ${T},
+      referring_name ${T},
+      oidc_subject ${T} UNIQUE,
+      must_change_password INTEGER NOT NULL DEFAULT 0,
+      disabled INTEGER NOT NULL DEFAULT 0,
+      created_at ${B} NOT NULL
+    )`,
+    `CREATE TABLE api_tokens (
+      id ${T} PRIMARY KEY,
+      token_hash ${T} NOT NULL UNIQUE,
+      username ${T} NOT NULL REFERENCES users (username) ON DELETE CASCADE,
+      label ${T},
+      created_at ${B} NOT NULL,
+      expires_at ${B},
+      last_used_at ${B},
+      revoked_at ${B}
+    )`,
+    `CREATE TABLE shares (
+      id ${T} PRIMARY KEY,
+      study_uid ${T} NOT NULL,
+      created_by ${T} NOT NULL,
+      grantee ${T},
+      verify ${T} NOT NULL,
+      pin_hash ${T},
+      created_at ${B} NOT NULL,
+      expires_at ${B} NOT NULL,
+      revoked_at ${B}
+    )`,
+    'CREATE INDEX shares_study ON shares (study_uid)',
+    'CREATE INDEX shares_grantee ON shares (grantee)',
+    `CREATE TABLE sessions (
+      id_hash ${T} PRIMARY KEY,
+      username ${T} NOT NULL,
+      role ${T} NOT NULL,
+      share_id ${T} REFERENCES shares (id) ON DELETE CASCADE,
+      csrf ${T} NOT NULL,
+      created_at ${B} NOT NULL,
+      expires_at ${B} NOT NULL
+    )`,
+    'CREATE INDEX sessions_expires ON sessions (expires_at)',
+    `CREATE TABLE audit_events (
+      id ${d.autoId},
+      time ${B} NOT NULL,
+      username ${T},
+      role ${T},
+      action ${T} NOT NULL,
+      study_uid ${T},
+      patient_id ${T},
+      status INTEGER NOT NULL,
+      source ${T},
+      detail ${T}
+    )`,
+    'CREATE INDEX audit_time ON audit_events (time)',
+    'CREATE INDEX audit_user_time ON audit_events (username, time)',
+    'CREATE INDEX audit_study_time ON audit_events (study_uid, time)',
+    `CREATE TABLE settings (name ${T} PRIMARY KEY, value ${T} NOT NULL)`,
   ];
 }
 

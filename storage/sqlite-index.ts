@@ -12,6 +12,7 @@ import Database from 'better-sqlite3';
 import type { Query } from '../dicomweb/qido';
 import { conflict } from '../dicomweb/status';
 import type {
+  SqlRunner,
   Index,
   IndexedBlob,
   InstanceRecord,
@@ -287,6 +288,48 @@ class SqliteIndex implements Index {
       })
       .immediate();
     await this.syncWal();
+  }
+
+  sql(): SqlRunner {
+    const db = this.db;
+    const statements = new Map<string, Database.Statement>();
+    const prepared = (sql: string) => {
+      let st = statements.get(sql);
+      if (!st) {
+        st = db.prepare(sql);
+        statements.set(sql, st);
+      }
+      return st;
+    };
+    const runner: Omit<SqlRunner, 'transaction'> = {
+      dialect: sqliteDialect,
+      all: async <T>(sql: string, params: unknown[] = []) => {
+        const st = prepared(sql);
+        return (st.reader ? st.all(...params) : (st.run(...params), [])) as T[];
+      },
+      run: async (sql: string, params: unknown[] = []) => prepared(sql).run(...params).changes,
+    };
+    let queue: Promise<unknown> = Promise.resolve();
+    return {
+      ...runner,
+      // better-sqlite3 is synchronous: BEGIN … COMMIT around awaited statements that complete at once.
+      // Transactions are queued so two never interleave on the one connection.
+      transaction: <T>(fn: (tx: Omit<SqlRunner, 'transaction'>) => Promise<T>) => {
+        const next = queue.then(async () => {
+          db.exec('BEGIN IMMEDIATE');
+          try {
+            const value = await fn(runner);
+            db.exec('COMMIT');
+            return value;
+          } catch (err) {
+            if (db.inTransaction) db.exec('ROLLBACK');
+            throw err;
+          }
+        });
+        queue = next.catch(() => {});
+        return next;
+      },
+    };
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,405 @@
+/**
+ * Who may read what: users, API tokens, sessions, share links, the audit trail and server settings, kept
+ * in the index's database (tables of migration 3 in sql.ts), on SQLite and PostgreSQL alike through the
+ * index's SqlRunner. Secrets are never stored: passwords as scrypt hashes, tokens and session ids as
+ * SHA-256 hashes (server/auth/secrets.ts makes and checks them).
+ */
+import type { SqlRunner } from './index';
+
+export const ROLES = ['administrator', 'radiologist', 'referring', 'modality', 'link'] as const;
+export type Role = (typeof ROLES)[number];
+/** Roles a user account can have (link is the role of a share link's session, never of an account). */
+export const ACCOUNT_ROLES = ['administrator', 'radiologist', 'referring', 'modality'] as const;
+export type AccountRole = (typeof ACCOUNT_ROLES)[number];
+
+export interface User {
+  username: string;
+  role: AccountRole;
+  displayName: string | null;
+  /** DICOM person name (Family^Given) matched against ReferringPhysicianName, for referring physicians. */
+  referringName: string | null;
+  oidcSubject: string | null;
+  passwordHash: string | null;
+  mustChangePassword: boolean;
+  disabled: boolean;
+  createdAt: number;
+}
+
+export interface ApiToken {
+  id: string;
+  username: string;
+  label: string | null;
+  createdAt: number;
+  expiresAt: number | null;
+  lastUsedAt: number | null;
+  revokedAt: number | null;
+}
+
+export type ShareVerify = 'none' | 'birthdate' | 'pin';
+
+export interface Share {
+  id: string;
+  studyInstanceUID: string;
+  createdBy: string;
+  /** Username of the referring physician the study is shared with; null for a link anyone may open. */
+  grantee: string | null;
+  verify: ShareVerify;
+  pinHash: string | null;
+  createdAt: number;
+  expiresAt: number;
+  revokedAt: number | null;
+}
+
+export interface Session {
+  idHash: string;
+  username: string;
+  role: Role;
+  shareId: string | null;
+  csrf: string;
+  createdAt: number;
+  expiresAt: number;
+}
+
+export interface AuditEvent {
+  id?: number;
+  time: number;
+  username: string | null;
+  role: string | null;
+  action: string;
+  studyInstanceUID: string | null;
+  patientID: string | null;
+  /** HTTP status of the answer (or the DIMSE outcome mapped to one). */
+  status: number;
+  /** Source address of the request. */
+  source: string | null;
+  /** Method and path, or what else identifies the object of the action. */
+  detail: string | null;
+}
+
+export interface AuditFilter {
+  from?: number;
+  to?: number;
+  username?: string;
+  action?: string;
+  studyInstanceUID?: string;
+  patientID?: string;
+  /** 'success' (status < 400), 'failure' (>= 400), or one status code. */
+  result?: 'success' | 'failure' | number;
+  /** Events with a smaller id only (paging backwards in time). */
+  beforeId?: number;
+  limit?: number;
+}
+
+type Row = Record<string, unknown>;
+const bool = (v: unknown) => v === 1 || v === true || v === '1';
+const num = (v: unknown) => (v === null || v === undefined ? null : Number(v));
+const str = (v: unknown) => (v === null || v === undefined ? null : String(v));
+
+function user(r: Row): User {
+  return {
+    username: String(r.username),
+    role: r.role as AccountRole,
+    displayName: str(r.display_name),
+    referringName: str(r.referring_name),
+    oidcSubject: str(r.oidc_subject),
+    passwordHash: str(r.password_hash),
+    mustChangePassword: bool(r.must_change_password),
+    disabled: bool(r.disabled),
+    createdAt: Number(r.created_at),
+  };
+}
+
+function token(r: Row): ApiToken {
+  return {
+    id: String(r.id),
+    username: String(r.username),
+    label: str(r.label),
+    createdAt: Number(r.created_at),
+    expiresAt: num(r.expires_at),
+    lastUsedAt: num(r.last_used_at),
+    revokedAt: num(r.revoked_at),
+  };
+}
+
+function share(r: Row): Share {
+  return {
+    id: String(r.id),
+    studyInstanceUID: String(r.study_uid),
+    createdBy: String(r.created_by),
+    grantee: str(r.grantee),
+    verify: r.verify as ShareVerify,
+    pinHash: str(r.pin_hash),
+    createdAt: Number(r.created_at),
+    expiresAt: Number(r.expires_at),
+    revokedAt: num(r.revoked_at),
+  };
+}
+
+function session(r: Row): Session {
+  return {
+    idHash: String(r.id_hash),
+    username: String(r.username),
+    role: r.role as Role,
+    shareId: str(r.share_id),
+    csrf: String(r.csrf),
+    createdAt: Number(r.created_at),
+    expiresAt: Number(r.expires_at),
+  };
+}
+
+function auditEvent(r: Row): AuditEvent {
+  return {
+    id: Number(r.id),
+    time: Number(r.time),
+    username: str(r.username),
+    role: str(r.role),
+    action: String(r.action),
+    studyInstanceUID: str(r.study_uid),
+    patientID: str(r.patient_id),
+    status: Number(r.status),
+    source: str(r.source),
+    detail: str(r.detail),
+  };
+}
+
+export class AccessStore {
+  constructor(private readonly db: SqlRunner) {}
+
+  // ── users ──
+
+  async countUsers(): Promise<number> {
+    const [r] = await this.db.all<{ n: number }>('SELECT COUNT(*) AS n FROM users');
+    return Number(r.n);
+  }
+
+  async getUser(username: string): Promise<User | undefined> {
+    const [r] = await this.db.all('SELECT * FROM users WHERE username = ?', [username]);
+    return r ? user(r) : undefined;
+  }
+
+  async findUserByOidcSubject(subject: string): Promise<User | undefined> {
+    const [r] = await this.db.all('SELECT * FROM users WHERE oidc_subject = ?', [subject]);
+    return r ? user(r) : undefined;
+  }
+
+  async listUsers(): Promise<User[]> {
+    return (await this.db.all('SELECT * FROM users ORDER BY username')).map(user);
+  }
+
+  /** Creates a user; false when the username is taken. */
+  async createUser(u: Omit<User, 'createdAt'> & { createdAt?: number }): Promise<boolean> {
+    const n = await this.db.run(
+      `INSERT INTO users (username, role, display_name, password_hash, referring_name, oidc_subject,
+         must_change_password, disabled, created_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (username) DO NOTHING`,
+      [
+        u.username,
+        u.role,
+        u.displayName,
+        u.passwordHash,
+        u.referringName,
+        u.oidcSubject,
+        u.mustChangePassword ? 1 : 0,
+        u.disabled ? 1 : 0,
+        u.createdAt ?? Date.now(),
+      ],
+    );
+    return n === 1;
+  }
+
+  /** Changes some fields of a user; false when there is no such user. */
+  async updateUser(username: string, patch: Partial<Omit<User, 'username' | 'createdAt'>>): Promise<boolean> {
+    const columns: Record<string, unknown> = {};
+    if (patch.role !== undefined) columns.role = patch.role;
+    if (patch.displayName !== undefined) columns.display_name = patch.displayName;
+    if (patch.referringName !== undefined) columns.referring_name = patch.referringName;
+    if (patch.oidcSubject !== undefined) columns.oidc_subject = patch.oidcSubject;
+    if (patch.passwordHash !== undefined) columns.password_hash = patch.passwordHash;
+    if (patch.mustChangePassword !== undefined)
+      columns.must_change_password = patch.mustChangePassword ? 1 : 0;
+    if (patch.disabled !== undefined) columns.disabled = patch.disabled ? 1 : 0;
+    const names = Object.keys(columns);
+    if (names.length === 0) return (await this.getUser(username)) !== undefined;
+    const n = await this.db.run(
+      `UPDATE users SET ${names.map((c) => `${c} = ?`).join(', ')} WHERE username = ?`,
+      [...Object.values(columns), username],
+    );
+    return n === 1;
+  }
+
+  /** Removes a user with their tokens and sessions; false when there is no such user. */
+  async deleteUser(username: string): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      await tx.run('DELETE FROM sessions WHERE username = ? AND share_id IS NULL', [username]);
+      await tx.run('DELETE FROM api_tokens WHERE username = ?', [username]);
+      return (await tx.run('DELETE FROM users WHERE username = ?', [username])) === 1;
+    });
+  }
+
+  // ── API tokens ──
+
+  async createToken(t: Omit<ApiToken, 'createdAt' | 'lastUsedAt' | 'revokedAt'> & { tokenHash: string }) {
+    await this.db.run(
+      'INSERT INTO api_tokens (id, token_hash, username, label, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)',
+      [t.id, t.tokenHash, t.username, t.label, Date.now(), t.expiresAt],
+    );
+  }
+
+  async findToken(tokenHash: string): Promise<ApiToken | undefined> {
+    const [r] = await this.db.all('SELECT * FROM api_tokens WHERE token_hash = ?', [tokenHash]);
+    return r ? token(r) : undefined;
+  }
+
+  async touchToken(id: string, now: number): Promise<void> {
+    await this.db.run('UPDATE api_tokens SET last_used_at = ? WHERE id = ?', [now, id]);
+  }
+
+  async listTokens(username?: string): Promise<ApiToken[]> {
+    const rows = username
+      ? await this.db.all('SELECT * FROM api_tokens WHERE username = ? ORDER BY created_at', [username])
+      : await this.db.all('SELECT * FROM api_tokens ORDER BY username, created_at');
+    return rows.map(token);
+  }
+
+  async revokeToken(id: string, now: number): Promise<boolean> {
+    return (
+      (await this.db.run('UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL', [
+        now,
+        id,
+      ])) === 1
+    );
+  }
+
+  // ── sessions ──
+
+  async createSession(s: Session): Promise<void> {
+    await this.db.run(
+      'INSERT INTO sessions (id_hash, username, role, share_id, csrf, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      [s.idHash, s.username, s.role, s.shareId, s.csrf, s.createdAt, s.expiresAt],
+    );
+  }
+
+  async findSession(idHash: string): Promise<Session | undefined> {
+    const [r] = await this.db.all('SELECT * FROM sessions WHERE id_hash = ?', [idHash]);
+    return r ? session(r) : undefined;
+  }
+
+  async deleteSession(idHash: string): Promise<void> {
+    await this.db.run('DELETE FROM sessions WHERE id_hash = ?', [idHash]);
+  }
+
+  /** Ends every session of a user (password changed, account disabled). */
+  async deleteSessionsOf(username: string): Promise<void> {
+    await this.db.run('DELETE FROM sessions WHERE username = ? AND share_id IS NULL', [username]);
+  }
+
+  async deleteExpiredSessions(now: number): Promise<number> {
+    return this.db.run('DELETE FROM sessions WHERE expires_at < ?', [now]);
+  }
+
+  // ── shares ──
+
+  async createShare(s: Omit<Share, 'revokedAt'>): Promise<void> {
+    await this.db.run(
+      `INSERT INTO shares (id, study_uid, created_by, grantee, verify, pin_hash, created_at, expires_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      [s.id, s.studyInstanceUID, s.createdBy, s.grantee, s.verify, s.pinHash, s.createdAt, s.expiresAt],
+    );
+  }
+
+  async getShare(id: string): Promise<Share | undefined> {
+    const [r] = await this.db.all('SELECT * FROM shares WHERE id = ?', [id]);
+    return r ? share(r) : undefined;
+  }
+
+  async listShares(studyInstanceUID?: string): Promise<Share[]> {
+    const rows = studyInstanceUID
+      ? await this.db.all('SELECT * FROM shares WHERE study_uid = ? ORDER BY created_at DESC', [
+          studyInstanceUID,
+        ])
+      : await this.db.all('SELECT * FROM shares ORDER BY created_at DESC');
+    return rows.map(share);
+  }
+
+  /** Revokes a share and ends the sessions opened with it. */
+  async revokeShare(id: string, now: number): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      await tx.run('DELETE FROM sessions WHERE share_id = ?', [id]);
+      return (
+        (await tx.run('UPDATE shares SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL', [now, id])) ===
+        1
+      );
+    });
+  }
+
+  /** Studies shared with a user (valid shares only). */
+  async studiesSharedWith(username: string, now: number): Promise<string[]> {
+    const rows = await this.db.all<{ study_uid: string }>(
+      'SELECT DISTINCT study_uid FROM shares WHERE grantee = ? AND revoked_at IS NULL AND expires_at > ?',
+      [username, now],
+    );
+    return rows.map((r) => r.study_uid);
+  }
+
+  // ── audit trail ──
+
+  async appendAudit(events: AuditEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    await this.db.transaction(async (tx) => {
+      for (const e of events)
+        await tx.run(
+          `INSERT INTO audit_events (time, username, role, action, study_uid, patient_id, status, source, detail)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          [
+            e.time,
+            e.username,
+            e.role,
+            e.action,
+            e.studyInstanceUID,
+            e.patientID,
+            e.status,
+            e.source,
+            e.detail,
+          ],
+        );
+    });
+  }
+
+  /** Events matching the filter, newest first. */
+  async queryAudit(f: AuditFilter): Promise<AuditEvent[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    const add = (sql: string, value: unknown) => {
+      where.push(sql);
+      params.push(value);
+    };
+    if (f.from !== undefined) add('time >= ?', f.from);
+    if (f.to !== undefined) add('time <= ?', f.to);
+    if (f.username) add('username = ?', f.username);
+    if (f.action) add('action = ?', f.action);
+    if (f.studyInstanceUID) add('study_uid = ?', f.studyInstanceUID);
+    if (f.patientID) add('patient_id = ?', f.patientID);
+    if (f.result === 'success') where.push('status < 400');
+    else if (f.result === 'failure') where.push('status >= 400');
+    else if (typeof f.result === 'number') add('status = ?', f.result);
+    if (f.beforeId !== undefined) add('id < ?', f.beforeId);
+    const limit = Math.min(Math.max(f.limit ?? 100, 1), 10_000);
+    const rows = await this.db.all(
+      `SELECT * FROM audit_events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id DESC LIMIT ?`,
+      [...params, limit],
+    );
+    return rows.map(auditEvent);
+  }
+
+  // ── settings ──
+
+  /** The stored value of a setting, created with make() when absent (the first server to ask wins). */
+  async setting(name: string, make: () => string): Promise<string> {
+    await this.db.run('INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING', [
+      name,
+      make(),
+    ]);
+    const [r] = await this.db.all<{ value: string }>('SELECT value FROM settings WHERE name = ?', [name]);
+    return r.value;
+  }
+}
