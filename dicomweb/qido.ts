@@ -384,3 +384,23 @@ function combineDateTime(q: Query, dateTag: string, timeTag: string): void {
   q.filters = q.filters.filter((f) => f !== t);
   d.match = { type: 'datetime', timeTag, from, to };
 }
+
+/**
+ * The same query limited to some studies (what a referring physician or a share link may read): a
+ * StudyInstanceUID UID-list filter ANDed with the query's own filters.
+ */
+export function restrictToStudies(query: Query, studies: readonly string[]): Query {
+  return {
+    ...query,
+    filters: [
+      ...query.filters,
+      {
+        keyword: 'StudyInstanceUID',
+        tag: '0020000D',
+        level: 'study',
+        kind: 'uid',
+        match: { type: 'any', terms: studies.map((exact) => ({ exact })) },
+      },
+    ],
+  };
+}

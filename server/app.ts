@@ -5,11 +5,41 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import compression from 'compression';
+import cors from 'cors';
 import express, { type NextFunction, type Request, type Response } from 'express';
+import { rateLimit } from 'express-rate-limit';
+import helmet from 'helmet';
 import { DicomwebError } from '../dicomweb/status';
 import type { Storage } from '../storage/open';
+import { allow, type Auth } from './auth/auth';
+import type { AuditTrail } from './auth/audit';
 import type { Config } from './config';
 import type { Logger } from './log';
+import {
+  authConfig,
+  changePassword,
+  createToken,
+  createUser,
+  deleteUser,
+  exportAudit,
+  listTokens,
+  listUsers,
+  login,
+  logout,
+  me,
+  queryAudit,
+  revokeToken,
+  updateUser,
+} from './routes/account';
+import {
+  createShare,
+  describeLink,
+  listShares,
+  openLink,
+  revokeShare,
+  shareQr,
+  shareSlip,
+} from './routes/shares';
 import { RETRY_AFTER_SECONDS, storageFault } from './storage-faults';
 import { describeGateway, sendStudy } from './dimse/routes';
 import { DICOMWEB_ROOT } from './routes/common';
@@ -20,15 +50,47 @@ import { stow } from './routes/stow';
 import { retrieveBulkdata, retrieveFrames, retrieveInstances, retrieveMetadata } from './routes/wado';
 import { retrieveRendered, retrieveThumbnail } from './routes/rendered';
 
-export function createApp(config: Config, storage: Storage, log: Logger): express.Express {
+/** Who may do what, and the record of what was done (server/auth). */
+export interface Security {
+  auth: Auth;
+  audit: AuditTrail;
+  /** OpenID Connect sign-in, when configured. */
+  oidc?: OidcRoutes;
+}
+
+export interface OidcRoutes {
+  label: string;
+  login: express.RequestHandler;
+  callback: express.RequestHandler;
+}
+
+export function createApp(
+  config: Config,
+  storage: Storage,
+  log: Logger,
+  security: Security,
+): express.Express {
   const app = express();
   app.disable('x-powered-by');
   if (config.publicUrl) app.locals.publicUrl = config.publicUrl; // read by routes/common.ts publicRoot()
   app.set('query parser', false);
+  app.set('trust proxy', trustProxy(config.auth.trustProxy));
   const ctx = { ...storage, config, log };
   const { index } = storage;
+  const { auth, audit, oidc } = security;
 
   app.use(accessLog(log));
+  app.use(securityHeaders());
+  if (config.auth.corsOrigins.length > 0)
+    app.use(
+      ['/dicomweb', '/api'],
+      cors({
+        origin: config.auth.corsOrigins,
+        allowedHeaders: ['Authorization', 'Accept', 'Content-Type'],
+        exposedHeaders: ['Warning', 'Content-Location', 'Location', 'Retry-After'],
+        maxAge: 600,
+      }),
+    );
   // QIDO and metadata JSON shrink 5-10x with gzip, which matters on a weak link. Pixel data
   // (multipart, octet-stream) is left alone: compressing it is the transfer syntax's job.
   app.use(
@@ -39,68 +101,165 @@ export function createApp(config: Config, storage: Storage, log: Logger): expres
     }),
   );
 
+  // Every DICOMweb and API request: who is asking (res.locals.principal), and an audit event when answered.
+  app.use(['/dicomweb', '/api'], auth.middleware());
+  app.use(audit.middleware());
+
   const S = `${DICOMWEB_ROOT}/studies/:study`;
   const SE = `${S}/series/:series`;
   const I = `${SE}/instances/:instance`;
   const max = config.qidoMaxResults;
+  const json = express.json({ limit: '16kb' });
+  // Failed attempts per client address (successful ones are not counted): passwords and link tokens
+  // cannot be guessed by trying.
+  const limiter = () =>
+    rateLimit({
+      windowMs: 15 * 60_000,
+      limit: config.auth.loginRateLimit,
+      skipSuccessfulRequests: true,
+      standardHeaders: 'draft-8',
+      legacyHeaders: false,
+      handler: (_req, _res, next) =>
+        next(new DicomwebError(429, 'too many failed attempts from this address: try again in 15 minutes')),
+    });
+  const loginLimit = limiter();
+  const linkLimit = limiter();
+  // Each route names the rule it needs (server/auth/rules.ts) and its audit action: allow(rule, action).
+  const g = (rule: Parameters<typeof allow>[1], action: string) => allow(auth, rule, action);
   const r = express.Router({ caseSensitive: true, strict: false });
   // STOW-RS
-  r.post(`${DICOMWEB_ROOT}/studies`, (req, res) => stow(ctx, req, res));
-  r.post(S, (req, res) => stow(ctx, req, res));
+  r.post(`${DICOMWEB_ROOT}/studies`, g('store', 'store'), (req, res) => stow(ctx, req, res));
+  r.post(S, g('store', 'store'), (req, res) => stow(ctx, req, res));
   // QIDO-RS
-  r.get(`${DICOMWEB_ROOT}/studies`, qido('study', index, max));
-  r.get(`${DICOMWEB_ROOT}/series`, qido('series', index, max));
-  r.get(`${DICOMWEB_ROOT}/instances`, qido('instance', index, max));
-  r.get(`${S}/series`, qido('series', index, max));
-  r.get(`${S}/instances`, qido('instance', index, max));
-  r.get(`${SE}/instances`, qido('instance', index, max));
+  r.get(`${DICOMWEB_ROOT}/studies`, g('read', 'search'), qido('study', index, max));
+  r.get(`${DICOMWEB_ROOT}/series`, g('read', 'search'), qido('series', index, max));
+  r.get(`${DICOMWEB_ROOT}/instances`, g('read', 'search'), qido('instance', index, max));
+  r.get(`${S}/series`, g('read', 'search'), qido('series', index, max));
+  r.get(`${S}/instances`, g('read', 'search'), qido('instance', index, max));
+  r.get(`${SE}/instances`, g('read', 'search'), qido('instance', index, max));
   // WADO-RS
-  r.get(S, retrieveInstances(ctx));
-  r.get(SE, retrieveInstances(ctx));
-  r.get(I, retrieveInstances(ctx));
-  r.get(`${S}/metadata`, retrieveMetadata(ctx));
-  r.get(`${SE}/metadata`, retrieveMetadata(ctx));
-  r.get(`${I}/metadata`, retrieveMetadata(ctx));
-  r.get(`${I}/frames/:frames`, retrieveFrames(ctx));
-  r.get(`${I}/bulkdata/*path`, retrieveBulkdata(ctx));
+  r.get(S, g('read', 'retrieve'), retrieveInstances(ctx));
+  r.get(SE, g('read', 'retrieve'), retrieveInstances(ctx));
+  r.get(I, g('read', 'retrieve'), retrieveInstances(ctx));
+  r.get(`${S}/metadata`, g('read', 'retrieve-metadata'), retrieveMetadata(ctx));
+  r.get(`${SE}/metadata`, g('read', 'retrieve-metadata'), retrieveMetadata(ctx));
+  r.get(`${I}/metadata`, g('read', 'retrieve-metadata'), retrieveMetadata(ctx));
+  r.get(`${I}/frames/:frames`, g('read', 'retrieve-frames'), retrieveFrames(ctx));
+  r.get(`${I}/bulkdata/*path`, g('read', 'retrieve-bulkdata'), retrieveBulkdata(ctx));
   // WADO-RS rendered resources and thumbnails (decoded and rendered in worker threads)
-  r.get(`${S}/rendered`, retrieveRendered(ctx));
-  r.get(`${SE}/rendered`, retrieveRendered(ctx));
-  r.get(`${I}/rendered`, retrieveRendered(ctx));
-  r.get(`${I}/frames/:frames/rendered`, retrieveRendered(ctx));
-  r.get(`${S}/thumbnail`, retrieveThumbnail(ctx));
-  r.get(`${SE}/thumbnail`, retrieveThumbnail(ctx));
-  r.get(`${I}/thumbnail`, retrieveThumbnail(ctx));
-  r.get(`${I}/frames/:frames/thumbnail`, retrieveThumbnail(ctx));
+  r.get(`${S}/rendered`, g('read', 'retrieve-rendered'), retrieveRendered(ctx));
+  r.get(`${SE}/rendered`, g('read', 'retrieve-rendered'), retrieveRendered(ctx));
+  r.get(`${I}/rendered`, g('read', 'retrieve-rendered'), retrieveRendered(ctx));
+  r.get(`${I}/frames/:frames/rendered`, g('read', 'retrieve-rendered'), retrieveRendered(ctx));
+  r.get(`${S}/thumbnail`, g('read', 'retrieve-thumbnail'), retrieveThumbnail(ctx));
+  r.get(`${SE}/thumbnail`, g('read', 'retrieve-thumbnail'), retrieveThumbnail(ctx));
+  r.get(`${I}/thumbnail`, g('read', 'retrieve-thumbnail'), retrieveThumbnail(ctx));
+  r.get(`${I}/frames/:frames/thumbnail`, g('read', 'retrieve-thumbnail'), retrieveThumbnail(ctx));
   // Delete
-  r.delete(S, deleteResource(ctx));
-  r.delete(SE, deleteResource(ctx));
-  r.delete(I, deleteResource(ctx));
-  // Server API (what DICOMweb has no word for)
-  r.get('/healthz', async (_req, res) => {
+  r.delete(S, g('delete', 'delete'), deleteResource(ctx));
+  r.delete(SE, g('delete', 'delete'), deleteResource(ctx));
+  r.delete(I, g('delete', 'delete'), deleteResource(ctx));
+  // Server API (what DICOMweb has no word for). /healthz is open to load balancers and says nothing else.
+  r.get('/healthz', g('public', 'health'), async (_req, res) => {
     await index.listInstances({ StudyInstanceUID: '0' });
     res.json({ status: 'ok' });
   });
-  r.post('/api/demo', demo(ctx));
+  r.post('/api/demo', g('admin', 'load-demo'), demo(ctx));
   // DIMSE gateway: send a study to a known remote AE (C-STORE SCU); the gateway's AE configuration
-  r.post('/api/studies/:study/send', express.json({ limit: '16kb' }), sendStudy(ctx));
-  r.get('/api/dimse', describeGateway(ctx));
+  r.post('/api/studies/:study/send', g('send', 'send-study'), json, sendStudy(ctx));
+  r.get('/api/dimse', g('send', 'dimse-config'), describeGateway(ctx));
+  // Sign-in, the current principal, password change
+  const oidcInfo = () => ({ enabled: oidc !== undefined, label: oidc?.label ?? '' });
+  r.get('/api/auth/config', g('public', 'auth-config'), authConfig(auth, oidcInfo));
+  r.post('/api/auth/login', g('public', 'login'), loginLimit, json, login(auth));
+  r.post('/api/auth/logout', g('signed-in', 'logout'), logout(auth));
+  r.get('/api/auth/me', g('signed-in', 'whoami'), me());
+  r.post('/api/auth/password', g('signed-in', 'change-password'), json, changePassword(auth));
+  r.get('/api/auth/oidc/login', g('public', 'oidc-login'), oidc?.login ?? noOidc);
+  r.get('/api/auth/oidc/callback', g('public', 'oidc-callback'), loginLimit, oidc?.callback ?? noOidc);
+  // Users, API tokens, the audit trail (administrators)
+  r.get('/api/users', g('admin', 'list-users'), listUsers(auth));
+  r.post('/api/users', g('admin', 'create-user'), json, createUser(auth));
+  r.patch('/api/users/:username', g('admin', 'update-user'), json, updateUser(auth));
+  r.delete('/api/users/:username', g('admin', 'delete-user'), deleteUser(auth));
+  r.get('/api/tokens', g('admin', 'list-tokens'), listTokens(auth));
+  r.post('/api/tokens', g('admin', 'create-token'), json, createToken(auth));
+  r.delete('/api/tokens/:id', g('admin', 'revoke-token'), revokeToken(auth));
+  r.get(
+    '/api/audit',
+    g('admin', 'read-audit'),
+    queryAudit(auth, () => audit.flush()),
+  );
+  r.get(
+    '/api/audit/export',
+    g('admin', 'export-audit'),
+    exportAudit(auth, () => audit.flush()),
+  );
+  // Share links: made by radiologists, opened by anyone holding one
+  r.post('/api/studies/:study/shares', g('share', 'create-share'), json, createShare(auth, index));
+  r.get('/api/studies/:study/shares', g('share', 'list-shares'), listShares(auth));
+  r.delete('/api/shares/:id', g('share', 'revoke-share'), revokeShare(auth));
+  r.get('/api/shares/:id/qr.svg', g('share', 'share-qr'), shareQr(auth, 'svg'));
+  r.get('/api/shares/:id/qr.png', g('share', 'share-qr'), shareQr(auth, 'png'));
+  r.get('/api/shares/:id/slip', g('share', 'share-slip'), shareSlip(auth, index));
+  r.get('/api/share-links/:token', g('public', 'check-link'), linkLimit, describeLink(auth));
+  r.post('/api/share-links/:token/open', g('public', 'open-link'), linkLimit, json, openLink(auth));
   app.use(r);
 
-  app.all(`${DICOMWEB_ROOT}/*rest`, (req, _res) => {
+  app.all(`${DICOMWEB_ROOT}/*rest`, g('public', 'unknown-route'), (req, _res) => {
     throw new DicomwebError(404, `no DICOMweb resource at ${req.method} ${req.path}`);
   });
-  app.all('/api/*rest', (req) => {
+  app.all('/api/*rest', g('public', 'unknown-route'), (req) => {
     throw new DicomwebError(404, `no API resource at ${req.method} ${req.path}`);
   });
-  serveViewer(app, config.viewerDir);
+  serveViewer(app, config.viewerDir, g('public', 'viewer'));
   app.use(errorHandler(log));
   return app;
 }
 
-function serveViewer(app: express.Express, dir: string) {
+function noOidc(): never {
+  throw new DicomwebError(404, 'OpenID Connect sign-in is not configured (PACS_OIDC_ISSUER)');
+}
+
+/** PACS_TRUST_PROXY as Express understands it. */
+function trustProxy(value: string): boolean | string | string[] {
+  if (value === 'false') return false;
+  if (value === 'true') return true;
+  return value.split(',').map((s) => s.trim());
+}
+
+/**
+ * Secure headers (helmet): a content security policy for the viewer (its own scripts and WebAssembly
+ * codecs only, no framing), no MIME sniffing, no referrer to other sites. TLS itself (and HSTS) is the
+ * reverse proxy's job (docs/deploy.md).
+ */
+function securityHeaders() {
+  return helmet({
+    contentSecurityPolicy: {
+      useDefaults: false,
+      directives: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'", "'wasm-unsafe-eval'"],
+        workerSrc: ["'self'", 'blob:'],
+        imgSrc: ["'self'", 'data:', 'blob:'],
+        styleSrc: ["'self'", "'unsafe-inline'"],
+        connectSrc: ["'self'"],
+        fontSrc: ["'self'", 'data:'],
+        objectSrc: ["'none'"],
+        baseUri: ["'self'"],
+        formAction: ["'self'"],
+        frameAncestors: ["'none'"],
+      },
+    },
+    crossOriginEmbedderPolicy: false,
+    strictTransportSecurity: false,
+    referrerPolicy: { policy: 'same-origin' },
+  });
+}
+
+function serveViewer(app: express.Express, dir: string, open: express.RequestHandler) {
   if (!existsSync(path.join(dir, 'index.html'))) {
-    app.get('/', (_req, res) => {
+    app.get('/', open, (_req, res) => {
       res
         .type('text/plain')
         .send(
@@ -112,7 +271,7 @@ function serveViewer(app: express.Express, dir: string) {
   app.use(precompressed(dir));
   app.use(express.static(dir, { index: 'index.html', maxAge: '1h', setHeaders: noCacheForHtml }));
   // Single-page app: /viewer/{study}, /?PatientName=... are all index.html.
-  app.get('/*rest', (_req, res) => {
+  app.get('/*rest', open, (_req, res) => {
     res.setHeader('Cache-Control', 'no-cache');
     res.sendFile(path.join(dir, 'index.html'));
   });

@@ -4,6 +4,7 @@
  */
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
+import { ACCOUNT_ROLES, type AccountRole } from '../storage/access';
 import { isValidAETitle, parseRemoteAEs, type RemoteAE } from './dimse/negotiation';
 
 export type DuplicatePolicy = 'reject' | 'overwrite';
@@ -42,6 +43,52 @@ export interface Config {
   ingestHtj2k: boolean;
   /** DICOM (DIMSE) gateway: listener, allowed callers, known remote AEs. */
   dimse: DimseConfig;
+  /** Users, sessions, share links, rate limits, CORS (server/auth). */
+  auth: AuthConfig;
+}
+
+export type ReferringAccess = 'shared' | 'shared-and-named';
+
+export interface AuthConfig {
+  /** false only with PACS_AUTH=off on a loopback address: every request acts as an administrator. */
+  enabled: boolean;
+  /** Password of the administrator created on first start ('' : a one-time password is printed). */
+  adminPassword: string;
+  /** Accepted as an administrator's bearer token ('' : none). */
+  adminToken: string;
+  /** Key of share link tokens ('' : generated once and kept in the database). */
+  secret: string;
+  sessionHours: number;
+  shareDays: number;
+  referringAccess: ReferringAccess;
+  /** Failed logins (and share link checks) allowed per address per 15 minutes. */
+  loginRateLimit: number;
+  /** Origins allowed to call the API from a browser (CORS); empty: same origin only. */
+  corsOrigins: string[];
+  /** Express "trust proxy" value: whose X-Forwarded-For / -Proto to believe. */
+  trustProxy: string;
+  /** OpenID Connect sign-in with the hospital's identity provider; undefined: not configured. */
+  oidc?: OidcConfig;
+}
+
+export interface OidcConfig {
+  /** Issuer identifier (https, or http on a loopback host): its discovery document is read at start. */
+  issuer: string;
+  clientId: string;
+  /** '' for a public client (PKCE only). */
+  clientSecret: string;
+  /** Space-separated scopes of the authorization request (always with openid). */
+  scopes: string;
+  /** Text of the sign-in button. */
+  label: string;
+  /** Claim that names the local user. */
+  usernameClaim: string;
+  /** Claim (a string or an array of strings; a dotted path for nested claims) whose values give the role. */
+  roleClaim: string;
+  /** Claim value → role; the most privileged mapped role wins. */
+  roleMap: ReadonlyMap<string, AccountRole>;
+  /** Claim holding the referring physician's DICOM name (Family^Given); '' : not read. */
+  referringNameClaim: string;
 }
 
 export interface DimseConfig {
@@ -116,6 +163,67 @@ export const VARIABLES = {
     '',
     'Known remote AEs, comma-separated AET@host:port (C-MOVE destinations, send-study targets).',
   ],
+  PACS_AUTH: [
+    'on',
+    'on: every request needs a user session, an API token or a share link. off (development only, and only when HOST is a loopback address): no login, every request acts as an administrator.',
+  ],
+  PACS_ADMIN_PASSWORD: [
+    '',
+    'Password of the administrator "admin" created on first start with no users; empty: a one-time password is printed, to be changed at first login.',
+  ],
+  PACS_ADMIN_TOKEN: [
+    '',
+    'When set (at least 32 characters), accepted as an administrator bearer token, for automation.',
+  ],
+  PACS_SECRET: [
+    '',
+    'Key that signs share link tokens (at least 32 characters); empty: one is generated on first start and kept in the index database.',
+  ],
+  PACS_SESSION_HOURS: ['12', 'Lifetime of a login session (hours).'],
+  PACS_SHARE_DAYS: ['30', 'Default expiry of a share link (days).'],
+  PACS_REFERRING_ACCESS: [
+    'shared-and-named',
+    'What a referring physician reads: shared (studies shared with them) or shared-and-named (also studies whose ReferringPhysicianName matches their referring name).',
+  ],
+  PACS_LOGIN_RATE_LIMIT: [
+    '10',
+    'Failed logins, and failed share link checks, allowed per client address per 15 minutes; then 429.',
+  ],
+  PACS_CORS_ORIGINS: [
+    '',
+    'Origins (https://ris.hospital.vn) allowed to call DICOMweb and the API from a browser, comma-separated; empty: same origin only.',
+  ],
+  PACS_TRUST_PROXY: [
+    'loopback',
+    'Which proxies X-Forwarded-For/-Proto are believed from (Express "trust proxy"): loopback, a list of addresses or subnets, or false.',
+  ],
+  PACS_OIDC_ISSUER: [
+    '',
+    'Issuer URL of the hospital identity provider for OpenID Connect sign-in (https://sso.hospital.vn/realms/hospital); empty: no OpenID Connect sign-in. http is accepted for loopback hosts only.',
+  ],
+  PACS_OIDC_CLIENT_ID: [
+    '',
+    'Client ID of the archive at the identity provider (required with PACS_OIDC_ISSUER).',
+  ],
+  PACS_OIDC_CLIENT_SECRET: ['', 'Client secret of the archive; empty for a public client (PKCE only).'],
+  PACS_OIDC_SCOPES: ['openid profile email', 'Scopes asked for at sign-in (openid must be one of them).'],
+  PACS_OIDC_LABEL: ['Hospital sign-in', 'Text of the OpenID Connect sign-in button.'],
+  PACS_OIDC_USERNAME_CLAIM: [
+    'preferred_username',
+    'Claim that gives the local username (2 to 64 letters, digits or . _ @ -).',
+  ],
+  PACS_OIDC_ROLE_CLAIM: [
+    'roles',
+    'Claim whose value (a string or an array) gives the role; a dotted path reads a nested claim (realm_access.roles).',
+  ],
+  PACS_OIDC_ROLE_MAP: [
+    '',
+    'Claim values to roles, comma-separated value=role (pacs-admin=administrator,pacs-radiology=radiologist,pacs-referring=referring); required with PACS_OIDC_ISSUER. A user with no mapped value is refused.',
+  ],
+  PACS_OIDC_REFERRING_NAME_CLAIM: [
+    '',
+    "Claim holding a referring physician's DICOM name (Family^Given), kept as their referring name; empty: not read.",
+  ],
 } as const satisfies Record<string, readonly [string, string]>;
 
 export class ConfigError extends Error {}
@@ -183,6 +291,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         : int('PACS_TRANSCODE_WORKERS', 1, 32),
     ingestHtj2k: oneOf('PACS_INGEST_HTJ2K', ['true', 'false'] as const) === 'true',
     dimse: dimseConfig(get, errors),
+    auth: authConfig(get, int, errors),
   };
   if (errors.length > 0) throw new ConfigError(`invalid configuration:\n  ${errors.join('\n  ')}`);
   return config;
@@ -205,6 +314,96 @@ function dimseConfig(get: (name: keyof typeof VARIABLES) => string, errors: stri
   const remote = parseRemoteAEs(get('PACS_DIMSE_REMOTE_AES'));
   for (const e of remote.errors) errors.push(`PACS_DIMSE_REMOTE_AES: ${e}`);
   return { port, aeTitle, allowedAETitles, remoteAEs: remote.aes };
+}
+
+function authConfig(
+  get: (name: keyof typeof VARIABLES) => string,
+  int: (name: keyof typeof VARIABLES, min: number, max: number) => number,
+  errors: string[],
+): AuthConfig {
+  const mode = get('PACS_AUTH');
+  if (mode !== 'on' && mode !== 'off') errors.push(`PACS_AUTH=${mode}: expected on or off`);
+  const host = get('HOST');
+  if (mode === 'off' && !['127.0.0.1', '::1', 'localhost'].includes(host))
+    errors.push(
+      `PACS_AUTH=off is allowed only when HOST is a loopback address (127.0.0.1, ::1), not ${host}: anyone who can reach the server would read every study`,
+    );
+  const adminToken = get('PACS_ADMIN_TOKEN');
+  if (adminToken !== '' && adminToken.length < 32)
+    errors.push('PACS_ADMIN_TOKEN: expected at least 32 characters (e.g. openssl rand -hex 32)');
+  const secret = get('PACS_SECRET');
+  if (secret !== '' && secret.length < 32)
+    errors.push('PACS_SECRET: expected at least 32 characters (e.g. openssl rand -hex 32)');
+  const referringAccess = get('PACS_REFERRING_ACCESS');
+  if (referringAccess !== 'shared' && referringAccess !== 'shared-and-named')
+    errors.push(`PACS_REFERRING_ACCESS=${referringAccess}: expected shared or shared-and-named`);
+  const corsOrigins = get('PACS_CORS_ORIGINS')
+    .split(',')
+    .map((s) => s.trim().replace(/\/+$/, ''))
+    .filter((s) => s !== '');
+  for (const o of corsOrigins)
+    if (!/^https?:\/\/[^/?#]+$/.test(o) || !URL.canParse(o))
+      errors.push(`PACS_CORS_ORIGINS: "${o}" is not an origin such as https://ris.hospital.vn`);
+  return {
+    enabled: mode !== 'off',
+    adminPassword: get('PACS_ADMIN_PASSWORD'),
+    adminToken,
+    secret,
+    sessionHours: int('PACS_SESSION_HOURS', 1, 24 * 30),
+    shareDays: int('PACS_SHARE_DAYS', 1, 3650),
+    referringAccess: referringAccess as ReferringAccess,
+    loginRateLimit: int('PACS_LOGIN_RATE_LIMIT', 1, 100_000),
+    corsOrigins,
+    trustProxy: get('PACS_TRUST_PROXY'),
+    oidc: oidcConfig(get, errors),
+  };
+}
+
+function oidcConfig(get: (name: keyof typeof VARIABLES) => string, errors: string[]): OidcConfig | undefined {
+  const issuer = get('PACS_OIDC_ISSUER').trim();
+  if (issuer === '') return undefined;
+  const url = URL.parse(issuer);
+  const loopback = url !== null && ['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname);
+  if (
+    !url ||
+    url.search ||
+    url.hash ||
+    !(url.protocol === 'https:' || (url.protocol === 'http:' && loopback))
+  )
+    errors.push(
+      `PACS_OIDC_ISSUER=${issuer}: expected an https URL (https://sso.hospital.vn/realms/hospital); http only for a loopback host`,
+    );
+  const clientId = get('PACS_OIDC_CLIENT_ID').trim();
+  if (clientId === '') errors.push('PACS_OIDC_CLIENT_ID: required with PACS_OIDC_ISSUER');
+  const scopes = get('PACS_OIDC_SCOPES').trim().split(/\s+/);
+  if (!scopes.includes('openid')) errors.push(`PACS_OIDC_SCOPES=${scopes.join(' ')}: must include openid`);
+  const roleMap = new Map<string, AccountRole>();
+  for (const entry of get('PACS_OIDC_ROLE_MAP').split(',')) {
+    if (entry.trim() === '') continue;
+    const i = entry.lastIndexOf('=');
+    const value = entry.slice(0, Math.max(i, 0)).trim();
+    const role = entry.slice(i + 1).trim() as AccountRole;
+    if (i <= 0 || value === '' || !ACCOUNT_ROLES.includes(role))
+      errors.push(
+        `PACS_OIDC_ROLE_MAP: "${entry.trim()}" is not value=role with a role among ${ACCOUNT_ROLES.join(', ')}`,
+      );
+    else roleMap.set(value, role);
+  }
+  if (roleMap.size === 0)
+    errors.push(
+      'PACS_OIDC_ROLE_MAP: required with PACS_OIDC_ISSUER (e.g. pacs-admin=administrator,pacs-radiology=radiologist)',
+    );
+  return {
+    issuer,
+    clientId,
+    clientSecret: get('PACS_OIDC_CLIENT_SECRET'),
+    scopes: scopes.join(' '),
+    label: get('PACS_OIDC_LABEL').trim() || VARIABLES.PACS_OIDC_LABEL[0],
+    usernameClaim: get('PACS_OIDC_USERNAME_CLAIM').trim(),
+    roleClaim: get('PACS_OIDC_ROLE_CLAIM').trim(),
+    roleMap,
+    referringNameClaim: get('PACS_OIDC_REFERRING_NAME_CLAIM').trim(),
+  };
 }
 
 /** PACS_TRANSCODE_WORKERS=auto: the cores minus one for the event loop, at least 1, at most 4. */

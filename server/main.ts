@@ -2,7 +2,9 @@
 import cluster from 'node:cluster';
 import type { Server } from 'node:http';
 import { openStorage, type Storage } from '../storage/open';
-import { createApp } from './app';
+import type { Express } from 'express';
+import { createApp, type Security } from './app';
+import { openSecurity } from './auth/security';
 import { type Config, ConfigError, loadConfig, storageOptions } from './config';
 import { routeLibraryLog } from './dimse/library';
 import { type DimseListener, startDimseListener } from './dimse/scp';
@@ -13,6 +15,9 @@ export interface RunningServer {
   url: string;
   config: Config;
   storage: Storage;
+  /** The HTTP application (its router is the route table) and its security services. */
+  app: Express;
+  security: Security;
   /** The DICOM (DIMSE) listener, when PACS_DIMSE_PORT is set. */
   dimse?: { port: number; aeTitle: string };
   close(): Promise<void>;
@@ -21,7 +26,14 @@ export interface RunningServer {
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
   configureTranscoder(config.transcodeWorkers);
   const storage = await openStorage(storageOptions(config));
-  const app = createApp(config, storage, log);
+  let security: Security;
+  try {
+    security = await openSecurity(config, storage, log);
+  } catch (err) {
+    await storage.close();
+    throw err;
+  }
+  const app = createApp(config, storage, log, security);
   let dimse: DimseListener | undefined;
   const server: Server = await new Promise((resolve, reject) => {
     const s = app.listen(config.port, config.host, () => resolve(s));
@@ -30,9 +42,26 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   if (config.dimse.port !== undefined) {
     routeLibraryLog(log, config.logLevel);
     try {
-      dimse = await startDimseListener({ ...storage, config, log }, config.dimse, config.host, log);
+      dimse = await startDimseListener(
+        { ...storage, config, log },
+        config.dimse,
+        config.host,
+        log,
+        (e) =>
+          void security.audit.recordForStudy({
+            time: Date.now(),
+            username: `AE:${e.callingAETitle}`,
+            role: 'dimse',
+            action: e.action,
+            studyInstanceUID: e.study ?? null,
+            status: e.status,
+            source: e.source,
+            detail: e.detail,
+          }),
+      );
     } catch (err) {
       server.close();
+      await security.audit.close();
       await storage.close();
       throw err;
     }
@@ -48,6 +77,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     url,
     config,
     storage,
+    app,
+    security,
     dimse: dicom,
     close: async () => {
       await dimse?.close();
@@ -55,6 +86,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
         server.close(() => resolve());
         server.closeAllConnections();
       });
+      await security.audit.close();
       await storage.close();
     },
   };
@@ -99,7 +131,11 @@ async function main() {
  */
 async function runPrimary(config: Config, log: Logger): Promise<void> {
   const storage = await openStorage(storageOptions(config));
-  await storage.close();
+  try {
+    await openSecurity(config, storage, log); // the administrator is created (and announced) once, here
+  } finally {
+    await storage.close();
+  }
   let stopping = false;
   const fork = () => cluster.fork();
   for (let i = 0; i < config.workers; i++) fork();

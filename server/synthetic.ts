@@ -39,6 +39,8 @@ export interface SyntheticSeriesOptions {
   seriesDescription?: string;
   studyDescription?: string;
   accessionNumber?: string;
+  /** DICOM person name (Family^Given) of the referring physician. */
+  referringPhysicianName?: string;
   /** YYYYMMDD. */
   birthDate?: string;
   sex?: 'M' | 'F' | 'O';
@@ -224,9 +226,9 @@ export function* syntheticSeries(opts: SyntheticSeriesOptions): Generator<Uint8A
     SeriesTime: studyTime,
     ContentTime: studyTime,
     AccessionNumber: opts.accessionNumber ?? '',
+    ReferringPhysicianName: opts.referringPhysicianName ?? '',
     Modality: modality,
     Manufacturer: 'Open PACS synthetic',
-    ReferringPhysicianName: '',
     StudyDescription: opts.studyDescription ?? `Synthetic ${modality}`,
     SeriesDescription: opts.seriesDescription ?? `Synthetic ${modality} series ${seriesNumber}`,
     PatientName: opts.patientName,

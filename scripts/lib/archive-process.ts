@@ -50,6 +50,7 @@ export async function startArchive(opts: ArchiveOptions): Promise<ArchiveProcess
       LOG_LEVEL: 'info',
       PACS_VIEWER_DIR: join(REPO_ROOT, 'viewer/dist'),
       PACS_DATA_DIR: opts.dataDir,
+      PACS_AUTH: 'off', // loopback only: no sign-in
       ...opts.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

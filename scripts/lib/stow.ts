@@ -92,6 +92,12 @@ export interface StowOptions {
   timeoutMs?: number;
 }
 
+/** The API token of the command-line tools (PACS_TOKEN: a modality or administrator token). */
+export function authorization(): Record<string, string> {
+  const token = process.env.PACS_TOKEN;
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
 const agents = {
   http: new http.Agent({ keepAlive: true, maxSockets: 64 }),
   https: new https.Agent({ keepAlive: true, maxSockets: 64 }),
@@ -176,6 +182,7 @@ export function stow(parts: StowPart[], opts: StowOptions): Promise<StowResult> 
         'Content-Type': `multipart/related; type="application/dicom"; boundary=${boundary}`,
         'Content-Length': String(contentLength),
         Accept: 'application/dicom+json',
+        ...authorization(),
         ...opts.headers,
       },
       timeout: opts.timeoutMs ?? 600_000,

@@ -123,6 +123,7 @@ export async function startOurServer(opts: StartOptions & { repoRoot?: string } 
       PORT: String(port),
       HOST: '127.0.0.1',
       PACS_DATA_DIR: dataDir,
+      PACS_AUTH: 'off', // loopback only: no sign-in
       PACS_DIMSE_PORT: String(dimsePort),
       ...opts.env,
     },

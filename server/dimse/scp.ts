@@ -69,7 +69,19 @@ interface Gateway {
   log: Logger;
   /** C-STORE ingests in progress (waited for at close). */
   ingests: Set<Promise<unknown>>;
+  /** The audit trail (server/auth/audit.ts): DIMSE operations are recorded like HTTP requests. */
+  audit?: DimseAudit;
 }
+
+/** Records one DIMSE operation in the audit trail; status as HTTP would say it (200, 403, 500…). */
+export type DimseAudit = (e: {
+  callingAETitle: string;
+  action: string;
+  status: number;
+  study?: string;
+  source: string;
+  detail: string;
+}) => void;
 
 type FindElements = Record<string, unknown>;
 
@@ -106,6 +118,20 @@ class ArchiveScp extends DimseConnection {
   ) {
     super(socket);
     this.log = gw.log.child({ dimse: `${socket.remoteAddress}:${socket.remotePort}` });
+    this.source = socket.remoteAddress ?? '';
+  }
+
+  private readonly source: string;
+
+  private audit(action: string, status: number, detail: string, study?: string): void {
+    this.gw.audit?.({
+      callingAETitle: this.callingAETitle,
+      action,
+      status,
+      study,
+      source: this.source,
+      detail,
+    });
   }
 
   /**
@@ -131,6 +157,7 @@ class ArchiveScp extends DimseConnection {
     const refuse = (reason: number, why: string) => {
       this.outcome = 'rejected';
       this.log.warn('association rejected', { callingAETitle: calling, calledAETitle: called, reason: why });
+      this.audit('dimse-associate', 403, `association refused: ${why}`);
       this.sendAssociationReject(RejectResult.Permanent, RejectSource.ServiceUser, reason);
       this.socket.end(); // the requester closes too; this bounds a peer that would not
     };
@@ -297,6 +324,12 @@ class ArchiveScp extends DimseConnection {
     }
     void store.result.then((r) => {
       const { status, comment } = storeStatus(r);
+      this.audit(
+        'store',
+        r.ok ? 200 : 400,
+        `C-STORE ${request.getAffectedSopInstanceUid()} 0x${status.toString(16).padStart(4, '0')}`,
+        r.ok ? r.StudyInstanceUID : undefined,
+      );
       if (r.ok) this.counts.stored++;
       else {
         this.counts.storeFailed++;
@@ -341,6 +374,7 @@ class ArchiveScp extends DimseConnection {
       if (plan.level === 'PATIENT') results = patientsOf(results);
       const tooMany = more || results.length > MAX_FIND_MATCHES;
       results = results.slice(0, MAX_FIND_MATCHES);
+      this.audit('search', 200, `C-FIND ${plan.level} ${results.length} matches`);
       this.log.info('C-FIND', {
         callingAETitle: this.callingAETitle,
         model,
@@ -471,6 +505,13 @@ class ArchiveScp extends DimseConnection {
           : counts.failed > 0 || counts.warning > 0
             ? QRStatus.SubOperationsCompleteWithFailures
             : Status.Success;
+      for (const study of new Set(instances.map((i) => i.StudyInstanceUID)))
+        this.audit(
+          'retrieve',
+          status === Status.Success ? 200 : 500,
+          `C-${kind.toUpperCase()}${remote ? ` to ${remote.aet}` : ''}: ${counts.completed} sent, ${counts.failed} failed`,
+          study,
+        );
       this.log.info(kind === 'move' ? 'C-MOVE' : 'C-GET', {
         callingAETitle: this.callingAETitle,
         destination: remote?.aet,
@@ -510,8 +551,9 @@ export async function startDimseListener(
   dimseConfig: DimseConfig,
   host: string,
   log: Logger,
+  audit?: DimseAudit,
 ): Promise<DimseListener> {
-  const gw: Gateway = { ctx, dimse: dimseConfig, log, ingests: new Set() };
+  const gw: Gateway = { ctx, dimse: dimseConfig, log, ingests: new Set(), audit };
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
     sockets.add(socket);

@@ -1,7 +1,7 @@
 /** QIDO-RS (PS3.18 10.6): search for studies, series and instances. */
 import type { Request, Response } from 'express';
 import { negotiateSearch, parseAccept } from '../../dicomweb/media-types';
-import { parseQuery, type QueryLevel } from '../../dicomweb/qido';
+import { parseQuery, type QueryLevel, restrictToStudies } from '../../dicomweb/qido';
 import type { Index } from '../../storage/index';
 import { publicRoot } from './common';
 
@@ -19,7 +19,13 @@ export function qido(level: QueryLevel, index: Index, maxResults: number) {
       { StudyInstanceUID: p.study, SeriesInstanceUID: p.series },
       { maxLimit: maxResults },
     );
-    const { matches, more } = await index.search(query);
+    // A referring physician or a share link: only the studies they may read (set by the route's guard).
+    const readable = res.locals.readableStudies as string[] | undefined;
+    if (readable && readable.length === 0) {
+      res.status(200).type(`${type}; charset=utf-8`).send('[]');
+      return;
+    }
+    const { matches, more } = await index.search(readable ? restrictToStudies(query, readable) : query);
     const root = publicRoot(req);
     for (const ds of matches as Json[]) {
       const study = first(ds, '0020000D') ?? p.study;

@@ -35,6 +35,7 @@ export async function startArchive(env: Record<string, string> = {}): Promise<Ar
     HOST: '127.0.0.1',
     PORT: '0',
     PACS_DATA_DIR: dataDir,
+    PACS_AUTH: 'off', // loopback only: no sign-in
     PACS_VIEWER_DIR: path.join(REPO, 'viewer/dist'),
     PACS_DIMSE_PORT: '0',
     ...env,

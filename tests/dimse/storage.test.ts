@@ -185,6 +185,13 @@ describe.skipIf(!samplesPresent || !hasDcmtk)('C-STORE SCP (dcmtk storescu)', ()
     // the archive must keep what it received, which the proxy recorded.
     for (const [i, lane] of lanes.entries())
       for (const s of lane) await expectStoredAsSent(s, `MODALITY${i + 1}`);
+    // Each C-STORE is in the audit trail, with the calling AE title, the study and the outcome.
+    const audited = async () => {
+      const r = await fetch(`${archive.baseUrl}/api/audit?user=AE:MODALITY1&action=store&limit=1000`);
+      return ((await r.json()) as { events: { status: number; study: string | null }[] }).events;
+    };
+    expect(await eventually(async () => (await audited()).length === lanes[0].length)).toBe(true);
+    expect((await audited()).every((e) => e.status === 200 && e.study)).toBe(true);
 
     // HTJ2K: dcmtk 3.6.7 cannot read these files; our own C-STORE SCU (npm run dimse -- send) sends them.
     const rest = unique.filter((s) => NOT_IN_DCMTK.has(s.ts));

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../../server/config';
 import { silentLogger } from '../../server/log';
-import { startServer as start } from '../../server/main';
+import { type RunningServer, startServer as start } from '../../server/main';
 import { REPO, SAMPLES } from '../samples';
 
 export { REPO, SAMPLES, SAMPLES_MISSING, samplesPresent } from '../samples';
@@ -16,6 +16,8 @@ export interface TestServer {
   baseUrl: string;
   dicomweb: string;
   dataDir: string;
+  /** The running server itself (its app, storage and security services). */
+  running: RunningServer;
   close(): Promise<void>;
 }
 
@@ -28,6 +30,9 @@ export async function startServer(
     PORT: '0',
     PACS_DATA_DIR: dataDir,
     PACS_VIEWER_DIR: path.join(REPO, 'viewer/dist'),
+    // The suites that test the archive's functions run without sign-in (allowed on loopback only);
+    // tests/security tests sign-in, roles, share links and the audit trail with PACS_AUTH=on.
+    PACS_AUTH: 'off',
     ...opts.env,
   });
   const running = await start(config, silentLogger);
@@ -35,6 +40,7 @@ export async function startServer(
     baseUrl: running.url,
     dicomweb: `${running.url}/dicomweb`,
     dataDir,
+    running,
     close: async () => {
       await running.close();
       if (!opts.dataDir) await rm(dataDir, { recursive: true, force: true });
@@ -77,6 +83,7 @@ export async function stow(
   baseUrl: string,
   files: (string | Uint8Array)[],
   study?: string,
+  headers: Record<string, string> = {},
 ): Promise<{ status: number; json: Record<string, { Value?: Record<string, { Value?: unknown[] }>[] }> }> {
   const bytes = await Promise.all(
     files.map((f) => (typeof f === 'string' ? readFile(f) : Promise.resolve(f))),
@@ -84,17 +91,25 @@ export async function stow(
   const { body, contentType } = multipartBody(bytes);
   const res = await fetch(`${baseUrl}/dicomweb/studies${study ? `/${study}` : ''}`, {
     method: 'POST',
-    headers: { 'Content-Type': contentType, Accept: 'application/dicom+json' },
+    headers: { ...headers, 'Content-Type': contentType, Accept: 'application/dicom+json' },
     body: new Uint8Array(body),
   });
   return { status: res.status, json: (await res.json()) as never };
 }
 
-/** Loads sample files (paths relative to the samples folder, or absolute) into a running server. */
-export async function loadSamples(baseUrl: string, files: string[]): Promise<void> {
+/**
+ * Loads sample files (paths relative to the samples folder, or absolute) into a running server; with
+ * PACS_AUTH=on, token is an API token allowed to store (e.g. the server's PACS_ADMIN_TOKEN).
+ */
+export async function loadSamples(
+  baseUrl: string,
+  files: string[],
+  opts: { token?: string } = {},
+): Promise<void> {
+  const headers: Record<string, string> = opts.token ? { Authorization: `Bearer ${opts.token}` } : {};
   for (let i = 0; i < files.length; i += 20) {
     const batch = files.slice(i, i + 20).map((f) => (path.isAbsolute(f) ? f : path.join(SAMPLES, f)));
-    const r = await stow(baseUrl, batch);
+    const r = await stow(baseUrl, batch, undefined, headers);
     if (r.status !== 200 && r.status !== 202) throw new Error(`loading samples failed: HTTP ${r.status}`);
   }
 }

@@ -1,0 +1,121 @@
+/**
+ * The audit trail: every request to DICOMweb and the server API (who, role, action, study, patient,
+ * result, time, source address) written to the index database. Events are queued and written in
+ * batches (one transaction every AUDIT_FLUSH_MS), so a viewer fetching hundreds of frames does not pay
+ * a database write per frame; the queue is written before the server closes.
+ */
+import type { NextFunction, Request, Response } from 'express';
+import { parseQuery } from '../../dicomweb/qido';
+import type { AccessStore, AuditEvent } from '../../storage/access';
+import type { Index } from '../../storage/index';
+import type { Logger } from '../log';
+import type { Principal } from './auth';
+
+const AUDIT_FLUSH_MS = 250;
+const MAX_QUEUE = 10_000;
+const PATIENT_CACHE = 5_000;
+
+export class AuditTrail {
+  private queue: AuditEvent[] = [];
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private writing: Promise<void> = Promise.resolve();
+  private readonly patients = new Map<string, string | null>();
+
+  constructor(
+    private readonly access: AccessStore,
+    private readonly index: Index,
+    private readonly log: Logger,
+  ) {}
+
+  record(event: AuditEvent): void {
+    if (this.queue.length >= MAX_QUEUE) {
+      this.log.error('audit queue full: event dropped', { event });
+      return;
+    }
+    this.queue.push(event);
+    this.timer ??= setTimeout(() => void this.flush(), AUDIT_FLUSH_MS);
+  }
+
+  /** Records an event, naming the study's patient (looked up once per study). */
+  async recordForStudy(event: Omit<AuditEvent, 'patientID'>): Promise<void> {
+    const patientID = event.studyInstanceUID ? await this.patientOf(event.studyInstanceUID) : null;
+    this.record({ ...event, patientID });
+  }
+
+  /** Writes what is queued (also called on close). */
+  flush(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const batch = this.queue;
+    this.queue = [];
+    if (batch.length === 0) return this.writing;
+    this.writing = this.writing
+      .then(() => this.access.appendAudit(batch))
+      .catch((err) => {
+        // The database is down: keep the events in the log at least, and try them again with the next batch.
+        this.log.error('audit events not written to the database', { err, count: batch.length });
+        this.queue.unshift(...batch.slice(0, MAX_QUEUE - this.queue.length));
+        this.timer ??= setTimeout(() => void this.flush(), 5_000);
+      });
+    return this.writing;
+  }
+
+  async close(): Promise<void> {
+    await this.flush();
+    clearTimeout(this.timer);
+  }
+
+  private async patientOf(study: string): Promise<string | null> {
+    if (this.patients.has(study)) return this.patients.get(study) ?? null;
+    let id: string | null = null;
+    try {
+      const q = parseQuery('study', new URLSearchParams({ StudyInstanceUID: study }), {}, {});
+      const [ds] = (await this.index.search(q)).matches as Record<string, { Value?: unknown[] }>[];
+      const v = ds?.['00100020']?.Value?.[0];
+      id = typeof v === 'string' ? v : null;
+    } catch {
+      return null;
+    }
+    // Unknown studies are not cached: the study may be stored next (a STOW names its study first).
+    if (id !== null) {
+      if (this.patients.size >= PATIENT_CACHE)
+        this.patients.delete(this.patients.keys().next().value as string);
+      this.patients.set(study, id);
+    }
+    return id;
+  }
+
+  /** Express middleware: one event per DICOMweb or API request, when its answer is finished. */
+  middleware() {
+    return (req: Request, res: Response, next: NextFunction) => {
+      if (!req.path.startsWith('/dicomweb') && !req.path.startsWith('/api/')) return next();
+      const started = Date.now();
+      const done = () => {
+        const p = res.locals.principal as Principal | undefined;
+        const attempted = res.locals.auditUser as string | undefined;
+        const url = req.originalUrl.length > 500 ? `${req.originalUrl.slice(0, 500)}…` : req.originalUrl;
+        void this.recordForStudy({
+          time: started,
+          username: p?.username ?? attempted ?? null,
+          role: p?.role ?? null,
+          action: (res.locals.action as string | undefined) ?? 'unknown-route',
+          studyInstanceUID: (res.locals.study as string | undefined) ?? null,
+          // Closed before the answer was complete: recorded as 499 (client closed request), as nginx does.
+          status: res.writableFinished ? res.statusCode : 499,
+          source: req.ip ?? null,
+          detail: `${req.method} ${redact(url)}${res.locals.auditDetail ? ` ${res.locals.auditDetail}` : ''}`,
+        });
+      };
+      res.once('finish', done);
+      res.once('close', () => {
+        if (!res.writableFinished) done();
+      });
+      next();
+    };
+  }
+}
+
+/** Share link tokens in paths (/api/share-links/{token}/…) are credentials: never written down. */
+function redact(url: string): string {
+  return url.replace(/(\/api\/share-links\/)[^/?]+/, '$1…');
+}

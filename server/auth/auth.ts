@@ -1,0 +1,399 @@
+/**
+ * Authentication and authorization: who is asking (a viewer session cookie, an API token, the
+ * configured administrator token, a share link's session) and whether the route's rule lets them.
+ *
+ * - Sessions: a random id in an HttpOnly, SameSite=Strict cookie (Secure over HTTPS), stored hashed;
+ *   requests that change something must echo the session's CSRF token in X-CSRF-Token.
+ * - API tokens: `Authorization: Bearer <token>`, stored hashed, revocable, optionally expiring.
+ * - Share links: /s/{id}.{hmac}; opening one (after the birth date or PIN check it may require) gives a
+ *   session of role link, valid for that study only, until the link expires or is revoked.
+ */
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { parseQuery } from '../../dicomweb/qido';
+import { DicomwebError } from '../../dicomweb/status';
+import type { AccessStore, Role, Share, User } from '../../storage/access';
+import type { Index } from '../../storage/index';
+import type { Config } from '../config';
+import type { Logger } from '../log';
+import { PERMISSIONS, permits, type Rule, SCOPED_ROLES } from './rules';
+import { hashPassword, hmac, randomPassword, randomToken, sameText, sha256, verifyPassword } from './secrets';
+
+export const SESSION_COOKIE = 'pacs_session';
+export const CSRF_HEADER = 'x-csrf-token';
+
+export interface Principal {
+  username: string;
+  role: Role;
+  /** How the request proved who it is. */
+  via: 'session' | 'token' | 'admin-token' | 'auth-off' | 'link';
+  /** Hash of the session id (cookie sessions and link sessions). */
+  sessionIdHash?: string;
+  /** The CSRF token that requests changing something must carry (cookie sessions). */
+  csrf?: string;
+  /** The share a link session was opened with. */
+  share?: Share;
+  mustChangePassword: boolean;
+  referringName: string | null;
+  displayName: string | null;
+}
+
+export class Unauthorized extends DicomwebError {
+  constructor(message: string) {
+    super(401, message);
+  }
+}
+
+export const forbidden = (message: string) => new DicomwebError(403, message);
+
+export class Auth {
+  private secret = '';
+
+  constructor(
+    readonly config: Config,
+    readonly access: AccessStore,
+    private readonly index: Index,
+    private readonly log: Logger,
+  ) {}
+
+  get enabled(): boolean {
+    return this.config.auth.enabled;
+  }
+
+  /** Prepares the share link key and, in an archive without users, the administrator. */
+  async init(): Promise<void> {
+    this.secret =
+      this.config.auth.secret || (await this.access.setting('share-link-key', () => randomToken(32)));
+    if ((await this.access.countUsers()) > 0) return;
+    const given = this.config.auth.adminPassword;
+    const password = given || randomPassword();
+    const created = await this.access.createUser({
+      username: 'admin',
+      role: 'administrator',
+      displayName: 'Administrator',
+      referringName: null,
+      oidcSubject: null,
+      passwordHash: await hashPassword(password),
+      mustChangePassword: !given,
+      disabled: false,
+    });
+    if (!created) return; // another server process created it first
+    if (given) {
+      this.log.info('created the administrator "admin" with PACS_ADMIN_PASSWORD');
+    } else {
+      this.log.warn('created the administrator "admin" with a one-time password (printed on stderr)');
+      process.stderr.write(
+        `\n  First start: administrator "admin", one-time password: ${password}\n` +
+          '  Sign in at the viewer and choose a new password (it is asked at first login).\n\n',
+      );
+    }
+  }
+
+  // ── who is asking ──
+
+  /** The principal of a request; undefined when it carries no credential; Unauthorized when a credential is bad. */
+  async authenticate(req: Request): Promise<Principal | undefined> {
+    if (!this.enabled)
+      return {
+        username: 'local',
+        role: 'administrator',
+        via: 'auth-off',
+        mustChangePassword: false,
+        referringName: null,
+        displayName: null,
+      };
+    const authorization = req.headers.authorization;
+    if (authorization !== undefined) {
+      const m = /^Bearer\s+([A-Za-z0-9._~+/=-]{16,512})\s*$/i.exec(authorization);
+      if (!m) throw new Unauthorized('the Authorization header must be "Bearer <token>"');
+      return this.fromToken(m[1]);
+    }
+    const sid = readCookie(req.headers.cookie, SESSION_COOKIE);
+    if (sid) return this.fromSession(sid);
+    return undefined;
+  }
+
+  private async fromToken(value: string): Promise<Principal> {
+    const admin = this.config.auth.adminToken;
+    if (admin && sameText(value, admin))
+      return {
+        username: 'admin-token',
+        role: 'administrator',
+        via: 'admin-token',
+        mustChangePassword: false,
+        referringName: null,
+        displayName: 'PACS_ADMIN_TOKEN',
+      };
+    const token = await this.access.findToken(sha256(value));
+    const now = Date.now();
+    if (!token) throw new Unauthorized('unknown API token');
+    if (token.revokedAt !== null) throw new Unauthorized('this API token has been revoked');
+    if (token.expiresAt !== null && token.expiresAt <= now)
+      throw new Unauthorized('this API token has expired');
+    const user = await this.activeUser(token.username);
+    if (token.lastUsedAt === null || now - token.lastUsedAt > 60_000)
+      void this.access.touchToken(token.id, now).catch(() => {});
+    return { ...principalOf(user), via: 'token', mustChangePassword: false };
+  }
+
+  private async fromSession(sid: string): Promise<Principal> {
+    const idHash = sha256(sid);
+    const s = await this.access.findSession(idHash);
+    const now = Date.now();
+    if (!s || s.expiresAt <= now) throw new Unauthorized('the session has ended: sign in again');
+    if (s.shareId) {
+      const share = await this.access.getShare(s.shareId);
+      const problem = share ? shareProblem(share, now) : 'the share link no longer exists';
+      if (!share || problem) throw new Unauthorized(problem ?? 'the share link is not valid');
+      return {
+        username: `link:${share.id}`,
+        role: 'link',
+        via: 'link',
+        sessionIdHash: idHash,
+        csrf: s.csrf,
+        share,
+        mustChangePassword: false,
+        referringName: null,
+        displayName: null,
+      };
+    }
+    const user = await this.activeUser(s.username);
+    return { ...principalOf(user), via: 'session', sessionIdHash: idHash, csrf: s.csrf };
+  }
+
+  private async activeUser(username: string): Promise<User> {
+    const user = await this.access.getUser(username);
+    if (!user) throw new Unauthorized(`the account ${username} no longer exists`);
+    if (user.disabled) throw new Unauthorized(`the account ${username} is disabled`);
+    return user;
+  }
+
+  // ── sessions ──
+
+  /** Starts a viewer session for a user (after a password or OpenID Connect sign-in); sets the cookie. */
+  async startSession(req: Request, res: Response, user: User): Promise<{ csrf: string }> {
+    const sid = randomToken();
+    const csrf = randomToken();
+    const now = Date.now();
+    await this.access.createSession({
+      idHash: sha256(sid),
+      username: user.username,
+      role: user.role,
+      shareId: null,
+      csrf,
+      createdAt: now,
+      expiresAt: now + this.config.auth.sessionHours * 3600_000,
+    });
+    void this.access.deleteExpiredSessions(now).catch(() => {});
+    this.setCookie(req, res, sid, this.config.auth.sessionHours * 3600_000);
+    return { csrf };
+  }
+
+  /** Checks a password; the user on success. */
+  async checkPassword(username: string, password: string): Promise<User | undefined> {
+    const user = await this.access.getUser(username);
+    const ok = await verifyPassword(password, user?.passwordHash ?? null);
+    return ok && user && !user.disabled ? user : undefined;
+  }
+
+  async endSession(req: Request, res: Response, p: Principal): Promise<void> {
+    if (p.sessionIdHash) await this.access.deleteSession(p.sessionIdHash);
+    res.clearCookie(SESSION_COOKIE, this.cookieOptions(req));
+  }
+
+  private cookieOptions(req: Request) {
+    const https = req.secure || this.config.publicUrl.startsWith('https:');
+    return { httpOnly: true, sameSite: 'strict' as const, secure: https, path: '/' };
+  }
+
+  private setCookie(req: Request, res: Response, value: string, maxAge: number) {
+    res.cookie(SESSION_COOKIE, value, { ...this.cookieOptions(req), maxAge });
+  }
+
+  // ── share links ──
+
+  /** The secret part of a share link: the share id and its HMAC under the server's key. */
+  shareToken(id: string): string {
+    return `${id}.${hmac(this.secret, id)}`;
+  }
+
+  /** The share a link token names, when its HMAC is right. */
+  async shareOfToken(token: string): Promise<Share | undefined> {
+    const m = /^([A-Za-z0-9_-]{16,64})\.([A-Za-z0-9_-]{43})$/.exec(token);
+    if (!m || !sameText(m[2], hmac(this.secret, m[1]))) return undefined;
+    return this.access.getShare(m[1]);
+  }
+
+  /** Opens a share link: checks it (and the birth date or PIN it asks for), then starts a link session. */
+  async openShare(
+    req: Request,
+    res: Response,
+    share: Share,
+    answer: { birthDate?: string; pin?: string },
+  ): Promise<{ csrf: string }> {
+    const now = Date.now();
+    const problem = shareProblem(share, now);
+    if (problem) throw new DicomwebError(410, problem);
+    if (share.verify === 'pin' && !(await verifyPassword(String(answer.pin ?? ''), share.pinHash)))
+      throw new Unauthorized('the PIN is not correct');
+    if (share.verify === 'birthdate') {
+      const given = normalizeBirthDate(String(answer.birthDate ?? ''));
+      const expected = await this.patientBirthDate(share.studyInstanceUID);
+      if (!expected || !given || !sameText(given, expected))
+        throw new Unauthorized("the patient's birth date is not correct");
+    }
+    const sid = randomToken();
+    const csrf = randomToken();
+    const lifetime = Math.min(share.expiresAt - now, this.config.auth.sessionHours * 3600_000);
+    await this.access.createSession({
+      idHash: sha256(sid),
+      username: `link:${share.id}`,
+      role: 'link',
+      shareId: share.id,
+      csrf,
+      createdAt: now,
+      expiresAt: now + lifetime,
+    });
+    this.setCookie(req, res, sid, lifetime);
+    return { csrf };
+  }
+
+  private async patientBirthDate(study: string): Promise<string | undefined> {
+    const q = parseQuery(
+      'study',
+      new URLSearchParams({ StudyInstanceUID: study, includefield: '00100030' }),
+      {},
+      {},
+    );
+    const [ds] = (await this.index.search(q)).matches as Record<string, { Value?: unknown[] }>[];
+    const v = ds?.['00100030']?.Value?.[0];
+    return typeof v === 'string' && /^\d{8}$/.test(v) ? v : undefined;
+  }
+
+  // ── what a principal may read ──
+
+  /** The studies a principal may read; undefined: every study. */
+  async readableStudies(p: Principal): Promise<Set<string> | undefined> {
+    if (!SCOPED_ROLES.has(p.role)) return undefined;
+    if (p.role === 'link') return new Set(p.share ? [p.share.studyInstanceUID] : []);
+    const studies = new Set(await this.access.studiesSharedWith(p.username, Date.now()));
+    if (this.config.auth.referringAccess === 'shared-and-named' && p.referringName) {
+      const q = parseQuery(
+        'study',
+        new URLSearchParams({ ReferringPhysicianName: p.referringName, fuzzymatching: 'true' }),
+        {},
+        {},
+      );
+      for (const ds of (await this.index.search(q)).matches as Record<string, { Value?: unknown[] }>[]) {
+        const uid = ds['0020000D']?.Value?.[0];
+        if (typeof uid === 'string') studies.add(uid);
+      }
+    }
+    return studies;
+  }
+
+  // ── middleware ──
+
+  /** Resolves the principal of every request (res.locals.principal), or the credential's problem. */
+  middleware(): RequestHandler {
+    return async (req: Request, res: Response, next: NextFunction) => {
+      try {
+        res.locals.principal = await this.authenticate(req);
+      } catch (err) {
+        if (!(err instanceof Unauthorized)) return next(err);
+        res.locals.credentialProblem = err.message;
+      }
+      next();
+    };
+  }
+}
+
+/**
+ * The guard of one route: the rule it needs, and the audit action name. Routes list it first
+ * (`r.get(path, allow('read', 'retrieve'), handler)`); the route × role test reads `rule` from the router.
+ */
+export type Guard = RequestHandler & { rule: Rule; action: string };
+
+export function allow(auth: Auth, rule: Rule, action: string): Guard {
+  const guard = (async (req: Request, res: Response, next: NextFunction) => {
+    res.locals.action = action;
+    const study = (req.params as Record<string, string | undefined>).study;
+    if (study) res.locals.study = study;
+    try {
+      if (rule === 'public') return next();
+      const p = res.locals.principal as Principal | undefined;
+      if (!p) {
+        res.setHeader('WWW-Authenticate', 'Bearer realm="pacs"');
+        throw new Unauthorized(
+          res.locals.credentialProblem ?? 'sign in, or send an API token (Authorization: Bearer)',
+        );
+      }
+      if (p.mustChangePassword && rule !== 'signed-in')
+        throw forbidden('the password must be changed first (POST /api/auth/password)');
+      if (!permits(p.role, rule))
+        throw forbidden(
+          `the ${p.role} role may not do this (${action}); it may: ${PERMISSIONS[p.role].join(', ')}`,
+        );
+      const unsafe = !['GET', 'HEAD', 'OPTIONS'].includes(req.method);
+      if (unsafe && p.csrf !== undefined) {
+        const sent = req.headers[CSRF_HEADER];
+        if (typeof sent !== 'string' || !sameText(sent, p.csrf))
+          throw forbidden(`missing or wrong ${CSRF_HEADER} header (the session's CSRF token)`);
+      }
+      if (rule === 'read' && SCOPED_ROLES.has(p.role)) {
+        const readable = (await auth.readableStudies(p)) ?? new Set<string>();
+        if (study && !readable.has(study))
+          throw forbidden(
+            p.role === 'link'
+              ? 'this link opens another study only'
+              : `study ${study} is not shared with you`,
+          );
+        res.locals.readableStudies = [...readable];
+      }
+      next();
+    } catch (err) {
+      next(err);
+    }
+  }) as Guard;
+  guard.rule = rule;
+  guard.action = action;
+  return guard;
+}
+
+export function principalOf(user: User): Omit<Principal, 'via'> {
+  return {
+    username: user.username,
+    role: user.role,
+    mustChangePassword: user.mustChangePassword,
+    referringName: user.referringName,
+    displayName: user.displayName,
+  };
+}
+
+/** Why a share cannot be used now, or undefined. */
+export function shareProblem(share: Share, now: number): string | undefined {
+  if (share.revokedAt !== null) return 'this share link has been revoked';
+  if (share.expiresAt <= now) return 'this share link has expired';
+  return undefined;
+}
+
+/** YYYYMMDD from what a person types: yyyy-mm-dd (a date input), yyyymmdd, or dd/mm/yyyy (Vietnamese order). */
+export function normalizeBirthDate(text: string): string | undefined {
+  const t = text.trim();
+  let m = /^(\d{4})[-./]?(\d{2})[-./]?(\d{2})$/.exec(t);
+  if (m) return `${m[1]}${m[2]}${m[3]}`;
+  m = /^(\d{1,2})[-./](\d{1,2})[-./](\d{4})$/.exec(t);
+  if (m) return `${m[3]}${m[2].padStart(2, '0')}${m[1].padStart(2, '0')}`;
+  return undefined;
+}
+
+function readCookie(header: string | undefined, name: string): string | undefined {
+  if (!header) return undefined;
+  for (const part of header.split(';')) {
+    const i = part.indexOf('=');
+    if (i > 0 && part.slice(0, i).trim() === name) {
+      const v = part.slice(i + 1).trim();
+      return /^[A-Za-z0-9_-]{16,128}$/.test(v) ? v : undefined;
+    }
+  }
+  return undefined;
+}
