@@ -1,5 +1,8 @@
+import { securityEn } from './security-en';
+
 /** English strings. Every user-visible string of the viewer has a key here and in vi.ts. */
 export const en = {
+  ...securityEn,
   'app.title': 'PACS',
   'app.language': 'Language',
   'app.titleStudies': 'PACS – Studies',

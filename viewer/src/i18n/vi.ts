@@ -1,7 +1,9 @@
 import type { MessageKey } from './en';
+import { securityVi } from './security-vi';
 
 /** Tiếng Việt. */
 export const vi: Record<MessageKey, string> = {
+  ...securityVi,
   'app.title': 'PACS',
   'app.language': 'Ngôn ngữ',
   'app.titleStudies': 'PACS – Danh sách ca chụp',

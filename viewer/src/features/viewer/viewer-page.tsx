@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useMemo, useRef, useState } from 'react';
+import { type ReactNode, useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import { navigate } from '../../app/router';
 import { type MessageKey, useT } from '../../i18n';
 import { initCornerstone } from '../../lib/cornerstone';
@@ -54,7 +54,17 @@ type StudyState =
   | { kind: 'error'; message: string }
   | { kind: 'ready'; info: StudyInfo };
 
-export default function ViewerPage({ studyUID }: { studyUID: string }) {
+export default function ViewerPage({
+  studyUID,
+  toolbarEnd,
+  home = true,
+}: {
+  studyUID: string;
+  /** Extra toolbar buttons of the shell (sharing), at the end of the toolbar. */
+  toolbarEnd?: ReactNode;
+  /** Whether the way back to the study list is offered (not to a share link's visitor). */
+  home?: boolean;
+}) {
   const t = useT();
   const [studyState, setStudyState] = useState<StudyState>({ kind: 'loading' });
   const [series, setSeries] = useState<SeriesEntry[]>([]);
@@ -282,9 +292,11 @@ export default function ViewerPage({ studyUID }: { studyUID: string }) {
           <button type="button" onClick={() => setAttempt((a) => a + 1)}>
             {t('error.retry')}
           </button>
-          <button type="button" onClick={() => navigate('/')}>
-            {t('viewer.back')}
-          </button>
+          {home && (
+            <button type="button" onClick={() => navigate('/')}>
+              {t('viewer.back')}
+            </button>
+          )}
         </div>
       </div>
     );
@@ -293,10 +305,14 @@ export default function ViewerPage({ studyUID }: { studyUID: string }) {
   return (
     <div className="viewer-page">
       <div className="toolbar" role="toolbar">
-        <button type="button" onClick={() => navigate('/')} className="back">
-          ← {t('viewer.back')}
-        </button>
-        <span className="sep" />
+        {home && (
+          <>
+            <button type="button" onClick={() => navigate('/')} className="back">
+              ← {t('viewer.back')}
+            </button>
+            <span className="sep" />
+          </>
+        )}
         <span className="group">
           {(['1x1', '1x2', '2x2'] as Layout[]).map((l) => (
             <button
@@ -428,6 +444,7 @@ export default function ViewerPage({ studyUID }: { studyUID: string }) {
           </label>
         </span>
         <span className="spacer" />
+        {toolbarEnd}
         <TransferSelect />
         <button
           type="button"

@@ -1,0 +1,158 @@
+/**
+ * The page a share link opens (/s/{token}), on a phone as often as not: checks the link, asks for the
+ * patient's birth date or the PIN when the link wants one, opens it (a session that reads this one
+ * study), then shows the study. An invalid, expired or withdrawn link says so in words.
+ */
+import { type FormEvent, useEffect, useState } from 'react';
+import { navigate } from '../../app/router';
+import { type T, useT } from '../../i18n';
+import { formatDate } from '../../i18n/dates';
+import { describeError } from '../../lib/describe-error';
+import { describeLink, errorStatus, openLink, type ShareVerify } from '../../lib/server-api';
+import { refreshSession, rememberLink, useAuth } from '../../lib/session';
+import './share.css';
+
+type State =
+  | { kind: 'checking' }
+  | { kind: 'refused'; message: string }
+  | { kind: 'ask'; verify: ShareVerify; expiresAt: string; error?: string; busy?: boolean };
+
+/** Why a link cannot be used, from the server's answer. */
+function refusal(e: unknown, t: T): string | undefined {
+  const status = errorStatus(e);
+  if (status === 404) return t('link.invalid');
+  if (status === 429) return t('link.rateLimited');
+  if (status === 410) {
+    const message = e instanceof Error ? e.message : '';
+    if (/revoked/i.test(message)) return t('link.revoked');
+    if (/expired/i.test(message)) return t('link.expired');
+    return t('link.ended');
+  }
+  return undefined;
+}
+
+export function LinkPage({ token }: { token: string }) {
+  const t = useT();
+  const auth = useAuth();
+  const [state, setState] = useState<State>({ kind: 'checking' });
+  const [birthDate, setBirthDate] = useState('');
+  const [pin, setPin] = useState('');
+  // Someone signed in with an account (a radiologist trying the link): opening it would replace that
+  // session, so it waits for a click.
+  const signedInAs =
+    auth.status === 'signed-in' && auth.me.role !== 'link' ? auth.me.displayName || auth.me.username : '';
+
+  const open = async (
+    verify: ShareVerify,
+    expiresAt: string,
+    answer: { birthDate?: string; pin?: string },
+  ) => {
+    setState({ kind: 'ask', verify, expiresAt, busy: true });
+    try {
+      const { studyInstanceUID } = await openLink(token, answer);
+      rememberLink(token);
+      await refreshSession();
+      navigate(`/viewer/${studyInstanceUID}`, { replace: true });
+    } catch (e) {
+      const refused = refusal(e, t);
+      if (refused) return setState({ kind: 'refused', message: refused });
+      const error =
+        errorStatus(e) === 401
+          ? verify === 'pin'
+            ? t('link.wrongPin')
+            : t('link.wrongBirthdate')
+          : describeError(e, t);
+      setState({ kind: 'ask', verify, expiresAt, error });
+    }
+  };
+
+  // biome-ignore lint/correctness/useExhaustiveDependencies: checked once per link
+  useEffect(() => {
+    let cancelled = false;
+    setState({ kind: 'checking' });
+    describeLink(token).then(
+      (link) => {
+        if (cancelled) return;
+        if (link.verify === 'none' && !signedInAs) void open('none', link.expiresAt, {});
+        else setState({ kind: 'ask', verify: link.verify, expiresAt: link.expiresAt });
+      },
+      (e) => {
+        if (!cancelled) setState({ kind: 'refused', message: refusal(e, t) ?? describeError(e, t) });
+      },
+    );
+    return () => {
+      cancelled = true;
+    };
+  }, [token]);
+
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    if (state.kind !== 'ask') return;
+    if (state.verify === 'birthdate') void open(state.verify, state.expiresAt, { birthDate });
+    else if (state.verify === 'pin') void open(state.verify, state.expiresAt, { pin });
+    else void open(state.verify, state.expiresAt, {});
+  };
+
+  return (
+    <div className="link-page" data-testid="link-page">
+      <div className="link-card">
+        <h1>{t('link.title')}</h1>
+        {state.kind === 'checking' && <p className="muted">{t('link.checking')}</p>}
+        {state.kind === 'refused' && (
+          <p className="refused" role="alert" data-testid="link-refused">
+            {state.message}
+          </p>
+        )}
+        {state.kind === 'ask' && (
+          <form onSubmit={submit} className="link-form">
+            {signedInAs && <p className="notice">{t('link.signedInNote', { name: signedInAs })}</p>}
+            {state.verify === 'birthdate' && (
+              <>
+                <p>{t('link.askBirthdate')}</p>
+                <label>
+                  <span>{t('link.birthDate')}</span>
+                  <input
+                    type="date"
+                    name="birthDate"
+                    required
+                    max={new Date().toISOString().slice(0, 10)}
+                    value={birthDate}
+                    onChange={(e) => setBirthDate(e.target.value)}
+                    disabled={state.busy}
+                  />
+                </label>
+              </>
+            )}
+            {state.verify === 'pin' && (
+              <>
+                <p>{t('link.askPin')}</p>
+                <label>
+                  <span>{t('link.pin')}</span>
+                  <input
+                    name="pin"
+                    inputMode="numeric"
+                    autoComplete="one-time-code"
+                    pattern="\d{4,12}"
+                    required
+                    value={pin}
+                    onChange={(e) => setPin(e.target.value.replace(/\D/g, ''))}
+                    disabled={state.busy}
+                  />
+                </label>
+              </>
+            )}
+            {state.error && (
+              <p className="form-error" role="alert" data-testid="link-error">
+                {state.error}
+              </p>
+            )}
+            <button type="submit" className="primary" disabled={state.busy} data-testid="link-open">
+              {state.busy ? t('link.opening') : t('link.open')}
+            </button>
+            <p className="muted">{t('link.validUntil', { date: formatDate(state.expiresAt) })}</p>
+          </form>
+        )}
+      </div>
+    </div>
+  );
+}
