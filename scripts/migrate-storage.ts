@@ -4,7 +4,8 @@
  *
  * Copies every instance of the configured storage (the source: PACS_DATA_DIR, PACS_BLOB_STORE,
  * DATABASE_URL as the server reads them) into the target storage given by the options (each option
- * replaces that setting of the source; the rest, e.g. the AWS variables, is shared). Stop the servers
+ * replaces that setting of the source; the rest, e.g. the AWS variables, is shared), with its HTJ2K
+ * copy; when the index moves, the users, API tokens, share links, settings and audit trail go too. Stop the servers
  * first. Safe to run again after an interruption: what is already in the target is skipped.
  * Exit 0 when every instance is in the target, 1 otherwise.
  */
@@ -44,6 +45,12 @@ async function main() {
       `instances in the source: ${r.instances}`,
       `copied: ${r.copied} (${(r.bytes / 1e6).toFixed(1)} MB in ${seconds.toFixed(1)} s)`,
       `already in the target: ${r.skipped}`,
+      ...(r.htj2kCopies ? [`HTJ2K copies moved with them: ${r.htj2kCopies}`] : []),
+      ...(r.access
+        ? [
+            `security state: ${r.access.users} users, ${r.access.apiTokens} API tokens, ${r.access.shares} share links, ${r.access.auditEvents} audit events (sessions are not moved: people sign in again)`,
+          ]
+        : []),
       ...(r.failed.length
         ? [`not moved: ${r.failed.length}`, ...r.failed.map((f) => `  ${f.sopInstanceUID}: ${f.reason}`)]
         : []),

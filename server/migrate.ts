@@ -4,6 +4,10 @@
  * PostgreSQL) under the same blob key, checked against the SHA-256 recorded at ingest, and indexed in
  * the target by the same write-time work as STOW. Blobs are read and written as streams.
  *
+ * HTJ2K copies (PACS_INGEST_HTJ2K) travel with their instance when the blobs move. When the index moves,
+ * the security state goes with it (storage/access.ts copyAccessState): users, API tokens, share links,
+ * settings (the share-link key) and the audit trail; sessions do not (people sign in again).
+ *
  * Safe to interrupt and to run again: an instance already indexed in the target with the same bytes is
  * skipped, so a second run copies only what the first did not finish. The source is never modified.
  * Run it with the servers stopped (or with the source read-only), then point the servers at the target.
@@ -12,11 +16,13 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { Part10Scanner } from '../dicomweb/part10';
 import { parseQuery } from '../dicomweb/qido';
-import type { BlobStore } from '../storage/blob';
+import { type AccessCopyReport, copyAccessState } from '../storage/access';
+import { BlobNotFoundError, type BlobStore } from '../storage/blob';
 import type { StoredInstance } from '../storage/index';
 import { openStorage, type Storage } from '../storage/open';
 import { type Config, storageOptions } from './config';
 import { describeInstance } from './ingest';
+import { deleteStoredBlob, htj2kCopyKey } from './transcode/copies';
 
 export interface MigrationReport {
   /** Instances indexed in the source. */
@@ -29,6 +35,10 @@ export interface MigrationReport {
   bytes: number;
   /** Instances that could not be moved, with the reason (the source keeps them). */
   failed: { sopInstanceUID: string; reason: string }[];
+  /** HTJ2K copies moved with their instance (when the blobs move). */
+  htj2kCopies: number;
+  /** Security state moved with the index (undefined when only the blobs move). */
+  access?: AccessCopyReport;
 }
 
 /** Instances copied at once: hides the latency of an object store. */
@@ -47,7 +57,14 @@ export async function migrateStorage(
   const mode: Mode = sameBlobs ? 'index' : sameIndex ? 'blobs' : 'both';
   const source = await openStorage(storageOptions(from));
   let target: Storage | undefined;
-  const report: MigrationReport = { instances: 0, copied: 0, skipped: 0, bytes: 0, failed: [] };
+  const report: MigrationReport = {
+    instances: 0,
+    copied: 0,
+    skipped: 0,
+    bytes: 0,
+    failed: [],
+    htj2kCopies: 0,
+  };
   try {
     target = await openStorage(storageOptions(to));
     const tgt = target;
@@ -67,6 +84,11 @@ export async function migrateStorage(
         }
       };
       await Promise.all(Array.from({ length: PARALLEL }, worker));
+    }
+    if (mode !== 'blobs') {
+      // Named by a digest: the source's URL may hold a password, and the name is kept in the target.
+      const sourceName = createHash('sha256').update(indexLocation(from)).digest('hex').slice(0, 16);
+      report.access = await copyAccessState(source.index.sql(), tgt.index.sql(), sourceName);
     }
   } finally {
     await target?.close();
@@ -115,6 +137,7 @@ async function moveOne(
     const digest = hash.digest('hex');
     if (digest !== inst.sha256 || size !== inst.size)
       throw new Error(`the source blob ${inst.blobKey} does not match its recorded SHA-256 and size`);
+    if (copying) await copyHtj2k(from, to.blobs, inst.blobKey, report);
     if (mode === 'blobs') {
       keep = true;
       report.copied++;
@@ -142,8 +165,22 @@ async function moveOne(
     }
   } finally {
     // A copied blob the target index does not refer to is removed again (fsck would find it otherwise).
-    if (!keep) await to.blobs.delete(inst.blobKey).catch(() => {});
+    if (!keep) await deleteStoredBlob(to.blobs, inst.blobKey).catch(() => {});
   }
+}
+
+/** The HTJ2K copy of an object, if it has one, under the same key (a copy is checked when it is made). */
+async function copyHtj2k(from: BlobStore, to: BlobStore, blobKey: string, report: MigrationReport) {
+  const key = htj2kCopyKey(blobKey);
+  let body: AsyncIterable<Uint8Array>;
+  try {
+    body = await from.get(key);
+  } catch (err) {
+    if (err instanceof BlobNotFoundError) return;
+    throw err;
+  }
+  await to.put(key, body);
+  report.htj2kCopies++;
 }
 
 /** Every StudyInstanceUID of the source, by paging a study-level search. */

@@ -403,3 +403,137 @@ export class AccessStore {
     return r.value;
   }
 }
+
+/** What copyAccessState moved. */
+export interface AccessCopyReport {
+  users: number;
+  apiTokens: number;
+  shares: number;
+  settings: number;
+  auditEvents: number;
+}
+
+/** Tables copied by primary key (source rows replace target rows with the same key), in FK order. */
+const COPIED_TABLES: { table: string; key: string; columns: string[]; report: keyof AccessCopyReport }[] = [
+  {
+    table: 'users',
+    key: 'username',
+    columns: [
+      'username',
+      'role',
+      'display_name',
+      'password_hash',
+      'referring_name',
+      'oidc_subject',
+      'must_change_password',
+      'disabled',
+      'created_at',
+    ],
+    report: 'users',
+  },
+  {
+    table: 'api_tokens',
+    key: 'id',
+    columns: [
+      'id',
+      'token_hash',
+      'username',
+      'label',
+      'created_at',
+      'expires_at',
+      'last_used_at',
+      'revoked_at',
+    ],
+    report: 'apiTokens',
+  },
+  {
+    table: 'shares',
+    key: 'id',
+    columns: [
+      'id',
+      'study_uid',
+      'created_by',
+      'grantee',
+      'verify',
+      'pin_hash',
+      'created_at',
+      'expires_at',
+      'revoked_at',
+    ],
+    report: 'shares',
+  },
+  { table: 'settings', key: 'name', columns: ['name', 'value'], report: 'settings' },
+];
+
+const AUDIT_COLUMNS = [
+  'time',
+  'username',
+  'role',
+  'action',
+  'study_uid',
+  'patient_id',
+  'status',
+  'source',
+  'detail',
+];
+const AUDIT_BATCH = 1000;
+
+/**
+ * Copies the security state of one index database into another (npm run migrate-storage): users, API
+ * tokens, share links, settings (the generated share-link key among them, so links keep working) and the
+ * audit trail. Sessions are not copied: people sign in again. Users, tokens, shares and settings of the
+ * source replace those with the same key in the target (the source is the installation being moved).
+ * Audit events are appended in the source's order, in batches, each batch in one transaction with a
+ * watermark kept in the target's settings (`migrated-audit:<source>`), so an interrupted run resumes
+ * without duplicating an event.
+ */
+export async function copyAccessState(
+  from: SqlRunner,
+  to: SqlRunner,
+  sourceName: string,
+): Promise<AccessCopyReport> {
+  const report: AccessCopyReport = { users: 0, apiTokens: 0, shares: 0, settings: 0, auditEvents: 0 };
+  for (const t of COPIED_TABLES) {
+    const rows = (await from.all(`SELECT ${t.columns.join(', ')} FROM ${t.table}`)).filter(
+      (r) => !(t.table === 'settings' && String(r.name).startsWith('migrated-audit:')),
+    );
+    if (rows.length === 0) continue;
+    const updates = t.columns.filter((c) => c !== t.key).map((c) => `${c} = excluded.${c}`);
+    const sql = `INSERT INTO ${t.table} (${t.columns.join(', ')}) VALUES (${t.columns.map(() => '?').join(', ')})
+      ON CONFLICT (${t.key}) DO UPDATE SET ${updates.join(', ')}`;
+    await to.transaction(async (tx) => {
+      for (const r of rows)
+        await tx.run(
+          sql,
+          t.columns.map((c) => r[c] ?? null),
+        );
+    });
+    report[t.report] = rows.length;
+  }
+  const mark = `migrated-audit:${sourceName}`;
+  const [m] = await to.all<{ value: string }>('SELECT value FROM settings WHERE name = ?', [mark]);
+  let after = m ? Number(m.value) : 0;
+  const insert = `INSERT INTO audit_events (${AUDIT_COLUMNS.join(', ')}) VALUES (${AUDIT_COLUMNS.map(() => '?').join(', ')})`;
+  for (;;) {
+    const rows = await from.all(
+      `SELECT id, ${AUDIT_COLUMNS.join(', ')} FROM audit_events WHERE id > ? ORDER BY id LIMIT ${AUDIT_BATCH}`,
+      [after],
+    );
+    if (rows.length === 0) break;
+    const last = Number(rows[rows.length - 1].id);
+    await to.transaction(async (tx) => {
+      for (const r of rows)
+        await tx.run(
+          insert,
+          AUDIT_COLUMNS.map((c) => r[c] ?? null),
+        );
+      await tx.run(
+        'INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value',
+        [mark, String(last)],
+      );
+    });
+    report.auditEvents += rows.length;
+    after = last;
+  }
+  return report;
+}
