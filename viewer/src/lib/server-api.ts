@@ -158,7 +158,9 @@ export const changePassword = (currentPassword: string, newPassword: string) =>
   apiRequest<void>('POST', '/auth/password', { currentPassword, newPassword });
 
 /** Where the OpenID Connect sign-in starts (a page navigation, not a fetch). */
-export const oidcLoginUrl = () => `${env.apiRoot}/auth/oidc/login`;
+/** Single sign-on; after it the browser comes back to `returnTo` (the page that asked for sign-in). */
+export const oidcLoginUrl = (returnTo = `${location.pathname}${location.search}`) =>
+  `${env.apiRoot}/auth/oidc/login?return=${encodeURIComponent(returnTo)}`;
 
 // ── share links ──
 
