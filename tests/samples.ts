@@ -5,6 +5,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import dicomParser from 'dicom-parser';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 export const SAMPLES = process.env.PACS_SAMPLES_DIR
@@ -35,4 +36,34 @@ export function sampleFiles(): string[] {
 /** The bytes of a sample file (path relative to SAMPLES). */
 export function readSample(rel: string): Uint8Array {
   return new Uint8Array(readFileSync(path.join(SAMPLES, rel)));
+}
+
+/** A sample file with what the transcoding tests need to address and check it. */
+export interface SampleObject {
+  file: string;
+  bytes: Buffer;
+  ts: string;
+  study: string;
+  series: string;
+  sop: string;
+  frames: number;
+  bitsAllocated: number;
+  signed: boolean;
+}
+
+/** Reads a sample file (path relative to SAMPLES) and its identifying attributes. */
+export function sampleObject(rel: string): SampleObject {
+  const bytes = readFileSync(path.join(SAMPLES, rel));
+  const ds = dicomParser.parseDicom(new Uint8Array(bytes));
+  return {
+    file: rel,
+    bytes,
+    ts: ds.string('x00020010') as string,
+    study: ds.string('x0020000d') as string,
+    series: ds.string('x0020000e') as string,
+    sop: ds.string('x00080018') as string,
+    frames: Number(ds.string('x00280008') ?? 1),
+    bitsAllocated: ds.uint16('x00280100') ?? 16,
+    signed: ds.uint16('x00280103') === 1,
+  };
 }

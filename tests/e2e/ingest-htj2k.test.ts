@@ -19,13 +19,13 @@ import { htj2kCopiesDone } from '../../server/transcode/copies';
 import { transcoder } from '../../server/transcode/pool';
 import {
   listFiles,
-  SAMPLES,
   SAMPLES_MISSING,
   samplesPresent,
   startServer,
   stow,
   type TestServer,
 } from '../helpers/server';
+import { type SampleObject, sampleObject } from '../samples';
 import { getJson, getMultipart, type Json } from './dicomweb';
 
 const EVRLE = '1.2.840.10008.1.2.1';
@@ -34,34 +34,10 @@ const HTJ2K_ACCEPT = `multipart/related; type="application/octet-stream"; transf
 const ANY_ACCEPT = 'multipart/related; type="application/octet-stream"; transfer-syntax=*';
 const NATIVE_ACCEPT = 'multipart/related; type="application/octet-stream"';
 
-interface Sample {
-  file: string;
-  bytes: Buffer;
-  ts: string;
-  study: string;
-  series: string;
-  sop: string;
-  frames: number;
-}
-
-function sample(rel: string): Sample {
-  const bytes = readFileSync(path.join(SAMPLES, rel));
-  const ds = dicomParser.parseDicom(new Uint8Array(bytes));
-  return {
-    file: rel,
-    bytes,
-    ts: ds.string('x00020010') as string,
-    study: ds.string('x0020000d') as string,
-    series: ds.string('x0020000e') as string,
-    sop: ds.string('x00080018') as string,
-    frames: Number(ds.string('x00280008') ?? 1),
-  };
-}
-
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
-const instanceUrl = (root: string, s: Sample) =>
+const instanceUrl = (root: string, s: SampleObject) =>
   `${root}/studies/${s.study}/series/${s.series}/instances/${s.sop}`;
-const allFrames = (s: Sample) => Array.from({ length: s.frames }, (_, i) => i + 1).join(',');
+const allFrames = (s: SampleObject) => Array.from({ length: s.frames }, (_, i) => i + 1).join(',');
 
 /** Copies with uncompressed, JPEG-LS lossless and multi-frame RGB RLE originals; none for lossy or corrupt ones. */
 const COPIED = [
@@ -101,11 +77,11 @@ describe.skipIf(!samplesPresent)('PACS_INGEST_HTJ2K: HTJ2K copies made at ingest
   let running = false;
   let dataDir: string;
   let blobDir: string;
-  const copied = COPIED.map(sample);
-  const notCopied = NOT_COPIED.map(sample);
+  const copied = COPIED.map(sampleObject);
+  const notCopied = NOT_COPIED.map(sampleObject);
 
   /** Blob files of the original and of its copy, found by their bytes. */
-  async function blobsOf(s: Sample): Promise<{ original: string; copy: string }> {
+  async function blobsOf(s: SampleObject): Promise<{ original: string; copy: string }> {
     for (const f of await listFiles(blobDir)) {
       if (f.endsWith('.dcm') && sha(readFileSync(f)) === sha(s.bytes))
         return { original: f, copy: `${f}.htj2k` };

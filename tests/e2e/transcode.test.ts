@@ -25,6 +25,7 @@ import {
   stow,
   type TestServer,
 } from '../helpers/server';
+import { type SampleObject, sampleObject } from '../samples';
 import { getJson, getMultipart, type Json } from './dicomweb';
 
 const EVRLE = '1.2.840.10008.1.2.1';
@@ -51,36 +52,8 @@ const haveTools = ['dcmdjpeg', 'dcmdrle', 'dcmdjpls', 'gdcmconv'].every((t) =>
   ['/usr/bin', '/usr/local/bin'].some((d) => existsSync(path.join(d, t))),
 );
 
-interface Sample {
-  file: string;
-  bytes: Buffer;
-  ts: string;
-  study: string;
-  series: string;
-  sop: string;
-  frames: number;
-  bitsAllocated: number;
-  signed: boolean;
-}
-
-function readSampleFile(rel: string): Sample {
-  const bytes = readFileSync(path.join(SAMPLES, rel));
-  const ds = dicomParser.parseDicom(new Uint8Array(bytes));
-  return {
-    file: rel,
-    bytes,
-    ts: ds.string('x00020010') as string,
-    study: ds.string('x0020000d') as string,
-    series: ds.string('x0020000e') as string,
-    sop: ds.string('x00080018') as string,
-    frames: Number(ds.string('x00280008') ?? 1),
-    bitsAllocated: ds.uint16('x00280100') ?? 16,
-    signed: ds.uint16('x00280103') === 1,
-  };
-}
-
 /** Pixel data of the reference decoder's uncompressed copy. */
-function referencePixels(s: Sample, dir: string): Buffer {
+function referencePixels(s: SampleObject, dir: string): Buffer {
   const tool = referenceTool(s.ts);
   if (!tool) throw new Error(`no reference decoder for ${s.ts}`);
   const out = path.join(dir, `${path.basename(s.file)}.raw.dcm`);
@@ -162,10 +135,10 @@ const LOSSLESS_TARGETS: [string, string][] = [
 
 if (!samplesPresent) console.warn(SAMPLES_MISSING);
 
-const frameUrl = (root: string, s: Sample, list: string) =>
+const frameUrl = (root: string, s: SampleObject, list: string) =>
   `${root}/studies/${s.study}/series/${s.series}/instances/${s.sop}/frames/${list}`;
 
-async function framesIn(root: string, s: Sample, accept: string) {
+async function framesIn(root: string, s: SampleObject, accept: string) {
   const list = Array.from({ length: s.frames }, (_, i) => i + 1).join(',');
   return getMultipart(frameUrl(root, s, list), accept);
 }
@@ -183,7 +156,7 @@ describe.skipIf(!samplesPresent || !haveTools)('WADO-RS frames with transcoding'
   });
 
   it.each(COMPRESSED)('%s: decoded to Explicit VR Little Endian like the reference decoder', async (file) => {
-    const s = readSampleFile(file);
+    const s = sampleObject(file);
     const stored = await stow(server.baseUrl, [s.bytes]);
     expect(stored.status).toBe(200);
     const ref = referencePixels(s, dir);
@@ -210,7 +183,7 @@ describe.skipIf(!samplesPresent || !haveTools)('WADO-RS frames with transcoding'
   });
 
   it('keeps lossless pixels exact through every lossless re-encoding, and lossy ones within their bound', async () => {
-    const s = readSampleFile(COMPRESSED[2]); // CT, JPEG-LS lossless, 16-bit signed
+    const s = sampleObject(COMPRESSED[2]); // CT, JPEG-LS lossless, 16-bit signed
     expect((await stow(server.baseUrl, [s.bytes])).status).toBe(200);
     const ref = referencePixels(s, dir);
     const inst = (
@@ -285,7 +258,7 @@ describe.skipIf(!samplesPresent || !haveTools)('WADO-RS frames with transcoding'
   });
 
   it('refuses with 406 and a reason what cannot be given: lossless from lossy, 16 bits in JPEG baseline', async () => {
-    const lossy = readSampleFile(COMPRESSED[1]); // JPEG 2000 lossy
+    const lossy = sampleObject(COMPRESSED[1]); // JPEG 2000 lossy
     expect((await stow(server.baseUrl, [lossy.bytes])).status).toBe(200);
     const r = await fetch(frameUrl(server.dicomweb, lossy, '1'), {
       headers: {
@@ -294,7 +267,7 @@ describe.skipIf(!samplesPresent || !haveTools)('WADO-RS frames with transcoding'
     });
     expect(r.status).toBe(406);
     expect(await r.text()).toMatch(/stored lossy.*cannot give back the original pixels/);
-    const ct = readSampleFile(COMPRESSED[2]);
+    const ct = sampleObject(COMPRESSED[2]);
     expect((await stow(server.baseUrl, [ct.bytes])).status).toBe(200);
     const b = await fetch(frameUrl(server.dicomweb, ct, '1'), {
       headers: { Accept: 'multipart/related; type="image/jpeg"; transfer-syntax=1.2.840.10008.1.2.4.50' },
@@ -320,7 +293,7 @@ describe.skipIf(!samplesPresent || !haveTools)('WADO-RS frames with transcoding'
   });
 
   it('gives a clear error for a corrupt compressed frame, and goes on serving', async () => {
-    const s = readSampleFile('malformed/JPEG2000-embedded-sequence-delimiter.dcm');
+    const s = sampleObject('malformed/JPEG2000-embedded-sequence-delimiter.dcm');
     const stored = await stow(server.baseUrl, [s.bytes]);
     expect(stored.status).toBe(200);
     const r = await fetch(frameUrl(server.dicomweb, s, '1'), {
@@ -338,14 +311,14 @@ describe.skipIf(!samplesPresent || !haveTools)('WADO-RS frames with transcoding'
       'multipart/related; type="application/octet-stream"; transfer-syntax=*',
     );
     expect(raw.status).toBe(200);
-    const ct = readSampleFile(COMPRESSED[0]);
+    const ct = sampleObject(COMPRESSED[0]);
     expect((await stow(server.baseUrl, [ct.bytes])).status).toBe(200);
     const ok = await framesIn(server.dicomweb, ct, 'multipart/related; type="application/octet-stream"');
     expect(ok.status).toBe(200);
   });
 
   it('transcodes whole instances: Explicit/Implicit VR Little Endian, Deflated, and JPEG 2000 lossless', async () => {
-    const s = readSampleFile(COMPRESSED[2]); // CT, JPEG-LS lossless
+    const s = sampleObject(COMPRESSED[2]); // CT, JPEG-LS lossless
     expect((await stow(server.baseUrl, [s.bytes])).status).toBe(200);
     const ref = referencePixels(s, dir);
     const url = frameUrl(server.dicomweb, s, '1').replace(/\/frames\/1$/, '');
@@ -402,7 +375,7 @@ describe.skipIf(!samplesPresent || !haveTools)('WADO-RS frames with transcoding'
     const rpx = dicomParser.parseDicom(new Uint8Array(rb)).elements.x7fe00010;
     expect(Buffer.compare(rb.subarray(rpx.dataOffset, rpx.dataOffset + rpx.length), ref)).toBe(0);
     // Lossy stored: no lossless instance.
-    const lossy = readSampleFile(COMPRESSED[1]);
+    const lossy = sampleObject(COMPRESSED[1]);
     expect((await stow(server.baseUrl, [lossy.bytes])).status).toBe(200);
     const refused = await fetch(frameUrl(server.dicomweb, lossy, '1').replace(/\/frames\/1$/, ''), {
       headers: { Accept: 'application/dicom; transfer-syntax=1.2.840.10008.1.2.4.80' },
@@ -420,7 +393,7 @@ describe.skipIf(!samplesPresent || !haveTools)('WADO-RS frames with transcoding'
   });
 
   it('decodes in worker threads: a large JPEG 2000 frame does not stall the event loop', async () => {
-    const s = readSampleFile('cr-dx/RG3_J2KR.dcm'); // 1760x1760, about a second to decode
+    const s = sampleObject('cr-dx/RG3_J2KR.dcm'); // 1760x1760, about a second to decode
     expect((await stow(server.baseUrl, [s.bytes])).status).toBe(200);
     const delay = monitorEventLoopDelay({ resolution: 10 });
     delay.enable();
@@ -450,7 +423,7 @@ describe.skipIf(!samplesPresent || !haveTools)('WADO-RS frames with transcoding'
       'transfer-syntaxes/SC_rgb_rle_2frame.dcm',
       'transfer-syntaxes/JPGLosslessP14SV1_1s_1f_8b.dcm',
     ]) {
-      const s = readSampleFile(file);
+      const s = sampleObject(file);
       expect((await stow(server.baseUrl, [s.bytes])).status).toBe(200);
       const ref = referencePixels(s, dir);
       const meta = await getJson<Json[]>(
@@ -504,7 +477,7 @@ describe.skipIf(!samplesPresent || !haveTools)('WADO-RS frames with transcoding'
   it('encodes JPEG Extended (4.51) from 8-bit samples, and refuses 12-bit with the reason (never lossy when lossless is asked)', async () => {
     const JPEG_EXT = '1.2.840.10008.1.2.4.51';
     // 8 bits (EVRLE, MONOCHROME1): frames and the whole instance.
-    const dx = readSampleFile('cr-dx/dx_image.dcm');
+    const dx = sampleObject('cr-dx/dx_image.dcm');
     expect((await stow(server.baseUrl, [dx.bytes])).status).toBe(200);
     const meta = await getJson<Json[]>(
       `${frameUrl(server.dicomweb, dx, '1').replace(/\/frames\/1$/, '')}/metadata`,
@@ -544,7 +517,7 @@ describe.skipIf(!samplesPresent || !haveTools)('WADO-RS frames with transcoding'
     expect(difference(dcmtk, native.parts[0].body, 8, false).mean).toBeLessThan(3);
 
     // 12 bits stored (a CT slice): 406, and the reason names the encoder's limit.
-    const ct = readSampleFile('ct-series/philips-ingenuity-phantom-S2010/I10');
+    const ct = sampleObject('ct-series/philips-ingenuity-phantom-S2010/I10');
     expect((await stow(server.baseUrl, [ct.bytes])).status).toBe(200);
     const refused = await fetch(frameUrl(server.dicomweb, ct, '1'), {
       headers: { Accept: `multipart/related; type="image/jpeg"; transfer-syntax=${JPEG_EXT}` },
@@ -563,7 +536,7 @@ describe.skipIf(!samplesPresent || !haveTools)('WADO-RS frames with transcoding'
     );
 
     // Stored in 4.51 (12-bit): the whole instance decoded to Explicit VR Little Endian like dcmdjpeg.
-    const mr = readSampleFile('mr/MR_jpeg-extended-51_orthanc.dcm');
+    const mr = sampleObject('mr/MR_jpeg-extended-51_orthanc.dcm');
     expect((await stow(server.baseUrl, [mr.bytes])).status).toBe(200);
     const mrUrl = frameUrl(server.dicomweb, mr, '1').replace(/\/frames\/1$/, '');
     const decoded = await fetch(mrUrl, {
@@ -578,10 +551,10 @@ describe.skipIf(!samplesPresent || !haveTools)('WADO-RS frames with transcoding'
   });
 
   it('negotiates the pixel data bulk data (7FE00010) like frames', async () => {
-    const bulk = (s: Sample) =>
+    const bulk = (s: SampleObject) =>
       `${frameUrl(server.dicomweb, s, '1').replace(/\/frames\/1$/, '')}/bulkdata/7FE00010`;
     // Stored JPEG-LS: decoded (no syntax asked), re-encoded (JPEG 2000), as stored ('*'), refused (JPEG baseline).
-    const ct = readSampleFile(COMPRESSED[2]);
+    const ct = sampleObject(COMPRESSED[2]);
     expect((await stow(server.baseUrl, [ct.bytes])).status).toBe(200);
     const ref = referencePixels(ct, dir);
     const decoded = await getMultipart(bulk(ct), 'multipart/related; type="application/octet-stream"');
@@ -621,7 +594,7 @@ describe.skipIf(!samplesPresent || !haveTools)('WADO-RS frames with transcoding'
     expect(baseline.status).toBe(406);
     expect(await baseline.text()).toMatch(/at most 8 bits per sample/);
     // Stored uncompressed, asked in JPEG-LS lossless: decodes back to the stored pixels.
-    const native = readSampleFile('ct-series/philips-ingenuity-phantom-S2010/I20');
+    const native = sampleObject('ct-series/philips-ingenuity-phantom-S2010/I20');
     expect((await stow(server.baseUrl, [native.bytes])).status).toBe(200);
     const nativeImage = imageInfo(
       (await getJson<Json[]>(bulk(native).replace(/\/bulkdata\/7FE00010$/, '/metadata'))).json[0] as never,
@@ -645,7 +618,7 @@ describe.skipIf(!samplesPresent || !haveTools)('WADO-RS frames with transcoding'
       ),
     ).toBe(0);
     // A multi-frame image in a compressed syntax: one part per frame, so a single part is refused.
-    const rgb = readSampleFile('transfer-syntaxes/SC_rgb_rle_2frame.dcm');
+    const rgb = sampleObject('transfer-syntaxes/SC_rgb_rle_2frame.dcm');
     expect((await stow(server.baseUrl, [rgb.bytes])).status).toBe(200);
     const twoParts = await getMultipart(bulk(rgb), 'multipart/related; type="image/jls"');
     expect(twoParts.status, twoParts.text).toBe(200);
@@ -661,7 +634,7 @@ describe.skipIf(!samplesPresent || !haveTools)('WADO-RS frames with transcoding'
   ])(
     '%s (not storable: no Study/Series UIDs): the worker decodes it like the reference decoder',
     async (file) => {
-      const s = readSampleFile(file);
+      const s = sampleObject(file);
       const ds = dicomParser.parseDicom(new Uint8Array(s.bytes));
       const image = {
         Rows: ds.uint16('x00280010')!,
