@@ -51,9 +51,14 @@ export interface SampleObject {
   signed: boolean;
 }
 
-/** Reads a sample file (path relative to SAMPLES) and its identifying attributes. */
+/**
+ * Reads a sample file (path relative to SAMPLES) and its identifying attributes. The few samples that
+ * start with their meta information, without preamble and DICM prefix, are given both.
+ */
 export function sampleObject(rel: string): SampleObject {
-  const bytes = readFileSync(path.join(SAMPLES, rel));
+  let bytes = readFileSync(path.join(SAMPLES, rel));
+  if (bytes.subarray(128, 132).toString('latin1') !== 'DICM')
+    bytes = Buffer.concat([Buffer.alloc(128), Buffer.from('DICM'), bytes]);
   const ds = dicomParser.parseDicom(new Uint8Array(bytes));
   return {
     file: rel,

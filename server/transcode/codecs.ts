@@ -3,6 +3,7 @@
  * OpenJPEG, OpenJPH, an RLE codec). Runs inside a worker thread (worker.ts), never on the event loop.
  */
 import * as dcmjsCodecsNs from 'dcmjs-codecs';
+import { jpegLsPlanar } from '../../dicomweb/codestream';
 import type { ImageInfo } from '../../dicomweb/transfer-syntax';
 
 type Lib = typeof import('dcmjs-codecs');
@@ -78,7 +79,9 @@ export function decodeFrame(ts: string, image: ImageInfo, frame: Uint8Array): Pi
     }
   } else if (JPEG_LS.has(ts)) {
     ctx = NativeCodecs.decodeJpegLs(ctx, {});
-    planar = 0;
+    // CharLS gives the samples of a frame coded one component per scan (interleave mode 0) plane by
+    // plane, though the frame declares PlanarConfiguration 0 (PS3.5 8.2.3).
+    planar = jpegLsPlanar(frame) ? 1 : 0;
   } else if (J2K.has(ts)) {
     ctx = NativeCodecs.decodeJpeg2000(ctx, {});
     if (/^YBR_(RCT|ICT)$/.test(pi)) photometric = 'RGB';
@@ -97,7 +100,23 @@ export function decodeFrame(ts: string, image: ImageInfo, frame: Uint8Array): Pi
       `the ${image.Columns}x${image.Rows} frame could not be decoded: ${data?.length ?? 0} of ${want} bytes`,
     );
   }
-  return { data: data.length === want ? data : data.subarray(0, want), photometric, planar };
+  const exact = data.length === want ? data : data.subarray(0, want);
+  // Decoded pixels come in the layout the image declares.
+  if (planar === 1 && image.PlanarConfiguration === 0 && image.SamplesPerPixel > 1)
+    return { data: interleave(exact, image), photometric, planar: 0 };
+  return { data: exact, photometric, planar };
+}
+
+/** Planes (all of sample 1, then 2, ...) to pixels (samples side by side), for 8- or 16-bit samples. */
+function interleave(planes: Uint8Array, image: ImageInfo): Uint8Array {
+  const bytes = Math.ceil(image.BitsAllocated / 8);
+  const spp = image.SamplesPerPixel;
+  const pixels = image.Rows * image.Columns;
+  const out = new Uint8Array(planes.length);
+  for (let s = 0; s < spp; s++)
+    for (let p = 0; p < pixels; p++)
+      for (let b = 0; b < bytes; b++) out[(p * spp + s) * bytes + b] = planes[(s * pixels + p) * bytes + b];
+  return out;
 }
 
 export interface EncodeOptions {

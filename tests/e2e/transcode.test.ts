@@ -630,6 +630,8 @@ describe.skipIf(!samplesPresent || !haveTools)('WADO-RS frames with transcoding'
   it.each([
     'transfer-syntaxes/HTJ2KLossless_08_RGB.dcm',
     'transfer-syntaxes/HTJ2K_08_RGB.dcm',
+    'transfer-syntaxes/JLSL_RGB_ILV1.dcm',
+    'transfer-syntaxes/JLSN_RGB_ILV0.dcm',
     'transfer-syntaxes/JPEGLSNearLossless_16.dcm',
   ])(
     '%s (not storable: no Study/Series UIDs): the worker decodes it like the reference decoder',

@@ -4,10 +4,11 @@
  * as intended, the link estimator, and the frame work-arounds of frame-fixes.ts.
  */
 import { describe, expect, it } from 'vitest';
+import { jpegLsPlanar } from '../../dicomweb/codestream';
 import { parseAccept } from '../../dicomweb/media-types';
 import { type ImageInfo, negotiateFrameSyntax } from '../../dicomweb/transfer-syntax';
 import { frameFromResponse } from '../../viewer/src/lib/frame-bytes';
-import { expandYbrFull422, jpegLsPlanar, ybrFull422Length } from '../../viewer/src/lib/frame-fixes';
+import { expandYbrFull422, ybrFull422Length } from '../../viewer/src/lib/frame-fixes';
 import {
   AS_STORED,
   effectiveLink,

@@ -34,7 +34,8 @@ import { frameFromResponse } from './frame-bytes';
 import { fetchFrameOffThread, warmFrameFetcher } from './frame-fetcher';
 import { isNativeSyntax } from './transfer-policy';
 import { acceptForFrame, noteStoredSyntax } from './transfer-settings';
-import { expandYbrFull422, jpegLsPlanar, ybrFull422Length } from './frame-fixes';
+import { jpegLsPlanar } from '../../../dicomweb/codestream';
+import { expandYbrFull422, ybrFull422Length } from './frame-fixes';
 
 const inflight = new Map<XMLHttpRequest, string>();
 let initialised = false;
