@@ -62,6 +62,22 @@ async function retrieveAll(
   return bad;
 }
 
+/** An archive process on the storage `start` gives, for the tests of one describe block. */
+function archiveOn(start: () => Promise<StorageSetup>, prefix: string) {
+  const a = {} as { setup: StorageSetup; dataDir: string; server: ArchiveProcess };
+  beforeAll(async () => {
+    a.setup = await start();
+    a.dataDir = await mkdtemp(path.join(tmpdir(), prefix));
+    a.server = await startArchive({ dataDir: a.dataDir, env: a.setup.env });
+  });
+  afterAll(async () => {
+    await a.server?.stop();
+    await a.setup?.close();
+    if (a.dataDir) await rm(a.dataDir, { recursive: true, force: true });
+  });
+  return a;
+}
+
 function describeLoad(r: LoadReport): string {
   return `${requestCount(r)} requests (${JSON.stringify(r.statuses)}), reasons ${JSON.stringify(r.failureReasons)}`;
 }
@@ -69,27 +85,16 @@ function describeLoad(r: LoadReport): string {
 for (const storage of s3Storages()) {
   describe.skipIf(storage.unavailable)(`object store stopped and restarted (${storage.name})`, () => {
     if (storage.unavailable) console.warn(`S3 fault test on ${storage.name} skipped: ${storage.unavailable}`);
-    let setup: StorageSetup;
-    let dataDir: string;
-    let server: ArchiveProcess | undefined;
-    beforeAll(async () => {
-      setup = await storage.start();
-      dataDir = await mkdtemp(path.join(tmpdir(), 'pacs-s3fault-'));
-      server = await startArchive({ dataDir, env: setup.env });
-    });
-    afterAll(async () => {
-      await server?.stop();
-      await setup?.close();
-      if (dataDir) await rm(dataDir, { recursive: true, force: true });
-    });
+    const archive = archiveOn(() => storage.start(), 'pacs-s3fault-');
 
     it('refuses with 0xA700 and 503 while it is down, recovers by itself, loses nothing', async () => {
+      const { setup, dataDir, server } = archive;
       const s3 = setup.services.s3;
       const base = syntheticInstances(6, { rows: 128 });
       expect(
         (
           await stowInstances(
-            server!.dicomweb,
+            server.dicomweb,
             base.map((i) => i.bytes),
           )
         ).status,
@@ -97,7 +102,7 @@ for (const storage of s3Storages()) {
 
       // Concurrent STOW and reads; the store is killed in the middle, down for 2 s, then back.
       const load = startLoad({
-        dicomweb: server!.dicomweb,
+        dicomweb: server.dicomweb,
         stowClients: 4,
         readers: 3,
         known: base,
@@ -108,10 +113,10 @@ for (const storage of s3Storages()) {
       await sleep(1000);
 
       // While it is down, explicitly:
-      const before = await countInstances(server!.dicomweb);
+      const before = await countInstances(server.dicomweb);
       const refused = syntheticInstances(3, { rows: 128 });
       const r = await stowInstances(
-        server!.dicomweb,
+        server.dicomweb,
         refused.map((i) => i.bytes),
       );
       expect(r.status).toBe(409);
@@ -119,21 +124,21 @@ for (const storage of s3Storages()) {
       expect(r.failed.map((f) => f.reason)).toEqual([OUT_OF_RESOURCES, OUT_OF_RESOURCES, OUT_OF_RESOURCES]);
       expect(r.failed.map((f) => f.sop).sort()).toEqual(refused.map((i) => i.sop).sort());
       expect(r.failed[0].message).toMatch(/storage is unavailable/);
-      const wado = await retrieveInstance(server!.dicomweb, base[0]);
+      const wado = await retrieveInstance(server.dicomweb, base[0]);
       expect(wado.status).toBe(503);
       expect(wado.headers.get('retry-after')).toMatch(/^\d+$/);
       expect(JSON.parse(wado.bytes.toString()).message).toMatch(/storage is unavailable/);
-      const study = await fetch(`${server!.dicomweb}/studies/${base[0].study}`, {
+      const study = await fetch(`${server.dicomweb}/studies/${base[0].study}`, {
         headers: { Accept: 'multipart/related; type="application/dicom"; transfer-syntax=*' },
       });
       expect(study.status).toBe(503);
       await study.arrayBuffer();
       // QIDO answers from the index, which is up, and lists none of the refused instances.
-      expect(await countInstances(server!.dicomweb)).toBe(before);
-      expect((await fetch(`${server!.baseUrl}/healthz`)).status).toBe(200);
+      expect(await countInstances(server.dicomweb)).toBe(before);
+      expect((await fetch(`${server.baseUrl}/healthz`)).status).toBe(200);
 
       await s3.start();
-      const recoveredMs = await untilStowRecovers(server!);
+      const recoveredMs = await untilStowRecovers(server);
       await sleep(500);
       const report = await load.stop();
       console.log(
@@ -152,15 +157,14 @@ for (const storage of s3Storages()) {
       expect(report.failureReasons['0xA700']?.count ?? 0).toBeGreaterThan(0);
       expect(report.missingRetryAfter).toBe(0);
       expect(report.mismatches).toEqual([]);
-      expect(server!.exit()).toBeUndefined();
-      expect(server!.errors.filter((e) => e.msg === 'unhandled error')).toEqual([]);
+      expect(server.exit()).toBeUndefined();
+      expect(server.errors.filter((e) => e.msg === 'unhandled error')).toEqual([]);
 
       // Nothing acknowledged is lost; nothing refused is listed.
-      expect(await retrieveAll(server!, [...base, ...report.acknowledged])).toEqual([]);
-      const listed = new Set((await listInstances(server!.dicomweb)).map((i) => i.sop));
+      expect(await retrieveAll(server, [...base, ...report.acknowledged])).toEqual([]);
+      const listed = new Set((await listInstances(server.dicomweb)).map((i) => i.sop));
       expect(refused.filter((i) => listed.has(i.sop))).toEqual([]);
-      await server!.stop();
-      server = undefined;
+      await server.stop();
       const check = await fsckStorage(dataDir, setup.env);
       expect(check.missing).toEqual([]);
       const repaired = await fsckStorage(dataDir, setup.env, true);
@@ -172,51 +176,40 @@ for (const storage of s3Storages()) {
 
 describe.skipIf(S3_POSTGRES.unavailable)('PostgreSQL stopped and restarted (S3 + PostgreSQL)', () => {
   if (S3_POSTGRES.unavailable) console.warn(`PostgreSQL fault test skipped: ${S3_POSTGRES.unavailable}`);
-  let setup: StorageSetup;
-  let dataDir: string;
-  let server: ArchiveProcess | undefined;
-  beforeAll(async () => {
-    setup = await S3_POSTGRES.start();
-    dataDir = await mkdtemp(path.join(tmpdir(), 'pacs-pgfault-'));
-    server = await startArchive({ dataDir, env: setup.env });
-  });
-  afterAll(async () => {
-    await server?.stop();
-    await setup?.close();
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
-  });
+  const archive = archiveOn(() => S3_POSTGRES.start(), 'pacs-pgfault-');
 
   it('answers 503 and 0xA700 while it is down, recovers by itself, loses nothing', async () => {
+    const { setup, dataDir, server } = archive;
     const pg = setup.services.postgres;
     const base = syntheticInstances(6, { rows: 128 });
     expect(
       (
         await stowInstances(
-          server!.dicomweb,
+          server.dicomweb,
           base.map((i) => i.bytes),
         )
       ).status,
     ).toBe(200);
-    const load = startLoad({ dicomweb: server!.dicomweb, stowClients: 4, readers: 3, known: base, seed: 8 });
+    const load = startLoad({ dicomweb: server.dicomweb, stowClients: 4, readers: 3, known: base, seed: 8 });
     await sleep(1000);
     await pg.stop();
     await sleep(1000);
 
     const refused = syntheticInstances(3, { rows: 128 });
     const r = await stowInstances(
-      server!.dicomweb,
+      server.dicomweb,
       refused.map((i) => i.bytes),
     );
     expect(r.status).toBe(409);
     expect(r.failed.map((f) => f.reason)).toEqual([OUT_OF_RESOURCES, OUT_OF_RESOURCES, OUT_OF_RESOURCES]);
-    const qido = await fetch(`${server!.dicomweb}/studies`);
+    const qido = await fetch(`${server.dicomweb}/studies`);
     expect(qido.status).toBe(503);
     expect(qido.headers.get('retry-after')).toMatch(/^\d+$/);
     await qido.arrayBuffer();
-    expect((await retrieveInstance(server!.dicomweb, base[0])).status).toBe(503);
+    expect((await retrieveInstance(server.dicomweb, base[0])).status).toBe(503);
 
     await pg.start();
-    const recoveredMs = await untilStowRecovers(server!);
+    const recoveredMs = await untilStowRecovers(server);
     await sleep(500);
     const report = await load.stop();
     console.log(
@@ -234,12 +227,11 @@ describe.skipIf(S3_POSTGRES.unavailable)('PostgreSQL stopped and restarted (S3 +
     expect(Object.keys(report.failureReasons).filter((k) => k !== '0xA700')).toEqual([]);
     expect(report.missingRetryAfter).toBe(0);
     expect(report.mismatches).toEqual([]);
-    expect(server!.exit()).toBeUndefined();
-    expect(await retrieveAll(server!, [...base, ...report.acknowledged])).toEqual([]);
-    const listed = new Set((await listInstances(server!.dicomweb)).map((i) => i.sop));
+    expect(server.exit()).toBeUndefined();
+    expect(await retrieveAll(server, [...base, ...report.acknowledged])).toEqual([]);
+    const listed = new Set((await listInstances(server.dicomweb)).map((i) => i.sop));
     expect(refused.filter((i) => listed.has(i.sop))).toEqual([]);
-    await server!.stop();
-    server = undefined;
+    await server.stop();
     expect((await fsckStorage(dataDir, setup.env)).missing).toEqual([]);
   }, 120_000);
 });
