@@ -305,7 +305,9 @@ class SqliteIndex implements Index {
       dialect: sqliteDialect,
       all: async <T>(sql: string, params: unknown[] = []) => {
         const st = prepared(sql);
-        return (st.reader ? st.all(...params) : (st.run(...params), [])) as T[];
+        if (st.reader) return st.all(...params) as T[];
+        st.run(...params);
+        return [];
       },
       run: async (sql: string, params: unknown[] = []) => prepared(sql).run(...params).changes,
     };

@@ -79,7 +79,7 @@ export function createShare(auth: Auth, index: Index) {
     let grantee: string | null = null;
     if (b.grantee !== undefined && b.grantee !== null && b.grantee !== '') {
       const user = typeof b.grantee === 'string' ? await auth.access.getUser(b.grantee) : undefined;
-      if (!user || user.role !== 'referring')
+      if (user?.role !== 'referring')
         throw badRequest('grantee: expected the username of a referring physician');
       grantee = user.username;
     }
