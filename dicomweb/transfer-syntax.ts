@@ -18,6 +18,8 @@ export interface SyntaxInfo {
   maxBits?: number;
   /** why maxBits is lower than the syntax allows (a limit of the encoder, not of the standard) */
   maxBitsNote?: string;
+  /** samples of more than 8 bits are encoded only when unsigned and greyscale (the encoder's limit) */
+  over8UnsignedGreyOnly?: boolean;
 }
 
 /** Every transfer syntax of pixel data known to the transcoder. */
@@ -45,7 +47,7 @@ export const SYNTAXES: Record<string, SyntaxInfo> = {
     encode: true,
     maxBits: 8,
     maxBitsNote:
-      'the JPEG encoder here (IJG libjpeg in dcmjs-codecs) makes lossy JPEG from 8-bit samples only, so 12-bit JPEG Extended (Process 4) is not available; ask for a lossless syntax or JPEG 2000',
+      'the WebAssembly JPEG encoder makes lossy JPEG from 8-bit samples only; 12-bit JPEG Extended (Process 4) needs DCMTK (dcmcjpeg) on the server, which is not installed; ask for a lossless syntax or JPEG 2000',
   },
   '1.2.840.10008.1.2.4.53': { name: 'JPEG Spectral Selection', lossy: true, decode: true, encode: false },
   '1.2.840.10008.1.2.4.55': { name: 'JPEG Full Progression', lossy: true, decode: true, encode: false },
@@ -96,6 +98,17 @@ export const SYNTAXES: Record<string, SyntaxInfo> = {
   '1.2.840.10008.1.2.4.203': { name: 'HTJ2K', lossy: true, decode: true, encode: true, maxBits: 16 },
   '1.2.840.10008.1.2.5': { name: 'RLE Lossless', lossy: false, decode: true, encode: true, maxBits: 16 },
 };
+
+/**
+ * 12-bit JPEG Extended becomes available when the server finds an encoder for it (DCMTK's dcmcjpeg,
+ * server/transcode/dcmtk.ts), for unsigned greyscale samples of at most 12 bits.
+ */
+export function enableJpegExtended12(): void {
+  const ext = SYNTAXES['1.2.840.10008.1.2.4.51'];
+  ext.maxBits = 12;
+  ext.maxBitsNote = undefined;
+  ext.over8UnsignedGreyOnly = true;
+}
 
 export const describeSyntax = (uid: string) => `${SYNTAXES[uid]?.name ?? 'transfer syntax'} (${uid})`;
 
@@ -186,6 +199,12 @@ export function transcodeRefusal(
       `${describeSyntax(target)} takes at most ${to.maxBits} bits per sample; this image has ${image.BitsStored}` +
       (to.maxBitsNote ? ` (${to.maxBitsNote})` : '')
     );
+  }
+  if (to.over8UnsignedGreyOnly && image.BitsStored > 8) {
+    if (image.PixelRepresentation !== 0)
+      return `${describeSyntax(target)} is made here from unsigned samples only (JPEG codes unsigned samples; this image's are signed)`;
+    if (image.SamplesPerPixel !== 1)
+      return `${describeSyntax(target)} is made here from greyscale samples only when they have more than 8 bits`;
   }
   if (image.SamplesPerPixel !== 1 && image.SamplesPerPixel !== 3) {
     return `${image.SamplesPerPixel} samples per pixel cannot be encoded`;

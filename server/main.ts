@@ -9,6 +9,8 @@ import { type Config, ConfigError, loadConfig, storageOptions } from './config';
 import { routeLibraryLog } from './dimse/library';
 import { type DimseListener, startDimseListener } from './dimse/scp';
 import { createLogger, type Logger } from './log';
+import { enableJpegExtended12 } from '../dicomweb/transfer-syntax';
+import { dcmtkJpegAvailable } from './transcode/dcmtk';
 import { configureTranscoder } from './transcode/pool';
 
 export interface RunningServer {
@@ -25,6 +27,9 @@ export interface RunningServer {
 
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
   configureTranscoder(config.transcodeWorkers);
+  // 12-bit JPEG Extended needs DCMTK's encoder (server/transcode/dcmtk.ts); without it, 406 with the reason.
+  const jpegExtended12 = dcmtkJpegAvailable();
+  if (jpegExtended12) enableJpegExtended12();
   const storage = await openStorage(storageOptions(config));
   let security: Security;
   try {
@@ -72,7 +77,13 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const port = typeof addr === 'object' && addr ? addr.port : config.port;
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
   const dicom = dimse && { aeTitle: dimse.aeTitle, port: dimse.port };
-  log.info('listening', { url, dicomweb: `${url}/dicomweb`, dataDir: config.dataDir, dimse: dicom });
+  log.info('listening', {
+    url,
+    dicomweb: `${url}/dicomweb`,
+    dataDir: config.dataDir,
+    dimse: dicom,
+    jpegExtended12bit: jpegExtended12 ? 'dcmcjpeg' : 'not available (apt install dcmtk)',
+  });
   return {
     url,
     config,

@@ -114,6 +114,7 @@ export async function sendTranscodedInstances(
   multipart: boolean,
   root: string,
 ): Promise<void> {
+  const images = new Map<string, ImageInfo | undefined>();
   for (const inst of list) {
     if (inst.TransferSyntaxUID === ts) continue;
     const scope = {
@@ -122,6 +123,7 @@ export async function sendTranscodedInstances(
       SOPInstanceUID: inst.SOPInstanceUID,
     };
     const image = inst.numberOfFrames > 0 ? await storedImageInfo(ctx.index, scope) : undefined;
+    images.set(inst.SOPInstanceUID, image);
     const refusal =
       !image && isNativeTransferSyntax(ts) && SYNTAXES[ts]?.encode
         ? undefined
@@ -134,7 +136,8 @@ export async function sendTranscodedInstances(
     const stored = Buffer.concat(chunks);
     if (inst.TransferSyntaxUID === ts) return stored;
     try {
-      return await transcoder().run({ op: 'instance', to: ts, object: stored });
+      const image = images.get(inst.SOPInstanceUID);
+      return await transcoder().run({ op: 'instance', to: ts, object: stored, image });
     } catch (err) {
       failed(
         err,

@@ -5,6 +5,7 @@
 import { parentPort } from 'node:worker_threads';
 import type { ImageInfo } from '../../dicomweb/transfer-syntax';
 import { decodeFrame, encodeFrame, initCodecs, type Pixels } from './codecs';
+import { encodeJpegExtended12, needsDcmtk, transcodeInstanceJpegExtended12 } from './dcmtk';
 import { transcodeInstance } from './instance';
 import { applyViewport, encodePng, type RenderParams, toRaster } from './render';
 
@@ -13,7 +14,8 @@ export type Job =
   /** Re-encoded into a lossless syntax, then decoded back and compared: refused unless bit for bit. */
   | { op: 'lossless'; from: string; to: string; image: ImageInfo; frame: Uint8Array }
   | { op: 'render'; from: string; image: ImageInfo; frame: Uint8Array; render: RenderParams }
-  | { op: 'instance'; to: string; object: Uint8Array };
+  /** `image`: the instance's image attributes, when it has pixel data (some encoders depend on them). */
+  | { op: 'instance'; to: string; object: Uint8Array; image?: ImageInfo };
 
 export type JobResult =
   | { id: number; ok: true; data: Uint8Array }
@@ -23,9 +25,15 @@ const JPEG_BASELINE = '1.2.840.10008.1.2.4.50';
 
 async function run(job: Job): Promise<Uint8Array> {
   await initCodecs();
-  if (job.op === 'instance') return transcodeInstance(job.object, job.to);
+  if (job.op === 'instance')
+    return needsDcmtk(job.to, job.image)
+      ? transcodeInstanceJpegExtended12(job.object)
+      : transcodeInstance(job.object, job.to);
   const px = decodeFrame(job.from, job.image, job.frame);
-  if (job.op === 'transcode') return encodeFrame(job.to, job.image, px, { quality: job.quality });
+  if (job.op === 'transcode')
+    return needsDcmtk(job.to, job.image)
+      ? encodeJpegExtended12(job.image, px, job.quality)
+      : encodeFrame(job.to, job.image, px, { quality: job.quality });
   if (job.op === 'lossless') return verifiedLossless(job.to, job.image, px);
   const raster = applyViewport(toRaster(job.image, px, job.render), job.render.viewport);
   if (job.render.format === 'image/png') return encodePng(raster);

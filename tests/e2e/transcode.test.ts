@@ -474,7 +474,7 @@ describe.skipIf(!samplesPresent || !haveTools)('WADO-RS frames with transcoding'
     }
   });
 
-  it('encodes JPEG Extended (4.51) from 8-bit samples, and refuses 12-bit with the reason (never lossy when lossless is asked)', async () => {
+  it('encodes JPEG Extended (4.51) from 8-bit samples (WebAssembly) and unsigned 9-12-bit samples (DCMTK), refuses signed ones with the reason, never lossy when lossless is asked', async () => {
     const JPEG_EXT = '1.2.840.10008.1.2.4.51';
     // 8 bits (EVRLE, MONOCHROME1): frames and the whole instance.
     const dx = sampleObject('cr-dx/dx_image.dcm');
@@ -516,15 +516,77 @@ describe.skipIf(!samplesPresent || !haveTools)('WADO-RS frames with transcoding'
     const dcmtk = rb.subarray(rpx.dataOffset, rpx.dataOffset + rpx.length);
     expect(difference(dcmtk, native.parts[0].body, 8, false).mean).toBeLessThan(3);
 
-    // 12 bits stored (a CT slice): 406, and the reason names the encoder's limit.
+    // 12 bits stored, unsigned (a CT slice), and 10 bits (a CR, 1760x1760): 12-bit JPEG Extended, by DCMTK
+    // (dcmcjpeg, installed with the test dependencies), pixels close to the original.
     const ct = sampleObject('ct-series/philips-ingenuity-phantom-S2010/I10');
-    expect((await stow(server.baseUrl, [ct.bytes])).status).toBe(200);
-    const refused = await fetch(frameUrl(server.dicomweb, ct, '1'), {
+    const cr = sampleObject('cr-dx/RG3_J2KR.dcm'); // 10 bits, stored in JPEG 2000
+    expect((await stow(server.baseUrl, [ct.bytes, cr.bytes])).status).toBe(200);
+    for (const s of [ct, cr]) {
+      const instUrl = frameUrl(server.dicomweb, s, '1').replace(/\/frames\/1$/, '');
+      const img = imageInfo((await getJson<Json[]>(`${instUrl}/metadata`)).json[0] as never)!;
+      const orig = await framesIn(server.dicomweb, s, 'multipart/related; type="application/octet-stream"');
+      const jpeg = await framesIn(
+        server.dicomweb,
+        s,
+        `multipart/related; type="image/jpeg"; transfer-syntax=${JPEG_EXT}`,
+      );
+      expect(jpeg.status, jpeg.text).toBe(200);
+      expect(jpeg.parts[0].headers['content-type']).toBe(`image/jpeg; transfer-syntax=${JPEG_EXT}`);
+      const code = jpeg.parts[0].body;
+      const sof1 = code.indexOf(Buffer.from([0xff, 0xc1]));
+      expect(sof1, 'an extended sequential DCT frame header (SOF1)').toBeGreaterThan(0);
+      expect(code[sof1 + 4], 'sample precision').toBe(12);
+      const decoded = await transcoder().run({
+        op: 'transcode',
+        from: JPEG_EXT,
+        to: EVRLE,
+        image: img,
+        frame: code,
+      });
+      const e = difference(decoded, orig.parts[0].body, 16, false);
+      expect(e.mean, `${s.file}: mean ${e.mean} max ${e.max}`).toBeLessThan(2);
+      expect(e.max, `${s.file}: mean ${e.mean} max ${e.max}`).toBeLessThan(64);
+      expect(code.length * 3).toBeLessThan(orig.parts[0].body.length);
+    }
+    // The whole CT instance: a new SOP Instance UID, marked lossy, decoded by dcmtk close to the original.
+    const ctUrl = frameUrl(server.dicomweb, ct, '1').replace(/\/frames\/1$/, '');
+    const ctInst = await fetch(ctUrl, {
+      headers: { Accept: `application/dicom; transfer-syntax=${JPEG_EXT}` },
+    });
+    expect(ctInst.status, await ctInst.clone().text()).toBe(200);
+    const ctFile = path.join(dir, 'ct-51.dcm');
+    writeFileSync(ctFile, Buffer.from(await ctInst.arrayBuffer()));
+    const ctDs = dicomParser.parseDicom(new Uint8Array(readFileSync(ctFile)));
+    expect(ctDs.string('x00020010')).toBe(JPEG_EXT);
+    expect(ctDs.string('x00080018')).not.toBe(ct.sop);
+    expect(ctDs.string('x00282110')).toBe('01');
+    expect(ctDs.uint16('x00280101')).toBe(12);
+    const ctRaw = path.join(dir, 'ct-51-raw.dcm');
+    execFileSync('dcmdjpeg', [ctFile, ctRaw], { stdio: 'pipe' });
+    const ctRb = readFileSync(ctRaw);
+    const ctPx = dicomParser.parseDicom(new Uint8Array(ctRb)).elements.x7fe00010;
+    const ctNative = await framesIn(
+      server.dicomweb,
+      ct,
+      'multipart/related; type="application/octet-stream"',
+    );
+    const ctD = difference(
+      ctRb.subarray(ctPx.dataOffset, ctPx.dataOffset + ctPx.length),
+      ctNative.parts[0].body,
+      16,
+      false,
+    );
+    expect(ctD.mean, `mean ${ctD.mean} max ${ctD.max}`).toBeLessThan(2);
+
+    // Signed samples above 8 bits: 406 with the reason (JPEG codes unsigned samples).
+    const signed = sampleObject('cr-dx/mlut_18.dcm');
+    expect((await stow(server.baseUrl, [signed.bytes])).status).toBe(200);
+    const refused = await fetch(frameUrl(server.dicomweb, signed, '1'), {
       headers: { Accept: `multipart/related; type="image/jpeg"; transfer-syntax=${JPEG_EXT}` },
     });
     expect(refused.status).toBe(406);
-    expect(await refused.text()).toMatch(/at most 8 bits per sample; this image has 12.*8-bit samples only/);
-    const refusedInstance = await fetch(frameUrl(server.dicomweb, ct, '1').replace(/\/frames\/1$/, ''), {
+    expect(await refused.text()).toMatch(/unsigned samples only/);
+    const refusedInstance = await fetch(frameUrl(server.dicomweb, signed, '1').replace(/\/frames\/1$/, ''), {
       headers: { Accept: `application/dicom; transfer-syntax=${JPEG_EXT}` },
     });
     expect(refusedInstance.status).toBe(406);
