@@ -4,6 +4,7 @@ import { type MessageKey, type T, useLanguage, useT } from '../../i18n';
 import { formatDateTime } from '../../i18n/dates';
 import { describeError } from '../../lib/describe-error';
 import { type AuditEvent, type AuditFilter, auditExportUrl, queryAudit } from '../../lib/server-api';
+import { FormError } from '../../components/form-error';
 
 const PAGE_SIZE = 50;
 
@@ -139,11 +140,7 @@ export function AuditPage() {
           </a>
         </div>
       </form>
-      {error && (
-        <p className="form-error" role="alert">
-          {error}
-        </p>
-      )}
+      <FormError message={error} />
       {events === null && !error && <p className="muted">{t('admin.loading')}</p>}
       {events?.length === 0 && <p className="muted">{t('audit.none')}</p>}
       {events && events.length > 0 && (

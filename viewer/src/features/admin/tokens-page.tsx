@@ -11,6 +11,7 @@ import {
   revokeToken,
   type UserAccount,
 } from '../../lib/server-api';
+import { FormError } from '../../components/form-error';
 
 export function TokensPage() {
   const t = useT();
@@ -131,11 +132,7 @@ export function TokensPage() {
           </div>
         </div>
       )}
-      {error && (
-        <p className="form-error" role="alert">
-          {error}
-        </p>
-      )}
+      <FormError message={error} />
       {tokens === null && !error && <p className="muted">{t('admin.loading')}</p>}
       {tokens?.length === 0 && <p className="muted">{t('tokens.none')}</p>}
       {tokens && tokens.length > 0 && (

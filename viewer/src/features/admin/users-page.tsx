@@ -13,6 +13,7 @@ import {
   type UserChange,
   updateUser,
 } from '../../lib/server-api';
+import { FormError } from '../../components/form-error';
 
 const MIN_PASSWORD = 10;
 
@@ -176,11 +177,7 @@ export function UsersPage({ username: me }: { username: string }) {
           {message}
         </p>
       )}
-      {error && (
-        <p className="form-error" role="alert" data-testid="admin-error">
-          {error}
-        </p>
-      )}
+      <FormError message={error} testId="admin-error" />
       {users === null && !error && <p className="muted">{t('admin.loading')}</p>}
       {users && (
         <div className="table-scroll">

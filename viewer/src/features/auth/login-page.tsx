@@ -5,6 +5,7 @@ import { describeError } from '../../lib/describe-error';
 import { type AuthConfig, errorStatus, oidcLoginUrl } from '../../lib/server-api';
 import { type SignedOutReason, signIn } from '../../lib/session';
 import './auth.css';
+import { FormError } from '../../components/form-error';
 
 export function LoginPage({ config, reason }: { config: AuthConfig; reason?: SignedOutReason }) {
   const t = useT();
@@ -71,11 +72,7 @@ export function LoginPage({ config, reason }: { config: AuthConfig; reason?: Sig
             disabled={busy}
           />
         </label>
-        {error && (
-          <p className="form-error" role="alert">
-            {error}
-          </p>
-        )}
+        <FormError message={error} />
         <button type="submit" className="primary" disabled={busy}>
           {busy ? t('auth.signingIn') : t('auth.signIn')}
         </button>

@@ -10,6 +10,7 @@ import { describeError } from '../../lib/describe-error';
 import { errorStatus } from '../../lib/server-api';
 import { changeOwnPassword } from '../../lib/session';
 import './auth.css';
+import { FormError } from '../../components/form-error';
 
 const MIN_LENGTH = 10;
 
@@ -82,11 +83,7 @@ export function PasswordPage({ forced }: { forced: boolean }) {
             disabled={busy}
           />
         </label>
-        {error && (
-          <p className="form-error" role="alert">
-            {error}
-          </p>
-        )}
+        <FormError message={error} />
         {done && (
           <p className="notice" role="status" data-testid="password-changed">
             {t('auth.passwordChanged')}

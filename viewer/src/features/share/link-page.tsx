@@ -11,6 +11,7 @@ import { describeError } from '../../lib/describe-error';
 import { describeLink, errorStatus, openLink, type ShareVerify } from '../../lib/server-api';
 import { refreshSession, rememberLink, useAuth } from '../../lib/session';
 import './share.css';
+import { FormError } from '../../components/form-error';
 
 type State =
   | { kind: 'checking' }
@@ -141,11 +142,7 @@ export function LinkPage({ token }: { token: string }) {
                 </label>
               </>
             )}
-            {state.error && (
-              <p className="form-error" role="alert" data-testid="link-error">
-                {state.error}
-              </p>
-            )}
+            <FormError message={state.error} testId="link-error" />
             <button type="submit" className="primary" disabled={state.busy} data-testid="link-open">
               {state.busy ? t('link.opening') : t('link.open')}
             </button>

@@ -17,6 +17,7 @@ import {
   type ShareVerify,
 } from '../../lib/server-api';
 import './share.css';
+import { FormError } from '../../components/form-error';
 
 const DEFAULT_DAYS = 30;
 
@@ -197,11 +198,7 @@ export function ShareDialog({ studyUID, onClose }: { studyUID: string; onClose()
             onChange={(e) => setGrantee(e.target.value)}
           />
         </label>
-        {error && (
-          <p className="form-error" role="alert">
-            {error}
-          </p>
-        )}
+        <FormError message={error} />
         <button type="submit" className="primary" disabled={busy} data-testid="share-create">
           {busy ? t('share.creating') : t('share.create')}
         </button>
@@ -209,11 +206,7 @@ export function ShareDialog({ studyUID, onClose }: { studyUID: string; onClose()
       {shown && <ShareResult share={shown.share} fresh={shown.fresh} t={t} />}
       <section className="share-list">
         <h3>{t('share.existing')}</h3>
-        {listError && (
-          <p className="form-error" role="alert">
-            {listError}
-          </p>
-        )}
+        <FormError message={listError} />
         {shares === null && !listError && <p className="muted">{t('share.loading')}</p>}
         {shares?.length === 0 && <p className="muted">{t('share.none')}</p>}
         {shares && shares.length > 0 && (
