@@ -109,6 +109,13 @@ export function startLoad(opts: LoadOptions): { stop(): Promise<LoadReport>; rep
       return undefined;
     }
   }
+  /** A GET of one kind, its answer counted (with the start of the body when it is not 200). */
+  async function read(kind: RequestKind, url: string, accept: string) {
+    const r = await request(kind, url, { headers: { Accept: accept } });
+    if (r)
+      count(kind, String(r.status), r.ms, r.status !== 200 ? r.body.toString().slice(0, 200) : undefined);
+    return r;
+  }
 
   async function stowClient() {
     while (!stopping) {
@@ -157,52 +164,16 @@ export function startLoad(opts: LoadOptions): { stop(): Promise<LoadReport>; rep
           inst ? `/studies/${inst.study}/series` : '/series?limit=5',
           inst ? `/studies/${inst.study}/instances?limit=50` : '/instances?limit=5',
         ][random.int(4)];
-        const r = await request('qido', `${opts.dicomweb}${q}`, {
-          headers: { Accept: 'application/dicom+json' },
-        });
-        if (r)
-          count(
-            'qido',
-            String(r.status),
-            r.ms,
-            r.status !== 200 ? r.body.toString().slice(0, 200) : undefined,
-          );
+        await read('qido', `${opts.dicomweb}${q}`, 'application/dicom+json');
       } else {
         const base = `${opts.dicomweb}/studies/${inst.study}/series/${inst.series}/instances/${inst.sop}`;
         if (choice < 7) {
-          const r = await request('wado-instance', base, {
-            headers: { Accept: 'application/dicom; transfer-syntax=*' },
-          });
-          if (!r) continue;
-          count(
-            'wado-instance',
-            String(r.status),
-            r.ms,
-            r.status !== 200 ? r.body.toString().slice(0, 200) : undefined,
-          );
-          if (r.status === 200 && sha256(r.body) !== inst.sha256) mismatches.push(inst.sop);
+          const r = await read('wado-instance', base, 'application/dicom; transfer-syntax=*');
+          if (r?.status === 200 && sha256(r.body) !== inst.sha256) mismatches.push(inst.sop);
         } else if (choice < 9) {
-          const r = await request('wado-metadata', `${base}/metadata`, {
-            headers: { Accept: 'application/dicom+json' },
-          });
-          if (r)
-            count(
-              'wado-metadata',
-              String(r.status),
-              r.ms,
-              r.status !== 200 ? r.body.toString().slice(0, 200) : undefined,
-            );
+          await read('wado-metadata', `${base}/metadata`, 'application/dicom+json');
         } else {
-          const r = await request('wado-frame', `${base}/frames/1`, {
-            headers: { Accept: 'multipart/related; type="application/octet-stream"' },
-          });
-          if (r)
-            count(
-              'wado-frame',
-              String(r.status),
-              r.ms,
-              r.status !== 200 ? r.body.toString().slice(0, 200) : undefined,
-            );
+          await read('wado-frame', `${base}/frames/1`, 'multipart/related; type="application/octet-stream"');
         }
       }
       if (opts.pauseMs) await new Promise((r) => setTimeout(r, opts.pauseMs));

@@ -62,6 +62,31 @@ async function retrieveAll(
   return bad;
 }
 
+/** Six instances stored before the fault (200): part of what must survive it. */
+async function storedBefore(server: ArchiveProcess) {
+  const base = syntheticInstances(6, { rows: 128 });
+  expect(
+    (
+      await stowInstances(
+        server.dicomweb,
+        base.map((i) => i.bytes),
+      )
+    ).status,
+  ).toBe(200);
+  return base;
+}
+
+/** Every acknowledged instance is retrievable byte for byte; no refused one is listed. */
+async function expectNothingLost(
+  server: ArchiveProcess,
+  acknowledged: Parameters<typeof retrieveAll>[1],
+  refused: { sop: string }[],
+) {
+  expect(await retrieveAll(server, acknowledged)).toEqual([]);
+  const listed = new Set((await listInstances(server.dicomweb)).map((i) => i.sop));
+  expect(refused.filter((i) => listed.has(i.sop))).toEqual([]);
+}
+
 /** An archive process on the storage `start` gives, for the tests of one describe block. */
 function archiveOn(start: () => Promise<StorageSetup>, prefix: string) {
   const a = {} as { setup: StorageSetup; dataDir: string; server: ArchiveProcess };
@@ -90,15 +115,7 @@ for (const storage of s3Storages()) {
     it('refuses with 0xA700 and 503 while it is down, recovers by itself, loses nothing', async () => {
       const { setup, dataDir, server } = archive;
       const s3 = setup.services.s3;
-      const base = syntheticInstances(6, { rows: 128 });
-      expect(
-        (
-          await stowInstances(
-            server.dicomweb,
-            base.map((i) => i.bytes),
-          )
-        ).status,
-      ).toBe(200);
+      const base = await storedBefore(server);
 
       // Concurrent STOW and reads; the store is killed in the middle, down for 2 s, then back.
       const load = startLoad({
@@ -160,10 +177,7 @@ for (const storage of s3Storages()) {
       expect(server.exit()).toBeUndefined();
       expect(server.errors.filter((e) => e.msg === 'unhandled error')).toEqual([]);
 
-      // Nothing acknowledged is lost; nothing refused is listed.
-      expect(await retrieveAll(server, [...base, ...report.acknowledged])).toEqual([]);
-      const listed = new Set((await listInstances(server.dicomweb)).map((i) => i.sop));
-      expect(refused.filter((i) => listed.has(i.sop))).toEqual([]);
+      await expectNothingLost(server, [...base, ...report.acknowledged], refused);
       await server.stop();
       const check = await fsckStorage(dataDir, setup.env);
       expect(check.missing).toEqual([]);
@@ -181,15 +195,7 @@ describe.skipIf(S3_POSTGRES.unavailable)('PostgreSQL stopped and restarted (S3 +
   it('answers 503 and 0xA700 while it is down, recovers by itself, loses nothing', async () => {
     const { setup, dataDir, server } = archive;
     const pg = setup.services.postgres;
-    const base = syntheticInstances(6, { rows: 128 });
-    expect(
-      (
-        await stowInstances(
-          server.dicomweb,
-          base.map((i) => i.bytes),
-        )
-      ).status,
-    ).toBe(200);
+    const base = await storedBefore(server);
     const load = startLoad({ dicomweb: server.dicomweb, stowClients: 4, readers: 3, known: base, seed: 8 });
     await sleep(1000);
     await pg.stop();
@@ -228,9 +234,7 @@ describe.skipIf(S3_POSTGRES.unavailable)('PostgreSQL stopped and restarted (S3 +
     expect(report.missingRetryAfter).toBe(0);
     expect(report.mismatches).toEqual([]);
     expect(server.exit()).toBeUndefined();
-    expect(await retrieveAll(server, [...base, ...report.acknowledged])).toEqual([]);
-    const listed = new Set((await listInstances(server.dicomweb)).map((i) => i.sop));
-    expect(refused.filter((i) => listed.has(i.sop))).toEqual([]);
+    await expectNothingLost(server, [...base, ...report.acknowledged], refused);
     await server.stop();
     expect((await fsckStorage(dataDir, setup.env)).missing).toEqual([]);
   }, 120_000);
