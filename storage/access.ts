@@ -413,69 +413,28 @@ export interface AccessCopyReport {
   auditEvents: number;
 }
 
-/** Tables copied by primary key (source rows replace target rows with the same key), in FK order. */
-const COPIED_TABLES: { table: string; key: string; columns: string[]; report: keyof AccessCopyReport }[] = [
-  {
-    table: 'users',
-    key: 'username',
-    columns: [
-      'username',
-      'role',
-      'display_name',
-      'password_hash',
-      'referring_name',
-      'oidc_subject',
-      'must_change_password',
-      'disabled',
-      'created_at',
-    ],
-    report: 'users',
-  },
-  {
-    table: 'api_tokens',
-    key: 'id',
-    columns: [
-      'id',
-      'token_hash',
-      'username',
-      'label',
-      'created_at',
-      'expires_at',
-      'last_used_at',
-      'revoked_at',
-    ],
-    report: 'apiTokens',
-  },
-  {
-    table: 'shares',
-    key: 'id',
-    columns: [
-      'id',
-      'study_uid',
-      'created_by',
-      'grantee',
-      'verify',
-      'pin_hash',
-      'created_at',
-      'expires_at',
-      'revoked_at',
-    ],
-    report: 'shares',
-  },
-  { table: 'settings', key: 'name', columns: ['name', 'value'], report: 'settings' },
+/**
+ * Tables copied by primary key (source rows replace target rows with the same key), in foreign-key
+ * order. Their columns are read from the rows: both databases have the same schema (migrations run
+ * when a store is opened).
+ */
+const COPIED_TABLES: { table: string; key: string; report: keyof AccessCopyReport }[] = [
+  { table: 'users', key: 'username', report: 'users' },
+  { table: 'api_tokens', key: 'id', report: 'apiTokens' },
+  { table: 'shares', key: 'id', report: 'shares' },
+  { table: 'settings', key: 'name', report: 'settings' },
 ];
 
-const AUDIT_COLUMNS = [
-  'time',
-  'username',
-  'role',
-  'action',
-  'study_uid',
-  'patient_id',
-  'status',
-  'source',
-  'detail',
-];
+/** Inserts `rows` (all with the same columns) into `table`, their values in column order. */
+function insertRows(table: string, columns: string[], conflict: string) {
+  const sql = `INSERT INTO ${table} (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')}) ${conflict}`;
+  return (tx: Omit<SqlRunner, 'transaction'>, r: Record<string, unknown>) =>
+    tx.run(
+      sql,
+      columns.map((c) => r[c] ?? null),
+    );
+}
+
 const AUDIT_BATCH = 1000;
 
 /**
@@ -494,39 +453,35 @@ export async function copyAccessState(
 ): Promise<AccessCopyReport> {
   const report: AccessCopyReport = { users: 0, apiTokens: 0, shares: 0, settings: 0, auditEvents: 0 };
   for (const t of COPIED_TABLES) {
-    const rows = (await from.all(`SELECT ${t.columns.join(', ')} FROM ${t.table}`)).filter(
+    const rows = (await from.all(`SELECT * FROM ${t.table}`)).filter(
       (r) => !(t.table === 'settings' && String(r.name).startsWith('migrated-audit:')),
     );
     if (rows.length === 0) continue;
-    const updates = t.columns.filter((c) => c !== t.key).map((c) => `${c} = excluded.${c}`);
-    const sql = `INSERT INTO ${t.table} (${t.columns.join(', ')}) VALUES (${t.columns.map(() => '?').join(', ')})
-      ON CONFLICT (${t.key}) DO UPDATE SET ${updates.join(', ')}`;
+    const columns = Object.keys(rows[0]);
+    const updates = columns.filter((c) => c !== t.key).map((c) => `${c} = excluded.${c}`);
+    const put = insertRows(t.table, columns, `ON CONFLICT (${t.key}) DO UPDATE SET ${updates.join(', ')}`);
     await to.transaction(async (tx) => {
-      for (const r of rows)
-        await tx.run(
-          sql,
-          t.columns.map((c) => r[c] ?? null),
-        );
+      for (const r of rows) await put(tx, r);
     });
     report[t.report] = rows.length;
   }
   const mark = `migrated-audit:${sourceName}`;
   const [m] = await to.all<{ value: string }>('SELECT value FROM settings WHERE name = ?', [mark]);
   let after = m ? Number(m.value) : 0;
-  const insert = `INSERT INTO audit_events (${AUDIT_COLUMNS.join(', ')}) VALUES (${AUDIT_COLUMNS.map(() => '?').join(', ')})`;
   for (;;) {
-    const rows = await from.all(
-      `SELECT id, ${AUDIT_COLUMNS.join(', ')} FROM audit_events WHERE id > ? ORDER BY id LIMIT ${AUDIT_BATCH}`,
-      [after],
-    );
+    const rows = await from.all(`SELECT * FROM audit_events WHERE id > ? ORDER BY id LIMIT ${AUDIT_BATCH}`, [
+      after,
+    ]);
     if (rows.length === 0) break;
     const last = Number(rows[rows.length - 1].id);
+    // The target numbers its own events: the source's ids are not copied.
+    const append = insertRows(
+      'audit_events',
+      Object.keys(rows[0]).filter((c) => c !== 'id'),
+      '',
+    );
     await to.transaction(async (tx) => {
-      for (const r of rows)
-        await tx.run(
-          insert,
-          AUDIT_COLUMNS.map((c) => r[c] ?? null),
-        );
+      for (const r of rows) await append(tx, r);
       await tx.run(
         'INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value',
         [mark, String(last)],
