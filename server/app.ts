@@ -2,7 +2,7 @@
  * The HTTP application: the one route table of the archive (read it as the API's table of contents)
  * and the one error handler that turns DicomwebError into a response.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import compression from 'compression';
 import cors from 'cors';
@@ -271,10 +271,40 @@ function serveViewer(app: express.Express, dir: string, open: express.RequestHan
   app.use(precompressed(dir));
   app.use(express.static(dir, { index: 'index.html', maxAge: '1h', setHeaders: noCacheForHtml }));
   // Single-page app: /viewer/{study}, /?PatientName=... are all index.html.
-  app.get('/*rest', open, (_req, res) => {
+  app.get('/*rest', open, (req, res) => {
     res.setHeader('Cache-Control', 'no-cache');
+    // A study's address (or a share link) opens the image viewer: the browser fetches its code while it
+    // still runs the page's first script, instead of once that script asks for it. Read each time: the
+    // viewer may be rebuilt while the server runs.
+    const preload = /^\/(viewer|s)\//.test(req.path) ? viewerPagePreload(dir) : undefined;
+    if (preload) res.setHeader('Link', preload);
     res.sendFile(path.join(dir, 'index.html'));
   });
+}
+
+/**
+ * A Link header value preloading the image viewer's chunks (from the build's manifest), or undefined
+ * when the build has no manifest.
+ */
+export function viewerPagePreload(dir: string): string | undefined {
+  type Chunk = { file: string; imports?: string[]; isEntry?: boolean };
+  let manifest: Record<string, Chunk>;
+  try {
+    manifest = JSON.parse(readFileSync(path.join(dir, '.vite', 'manifest.json'), 'utf8'));
+  } catch {
+    return undefined;
+  }
+  const key = Object.keys(manifest).find((k) => k.endsWith('features/viewer/viewer-page.tsx'));
+  if (!key) return undefined;
+  const files: string[] = [];
+  const visit = (k: string) => {
+    const chunk = manifest[k];
+    if (!chunk || chunk.isEntry || files.includes(chunk.file)) return;
+    files.push(chunk.file);
+    for (const i of chunk.imports ?? []) visit(i);
+  };
+  visit(key);
+  return files.map((f) => `</${f}>; rel=modulepreload`).join(', ') || undefined;
 }
 
 /**

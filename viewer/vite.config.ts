@@ -39,6 +39,9 @@ export default defineConfig({
     outDir: 'dist',
     emptyOutDir: true,
     chunkSizeWarningLimit: 5000,
+    // dist/.vite/manifest.json: the server reads the viewer page's chunks from it to preload them
+    // with the HTML of a study's address (server/app.ts).
+    manifest: true,
   },
   server: { proxy },
   preview: { proxy },

@@ -65,6 +65,14 @@ describe('HTTP behaviour', () => {
     const page = await fetch(`${server.baseUrl}/viewer/1.2.3.4`);
     expect(page.status).toBe(200);
     expect(page.headers.get('content-type')).toMatch(/text\/html/);
+    // A study's address preloads the image viewer's code (named by the build's manifest); the study
+    // list does not.
+    const preload = /^<\/(assets\/viewer-page-[\w-]+\.js)>; rel=modulepreload$/.exec(
+      page.headers.get('link') ?? '',
+    );
+    expect(preload, String(page.headers.get('link'))).not.toBeNull();
+    expect((await fetch(`${server.baseUrl}/${preload![1]}`)).status).toBe(200);
+    expect((await fetch(`${server.baseUrl}/?PatientName=X`)).headers.get('link')).toBeNull();
     const assets = path.join(REPO, 'viewer/dist/assets');
     const compressed = existsSync(assets) ? readdirSync(assets).filter((f) => f.endsWith('.gz')) : [];
     expect(compressed.length, 'the viewer build writes .gz assets').toBeGreaterThan(3);
