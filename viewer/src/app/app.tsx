@@ -21,6 +21,13 @@ const ViewerPage = lazy(importViewerPage);
 // Whether the server asks for sign-in, and who is signed in: asked at once, before the first render.
 void startAuth();
 
+// A study's address: the viewer's code is on its way already (the server preloads it with the page);
+// run it now, while the first requests travel, rather than after the first render.
+{
+  const first = matchRoute(new URL(window.location.href));
+  if (first.name === 'viewer' || first.name === 'link') void importViewerPage();
+}
+
 /**
  * The sign-in state to render with. Until the server has answered, a browser whose last visit found
  * no sign-in (PACS_AUTH=off) goes on at once, as the viewer always did.
