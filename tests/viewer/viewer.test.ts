@@ -90,6 +90,43 @@ describe.skipIf(Boolean(skipReason))('stack viewer (real browser)', () => {
     expect(await page.$$eval('.series-item', (e) => e.length)).toBe(1);
   });
 
+  it('shows the first slice before the image library has started, as the pixel data and its window predict', async () => {
+    // Cornerstone cannot decode here (its decode worker is refused): what the viewport shows is the
+    // first view, drawn from the prefetched bytes with the file's first window.
+    const early = await env.newPage({ locale: 'en-US', width: 1280, height: 800 });
+    try {
+      await early.route('**/decodeImageFrameWorker*', (route) => route.abort());
+      await early.goto(`${env.baseUrl}/viewer/${studyUID}`);
+      await early.waitForFunction(() => (window as any).__pacs?.firstView('vp-0')?.shown, null, {
+        timeout: 60_000,
+      });
+      const fv = await early.evaluate(() => (window as any).__pacs.firstView('vp-0'));
+      const img = bySop.get(sopOf(fv.imageId))!;
+      expect(img).toBeDefined();
+      // The file's first window: WindowCenter 40, WindowWidth 80 (PS3.3 C.11.2.1.2.1: 0 to 79 HU).
+      const voi = { lower: 0, upper: 79 };
+      const points = flatPoints(img, 24);
+      const shown = (await early.evaluate(([pts]) => (window as any).__pacs.sampleFirstView('vp-0', pts), [
+        points,
+      ] as const)) as number[][];
+      let worst = 0;
+      const rows: string[] = [];
+      points.forEach(([c, r], i) => {
+        const want = expectedGrey(img.value(c, r), voi);
+        worst = Math.max(worst, Math.abs(want - shown[i][0]));
+        rows.push(`(${c},${r}) value ${img.value(c, r)} want ${want.toFixed(1)} got ${shown[i][0]}`);
+      });
+      await env.screenshot(early, 'viewer-ct-first-view');
+      expect(points.length).toBeGreaterThanOrEqual(10);
+      expect(worst, rows.join('\n')).toBeLessThanOrEqual(3);
+    } finally {
+      await early.close();
+    }
+    // Where Cornerstone has drawn, its image replaced the first view.
+    const replaced = await page.evaluate(() => (window as any).__pacs.firstView('vp-0'));
+    expect(replaced === undefined || replaced.shown === false).toBe(true);
+  });
+
   it('window/level drag changes the VOI and the pixels as the VOI LUT predicts', async () => {
     const before = await vpState(page);
     const [x, y] = await toPage(page, 256, 256);

@@ -232,12 +232,16 @@ function probeLines(data: any, targetId: string): string[] | undefined {
   ];
 }
 
-export function initCornerstone(): void {
-  if (initialised) return;
-  initialised = true;
-  // One WebGL context for all viewports (at most four): Cornerstone's default pool of seven costs
-  // about 90 ms of start-up on a PC without a GPU (software WebGL) and memory for each.
-  coreInit({ rendering: { webGlContextCount: tuning.contexts } } as Parameters<typeof coreInit>[0]);
+let loaderInitialised = false;
+
+/**
+ * The image loader's part of the set-up: light (no WebGL, no worker started) and needed before any
+ * instance metadata is given to the loader (its init empties the loader's metadata). Run when the
+ * first metadata arrives, which may be before the rest of Cornerstone starts (see initCornerstone).
+ */
+export function initImageLoader(): void {
+  if (loaderInitialised) return;
+  loaderInitialised = true;
   metaData.addProvider(prefetchedFrameProvider, 10_000);
   loaderInit({
     maxWebWorkers: tuning.workers,
@@ -253,9 +257,22 @@ export function initCornerstone(): void {
     beforeSend: async (_xhr, imageId) => ({ Accept: acceptForFrame(imageId) }),
     beforeProcessing: async (xhr) => fixedResponse(xhr),
   });
+  cache.setMaxCacheSize(env.cacheBytes);
+}
+
+/**
+ * The rest: rendering (a WebGL context to probe the GPU), the tools, the decode and frame-fetch
+ * workers, the request pools. About half a second of the main thread on a PC without a GPU.
+ */
+export function initCornerstone(): void {
+  if (initialised) return;
+  initialised = true;
+  // One WebGL context for all viewports (at most four): Cornerstone's default pool of seven costs
+  // about 90 ms of start-up on a PC without a GPU (software WebGL) and memory for each.
+  coreInit({ rendering: { webGlContextCount: tuning.contexts } } as Parameters<typeof coreInit>[0]);
+  initImageLoader();
   toolsInit();
   if (tuning.fetch) warmFrameFetcher();
-  cache.setMaxCacheSize(env.cacheBytes);
   // HTTP/1.1 gives six connections per host: prefetching keeps some free for the slice in view and
   // metadata. The load pool (retrieve + decode) admits more than the retrieval pool so that decoding
   // one batch overlaps the transfer of the next.
@@ -289,6 +306,7 @@ export const toolConfigurations: Record<string, Record<string, unknown>> = {
  * the instance's stored transfer syntax for the transfer policy.
  */
 export function addInstanceMetadata(imageId: string, instance: DicomJson): void {
+  initImageLoader();
   noteStoredSyntax(imageId, instance);
   const json: DicomJson = { ...instance };
   const stored = str(instance, '00083002');

@@ -19,6 +19,8 @@ export interface DisplaySet extends SeriesSummary {
   /** Bytes of one decoded frame, for the memory bound of prefetching. */
   frameBytes: number;
   multiFrame: boolean;
+  /** The metadata of the instance of imageIds[0]. */
+  firstInstance?: DicomJson;
   /** Why nothing can be displayed, when imageIds is empty. */
   unsupported?: boolean;
 }
@@ -65,6 +67,7 @@ export function buildDisplaySet(summary: SeriesSummary, instances: DicomJson[]):
     frameBytes:
       (num(first, Tag.Rows) ?? 512) * (num(first, Tag.Columns) ?? 512) * Math.max(bits, 2) * spp * 2,
     multiFrame,
+    firstInstance: ordered[0],
     unsupported: imageIds.length === 0,
   };
 }

@@ -28,6 +28,7 @@ export interface LoadedStudy {
   metadata(seriesUID: string): Promise<DicomJson[]>;
   /** The first slice of the first series, fetched as soon as its metadata arrived, keyed by frame URL. */
   firstFrames: Map<string, Promise<FrameBytes | undefined>>;
+  firstFrameArrived: boolean;
 }
 
 let current: LoadedStudy | null = null;
@@ -41,6 +42,16 @@ export function takePrefetchedFrame(url: string): Promise<FrameBytes | undefined
   const p = current?.firstFrames.get(url);
   if (p) current?.firstFrames.delete(url);
   return p;
+}
+
+/** The frame at url if the loader fetched it ahead, left for takePrefetchedFrame (the first view reads it). */
+export function peekPrefetchedFrame(url: string): Promise<FrameBytes | undefined> | undefined {
+  return current?.firstFrames.get(url);
+}
+
+/** The study's first slice has arrived (it can be drawn before Cornerstone has started). */
+export function firstFrameArrived(studyUID: string): boolean {
+  return current?.uid === studyUID && current.firstFrameArrived;
 }
 
 /** Image series first (by SeriesNumber), non-image ones (SR, PR, KO, documents) last. */
@@ -113,6 +124,9 @@ export function loadStudy(uid: string): LoadedStudy {
         noteStoredSyntax(url, image);
         const frame = retrieveFrame(url, acceptForFrame(url)).catch(() => undefined);
         firstFrames.set(url, frame);
+        frame.then((bytes) => {
+          if (bytes && current?.firstFrames === firstFrames) current.firstFrameArrived = true;
+        });
         // Not taken within a minute (another series was shown first): let the bytes go.
         setTimeout(() => firstFrames.delete(url), 60_000);
       }).catch(() => undefined);
@@ -125,6 +139,6 @@ export function loadStudy(uid: string): LoadedStudy {
   record.catch(() => {
     if (current?.record === record) current = null;
   });
-  current = { uid, record, metadata, firstFrames };
+  current = { uid, record, metadata, firstFrames, firstFrameArrived: false };
   return current;
 }

@@ -5,6 +5,7 @@
 import { cache, Enums, getShouldUseCPURendering, type Types, utilities } from '@cornerstonejs/core';
 import { annotation } from '@cornerstonejs/tools';
 import { getTransferState, type TransferState } from '../../lib/transfer-settings';
+import { firstViewsDrawn, placement } from './first-view';
 import { getStackViewport, MEASUREMENT_TOOLS } from './viewer-session';
 
 export interface PacsTestHooks {
@@ -22,6 +23,13 @@ export interface PacsTestHooks {
         renders: number;
       }
     | undefined;
+  /**
+   * The first view of viewport id (first-view.ts): when it was drawn (performance.now()) and whether it
+   * is still shown (Cornerstone has not drawn yet). Undefined when none was drawn.
+   */
+  firstView(id: string): { drawnAt: number; imageId: string; shown: boolean } | undefined;
+  /** Displayed RGBA at image pixels (col,row) of viewport id's first view, while it is drawn. */
+  sampleFirstView(id: string, points: [number, number][]): number[][] | undefined;
   /** Page (CSS) coordinates of the centre of image pixel (col,row) in viewport id. */
   imageToPage(id: string, col: number, row: number): [number, number] | undefined;
   /** Displayed RGBA at image pixels (col,row) of viewport id, read back from the canvas. */
@@ -87,6 +95,28 @@ export function installTestHooks(): void {
         rendered: Boolean(vp.getCurrentImageId() && vp.getImageData?.()),
         renders: renders.get(id) ?? 0,
       };
+    },
+    firstView(id) {
+      const drawn = firstViewsDrawn.get(id);
+      if (!drawn) return undefined;
+      const canvas = document.querySelector<HTMLCanvasElement>(`[data-testid="first-view-${id}"]`);
+      return {
+        drawnAt: drawn.drawnAt,
+        imageId: drawn.imageId,
+        shown: canvas?.style.visibility === 'visible',
+      };
+    },
+    sampleFirstView(id, points) {
+      const drawn = firstViewsDrawn.get(id);
+      const canvas = document.querySelector<HTMLCanvasElement>(`[data-testid="first-view-${id}"]`);
+      const ctx = canvas?.getContext('2d');
+      if (!drawn || !canvas || !ctx || canvas.width === 0) return undefined;
+      const p = placement(canvas.width, canvas.height, drawn.image);
+      return points.map(([col, row]) => {
+        const x = Math.floor(p.left + (col + 0.5) * p.scale);
+        const y = Math.floor(p.top + (row + 0.5) * p.scale * drawn.image.pixelAspect);
+        return Array.from(ctx.getImageData(x, y, 1, 1).data);
+      });
     },
     imageToPage(id, col, row) {
       const vp = getStackViewport(id);

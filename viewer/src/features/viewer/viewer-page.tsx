@@ -1,7 +1,6 @@
 import { type ReactNode, useCallback, useEffect, useMemo, useRef, useState } from 'react';
 import { navigate } from '../../app/router';
 import { type MessageKey, useT } from '../../i18n';
-import { initCornerstone } from '../../lib/cornerstone';
 import { describeError } from '../../lib/describe-error';
 import { type DicomJson, str, Tag } from '../../lib/dicom-json';
 import { DicomwebError } from '../../lib/dicomweb-client';
@@ -10,17 +9,21 @@ import { HelpPanel } from './help-panel';
 import { resetPrefetch } from './prefetch';
 import { CT_PRESETS } from './presets';
 import { type SeriesEntry, SeriesPanel } from './series-panel';
-import { loadStudy } from './study-loader';
+import { firstViewSettled, resetFirstView } from './first-view';
+import { firstFrameArrived, loadStudy } from './study-loader';
 import { installTestHooks } from './test-hooks';
 import { TransferSelect } from './transfer-select';
 import * as actions from './viewport-actions';
 import { destroySession, getSession, type PrimaryTool, setPrimaryTool } from './viewer-session';
 import { type StudyInfo, ViewportView, type ViewportContent } from './viewport-view';
 
-// Start Cornerstone (its decode workers, the frame-fetch worker, the WebGL capability probe) as soon
-// as this chunk has loaded, not after React has rendered the page: the workers' scripts then load
-// and compile while the page renders, and the first slice does not wait for them.
-initCornerstone();
+/** The longest Cornerstone's start waits for the first view. */
+const FIRST_VIEW_WAIT_MS = 300;
+
+/** Resolves once the browser has shown what was drawn until now (after its next frame). */
+function afterNextPaint(): Promise<void> {
+  return new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
+}
 
 type Layout = '1x1' | '1x2' | '2x2';
 const LAYOUT_SLOTS: Record<Layout, number> = { '1x1': 1, '1x2': 2, '2x2': 4 };
@@ -80,12 +83,28 @@ export default function ViewerPage({
   const [attempt, setAttempt] = useState(0);
   const [ready, setReady] = useState(false);
 
-  // Cornerstone session for the page's lifetime.
+  // Cornerstone session for the page's lifetime. Its start (the WebGL context, the decode and
+  // frame-fetch workers, the viewports) holds the main thread for about a second on a PC without a
+  // GPU: when the first slice has already arrived, the first view draws it and the browser shows it
+  // before that start begins (first-view.ts).
+  // biome-ignore lint/correctness/useExhaustiveDependencies: the session is the page's, not the study's
   useEffect(() => {
-    getSession();
+    let cancelled = false;
     installTestHooks();
-    setReady(true);
+    resetFirstView();
+    const start = () => {
+      if (cancelled) return;
+      getSession();
+      setReady(true);
+    };
+    if (firstFrameArrived(studyUID)) {
+      const giveUp = new Promise((resolve) => setTimeout(resolve, FIRST_VIEW_WAIT_MS));
+      void Promise.race([firstViewSettled(), giveUp]).then(afterNextPaint).then(start);
+    } else {
+      start();
+    }
     return () => {
+      cancelled = true;
       resetPrefetch();
       destroySession();
     };
@@ -465,25 +484,25 @@ export default function ViewerPage({
           {studyState.kind === 'loading' && (
             <div className="viewport-message">{t('viewer.loadingStudy')}</div>
           )}
-          {ready &&
-            VIEWPORT_IDS.slice(0, slotCount).map((id, i) => (
-              <ViewportView
-                key={id}
-                viewportId={id}
-                content={contentFor(i)}
-                study={studyState.kind === 'ready' ? studyState.info : null}
-                active={i === active && slotCount > 1}
-                onActivate={() => setActive(i)}
-                onDropSeries={(uid) =>
-                  setSlots((prev) => {
-                    const next = [...prev];
-                    next[i] = uid;
-                    return next;
-                  })
-                }
-                onImageChange={onImageChange}
-              />
-            ))}
+          {VIEWPORT_IDS.slice(0, slotCount).map((id, i) => (
+            <ViewportView
+              key={id}
+              viewportId={id}
+              sessionReady={ready}
+              content={contentFor(i)}
+              study={studyState.kind === 'ready' ? studyState.info : null}
+              active={i === active && slotCount > 1}
+              onActivate={() => setActive(i)}
+              onDropSeries={(uid) =>
+                setSlots((prev) => {
+                  const next = [...prev];
+                  next[i] = uid;
+                  return next;
+                })
+              }
+              onImageChange={onImageChange}
+            />
+          ))}
         </div>
       </div>
       {help && <HelpPanel onClose={() => setHelp(false)} />}

@@ -9,7 +9,8 @@ import { isLossySyntax } from '../../lib/transfer-policy';
 import { storedSyntaxOf } from '../../lib/transfer-settings';
 import { hideStack, moveStack, showStack } from './prefetch';
 import { toWindowLevel } from './presets';
-import { takePrefetchedFrame } from './study-loader';
+import { drawFirstView, firstViewImage, firstViewsDrawn, settleFirstView } from './first-view';
+import { peekPrefetchedFrame, takePrefetchedFrame } from './study-loader';
 import { trackGradient } from './scrollbar-track';
 import { getSession, getStackViewport, TOOL_GROUP_ID } from './viewer-session';
 
@@ -58,6 +59,8 @@ function isLossyImage(imageId: string): boolean {
 
 interface Props {
   viewportId: string;
+  /** Cornerstone's session exists: the viewport can be enabled (before, only the first view draws). */
+  sessionReady: boolean;
   content: ViewportContent;
   study: StudyInfo | null;
   active: boolean;
@@ -79,6 +82,7 @@ export { DRAG_TYPE };
 
 export function ViewportView({
   viewportId,
+  sessionReady,
   content,
   study,
   active,
@@ -89,6 +93,9 @@ export function ViewportView({
   const t = useT();
   const lang = useLanguage();
   const elementRef = useRef<HTMLDivElement>(null);
+  const firstViewRef = useRef<HTMLCanvasElement>(null);
+  /** Cornerstone has drawn in this viewport: the first view is over. */
+  const drawnRef = useRef(false);
   const [overlay, setOverlay] = useState<OverlayState | null>(null);
   const [imageError, setImageError] = useState<string>('');
   const [loaded, setLoaded] = useState<Uint8Array>(new Uint8Array(0));
@@ -97,8 +104,56 @@ export function ViewportView({
   const onImageChangeRef = useRef(onImageChange);
   onImageChangeRef.current = onImageChange;
 
-  // Enable the element once; disable on unmount.
+  // The first view: the first slice drawn from the prefetched bytes before Cornerstone has started
+  // (first-view.ts). Declared before the stack's effect, so it reads the bytes before they are handed
+  // to Cornerstone.
   useEffect(() => {
+    const canvas = firstViewRef.current;
+    const image = displaySet?.firstInstance && firstViewImage(displaySet.firstInstance);
+    const prefetched =
+      displaySet && image && peekPrefetchedFrame(displaySet.imageIds[0].replace(/^wadors:/, ''));
+    if (!canvas || drawnRef.current || !image || !prefetched) {
+      if (displaySet) settleFirstView();
+      return;
+    }
+    let cancelled = false;
+    prefetched
+      .then((frame) => {
+        if (cancelled || drawnRef.current || !frame) return;
+        if (drawFirstView(canvas, image, frame.pixelData, frame.transferSyntaxUid)) {
+          canvas.style.visibility = 'visible';
+          firstViewsDrawn.set(viewportId, {
+            drawnAt: performance.now(),
+            imageId: displaySet.imageIds[0],
+            image,
+          });
+        }
+      })
+      .finally(settleFirstView);
+    return () => {
+      cancelled = true;
+    };
+  }, [displaySet, viewportId]);
+
+  // Cornerstone's first drawing replaces the first view.
+  useEffect(() => {
+    const element = elementRef.current!;
+    const onRendered = () => {
+      if (drawnRef.current) return;
+      drawnRef.current = true;
+      const canvas = firstViewRef.current;
+      if (canvas) {
+        canvas.style.visibility = 'hidden';
+        canvas.width = canvas.height = 0;
+      }
+    };
+    element.addEventListener(Enums.Events.IMAGE_RENDERED, onRendered);
+    return () => element.removeEventListener(Enums.Events.IMAGE_RENDERED, onRendered);
+  }, []);
+
+  // Enable the element once the session exists; disable on unmount.
+  useEffect(() => {
+    if (!sessionReady) return;
     const element = elementRef.current!;
     const { engine, toolGroup } = getSession();
     engine.enableElement({
@@ -123,12 +178,13 @@ export function ViewportView({
       }
       void TOOL_GROUP_ID;
     };
-  }, [viewportId]);
+  }, [viewportId, sessionReady]);
 
   // Show the stack; the first image is requested before any prefetching starts.
   // biome-ignore lint/correctness/useExhaustiveDependencies: t only formats messages; a new language must not reload the stack
   useEffect(() => {
     const element = elementRef.current!;
+    if (!sessionReady) return;
     if (!displaySet || displaySet.imageIds.length === 0) {
       hideStack(viewportId);
       setOverlay(null);
@@ -273,7 +329,7 @@ export function ViewportView({
       eventTarget.removeEventListener(Enums.Events.IMAGE_CACHE_IMAGE_ADDED, markLoaded);
       eventTarget.removeEventListener(Enums.Events.IMAGE_LOADED, markLoaded);
     };
-  }, [displaySet, viewportId]);
+  }, [displaySet, viewportId, sessionReady]);
 
   const fmt = (n: number | undefined, d: number) =>
     n === undefined || Number.isNaN(n) ? '' : formatNumber(n, d, lang);
@@ -310,6 +366,7 @@ export function ViewportView({
         onContextMenu={(e) => e.preventDefault()}
         data-testid={`viewport-${viewportId}`}
       />
+      <canvas ref={firstViewRef} className="first-view" data-testid={`first-view-${viewportId}`} />
       {content.kind === 'empty' && <div className="viewport-message">{t('viewer.emptyViewport')}</div>}
       {content.kind === 'loading' && <div className="viewport-message">{t('viewer.loadingSeries')}</div>}
       {content.kind === 'error' && (
