@@ -184,11 +184,6 @@ async function runOnce(baseUrl: string, study: string, cond: Conditions): Promis
     const timeout = cond.throughput > 0 ? 600_000 : 120_000;
     await page.goto(`${baseUrl}/viewer/${study}`, { waitUntil: 'commit' });
     const firstImageMs = await firstImageVisible(page, timeout);
-    if (process.env.BENCH_DEBUG)
-      console.log(
-        await page.evaluate(() => JSON.stringify((window as any).__pacs.firstView('vp-0'))),
-        firstImageMs,
-      );
     const allSlicesMs = (await page
       .waitForFunction(
         (n) => {
