@@ -135,11 +135,14 @@ export function ViewportView({
     };
   }, [displaySet, viewportId]);
 
-  // Cornerstone's first drawing replaces the first view.
+  // Cornerstone's first drawing of an image replaces the first view (not a drawing of the empty
+  // viewport, which would leave it black meanwhile).
   useEffect(() => {
     const element = elementRef.current!;
     const onRendered = () => {
       if (drawnRef.current) return;
+      const vp = getStackViewport(viewportId);
+      if (!vp?.getCurrentImageId() || !vp.getImageData?.()) return;
       drawnRef.current = true;
       const canvas = firstViewRef.current;
       if (canvas) {
@@ -149,7 +152,7 @@ export function ViewportView({
     };
     element.addEventListener(Enums.Events.IMAGE_RENDERED, onRendered);
     return () => element.removeEventListener(Enums.Events.IMAGE_RENDERED, onRendered);
-  }, []);
+  }, [viewportId]);
 
   // Enable the element once the session exists; disable on unmount.
   useEffect(() => {
