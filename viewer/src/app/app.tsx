@@ -11,7 +11,7 @@ import { type Language, type MessageKey, setLanguage, type T, useLanguage, useT 
 import { formatDate } from '../i18n/dates';
 import { describeError } from '../lib/describe-error';
 import type { Me } from '../lib/server-api';
-import { type AuthState, authHint, startAuth, useAuth } from '../lib/session';
+import { type AuthState, authHint, getAuth, startAuth, useAuth } from '../lib/session';
 import { matchRoute, navigate, type Route, useLocation } from './router';
 
 // Cornerstone (about 1 MB gzipped) is only loaded for the viewer route.
@@ -22,9 +22,13 @@ const ViewerPage = lazy(importViewerPage);
 void startAuth();
 
 // A study's address: the viewer's code is on its way already (the server preloads it with the page);
-// run it now, while the first requests travel, rather than after the first render.
+// run it now, while the first requests travel, rather than after the first render. The study's
+// requests start now too (as the first render would start them).
 {
   const first = matchRoute(new URL(window.location.href));
+  if (first.name === 'viewer' && mayPreload(effectiveAuth(getAuth()), first.studyUID)) {
+    loadStudy(first.studyUID);
+  }
   if (first.name === 'viewer' || first.name === 'link') void importViewerPage();
 }
 
