@@ -3,9 +3,13 @@
  * archive: what is drawn is compared with the pixel data of the DICOM file, under the VOI the
  * viewport reports; window/level drag, scrolling, a length and a rectangle ROI in HU.
  */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type StowPart, stow } from '../../scripts/lib/stow';
+import { ctPhantomSeries, demoUid } from '../../server/demo';
 import { listFiles } from '../helpers/server';
 import { type DicomImage, expectedGrey, flatPoints, readDicom } from './dicom-file';
 import { SAMPLES, skipReason, startViewerEnv, type ViewerEnv, waitForImage } from './harness';
@@ -37,19 +41,32 @@ function sopOf(imageId: string): string {
   return /\/instances\/([^/]+)\/frames\//.exec(imageId)?.[1] ?? '';
 }
 
-/** Compares the canvas with the file's pixel data at flat points; returns the worst difference. */
-async function compareWithFile(page: Page, img: DicomImage, voi: { lower: number; upper: number }) {
+type VoiRange = { lower: number; upper: number };
+
+/**
+ * Compares the canvas with the file's pixel data at flat points; returns the worst difference. `read`
+ * gives the displayed RGBA at image points (Cornerstone's canvas by default).
+ */
+async function compareWithFile(
+  page: Page,
+  img: DicomImage,
+  voi: { lower: number; upper: number },
+  read: (page: Page, points: [number, number][]) => Promise<number[][]> = sample,
+) {
   const points = flatPoints(img, 24);
-  const shown = await sample(page, points);
+  const shown = await read(page, points);
   let worst = 0;
+  let inWindow = 0;
   const rows: string[] = [];
   points.forEach(([c, r], i) => {
     const want = expectedGrey(img.value(c, r), voi);
     const got = shown[i][0];
     worst = Math.max(worst, Math.abs(want - got));
+    if (want > 2 && want < 253) inWindow++;
     rows.push(`(${c},${r}) value ${img.value(c, r)} want ${want.toFixed(1)} got ${got}`);
   });
-  return { worst, points: points.length, rows };
+  /** inWindow: points whose value lies inside the window (not black or white whatever the slope). */
+  return { worst, points: points.length, inWindow, rows };
 }
 
 describe.skipIf(Boolean(skipReason))('stack viewer (real browser)', () => {
@@ -93,35 +110,67 @@ describe.skipIf(Boolean(skipReason))('stack viewer (real browser)', () => {
   it('shows the first slice before the image library has started, as the pixel data and its window predict', async () => {
     // Cornerstone cannot decode here (its decode worker is refused): what the viewport shows is the
     // first view, drawn from the prefetched bytes with the file's first window.
-    const early = await env.newPage({ locale: 'en-US', width: 1280, height: 800 });
-    try {
-      await early.route('**/decodeImageFrameWorker*', (route) => route.abort());
-      await early.goto(`${env.baseUrl}/viewer/${studyUID}`);
-      await early.waitForFunction(() => (window as any).__pacs?.firstView('vp-0')?.shown, null, {
-        timeout: 60_000,
-      });
-      const fv = await early.evaluate(() => (window as any).__pacs.firstView('vp-0'));
-      const img = bySop.get(sopOf(fv.imageId))!;
-      expect(img).toBeDefined();
-      // The file's first window: WindowCenter 40, WindowWidth 80 (PS3.3 C.11.2.1.2.1: 0 to 79 HU).
-      const voi = { lower: 0, upper: 79 };
-      const points = flatPoints(img, 24);
-      const shown = (await early.evaluate(([pts]) => (window as any).__pacs.sampleFirstView('vp-0', pts), [
-        points,
-      ] as const)) as number[][];
-      let worst = 0;
-      const rows: string[] = [];
-      points.forEach(([c, r], i) => {
-        const want = expectedGrey(img.value(c, r), voi);
-        worst = Math.max(worst, Math.abs(want - shown[i][0]));
-        rows.push(`(${c},${r}) value ${img.value(c, r)} want ${want.toFixed(1)} got ${shown[i][0]}`);
-      });
-      await env.screenshot(early, 'viewer-ct-first-view');
-      expect(points.length).toBeGreaterThanOrEqual(10);
-      expect(worst, rows.join('\n')).toBeLessThanOrEqual(3);
-    } finally {
-      await early.close();
+    const firstView = async (study: string, images: Map<string, DicomImage>, voi: VoiRange, name: string) => {
+      const early = await env.newPage({ locale: 'en-US', width: 1280, height: 800 });
+      try {
+        await early.route('**/decodeImageFrameWorker*', (route) => route.abort());
+        await early.goto(`${env.baseUrl}/viewer/${study}`);
+        await early.waitForFunction(() => (window as any).__pacs?.firstView('vp-0')?.shown, null, {
+          timeout: 60_000,
+        });
+        const fv = await early.evaluate(() => (window as any).__pacs.firstView('vp-0'));
+        const img = images.get(sopOf(fv.imageId))!;
+        expect(img).toBeDefined();
+        const cmp = await compareWithFile(early, img, voi, (p, points) =>
+          p.evaluate(([pts]) => (window as any).__pacs.sampleFirstView('vp-0', pts), [points] as const),
+        );
+        await env.screenshot(early, name);
+        expect(cmp.points).toBeGreaterThanOrEqual(10);
+        expect(cmp.worst, cmp.rows.join('\n')).toBeLessThanOrEqual(3);
+        return cmp;
+      } finally {
+        await early.close();
+      }
+    };
+    // A synthetic CT (dcmjs) stored with a wide window, W 2000 L -500 (PS3.3 C.11.2.1.2.1: -1500 to
+    // 499 HU): the air around the body (-1000 HU) is then mid-grey, so the grey levels test the window's
+    // slope and offset, not only which pixels are black or white.
+    const phantom = new Map<string, DicomImage>();
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'first-view-'));
+    const parts: StowPart[] = [];
+    const phantomStudy = demoUid('first-view-test/study');
+    let n = 0;
+    for (const bytes of ctPhantomSeries({
+      key: 'first-view-test',
+      studyInstanceUID: phantomStudy,
+      seriesNumber: 1,
+      seriesDescription: 'First view',
+      slices: 2,
+      sliceThickness: 10,
+      size: 256,
+      zTop: -150,
+      windows: [[-500, 2000]],
+      patient: { PatientID: 'FIRST-VIEW' },
+    })) {
+      const file = path.join(dir, `${n++}.dcm`);
+      await writeFile(file, bytes);
+      const img = await readDicom(file);
+      phantom.set(img.sopInstanceUID, img);
+      parts.push({ kind: 'bytes', bytes });
     }
+    expect((await stow(parts, { dicomwebRoot: `${env.baseUrl}/dicomweb` })).status).toBe(200);
+    const soft = await firstView(
+      phantomStudy,
+      phantom,
+      { lower: -1500, upper: 499 },
+      'viewer-first-view-phantom',
+    );
+    expect(soft.inWindow, soft.rows.join('\n')).toBeGreaterThanOrEqual(5);
+    await rm(dir, { recursive: true, force: true });
+
+    // The real CT sample, with its own window W 80 L 40 (0 to 79 HU).
+    await firstView(studyUID, bySop, { lower: 0, upper: 79 }, 'viewer-ct-first-view');
+
     // Where Cornerstone has drawn, its image replaced the first view.
     const replaced = await page.evaluate(() => (window as any).__pacs.firstView('vp-0'));
     expect(replaced === undefined || replaced.shown === false).toBe(true);
