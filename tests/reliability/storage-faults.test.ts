@@ -205,7 +205,11 @@ describe.skipIf(S3_POSTGRES.unavailable)('PostgreSQL stopped and restarted (S3 +
     const r = await stowInstances(
       server.dicomweb,
       refused.map((i) => i.bytes),
-    );
+    ).catch((err) => {
+      throw new Error(
+        `STOW while PostgreSQL is down failed (${err.cause?.code ?? err.message}); archive exit ${JSON.stringify(server.exit())}; its last lines:\n${server.tail()}`,
+      );
+    });
     expect(r.status).toBe(409);
     expect(r.failed.map((f) => f.reason)).toEqual([OUT_OF_RESOURCES, OUT_OF_RESOURCES, OUT_OF_RESOURCES]);
     const qido = await fetch(`${server.dicomweb}/studies`);
