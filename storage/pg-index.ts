@@ -72,6 +72,11 @@ export async function openPgIndex(url: string): Promise<Index> {
   });
   // An idle connection that breaks (database restarted) is dropped by the pool; the next query opens another.
   pool.on('error', () => {});
+  // And every connection listens for its own errors for all its life: pg emits 'error' on a client whose
+  // connection breaks, sometimes twice (the server's FATAL message, then the socket), and a checked-out
+  // client may have no listener left (pool.query's is used once), which would crash the process. The
+  // query that fails reports the error itself; a broken connection is not handed out again.
+  pool.on('connect', (client) => client.on('error', () => {}));
   try {
     await migrate(pool);
   } catch (err) {
