@@ -5,6 +5,7 @@ import { formatDateTime } from '../../i18n/dates';
 import { describeError } from '../../lib/describe-error';
 import { type AuditEvent, type AuditFilter, auditExportUrl, queryAudit } from '../../lib/server-api';
 import { FormError } from '../../components/form-error';
+import { DataTable } from '../../components/data-table';
 
 const PAGE_SIZE = 50;
 
@@ -145,44 +146,40 @@ export function AuditPage() {
       {events?.length === 0 && <p className="muted">{t('audit.none')}</p>}
       {events && events.length > 0 && (
         <>
-          <div className="table-scroll">
-            <table className="data-table audit-table">
-              <thead>
-                <tr>
-                  <th>{t('audit.time')}</th>
-                  <th>{t('audit.user')}</th>
-                  <th>{t('audit.role')}</th>
-                  <th>{t('audit.action')}</th>
-                  <th>{t('audit.study')}</th>
-                  <th>{t('audit.patient')}</th>
-                  <th>{t('audit.status')}</th>
-                  <th>{t('audit.source')}</th>
-                  <th>{t('audit.detail')}</th>
-                </tr>
-              </thead>
-              <tbody>
-                {events.map((e) => (
-                  <tr key={e.id} data-testid="audit-row" data-action={e.action} className={e.outcome}>
-                    <td className="nowrap">{formatDateTime(e.time)}</td>
-                    <td translate="no">{e.user}</td>
-                    <td>{roleName(e.role, t)}</td>
-                    <td translate="no" className="nowrap">
-                      {e.action}
-                    </td>
-                    <td translate="no" className="uid">
-                      {e.study}
-                    </td>
-                    <td translate="no">{e.patient}</td>
-                    <td className={e.outcome === 'failure' ? 'error-text' : 'ok'}>{e.status}</td>
-                    <td translate="no">{e.source}</td>
-                    <td translate="no" className="detail">
-                      {e.detail}
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <DataTable
+            className="audit-table"
+            headers={[
+              t('audit.time'),
+              t('audit.user'),
+              t('audit.role'),
+              t('audit.action'),
+              t('audit.study'),
+              t('audit.patient'),
+              t('audit.status'),
+              t('audit.source'),
+              t('audit.detail'),
+            ]}
+          >
+            {events.map((e) => (
+              <tr key={e.id} data-testid="audit-row" data-action={e.action} className={e.outcome}>
+                <td className="nowrap">{formatDateTime(e.time)}</td>
+                <td translate="no">{e.user}</td>
+                <td>{roleName(e.role, t)}</td>
+                <td translate="no" className="nowrap">
+                  {e.action}
+                </td>
+                <td translate="no" className="uid">
+                  {e.study}
+                </td>
+                <td translate="no">{e.patient}</td>
+                <td className={e.outcome === 'failure' ? 'error-text' : 'ok'}>{e.status}</td>
+                <td translate="no">{e.source}</td>
+                <td translate="no" className="detail">
+                  {e.detail}
+                </td>
+              </tr>
+            ))}
+          </DataTable>
           <div className="pager">
             <span className="muted">{t('audit.count', { count: events.length })}</span>
             <button type="button" disabled={before === undefined} onClick={() => setBefore(undefined)}>

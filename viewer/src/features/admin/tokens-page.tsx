@@ -12,6 +12,7 @@ import {
   type UserAccount,
 } from '../../lib/server-api';
 import { FormError } from '../../components/form-error';
+import { DataTable } from '../../components/data-table';
 
 export function TokensPage() {
   const t = useT();
@@ -136,58 +137,53 @@ export function TokensPage() {
       {tokens === null && !error && <p className="muted">{t('admin.loading')}</p>}
       {tokens?.length === 0 && <p className="muted">{t('tokens.none')}</p>}
       {tokens && tokens.length > 0 && (
-        <div className="table-scroll">
-          <table className="data-table">
-            <thead>
-              <tr>
-                <th>{t('tokens.id')}</th>
-                <th>{t('tokens.user')}</th>
-                <th>{t('tokens.label')}</th>
-                <th>{t('tokens.created')}</th>
-                <th>{t('tokens.expires')}</th>
-                <th>{t('tokens.lastUsed')}</th>
-                <th>{t('tokens.status')}</th>
-                <th />
+        <DataTable
+          headers={[
+            t('tokens.id'),
+            t('tokens.user'),
+            t('tokens.label'),
+            t('tokens.created'),
+            t('tokens.expires'),
+            t('tokens.lastUsed'),
+            t('tokens.status'),
+            '',
+          ]}
+        >
+          {tokens.map((tok) => {
+            const status =
+              tok.revokedAt !== null
+                ? 'revoked'
+                : tok.expiresAt !== null && tok.expiresAt <= now
+                  ? 'expired'
+                  : 'active';
+            return (
+              <tr key={tok.id} data-testid="token-row" data-status={status}>
+                <td translate="no" className="uid">
+                  {tok.id}
+                </td>
+                <td translate="no">{tok.username}</td>
+                <td translate="no">{tok.label}</td>
+                <td>{formatDate(tok.createdAt)}</td>
+                <td>{tok.expiresAt === null ? '—' : formatDate(tok.expiresAt)}</td>
+                <td>{tok.lastUsedAt === null ? t('admin.never') : formatDateTime(tok.lastUsedAt)}</td>
+                <td className={status === 'active' ? 'ok' : 'muted'}>
+                  {status === 'active'
+                    ? t('tokens.active')
+                    : status === 'revoked'
+                      ? t('tokens.revoked')
+                      : t('tokens.expired')}
+                </td>
+                <td>
+                  {status === 'active' && (
+                    <button type="button" onClick={() => void revoke(tok)}>
+                      {t('tokens.revoke')}
+                    </button>
+                  )}
+                </td>
               </tr>
-            </thead>
-            <tbody>
-              {tokens.map((tok) => {
-                const status =
-                  tok.revokedAt !== null
-                    ? 'revoked'
-                    : tok.expiresAt !== null && tok.expiresAt <= now
-                      ? 'expired'
-                      : 'active';
-                return (
-                  <tr key={tok.id} data-testid="token-row" data-status={status}>
-                    <td translate="no" className="uid">
-                      {tok.id}
-                    </td>
-                    <td translate="no">{tok.username}</td>
-                    <td translate="no">{tok.label}</td>
-                    <td>{formatDate(tok.createdAt)}</td>
-                    <td>{tok.expiresAt === null ? '—' : formatDate(tok.expiresAt)}</td>
-                    <td>{tok.lastUsedAt === null ? t('admin.never') : formatDateTime(tok.lastUsedAt)}</td>
-                    <td className={status === 'active' ? 'ok' : 'muted'}>
-                      {status === 'active'
-                        ? t('tokens.active')
-                        : status === 'revoked'
-                          ? t('tokens.revoked')
-                          : t('tokens.expired')}
-                    </td>
-                    <td>
-                      {status === 'active' && (
-                        <button type="button" onClick={() => void revoke(tok)}>
-                          {t('tokens.revoke')}
-                        </button>
-                      )}
-                    </td>
-                  </tr>
-                );
-              })}
-            </tbody>
-          </table>
-        </div>
+            );
+          })}
+        </DataTable>
       )}
     </section>
   );

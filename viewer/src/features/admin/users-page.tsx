@@ -14,6 +14,7 @@ import {
   updateUser,
 } from '../../lib/server-api';
 import { FormError } from '../../components/form-error';
+import { DataTable } from '../../components/data-table';
 
 const MIN_PASSWORD = 10;
 
@@ -180,98 +181,93 @@ export function UsersPage({ username: me }: { username: string }) {
       <FormError message={error} testId="admin-error" />
       {users === null && !error && <p className="muted">{t('admin.loading')}</p>}
       {users && (
-        <div className="table-scroll">
-          <table className="data-table">
-            <thead>
-              <tr>
-                <th>{t('users.username')}</th>
-                <th>{t('users.displayName')}</th>
-                <th>{t('users.role')}</th>
-                <th>{t('users.status')}</th>
-                <th>{t('users.createdAt')}</th>
-                <th>{t('admin.actions')}</th>
-              </tr>
-            </thead>
-            <tbody>
-              {users.map((u) => {
-                const self = u.username === me;
-                return (
-                  <tr key={u.username} data-testid="user-row" data-username={u.username}>
-                    <td>
-                      <span translate="no">{u.username}</span>
-                      {self && <span className="muted"> ({t('users.you')})</span>}
-                      {u.oidc && <span className="muted"> · {t('users.sso')}</span>}
-                    </td>
-                    <td translate="no">{u.displayName}</td>
-                    <td>
-                      <select
-                        aria-label={t('users.role')}
-                        value={u.role}
-                        disabled={self}
-                        onChange={(e) => void change(u, { role: e.target.value as AccountRole })}
+        <DataTable
+          headers={[
+            t('users.username'),
+            t('users.displayName'),
+            t('users.role'),
+            t('users.status'),
+            t('users.createdAt'),
+            t('admin.actions'),
+          ]}
+        >
+          {users.map((u) => {
+            const self = u.username === me;
+            return (
+              <tr key={u.username} data-testid="user-row" data-username={u.username}>
+                <td>
+                  <span translate="no">{u.username}</span>
+                  {self && <span className="muted"> ({t('users.you')})</span>}
+                  {u.oidc && <span className="muted"> · {t('users.sso')}</span>}
+                </td>
+                <td translate="no">{u.displayName}</td>
+                <td>
+                  <select
+                    aria-label={t('users.role')}
+                    value={u.role}
+                    disabled={self}
+                    onChange={(e) => void change(u, { role: e.target.value as AccountRole })}
+                  >
+                    {ACCOUNT_ROLES.map((r) => (
+                      <option key={r} value={r}>
+                        {t(`role.${r}` as MessageKey)}
+                      </option>
+                    ))}
+                  </select>
+                </td>
+                <td className={u.disabled ? 'error-text' : 'ok'}>
+                  {u.disabled ? t('users.disabled') : t('users.active')}
+                </td>
+                <td>{formatDate(u.createdAt)}</td>
+                <td>
+                  <div className="actions">
+                    {!self && (
+                      <button
+                        type="button"
+                        onClick={() => void change(u, { disabled: !u.disabled })}
+                        data-testid="user-toggle"
                       >
-                        {ACCOUNT_ROLES.map((r) => (
-                          <option key={r} value={r}>
-                            {t(`role.${r}` as MessageKey)}
-                          </option>
-                        ))}
-                      </select>
-                    </td>
-                    <td className={u.disabled ? 'error-text' : 'ok'}>
-                      {u.disabled ? t('users.disabled') : t('users.active')}
-                    </td>
-                    <td>{formatDate(u.createdAt)}</td>
-                    <td>
-                      <div className="actions">
-                        {!self && (
-                          <button
-                            type="button"
-                            onClick={() => void change(u, { disabled: !u.disabled })}
-                            data-testid="user-toggle"
-                          >
-                            {u.disabled ? t('users.enable') : t('users.disable')}
-                          </button>
-                        )}
-                        {resetting === u.username ? (
-                          <form
-                            className="inline-form"
-                            onSubmit={(e) => {
-                              e.preventDefault();
-                              void resetPassword(u);
-                            }}
-                          >
-                            <input
-                              type="password"
-                              autoComplete="new-password"
-                              aria-label={t('users.newPassword')}
-                              placeholder={t('users.newPassword')}
-                              value={newPassword}
-                              onChange={(e) => setNewPassword(e.target.value)}
-                            />
-                            <button type="submit">{t('users.save')}</button>
-                            <button type="button" onClick={() => setResetting(null)}>
-                              {t('auth.cancel')}
-                            </button>
-                          </form>
-                        ) : (
-                          <button
-                            type="button"
-                            onClick={() => {
-                              setResetting(u.username);
-                              setNewPassword('');
-                            }}
-                          >
-                            {t('users.resetPassword')}
-                          </button>
-                        )}
-                      </div>
-                    </td>
-                  </tr>
-                );
-              })}
-            </tbody>
-          </table>
-        </div>
+                        {u.disabled ? t('users.enable') : t('users.disable')}
+                      </button>
+                    )}
+                    {resetting === u.username ? (
+                      <form
+                        className="inline-form"
+                        onSubmit={(e) => {
+                          e.preventDefault();
+                          void resetPassword(u);
+                        }}
+                      >
+                        <input
+                          type="password"
+                          autoComplete="new-password"
+                          aria-label={t('users.newPassword')}
+                          placeholder={t('users.newPassword')}
+                          value={newPassword}
+                          onChange={(e) => setNewPassword(e.target.value)}
+                        />
+                        <button type="submit">{t('users.save')}</button>
+                        <button type="button" onClick={() => setResetting(null)}>
+                          {t('auth.cancel')}
+                        </button>
+                      </form>
+                    ) : (
+                      <button
+                        type="button"
+                        onClick={() => {
+                          setResetting(u.username);
+                          setNewPassword('');
+                        }}
+                      >
+                        {t('users.resetPassword')}
+                      </button>
+                    )}
+                  </div>
+                </td>
+              </tr>
+            );
+          })}
+        </DataTable>
       )}
     </section>
   );

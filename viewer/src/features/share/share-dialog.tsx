@@ -18,6 +18,7 @@ import {
 } from '../../lib/server-api';
 import './share.css';
 import { FormError } from '../../components/form-error';
+import { DataTable } from '../../components/data-table';
 
 const DEFAULT_DAYS = 30;
 
@@ -210,50 +211,45 @@ export function ShareDialog({ studyUID, onClose }: { studyUID: string; onClose()
         {shares === null && !listError && <p className="muted">{t('share.loading')}</p>}
         {shares?.length === 0 && <p className="muted">{t('share.none')}</p>}
         {shares && shares.length > 0 && (
-          <div className="table-scroll">
-            <table className="data-table">
-              <thead>
-                <tr>
-                  <th>{t('share.created')}</th>
-                  <th>{t('share.expires')}</th>
-                  <th>{t('share.check')}</th>
-                  <th>{t('share.for')}</th>
-                  <th>{t('share.by')}</th>
-                  <th>{t('share.status')}</th>
-                  <th />
+          <DataTable
+            headers={[
+              t('share.created'),
+              t('share.expires'),
+              t('share.check'),
+              t('share.for'),
+              t('share.by'),
+              t('share.status'),
+              '',
+            ]}
+          >
+            {[...shares].reverse().map((s) => {
+              const key = statusKey(s);
+              return (
+                <tr key={s.id} data-testid="share-row" data-share-id={s.id} data-status={s.status}>
+                  <td>{formatDate(s.createdAt)}</td>
+                  <td>{formatDate(s.expiresAt)}</td>
+                  <td>{t(VERIFY_LABEL[s.verify])}</td>
+                  <td translate={s.grantee ? 'no' : undefined}>{s.grantee ?? t('share.anyone')}</td>
+                  <td translate="no">{s.createdBy}</td>
+                  <td className={s.status === 'active' ? 'ok' : 'muted'}>
+                    {key ? t(key) : <span translate="no">{s.status}</span>}
+                  </td>
+                  <td className="actions">
+                    {s.status === 'active' && (
+                      <>
+                        <button type="button" onClick={() => setShown({ share: s, fresh: false })}>
+                          {t('share.show')}
+                        </button>
+                        <button type="button" onClick={() => void revoke(s)} data-testid="share-revoke">
+                          {t('share.revoke')}
+                        </button>
+                      </>
+                    )}
+                  </td>
                 </tr>
-              </thead>
-              <tbody>
-                {[...shares].reverse().map((s) => {
-                  const key = statusKey(s);
-                  return (
-                    <tr key={s.id} data-testid="share-row" data-share-id={s.id} data-status={s.status}>
-                      <td>{formatDate(s.createdAt)}</td>
-                      <td>{formatDate(s.expiresAt)}</td>
-                      <td>{t(VERIFY_LABEL[s.verify])}</td>
-                      <td translate={s.grantee ? 'no' : undefined}>{s.grantee ?? t('share.anyone')}</td>
-                      <td translate="no">{s.createdBy}</td>
-                      <td className={s.status === 'active' ? 'ok' : 'muted'}>
-                        {key ? t(key) : <span translate="no">{s.status}</span>}
-                      </td>
-                      <td className="actions">
-                        {s.status === 'active' && (
-                          <>
-                            <button type="button" onClick={() => setShown({ share: s, fresh: false })}>
-                              {t('share.show')}
-                            </button>
-                            <button type="button" onClick={() => void revoke(s)} data-testid="share-revoke">
-                              {t('share.revoke')}
-                            </button>
-                          </>
-                        )}
-                      </td>
-                    </tr>
-                  );
-                })}
-              </tbody>
-            </table>
-          </div>
+              );
+            })}
+          </DataTable>
         )}
       </section>
     </dialog>
