@@ -6,6 +6,7 @@ import { describeError } from '../../lib/describe-error';
 import { type AuditEvent, type AuditFilter, auditExportUrl, queryAudit } from '../../lib/server-api';
 import { FormError } from '../../components/form-error';
 import { DataTable } from '../../components/data-table';
+import { Field } from '../../components/field';
 
 const PAGE_SIZE = 50;
 
@@ -85,30 +86,12 @@ export function AuditPage() {
   return (
     <section className="admin-section" data-testid="audit-page">
       <form className="admin-filters" onSubmit={search}>
-        <label>
-          <span>{t('audit.from')}</span>
-          <input type="date" {...field('from')} />
-        </label>
-        <label>
-          <span>{t('audit.to')}</span>
-          <input type="date" {...field('to')} />
-        </label>
-        <label>
-          <span>{t('audit.user')}</span>
-          <input autoCapitalize="none" {...field('user')} />
-        </label>
-        <label>
-          <span>{t('audit.action')}</span>
-          <input autoCapitalize="none" {...field('action')} />
-        </label>
-        <label>
-          <span>{t('audit.study')}</span>
-          <input {...field('study')} />
-        </label>
-        <label>
-          <span>{t('audit.patient')}</span>
-          <input {...field('patient')} />
-        </label>
+        <Field label={t('audit.from')} type="date" {...field('from')} />
+        <Field label={t('audit.to')} type="date" {...field('to')} />
+        <Field label={t('audit.user')} autoCapitalize="none" {...field('user')} />
+        <Field label={t('audit.action')} autoCapitalize="none" {...field('action')} />
+        <Field label={t('audit.study')} {...field('study')} />
+        <Field label={t('audit.patient')} {...field('patient')} />
         <label>
           <span>{t('audit.result')}</span>
           <select {...field('result')}>

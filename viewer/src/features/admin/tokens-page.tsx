@@ -13,6 +13,7 @@ import {
 } from '../../lib/server-api';
 import { FormError } from '../../components/form-error';
 import { DataTable } from '../../components/data-table';
+import { Field } from '../../components/field';
 
 export function TokensPage() {
   const t = useT();
@@ -95,21 +96,21 @@ export function TokensPage() {
             ))}
           </select>
         </label>
-        <label>
-          <span>{t('tokens.label')}</span>
-          <input name="label" value={label} onChange={(e) => setLabel(e.target.value)} />
-        </label>
-        <label>
-          <span>{t('tokens.days')}</span>
-          <input
-            name="expiresInDays"
-            type="number"
-            min={1}
-            max={3650}
-            value={days}
-            onChange={(e) => setDays(e.target.value)}
-          />
-        </label>
+        <Field
+          label={t('tokens.label')}
+          name="label"
+          value={label}
+          onChange={(e) => setLabel(e.target.value)}
+        />
+        <Field
+          label={t('tokens.days')}
+          name="expiresInDays"
+          type="number"
+          min={1}
+          max={3650}
+          value={days}
+          onChange={(e) => setDays(e.target.value)}
+        />
         <div className="admin-buttons">
           <button type="submit" className="primary" disabled={!username}>
             {t('tokens.create')}

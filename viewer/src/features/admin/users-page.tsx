@@ -15,6 +15,7 @@ import {
 } from '../../lib/server-api';
 import { FormError } from '../../components/form-error';
 import { DataTable } from '../../components/data-table';
+import { Field } from '../../components/field';
 
 const MIN_PASSWORD = 10;
 
@@ -126,14 +127,14 @@ export function UsersPage({ username: me }: { username: string }) {
   return (
     <section className="admin-section" data-testid="users-page">
       <form className="admin-filters" onSubmit={create} data-testid="user-create">
-        <label>
-          <span>{t('users.username')}</span>
-          <input required autoCapitalize="none" autoComplete="off" {...text('username')} />
-        </label>
-        <label>
-          <span>{t('users.displayName')}</span>
-          <input autoComplete="off" {...text('displayName')} />
-        </label>
+        <Field
+          label={t('users.username')}
+          required
+          autoCapitalize="none"
+          autoComplete="off"
+          {...text('username')}
+        />
+        <Field label={t('users.displayName')} autoComplete="off" {...text('displayName')} />
         <label>
           <span>{t('users.role')}</span>
           <select
@@ -148,15 +149,14 @@ export function UsersPage({ username: me }: { username: string }) {
             ))}
           </select>
         </label>
-        <label>
-          <span>{t('users.password')}</span>
-          <input type="password" autoComplete="new-password" {...text('password')} />
-        </label>
+        <Field
+          label={t('users.password')}
+          type="password"
+          autoComplete="new-password"
+          {...text('password')}
+        />
         {form.role === 'referring' && (
-          <label>
-            <span>{t('users.referringName')}</span>
-            <input autoComplete="off" {...text('referringName')} />
-          </label>
+          <Field label={t('users.referringName')} autoComplete="off" {...text('referringName')} />
         )}
         <label className="check">
           <input

@@ -6,6 +6,7 @@ import { type AuthConfig, errorStatus, oidcLoginUrl } from '../../lib/server-api
 import { type SignedOutReason, signIn } from '../../lib/session';
 import './auth.css';
 import { FormError } from '../../components/form-error';
+import { Field } from '../../components/field';
 
 export function LoginPage({ config, reason }: { config: AuthConfig; reason?: SignedOutReason }) {
   const t = useT();
@@ -61,17 +62,15 @@ export function LoginPage({ config, reason }: { config: AuthConfig; reason?: Sig
             autoFocus
           />
         </label>
-        <label>
-          <span>{t('auth.password')}</span>
-          <input
-            name="password"
-            type="password"
-            autoComplete="current-password"
-            value={password}
-            onChange={(e) => setPassword(e.target.value)}
-            disabled={busy}
-          />
-        </label>
+        <Field
+          label={t('auth.password')}
+          name="password"
+          type="password"
+          autoComplete="current-password"
+          value={password}
+          onChange={(e) => setPassword(e.target.value)}
+          disabled={busy}
+        />
         <FormError message={error} />
         <button type="submit" className="primary" disabled={busy}>
           {busy ? t('auth.signingIn') : t('auth.signIn')}

@@ -11,6 +11,7 @@ import { errorStatus } from '../../lib/server-api';
 import { changeOwnPassword } from '../../lib/session';
 import './auth.css';
 import { FormError } from '../../components/form-error';
+import { Field } from '../../components/field';
 
 const MIN_LENGTH = 10;
 
@@ -49,40 +50,34 @@ export function PasswordPage({ forced }: { forced: boolean }) {
       <form className="auth-card" onSubmit={submit} data-testid="password-form">
         <h1>{t('auth.changePasswordTitle')}</h1>
         {forced && <p className="notice">{t('auth.mustChange')}</p>}
-        <label>
-          <span>{t('auth.currentPassword')}</span>
-          <input
-            name="currentPassword"
-            type="password"
-            autoComplete="current-password"
-            value={current}
-            onChange={(e) => setCurrent(e.target.value)}
-            disabled={busy}
-          />
-        </label>
-        <label>
-          <span>{t('auth.newPassword')}</span>
-          <input
-            name="newPassword"
-            type="password"
-            autoComplete="new-password"
-            value={next}
-            onChange={(e) => setNext(e.target.value)}
-            disabled={busy}
-          />
-          <small className="muted">{t('auth.passwordRule')}</small>
-        </label>
-        <label>
-          <span>{t('auth.confirmPassword')}</span>
-          <input
-            name="confirmPassword"
-            type="password"
-            autoComplete="new-password"
-            value={again}
-            onChange={(e) => setAgain(e.target.value)}
-            disabled={busy}
-          />
-        </label>
+        <Field
+          label={t('auth.currentPassword')}
+          name="currentPassword"
+          type="password"
+          autoComplete="current-password"
+          value={current}
+          onChange={(e) => setCurrent(e.target.value)}
+          disabled={busy}
+        />
+        <Field
+          label={t('auth.newPassword')}
+          hint={t('auth.passwordRule')}
+          name="newPassword"
+          type="password"
+          autoComplete="new-password"
+          value={next}
+          onChange={(e) => setNext(e.target.value)}
+          disabled={busy}
+        />
+        <Field
+          label={t('auth.confirmPassword')}
+          name="confirmPassword"
+          type="password"
+          autoComplete="new-password"
+          value={again}
+          onChange={(e) => setAgain(e.target.value)}
+          disabled={busy}
+        />
         <FormError message={error} />
         {done && (
           <p className="notice" role="status" data-testid="password-changed">

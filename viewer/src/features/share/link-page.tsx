@@ -12,6 +12,7 @@ import { describeLink, errorStatus, openLink, type ShareVerify } from '../../lib
 import { refreshSession, rememberLink, useAuth } from '../../lib/session';
 import './share.css';
 import { FormError } from '../../components/form-error';
+import { Field } from '../../components/field';
 
 type State =
   | { kind: 'checking' }
@@ -110,36 +111,32 @@ export function LinkPage({ token }: { token: string }) {
             {state.verify === 'birthdate' && (
               <>
                 <p>{t('link.askBirthdate')}</p>
-                <label>
-                  <span>{t('link.birthDate')}</span>
-                  <input
-                    type="date"
-                    name="birthDate"
-                    required
-                    max={new Date().toISOString().slice(0, 10)}
-                    value={birthDate}
-                    onChange={(e) => setBirthDate(e.target.value)}
-                    disabled={state.busy}
-                  />
-                </label>
+                <Field
+                  label={t('link.birthDate')}
+                  type="date"
+                  name="birthDate"
+                  required
+                  max={new Date().toISOString().slice(0, 10)}
+                  value={birthDate}
+                  onChange={(e) => setBirthDate(e.target.value)}
+                  disabled={state.busy}
+                />
               </>
             )}
             {state.verify === 'pin' && (
               <>
                 <p>{t('link.askPin')}</p>
-                <label>
-                  <span>{t('link.pin')}</span>
-                  <input
-                    name="pin"
-                    inputMode="numeric"
-                    autoComplete="one-time-code"
-                    pattern="\d{4,12}"
-                    required
-                    value={pin}
-                    onChange={(e) => setPin(e.target.value.replace(/\D/g, ''))}
-                    disabled={state.busy}
-                  />
-                </label>
+                <Field
+                  label={t('link.pin')}
+                  name="pin"
+                  inputMode="numeric"
+                  autoComplete="one-time-code"
+                  pattern="\d{4,12}"
+                  required
+                  value={pin}
+                  onChange={(e) => setPin(e.target.value.replace(/\D/g, ''))}
+                  disabled={state.busy}
+                />
               </>
             )}
             <FormError message={state.error} testId="link-error" />

@@ -19,6 +19,7 @@ import {
 import './share.css';
 import { FormError } from '../../components/form-error';
 import { DataTable } from '../../components/data-table';
+import { Field } from '../../components/field';
 
 const DEFAULT_DAYS = 30;
 
@@ -150,17 +151,15 @@ export function ShareDialog({ studyUID, onClose }: { studyUID: string; onClose()
         </button>
       </div>
       <form className="share-form" onSubmit={create}>
-        <label>
-          <span>{t('share.expiresIn')}</span>
-          <input
-            name="expiresInDays"
-            type="number"
-            min={1}
-            max={3650}
-            value={days}
-            onChange={(e) => setDays(e.target.value)}
-          />
-        </label>
+        <Field
+          label={t('share.expiresIn')}
+          name="expiresInDays"
+          type="number"
+          min={1}
+          max={3650}
+          value={days}
+          onChange={(e) => setDays(e.target.value)}
+        />
         <fieldset>
           <legend>{t('share.verify')}</legend>
           {(['none', 'birthdate', 'pin'] as ShareVerify[]).map((v) => (
@@ -176,29 +175,25 @@ export function ShareDialog({ studyUID, onClose }: { studyUID: string; onClose()
             </label>
           ))}
           {verify === 'pin' && (
-            <label>
-              <span>{t('share.pin')}</span>
-              <input
-                name="pin"
-                inputMode="numeric"
-                autoComplete="off"
-                pattern="\d{4,12}"
-                value={pin}
-                onChange={(e) => setPin(e.target.value.replace(/\D/g, ''))}
-              />
-            </label>
+            <Field
+              label={t('share.pin')}
+              name="pin"
+              inputMode="numeric"
+              autoComplete="off"
+              pattern="\d{4,12}"
+              value={pin}
+              onChange={(e) => setPin(e.target.value.replace(/\D/g, ''))}
+            />
           )}
         </fieldset>
-        <label>
-          <span>{t('share.grantee')}</span>
-          <input
-            name="grantee"
-            autoComplete="off"
-            autoCapitalize="none"
-            value={grantee}
-            onChange={(e) => setGrantee(e.target.value)}
-          />
-        </label>
+        <Field
+          label={t('share.grantee')}
+          name="grantee"
+          autoComplete="off"
+          autoCapitalize="none"
+          value={grantee}
+          onChange={(e) => setGrantee(e.target.value)}
+        />
         <FormError message={error} />
         <button type="submit" className="primary" disabled={busy} data-testid="share-create">
           {busy ? t('share.creating') : t('share.create')}

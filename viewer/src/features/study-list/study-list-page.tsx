@@ -17,6 +17,7 @@ import {
   type StudyFilter,
   studyDateRange,
 } from './search-params';
+import { Field } from '../../components/field';
 
 interface StudyRow {
   uid: string;
@@ -223,46 +224,46 @@ function SearchForm({
         submit();
       }}
     >
-      <label>
-        <span>{t('search.patientName')}</span>
-        <input
-          name="name"
-          value={name}
-          placeholder={t('search.patientNamePlaceholder')}
-          onChange={(e) => setName(e.target.value)}
-          autoComplete="off"
-        />
-      </label>
-      <label>
-        <span>{t('search.patientId')}</span>
-        <input name="id" value={id} onChange={(e) => setId(e.target.value)} autoComplete="off" />
-      </label>
-      <label>
-        <span>{t('search.accession')}</span>
-        <input name="acc" value={acc} onChange={(e) => setAcc(e.target.value)} autoComplete="off" />
-      </label>
-      <label>
-        <span>{t('search.dateFrom')}</span>
-        <input
-          name="from"
-          className={badDate ? 'invalid' : ''}
-          value={from}
-          placeholder={datePlaceholder}
-          onChange={(e) => setFrom(e.target.value)}
-          size={10}
-        />
-      </label>
-      <label>
-        <span>{t('search.dateTo')}</span>
-        <input
-          name="to"
-          className={badDate ? 'invalid' : ''}
-          value={to}
-          placeholder={datePlaceholder}
-          onChange={(e) => setTo(e.target.value)}
-          size={10}
-        />
-      </label>
+      <Field
+        label={t('search.patientName')}
+        name="name"
+        value={name}
+        placeholder={t('search.patientNamePlaceholder')}
+        onChange={(e) => setName(e.target.value)}
+        autoComplete="off"
+      />
+      <Field
+        label={t('search.patientId')}
+        name="id"
+        value={id}
+        onChange={(e) => setId(e.target.value)}
+        autoComplete="off"
+      />
+      <Field
+        label={t('search.accession')}
+        name="acc"
+        value={acc}
+        onChange={(e) => setAcc(e.target.value)}
+        autoComplete="off"
+      />
+      <Field
+        label={t('search.dateFrom')}
+        name="from"
+        className={badDate ? 'invalid' : ''}
+        value={from}
+        placeholder={datePlaceholder}
+        onChange={(e) => setFrom(e.target.value)}
+        size={10}
+      />
+      <Field
+        label={t('search.dateTo')}
+        name="to"
+        className={badDate ? 'invalid' : ''}
+        value={to}
+        placeholder={datePlaceholder}
+        onChange={(e) => setTo(e.target.value)}
+        size={10}
+      />
       <label>
         <span>{t('search.modality')}</span>
         <select name="mod" value={filter.mod} onChange={(e) => submit({ mod: e.target.value })}>
