@@ -28,6 +28,8 @@ export interface TestPostgres {
   start(): Promise<void>;
   /** Stops the server at once and removes its folder. */
   close(): Promise<void>;
+  /** Undefined when the server answers on its TCP port now; else why not, with its last log lines. */
+  fault(): Promise<string | undefined>;
 }
 
 const DEBIAN_ROOT = '/usr/lib/postgresql';
@@ -188,6 +190,20 @@ export async function startPostgres(opts: { durable?: boolean } = {}): Promise<T
     createDatabase,
     stop: () => runPg(pgCtl, ['-D', data, '-m', 'fast', '-w', 'stop']).then(() => {}),
     start: serverStart,
+    async fault() {
+      const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000 });
+      try {
+        await client.connect();
+        await client.query('SELECT 1');
+        return undefined;
+      } catch (err) {
+        const status = await runPg(pgCtl, ['-D', data, 'status']).catch((e: Error) => e.message);
+        const tail = await readFile(log, 'utf8').catch(() => '');
+        return `PostgreSQL does not answer on 127.0.0.1:${port} (${(err as Error).message}); pg_ctl status: ${status.trim()}\nits log:\n${tail.slice(-2000)}`;
+      } finally {
+        await client.end().catch(() => {});
+      }
+    },
     async close() {
       if (closed) return;
       closed = true;

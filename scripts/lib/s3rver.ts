@@ -24,7 +24,7 @@ const CHILD = path.join(path.dirname(fileURLToPath(import.meta.url)), 's3rver-ch
 
 export async function startS3rver(buckets: string[]): Promise<TestS3> {
   const dir = await mkdtemp(path.join(tmpdir(), 'pacs-s3rver-'));
-  const child = spawn(process.execPath, ['--openssl-legacy-provider', CHILD, dir, ...buckets], {
+  const child = spawn(process.execPath, ['--openssl-legacy-provider', CHILD, dir, '0', ...buckets], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   const aborted: string[] = [];

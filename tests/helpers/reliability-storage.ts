@@ -17,6 +17,11 @@ import { startRestartableS3rver } from './s3rver-restartable';
 export interface Service {
   stop(): Promise<void>;
   start(): Promise<void>;
+  /**
+   * Undefined while the service serves (or was stopped by the test); else what went wrong with it by
+   * itself (died, not answering), so that a test can tell the service's failure from the archive's.
+   */
+  fault(): Promise<string | undefined>;
 }
 
 export interface StorageSetup {

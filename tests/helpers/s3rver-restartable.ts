@@ -2,7 +2,7 @@
  * A real S3 server (s3rver, in a child process) that a test can stop and start again, on the same port
  * and the same folder: the object store of a running archive going away and coming back. stop() takes
  * it down at once: it stops listening, cuts the requests in flight and exits (see
- * s3rver-restartable-child.mjs for why it is SIGTERM and not SIGKILL).
+ * scripts/lib/s3rver-child.mjs for why it is SIGTERM and not SIGKILL).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -12,7 +12,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../../scripts/lib/net';
 
-const CHILD = path.join(path.dirname(fileURLToPath(import.meta.url)), 's3rver-restartable-child.mjs');
+const CHILD = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../scripts/lib/s3rver-child.mjs');
 
 export interface RestartableS3 {
   endpoint: string;
@@ -20,6 +20,8 @@ export interface RestartableS3 {
   /** Variables for an archive using this store (path-style, any credentials). */
   env(bucket: string, prefix?: string): Record<string, string>;
   running(): boolean;
+  /** Undefined unless the server died by itself: then how (exit code or signal, its last stderr). */
+  fault(): Promise<string | undefined>;
   /** Takes the server down (connections refused, requests in flight cut) and waits for its exit. */
   stop(): Promise<void>;
   /** Starts it again on the same port and folder. */
@@ -33,6 +35,7 @@ export async function startRestartableS3rver(buckets: string[]): Promise<Restart
   const port = await freePort();
   let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
+  let death: string | undefined;
 
   const start = async () => {
     if (child) return;
@@ -62,17 +65,22 @@ export async function startRestartableS3rver(buckets: string[]): Promise<Restart
       }
       child = c;
       exited = ended;
+      c.once('exit', (code, signal) => {
+        if (child !== c) return; // stopped or closed by the test
+        child = undefined;
+        death = `s3rver (port ${port}) exited by itself (${code ?? signal}): ${stderr.slice(-2000)}`;
+      });
       return;
     }
   };
   const stop = async () => {
     if (!child) return;
     const c = child;
+    child = undefined;
     c.kill('SIGTERM');
     const timer = setTimeout(() => c.kill('SIGKILL'), 5000);
     await exited;
     clearTimeout(timer);
-    child = undefined;
   };
   await start();
   return {
@@ -87,13 +95,15 @@ export async function startRestartableS3rver(buckets: string[]): Promise<Restart
       PACS_S3_FORCE_PATH_STYLE: 'true',
     }),
     running: () => child !== undefined,
+    fault: async () => (child ? undefined : death),
     stop,
     start,
     close: async () => {
       if (child) {
-        child.stdin?.end();
-        await exited;
+        const c = child;
         child = undefined;
+        c.stdin?.end();
+        await exited;
       }
       await rm(dir, { recursive: true, force: true });
     },

@@ -30,17 +30,38 @@ import { fsckStorage, S3_POSTGRES, s3Storages, type StorageSetup } from '../help
 
 const OUT_OF_RESOURCES = 0xa700;
 
-/** Polls until a STOW of fresh instances succeeds again (the archive recovers by itself). */
-async function untilStowRecovers(server: ArchiveProcess, timeoutMs = 30_000): Promise<number> {
+/**
+ * Polls until a STOW of fresh instances succeeds again (the archive recovers by itself). A test service
+ * that failed by itself meanwhile (s3rver died, PostgreSQL not answering after its restart) is not the
+ * archive's fault: it is reported and started once more, and the archive must then recover from that.
+ */
+async function untilStowRecovers(
+  server: ArchiveProcess,
+  services: StorageSetup['services'],
+  timeoutMs = 30_000,
+): Promise<number> {
   const t0 = Date.now();
+  const restarted = new Set<string>();
   for (;;) {
     const r = await stowInstances(
       server.dicomweb,
       syntheticInstances(1).map((i) => i.bytes),
     );
     if (r.status === 200) return Date.now() - t0;
+    const faults: string[] = [];
+    for (const [name, service] of Object.entries(services)) {
+      const fault = await service.fault();
+      if (!fault) continue;
+      faults.push(`${name}: ${fault}`);
+      if (restarted.has(name)) continue;
+      restarted.add(name);
+      console.warn(`test service ${name} failed by itself (not the archive); starting it again: ${fault}`);
+      await service.start().catch((err: Error) => faults.push(`${name} did not start: ${err.message}`));
+    }
     if (Date.now() - t0 > timeoutMs)
-      throw new Error(`STOW still ${r.status} ${JSON.stringify(r.failed)} after ${timeoutMs} ms`);
+      throw new Error(
+        `STOW still ${r.status} ${JSON.stringify(r.failed)} after ${timeoutMs} ms\n${faults.join('\n') || 'every test service answers'}\narchive exit ${JSON.stringify(server.exit())}; its last lines:\n${server.tail()}`,
+      );
     await sleep(250);
   }
 }
@@ -155,7 +176,7 @@ for (const storage of s3Storages()) {
       expect((await fetch(`${server.baseUrl}/healthz`)).status).toBe(200);
 
       await s3.start();
-      const recoveredMs = await untilStowRecovers(server);
+      const recoveredMs = await untilStowRecovers(server, setup.services);
       await sleep(500);
       const report = await load.stop();
       console.log(
@@ -219,7 +240,7 @@ describe.skipIf(S3_POSTGRES.unavailable)('PostgreSQL stopped and restarted (S3 +
     expect((await retrieveInstance(server.dicomweb, base[0])).status).toBe(503);
 
     await pg.start();
-    const recoveredMs = await untilStowRecovers(server);
+    const recoveredMs = await untilStowRecovers(server, setup.services);
     await sleep(500);
     const report = await load.stop();
     console.log(
