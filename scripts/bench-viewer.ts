@@ -6,6 +6,10 @@
  *   - all slices: every slice of the series decoded in the viewer's cache;
  *   - bytes: all bytes the page received (encoded, as on the wire).
  * Once on loopback and once with Chrome DevTools network emulation at 10 Mbit/s and 50 ms latency.
+ * Loopback runs Chromium as a user's browser runs it, driven over its DevTools pipe with nothing enabled
+ * (scripts/lib/cdp-pipe.ts); the throttled run needs the Network domain for its emulation and uses
+ * Playwright. BENCH_DRIVER=playwright runs loopback under Playwright too (its network instrumentation
+ * of every request costs about a second of the two cores here: docs/viewer-benchmarks.md).
  *
  *   npm run bench:viewer                          # starts the archive in-process (needs viewer/dist)
  *   PACS_URL=http://127.0.0.1:8080 npm run bench:viewer   # an archive already running
@@ -15,8 +19,9 @@
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { chromium, type Page } from 'playwright-core';
+import { chromium } from 'playwright-core';
 import { ctPhantomSeries, demoUid } from '../server/demo';
+import { launchOverPipe } from './lib/cdp-pipe';
 import { reasonText, type StowPart, stow } from './lib/stow';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -106,60 +111,104 @@ interface RunResult {
 }
 
 /**
- * In the page: resolves with performance.now() when the viewport shows non-background pixels, in the
- * first view's canvas or Cornerstone's.
+ * In the page: performance.now() when the viewport shows non-background pixels, in the first view's
+ * canvas or Cornerstone's; false before. An expression, evaluated at every animation frame.
  */
-function firstImageVisible(page: Page, timeout: number): Promise<number> {
-  return page
-    .waitForFunction(
-      () => {
-        // The moment these pixels were on the canvas: taken before reading them back, so the readback
-        // itself (about 100 ms from Cornerstone's WebGL-fed canvas) is not counted as waiting time.
-        const now = performance.now();
-        // A readback of the canvas stalls the page's main thread for about 100 ms on software WebGL
-        // (it waits for the GPU process): polled every frame from navigation on, it would slow down
-        // the very thing measured. So the pixels are read only once the viewport has drawn something
-        // (an IMAGE_RENDERED event); the pixels still decide.
-        // The first view (the first slice drawn before Cornerstone has started), while it is shown;
-        // else Cornerstone's canvas once it has drawn.
-        const hooks = (window as any).__pacs;
-        const firstView = hooks?.firstView?.('vp-0');
-        const shown = hooks?.viewport('vp-0');
-        let canvas: HTMLCanvasElement | null;
-        if (firstView?.shown) {
-          canvas = document.querySelector('[data-testid="first-view-vp-0"]');
-        } else {
-          if (!shown || !(shown.renders ?? shown.rendered)) return false; // (`rendered`: older builds)
-          canvas = document.querySelector('.viewport-element canvas');
-        }
-        if (!canvas || canvas.width < 16) return false;
-        const ctx = canvas.getContext('2d', { willReadFrequently: true });
-        if (!ctx) return false;
-        // The middle half of the canvas, where the phantom's body lies once the image is fitted: a
-        // readback of the whole canvas takes about 90 ms on software WebGL, and the page waits for it.
-        const width = Math.floor(canvas.width / 2);
-        const height = Math.floor(canvas.height / 2);
-        const data = ctx.getImageData(width / 2, height / 2, width, height).data;
-        let bright = 0;
-        // sample a grid: the phantom's body makes many non-black pixels
-        for (let y = 0; y < height; y += 8) {
-          for (let x = 0; x < width; x += 8) {
-            const i = (y * width + x) * 4;
-            if (data[i] > 40) bright++;
-          }
-        }
-        return bright > 50 ? now : false;
-      },
-      null,
-      { polling: 'raf', timeout },
-    )
-    .then((h) => h.jsonValue() as Promise<number>);
+const FIRST_IMAGE_SHOWN = `(() => {
+  // The moment these pixels were on the canvas: taken before reading them back, so the readback
+  // itself (about 100 ms from Cornerstone's WebGL-fed canvas) is not counted as waiting time.
+  const now = performance.now();
+  // A readback of the canvas stalls the page's main thread for about 100 ms on software WebGL (it
+  // waits for the GPU process): done at every frame from navigation on, it would slow down the very
+  // thing measured. So the pixels are read only once the viewport has drawn something (an
+  // IMAGE_RENDERED event), or while the first view (the first slice drawn before Cornerstone has
+  // started) is shown; the pixels still decide.
+  const hooks = window.__pacs;
+  const firstView = hooks?.firstView?.('vp-0');
+  const shown = hooks?.viewport('vp-0');
+  let canvas;
+  if (firstView?.shown) {
+    canvas = document.querySelector('[data-testid="first-view-vp-0"]');
+  } else {
+    if (!shown || !(shown.renders ?? shown.rendered)) return false; // (rendered: older builds)
+    canvas = document.querySelector('.viewport-element canvas');
+  }
+  if (!canvas || canvas.width < 16) return false;
+  const ctx = canvas.getContext('2d', { willReadFrequently: true });
+  if (!ctx) return false;
+  // The middle half of the canvas, where the phantom's body lies once the image is fitted: a readback
+  // of the whole canvas takes about 90 ms on software WebGL, and the page waits for it.
+  const width = Math.floor(canvas.width / 2);
+  const height = Math.floor(canvas.height / 2);
+  const data = ctx.getImageData(width / 2, height / 2, width, height).data;
+  let bright = 0;
+  // sample a grid: the phantom's body makes many non-black pixels
+  for (let y = 0; y < height; y += 8) {
+    for (let x = 0; x < width; x += 8) {
+      if (data[(y * width + x) * 4] > 40) bright++;
+    }
+  }
+  return bright > 50 ? now : false;
+})()`;
+
+/** In the page: performance.now() once every slice is in the viewer's cache; false before. */
+const ALL_SLICES_LOADED = `(() => {
+  const v = window.__pacs?.viewport('vp-0');
+  return v && v.count === ${SLICES} && v.loaded === ${SLICES} ? performance.now() : false;
+})()`;
+
+const screenshotPath = (cond: Conditions) =>
+  path.resolve('test-artifacts/viewer', `bench-${cond.latency ? 'throttled' : 'loopback'}.png`);
+
+/**
+ * Loopback, as a user's browser runs the viewer: Chromium over its DevTools pipe with no domain enabled
+ * (scripts/lib/cdp-pipe.ts). Bytes and requests from the page's Resource Timing and the frame-fetch
+ * worker's (window.__pacs.transferred()).
+ */
+async function runPlain(baseUrl: string, study: string, cond: Conditions): Promise<RunResult> {
+  const browser = await launchOverPipe(CHROMIUM, ARGS);
+  try {
+    const page = await browser.newPage(1280, 800);
+    await browser.send('Page.navigate', { url: `${baseUrl}/viewer/${study}` }, page);
+    // Until the viewer's document is the one evaluated in (about:blank before it commits).
+    while (!(await browser.evaluate<string>(page, 'location.pathname')).startsWith('/viewer/')) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const firstImageMs = await browser.evaluate<number>(
+      page,
+      `new Promise((resolve) => { const tick = () => { const t = ${FIRST_IMAGE_SHOWN}; if (t) resolve(t); else requestAnimationFrame(tick); }; tick(); })`,
+    );
+    const allSlicesMs = await browser.evaluate<number>(
+      page,
+      `new Promise((resolve) => { const iv = setInterval(() => { const t = ${ALL_SLICES_LOADED}; if (t) { clearInterval(iv); resolve(t); } }, 100); })`,
+    );
+    await new Promise((r) => setTimeout(r, 200));
+    const { data } = await browser.send<{ data: string }>('Page.captureScreenshot', { format: 'png' }, page);
+    await writeFile(screenshotPath(cond), Buffer.from(data, 'base64'));
+    const { bytes, requests } = await browser.evaluate<{ bytes: number; requests: number }>(
+      page,
+      'window.__pacs.transferred()',
+    );
+    return { firstImageMs, allSlicesMs, bytes, requests };
+  } finally {
+    await browser.close();
+  }
 }
 
-async function runOnce(baseUrl: string, study: string, cond: Conditions): Promise<RunResult> {
+/**
+ * Throttled (and loopback with BENCH_DRIVER=playwright): Playwright, with Chrome DevTools network
+ * emulation on the page; bytes and requests from Playwright's request events (the frame-fetch
+ * worker's included).
+ */
+async function runPlaywright(baseUrl: string, study: string, cond: Conditions): Promise<RunResult> {
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
   try {
-    const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-US' });
+    // bypassCSP: Playwright evaluates the expressions above with eval(), which the viewer's policy forbids.
+    const context = await browser.newContext({
+      viewport: { width: 1280, height: 800 },
+      locale: 'en-US',
+      bypassCSP: true,
+    });
     const page = await context.newPage();
     const cdp = await context.newCDPSession(page);
     await cdp.send('Network.enable');
@@ -183,26 +232,27 @@ async function runOnce(baseUrl: string, study: string, cond: Conditions): Promis
     });
     const timeout = cond.throughput > 0 ? 600_000 : 120_000;
     await page.goto(`${baseUrl}/viewer/${study}`, { waitUntil: 'commit' });
-    const firstImageMs = await firstImageVisible(page, timeout);
+    const firstImageMs = (await page
+      .waitForFunction(FIRST_IMAGE_SHOWN, null, { polling: 'raf', timeout })
+      .then((h) => h.jsonValue())) as number;
     const allSlicesMs = (await page
-      .waitForFunction(
-        (n) => {
-          const v = (window as any).__pacs?.viewport('vp-0');
-          return v && v.count === n && v.loaded === n ? performance.now() : false;
-        },
-        SLICES,
-        { polling: 100, timeout },
-      )
+      .waitForFunction(ALL_SLICES_LOADED, null, { polling: 100, timeout })
       .then((h) => h.jsonValue())) as number;
     await page.waitForTimeout(200);
-    await page.screenshot({
-      path: path.resolve('test-artifacts/viewer', `bench-${cond.latency ? 'throttled' : 'loopback'}.png`),
-    });
+    await page.screenshot({ path: screenshotPath(cond) });
     const all = await Promise.all(sizes);
     return { firstImageMs, allSlicesMs, bytes: all.reduce((a, b) => a + b, 0), requests: all.length };
   } finally {
     await browser.close();
   }
+}
+
+const PLAYWRIGHT_ALWAYS = process.env.BENCH_DRIVER === 'playwright';
+
+function runOnce(baseUrl: string, study: string, cond: Conditions): Promise<RunResult> {
+  return cond.throughput < 0 && !PLAYWRIGHT_ALWAYS
+    ? runPlain(baseUrl, study, cond)
+    : runPlaywright(baseUrl, study, cond);
 }
 
 async function main(): Promise<void> {

@@ -15,6 +15,13 @@ interface Pending {
 
 let worker: Worker | null = null;
 let nextId = 1;
+/** Bodies the worker has received, as Resource Timing measured them (transferSize: headers and body). */
+const received = { bytes: 0, requests: 0 };
+
+/** What the worker has received so far (its requests are not in the page's own Resource Timing). */
+export function workerTransfers(): { bytes: number; requests: number } {
+  return { ...received };
+}
 const pending = new Map<number, Pending>();
 
 function getWorker(): Worker {
@@ -23,7 +30,11 @@ function getWorker(): Worker {
   worker.onmessage = (e: MessageEvent<Reply>) => {
     const r = e.data;
     if ('timing' in r) {
-      for (const sample of r.timing) recordTransfer(sample);
+      for (const sample of r.timing) {
+        recordTransfer(sample);
+        received.bytes += sample.bytes;
+        received.requests++;
+      }
       return;
     }
     const p = pending.get(r.id);

@@ -4,6 +4,7 @@
  */
 import { cache, Enums, getShouldUseCPURendering, type Types, utilities } from '@cornerstonejs/core';
 import { annotation } from '@cornerstonejs/tools';
+import { workerTransfers } from '../../lib/frame-fetcher';
 import { getTransferState, type TransferState } from '../../lib/transfer-settings';
 import { firstViewsDrawn, placement } from './first-view';
 import { getStackViewport, MEASUREMENT_TOOLS } from './viewer-session';
@@ -54,6 +55,12 @@ export interface PacsTestHooks {
     | undefined;
   /** The transfer setting, what auto measured, and what frames are asked for. */
   transfer(): TransferState;
+  /**
+   * Bytes received so far (Resource Timing's transferSize: headers and encoded body) and requests, by the
+   * page (its document and every resource) and by the frame-fetch worker: the benchmark's byte count
+   * where no DevTools client watches the network.
+   */
+  transferred(): { bytes: number; requests: number };
 }
 
 function base64(bytes: Uint8Array): string {
@@ -181,6 +188,17 @@ export function installTestHooks(): void {
       };
     },
     transfer: () => getTransferState(),
+    transferred: () => {
+      const worker = workerTransfers();
+      const entries = [
+        ...performance.getEntriesByType('navigation'),
+        ...performance.getEntriesByType('resource'),
+      ] as PerformanceResourceTiming[];
+      return {
+        bytes: entries.reduce((sum, e) => sum + (e.transferSize ?? 0), worker.bytes),
+        requests: entries.length + worker.requests,
+      };
+    },
     measurements() {
       const out: { toolName: string; stats: Record<string, unknown> }[] = [];
       for (const tool of MEASUREMENT_TOOLS) {
