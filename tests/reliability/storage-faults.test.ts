@@ -83,9 +83,9 @@ async function retrieveAll(
   return bad;
 }
 
-/** Six instances stored before the fault (200): part of what must survive it. */
-async function storedBefore(server: ArchiveProcess) {
-  const base = syntheticInstances(6, { rows: 128 });
+/** Instances stored before the fault (200): part of what must survive it. */
+async function storedBefore(server: ArchiveProcess, count = 6) {
+  const base = syntheticInstances(count, { rows: 128 });
   expect(
     (
       await stowInstances(
@@ -295,15 +295,7 @@ describe('data disk full (filesystem + SQLite on a 16 MB tmpfs)', () => {
     const dataDir = path.join(mountPoint, 'data');
     await mkdir(dataDir);
     server = await startArchive({ dataDir });
-    const base = syntheticInstances(5, { rows: 128 });
-    expect(
-      (
-        await stowInstances(
-          server.dicomweb,
-          base.map((i) => i.bytes),
-        )
-      ).status,
-    ).toBe(200);
+    const base = await storedBefore(server, 5);
 
     // Fill the disk, leaving about 300 kB: room for two or three more instances of 130 kB.
     const ballast = path.join(mountPoint, 'ballast');
