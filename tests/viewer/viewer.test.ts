@@ -15,6 +15,7 @@ import { type DicomImage, expectedGrey, flatPoints, readDicom } from './dicom-fi
 import { SAMPLES, skipReason, startViewerEnv, type ViewerEnv, waitForImage } from './harness';
 
 const CT_FOLDER = 'ct-series/philips-ingenuity-phantom-S2010';
+const JPEG_LS_LOSSLESS = '1.2.840.10008.1.2.4.80';
 
 interface VpState {
   imageIndex: number;
@@ -74,6 +75,8 @@ describe.skipIf(Boolean(skipReason))('stack viewer (real browser)', () => {
   let page: Page;
   const bySop = new Map<string, DicomImage>();
   let studyUID = '';
+  /** Every frame request of the page and its workers, from navigation on. */
+  const frameRequests: string[] = [];
 
   beforeAll(async () => {
     const files = await listFiles(path.join(SAMPLES, CT_FOLDER));
@@ -84,6 +87,9 @@ describe.skipIf(Boolean(skipReason))('stack viewer (real browser)', () => {
       studyUID = img.studyInstanceUID;
     }
     page = await env.newPage({ locale: 'en-US', width: 1280, height: 800 });
+    page.on('request', (r) => {
+      if (r.url().includes('/frames/')) frameRequests.push(r.url());
+    });
     await page.goto(`${env.baseUrl}/viewer/${studyUID}`);
     await waitForImage(page);
   });
@@ -203,6 +209,44 @@ describe.skipIf(Boolean(skipReason))('stack viewer (real browser)', () => {
     expect(lung.voiRange).toEqual({ lower: -1350, upper: 150 });
     const cmp2 = await compareWithFile(page, img, lung.voiRange);
     expect(cmp2.worst, cmp2.rows.join('\n')).toBeLessThanOrEqual(3);
+  });
+
+  it('asks for every slice once: the first ones fetched while the viewer starts are not fetched again', async () => {
+    await page.waitForFunction((n) => (window as any).__pacs.viewport('vp-0').loaded === n, bySop.size, {
+      timeout: 30_000,
+    });
+    const perUrl = new Map<string, number>();
+    for (const url of frameRequests) perUrl.set(url, (perUrl.get(url) ?? 0) + 1);
+    expect([...perUrl].filter(([, n]) => n > 1)).toEqual([]);
+    expect(new Set([...perUrl.keys()].map((u) => u.match(/instances\/([^/]+)\/frames/)?.[1])).size).toBe(
+      bySop.size,
+    );
+  });
+
+  it('on a link slow from the start, asks for no slice but the first as stored', async () => {
+    const slow = await env.newPage({ locale: 'en-US', width: 1280, height: 800 });
+    const accepts: { url: string; accept: string }[] = [];
+    slow.on('request', (r) => {
+      if (r.url().includes('/frames/')) accepts.push({ url: r.url(), accept: r.headers().accept ?? '' });
+    });
+    // Chrome's network emulation (it applies to the frame-fetch worker too): 20 Mbit/s, 20 ms.
+    const cdp = await slow.context().newCDPSession(slow);
+    await cdp.send('Network.enable');
+    await cdp.send('Network.emulateNetworkConditions', {
+      offline: false,
+      latency: 20,
+      downloadThroughput: 2_500_000,
+      uploadThroughput: 2_500_000,
+    });
+    await slow.goto(`${env.baseUrl}/viewer/${studyUID}`);
+    await slow.waitForFunction(() => (window as any).__pacs?.viewport('vp-0')?.loaded >= 10, null, {
+      timeout: 60_000,
+    });
+    const [first, ...rest] = accepts;
+    expect(first.accept).not.toContain(JPEG_LS_LOSSLESS);
+    expect(rest.length).toBeGreaterThanOrEqual(9);
+    expect(rest.filter((r) => !r.accept.includes(JPEG_LS_LOSSLESS))).toEqual([]);
+    await slow.close();
   });
 
   it('scrolling (wheel and arrow keys) changes the slice shown', async () => {

@@ -115,16 +115,30 @@ export function recordTransfer(sample: TransferSample): void {
 connection()?.addEventListener?.('change', changed);
 
 // Bodies fetched by the page itself (metadata, the first frame, the image loader's requests).
+function recordPageEntries(entries: PerformanceEntryList): void {
+  for (const e of entries as PerformanceResourceTiming[]) {
+    if (!e.name.startsWith(env.dicomwebRoot)) continue;
+    const sample = resourceSample(e, performance.timeOrigin);
+    if (sample) recordTransfer(sample);
+  }
+}
+let pageObserver: PerformanceObserver | undefined;
 try {
-  new PerformanceObserver((list) => {
-    for (const e of list.getEntries() as PerformanceResourceTiming[]) {
-      if (!e.name.startsWith(env.dicomwebRoot)) continue;
-      const sample = resourceSample(e, performance.timeOrigin);
-      if (sample) recordTransfer(sample);
-    }
-  }).observe({ type: 'resource', buffered: true });
+  pageObserver = new PerformanceObserver((list) => recordPageEntries(list.getEntries()));
+  pageObserver.observe({ type: 'resource', buffered: true });
 } catch {
   /* no Resource Timing: the browser's hint and the setting decide */
+}
+
+/**
+ * Whether frames may be fetched ahead of need: the setting asks for frames as stored, or `auto` has
+ * measured a fast link (not merely assumed one before measuring). Bodies the page has received but its
+ * observer not yet reported are counted first.
+ */
+export function fastLinkKnown(): boolean {
+  if (pageObserver) recordPageEntries(pageObserver.takeRecords());
+  if (mode !== 'auto') return effectiveLink(mode, 'fast') === 'fast';
+  return !connection()?.saveData && estimator.linkClass() === 'fast';
 }
 
 /** Stored transfer syntax and PhotometricInterpretation of each instance shown, by the instance's URL. */

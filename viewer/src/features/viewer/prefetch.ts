@@ -5,7 +5,14 @@
  */
 import { cache, Enums, imageLoader, imageLoadPoolManager } from '@cornerstonejs/core';
 import { env } from '../../config/env';
-import { cancelRequests, dropPrefetchedFrame, fetchFrame, prefetchWithFetch } from '../../lib/cornerstone';
+import {
+  cancelRequests,
+  dropPrefetchedFrame,
+  fetchFrame,
+  prefetchWithFetch,
+  providePrefetchedFrame,
+} from '../../lib/cornerstone';
+import { takePrefetchedFrame } from './study-loader';
 
 interface Shown {
   seriesUID: string;
@@ -42,7 +49,10 @@ function schedule(viewportId: string): void {
     imageLoadPoolManager.addRequest(
       async () => {
         if (cache.getImageLoadObject(imageId) || cache.isLoaded(imageId)) return;
-        if (prefetchWithFetch() && !(await fetchFrame(imageId))) return;
+        // Fetched ahead by the study loader while the viewer started?
+        const ahead = await takePrefetchedFrame(imageId.replace(/^wadors:/, ''));
+        if (ahead) providePrefetchedFrame(imageId, ahead.pixelData, ahead.transferSyntaxUid);
+        else if (prefetchWithFetch() && !(await fetchFrame(imageId))) return;
         await imageLoader
           .loadAndCacheImage(imageId, {
             requestType: Enums.RequestType.Prefetch,

@@ -14,7 +14,8 @@ import {
   searchForSeries,
   searchForStudies,
 } from '../../lib/dicomweb-client';
-import { acceptForFrame, noteStoredSyntax } from '../../lib/transfer-settings';
+import { fetchFrameOffThread } from '../../lib/frame-fetcher';
+import { acceptForFrame, fastLinkKnown, noteStoredSyntax } from '../../lib/transfer-settings';
 import { orderedImages } from './stack-order';
 
 export interface StudyRecord {
@@ -26,8 +27,11 @@ export interface LoadedStudy {
   uid: string;
   record: Promise<StudyRecord>;
   metadata(seriesUID: string): Promise<DicomJson[]>;
-  /** The first slice of the first series, fetched as soon as its metadata arrived, keyed by frame URL. */
-  firstFrames: Map<string, Promise<FrameBytes | undefined>>;
+  /**
+   * Frames fetched ahead, keyed by frame URL: the first slice of the first series as soon as its
+   * metadata arrived, then on a fast link the next slices while the viewer starts (fetchAhead).
+   */
+  framesAhead: Map<string, Promise<FrameBytes | undefined>>;
   firstFrameArrived: boolean;
 }
 
@@ -39,14 +43,14 @@ let current: LoadedStudy | null = null;
  * travels while the viewer's code is still downloading instead of after it.
  */
 export function takePrefetchedFrame(url: string): Promise<FrameBytes | undefined> | undefined {
-  const p = current?.firstFrames.get(url);
-  if (p) current?.firstFrames.delete(url);
+  const p = current?.framesAhead.get(url);
+  if (p) current?.framesAhead.delete(url);
   return p;
 }
 
 /** The frame at url if the loader fetched it ahead, left for takePrefetchedFrame (the first view reads it). */
 export function peekPrefetchedFrame(url: string): Promise<FrameBytes | undefined> | undefined {
-  return current?.firstFrames.get(url);
+  return current?.framesAhead.get(url);
 }
 
 /** The study's first slice has arrived (it can be drawn before Cornerstone has started). */
@@ -89,10 +93,46 @@ export async function withPaletteData(instances: DicomJson[]): Promise<DicomJson
   return instances;
 }
 
+/** Slices after the first fetched while the viewer's image library starts (fast links only). */
+const EARLY_FRAMES = 24;
+const EARLY_IN_FLIGHT = 4;
+
+/**
+ * Fetches the frames of the next slices (single-frame instances, in stack order) in the frame-fetch
+ * worker while Cornerstone starts, when the link is known to be fast (measured on the first slice): the
+ * network is otherwise idle for about half a second then, and the prefetch finds their bytes
+ * (takePrefetchedFrame) instead of asking for them. On a slow link the frames wait for the policy's
+ * compressed transfer syntax.
+ */
+function fetchAhead(
+  study: string,
+  seriesUID: string,
+  images: DicomJson[],
+  frames: Map<string, Promise<FrameBytes | undefined>>,
+): void {
+  if (!fastLinkKnown()) return;
+  const urls = images.map((image) => {
+    const url = instanceFramesUrl(study, seriesUID, str(image, Tag.SOPInstanceUID), 1);
+    noteStoredSyntax(url, image);
+    return url;
+  });
+  let next = 0;
+  const run = async (): Promise<void> => {
+    while (next < urls.length) {
+      const url = urls[next++];
+      const p = fetchFrameOffThread(url, acceptForFrame(url)).promise.catch(() => undefined);
+      frames.set(url, p);
+      setTimeout(() => frames.delete(url), 60_000);
+      await p;
+    }
+  };
+  for (let i = 0; i < EARLY_IN_FLIGHT; i++) run();
+}
+
 export function loadStudy(uid: string): LoadedStudy {
   if (current?.uid === uid) return current;
   const metadataPromises = new Map<string, Promise<DicomJson[]>>();
-  const firstFrames = new Map<string, Promise<FrameBytes | undefined>>();
+  const framesAhead = new Map<string, Promise<FrameBytes | undefined>>();
   const metadata = (seriesUID: string) => {
     let p = metadataPromises.get(seriesUID);
     if (!p) {
@@ -123,12 +163,14 @@ export function loadStudy(uid: string): LoadedStudy {
         const url = instanceFramesUrl(uid, seriesUID, str(image, Tag.SOPInstanceUID), 1);
         noteStoredSyntax(url, image);
         const frame = retrieveFrame(url, acceptForFrame(url)).catch(() => undefined);
-        firstFrames.set(url, frame);
+        framesAhead.set(url, frame);
         frame.then((bytes) => {
-          if (bytes && current?.firstFrames === firstFrames) current.firstFrameArrived = true;
+          if (!bytes || current?.framesAhead !== framesAhead) return;
+          current.firstFrameArrived = true;
+          fetchAhead(uid, seriesUID, orderedImages(instances).slice(1, 1 + EARLY_FRAMES), framesAhead);
         });
         // Not taken within a minute (another series was shown first): let the bytes go.
-        setTimeout(() => firstFrames.delete(url), 60_000);
+        setTimeout(() => framesAhead.delete(url), 60_000);
       }).catch(() => undefined);
       p.finally(() => {
         for (const s of ordered.slice(1)) metadata(str(s, Tag.SeriesInstanceUID)).catch(() => undefined);
@@ -139,6 +181,6 @@ export function loadStudy(uid: string): LoadedStudy {
   record.catch(() => {
     if (current?.record === record) current = null;
   });
-  current = { uid, record, metadata, firstFrames, firstFrameArrived: false };
+  current = { uid, record, metadata, framesAhead, firstFrameArrived: false };
   return current;
 }
