@@ -33,6 +33,8 @@ export interface LoadedStudy {
    */
   framesAhead: Map<string, Promise<FrameBytes | undefined>>;
   firstFrameArrived: boolean;
+  /** The next slices' fetch, ready once the first slice has arrived; run once the viewer starts. */
+  ahead: { run?: () => void; wanted: boolean };
 }
 
 let current: LoadedStudy | null = null;
@@ -56,6 +58,16 @@ export function peekPrefetchedFrame(url: string): Promise<FrameBytes | undefined
 /** The study's first slice has arrived (it can be drawn before Cornerstone has started). */
 export function firstFrameArrived(studyUID: string): boolean {
   return current?.uid === studyUID && current.firstFrameArrived;
+}
+
+/**
+ * The viewer starts its image library (after the first view is on screen): the next slices may be
+ * fetched now, or as soon as the first slice has arrived (fetchAhead).
+ */
+export function viewerStarting(studyUID: string): void {
+  if (current?.uid !== studyUID) return;
+  current.ahead.wanted = true;
+  current.ahead.run?.();
 }
 
 /** Image series first (by SeriesNumber), non-image ones (SR, PR, KO, documents) last. */
@@ -99,10 +111,11 @@ const EARLY_IN_FLIGHT = 4;
 
 /**
  * Fetches the frames of the next slices (single-frame instances, in stack order) in the frame-fetch
- * worker while Cornerstone starts, when the link is known to be fast (measured on the first slice): the
- * network is otherwise idle for about half a second then, and the prefetch finds their bytes
- * (takePrefetchedFrame) instead of asking for them. On a slow link the frames wait for the policy's
- * compressed transfer syntax.
+ * worker while Cornerstone starts (not before the first view is drawn: it would compete with it), when
+ * the link is known to be fast (measured on the first slice): the network is otherwise idle for about
+ * half a second then. Every slice is registered at once, those still waiting for their turn too, so the
+ * prefetch takes their bytes (takePrefetchedFrame) instead of asking for any of them a second time. On a
+ * slow link the frames wait for the policy's compressed transfer syntax.
  */
 function fetchAhead(
   study: string,
@@ -111,22 +124,25 @@ function fetchAhead(
   frames: Map<string, Promise<FrameBytes | undefined>>,
 ): void {
   if (!fastLinkKnown()) return;
-  const urls = images.map((image) => {
+  let running = 0;
+  const waiting: (() => void)[] = [];
+  const turn = () =>
+    running < EARLY_IN_FLIGHT ? (running++, Promise.resolve()) : new Promise<void>((go) => waiting.push(go));
+  const done = () => {
+    const go = waiting.shift();
+    if (go) go();
+    else running--;
+  };
+  for (const image of images) {
     const url = instanceFramesUrl(study, seriesUID, str(image, Tag.SOPInstanceUID), 1);
     noteStoredSyntax(url, image);
-    return url;
-  });
-  let next = 0;
-  const run = async (): Promise<void> => {
-    while (next < urls.length) {
-      const url = urls[next++];
-      const p = fetchFrameOffThread(url, acceptForFrame(url)).promise.catch(() => undefined);
-      frames.set(url, p);
-      setTimeout(() => frames.delete(url), 60_000);
-      await p;
-    }
-  };
-  for (let i = 0; i < EARLY_IN_FLIGHT; i++) run();
+    const p = turn()
+      .then(() => fetchFrameOffThread(url, acceptForFrame(url)).promise)
+      .catch(() => undefined)
+      .finally(done);
+    frames.set(url, p);
+    setTimeout(() => frames.delete(url), 60_000);
+  }
 }
 
 export function loadStudy(uid: string): LoadedStudy {
@@ -167,7 +183,12 @@ export function loadStudy(uid: string): LoadedStudy {
         frame.then((bytes) => {
           if (!bytes || current?.framesAhead !== framesAhead) return;
           current.firstFrameArrived = true;
-          fetchAhead(uid, seriesUID, orderedImages(instances).slice(1, 1 + EARLY_FRAMES), framesAhead);
+          const { ahead } = current;
+          ahead.run = () => {
+            ahead.run = undefined;
+            fetchAhead(uid, seriesUID, orderedImages(instances).slice(1, 1 + EARLY_FRAMES), framesAhead);
+          };
+          if (ahead.wanted) ahead.run();
         });
         // Not taken within a minute (another series was shown first): let the bytes go.
         setTimeout(() => framesAhead.delete(url), 60_000);
@@ -181,6 +202,6 @@ export function loadStudy(uid: string): LoadedStudy {
   record.catch(() => {
     if (current?.record === record) current = null;
   });
-  current = { uid, record, metadata, framesAhead, firstFrameArrived: false };
+  current = { uid, record, metadata, framesAhead, firstFrameArrived: false, ahead: { wanted: false } };
   return current;
 }

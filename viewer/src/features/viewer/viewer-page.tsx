@@ -10,7 +10,7 @@ import { resetPrefetch } from './prefetch';
 import { CT_PRESETS } from './presets';
 import { type SeriesEntry, SeriesPanel } from './series-panel';
 import { firstViewSettled, resetFirstView } from './first-view';
-import { firstFrameArrived, loadStudy } from './study-loader';
+import { firstFrameArrived, loadStudy, viewerStarting } from './study-loader';
 import { installTestHooks } from './test-hooks';
 import { TransferSelect } from './transfer-select';
 import * as actions from './viewport-actions';
@@ -94,6 +94,7 @@ export default function ViewerPage({
     resetFirstView();
     const start = () => {
       if (cancelled) return;
+      viewerStarting(studyUID);
       getSession();
       setReady(true);
     };
