@@ -36,6 +36,7 @@ import { isNativeSyntax } from './transfer-policy';
 import { acceptForFrame, noteStoredSyntax } from './transfer-settings';
 import { jpegLsPlanar } from '../../../dicomweb/codestream';
 import { expandYbrFull422, ybrFull422Length } from './frame-fixes';
+import { slots } from './slots';
 
 const inflight = new Map<XMLHttpRequest, string>();
 let initialised = false;
@@ -82,7 +83,7 @@ export async function fetchFrame(imageId: string): Promise<boolean> {
   const url = imageId.replace(/^wadors:/, '');
   // At most `retrieve` frames on the wire, as the loader's retrieval pool would allow: HTTP/1.1 has six
   // connections per host, and the slice the user scrolls to must find one free.
-  const aborted = await fetchSlot(url);
+  const aborted = await fetchSlots.take(url);
   if (aborted) return false;
   const request = fetchFrameOffThread(url, acceptForFrame(url));
   inflightFetches.set(request, url);
@@ -95,27 +96,12 @@ export async function fetchFrame(imageId: string): Promise<boolean> {
     return !(e as { aborted?: boolean }).aborted;
   } finally {
     inflightFetches.delete(request);
-    releaseFetchSlot();
+    fetchSlots.give();
   }
 }
 
-let fetchesRunning = 0;
-const fetchWaiting: { url: string; go(aborted: boolean): void }[] = [];
-
-/** Waits for a free fetch slot; resolves true when the wait was cancelled (cancelRequests). */
-function fetchSlot(url: string): Promise<boolean> {
-  if (fetchesRunning < tuning.retrieve) {
-    fetchesRunning++;
-    return Promise.resolve(false);
-  }
-  return new Promise((go) => fetchWaiting.push({ url, go }));
-}
-
-function releaseFetchSlot(): void {
-  const next = fetchWaiting.shift();
-  if (next) next.go(false);
-  else fetchesRunning--;
-}
+/** At most `retrieve` frames on the wire (see fetchFrame). */
+const fetchSlots = slots(tuning.retrieve);
 
 /** Forgets bytes handed over for imageId that the loader did not use (it was loaded another way). */
 export function dropPrefetchedFrame(imageId: string): void {
@@ -349,9 +335,7 @@ export function cancelRequests(match: (details: Record<string, unknown>) => bool
   for (const [controller, url] of inflightFetches) {
     if (url.includes(urlPart)) controller.abort();
   }
-  for (let i = fetchWaiting.length - 1; i >= 0; i--) {
-    if (fetchWaiting[i].url.includes(urlPart)) fetchWaiting.splice(i, 1)[0].go(true);
-  }
+  fetchSlots.cancelWaiting((url) => url.includes(urlPart));
 }
 
 export function usesCpuRendering(): boolean {

@@ -15,6 +15,7 @@ import {
   searchForStudies,
 } from '../../lib/dicomweb-client';
 import { fetchFrameOffThread } from '../../lib/frame-fetcher';
+import { slots } from '../../lib/slots';
 import { acceptForFrame, fastLinkKnown, noteStoredSyntax } from '../../lib/transfer-settings';
 import { orderedImages } from './stack-order';
 
@@ -124,22 +125,15 @@ function fetchAhead(
   frames: Map<string, Promise<FrameBytes | undefined>>,
 ): void {
   if (!fastLinkKnown()) return;
-  let running = 0;
-  const waiting: (() => void)[] = [];
-  const turn = () =>
-    running < EARLY_IN_FLIGHT ? (running++, Promise.resolve()) : new Promise<void>((go) => waiting.push(go));
-  const done = () => {
-    const go = waiting.shift();
-    if (go) go();
-    else running--;
-  };
+  const turns = slots(EARLY_IN_FLIGHT);
   for (const image of images) {
     const url = instanceFramesUrl(study, seriesUID, str(image, Tag.SOPInstanceUID), 1);
     noteStoredSyntax(url, image);
-    const p = turn()
+    const p = turns
+      .take()
       .then(() => fetchFrameOffThread(url, acceptForFrame(url)).promise)
       .catch(() => undefined)
-      .finally(done);
+      .finally(() => turns.give());
     frames.set(url, p);
     setTimeout(() => frames.delete(url), 60_000);
   }
