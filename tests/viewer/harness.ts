@@ -94,6 +94,21 @@ export function sampleFolder(rel: string, names: string[]): string[] {
 }
 
 /** Waits until viewport `id` shows an image that has really loaded and rendered. */
+/**
+ * Chrome's network emulation on page: 20 Mbit/s, 20 ms (it applies to the viewer's frame-fetch worker
+ * too). 512 kB arrive in about 0.2 s: the viewer's transfer policy measures the link as slow.
+ */
+export async function emulateSlowLink(page: Page): Promise<void> {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('Network.enable');
+  await cdp.send('Network.emulateNetworkConditions', {
+    offline: false,
+    latency: 20,
+    downloadThroughput: 2_500_000,
+    uploadThroughput: 2_500_000,
+  });
+}
+
 export async function waitForImage(page: Page, id = 'vp-0', timeout = 60_000): Promise<void> {
   await page.waitForFunction(
     (vid) => {

@@ -25,7 +25,7 @@ import { getMultipart } from '../e2e/dicomweb';
 import { stow } from '../helpers/server';
 import { sampleFiles } from '../samples';
 import { expectedGrey } from './dicom-file';
-import { SAMPLES, skipReason, startViewerEnv, type ViewerEnv } from './harness';
+import { emulateSlowLink, SAMPLES, skipReason, startViewerEnv, type ViewerEnv } from './harness';
 import {
   haveReferenceTools,
   LOSSY,
@@ -336,15 +336,7 @@ describe.skipIf(Boolean(skipReason) || !haveReferenceTools)(
         'Automatic (fast network: as stored)',
       );
 
-      // Chrome's network emulation (it applies to the frame-fetch worker too): 20 Mbit/s, 20 ms.
-      const cdp = await page.context().newCDPSession(page);
-      await cdp.send('Network.enable');
-      await cdp.send('Network.emulateNetworkConditions', {
-        offline: false,
-        latency: 20,
-        downloadThroughput: 2_500_000,
-        uploadThroughput: 2_500_000,
-      });
+      await emulateSlowLink(page);
       await show(page, ct2, 1); // 512 kB arrive in about 0.2 s: the link measures slow
       await page.waitForFunction(() => (window as any).__pacs.transfer().measured === 'slow');
       const state = await transferState(page);

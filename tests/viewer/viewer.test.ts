@@ -12,7 +12,14 @@ import { type StowPart, stow } from '../../scripts/lib/stow';
 import { ctPhantomSeries, demoUid } from '../../server/demo';
 import { listFiles } from '../helpers/server';
 import { type DicomImage, expectedGrey, flatPoints, readDicom } from './dicom-file';
-import { SAMPLES, skipReason, startViewerEnv, type ViewerEnv, waitForImage } from './harness';
+import {
+  emulateSlowLink,
+  SAMPLES,
+  skipReason,
+  startViewerEnv,
+  type ViewerEnv,
+  waitForImage,
+} from './harness';
 
 const CT_FOLDER = 'ct-series/philips-ingenuity-phantom-S2010';
 const JPEG_LS_LOSSLESS = '1.2.840.10008.1.2.4.80';
@@ -229,25 +236,18 @@ describe.skipIf(Boolean(skipReason))('stack viewer (real browser)', () => {
     slow.on('request', (r) => {
       if (r.url().includes('/frames/')) accepts.push({ url: r.url(), accept: r.headers().accept ?? '' });
     });
-    // Chrome's network emulation (it applies to the frame-fetch worker too): 20 Mbit/s, 20 ms.
-    const cdp = await slow.context().newCDPSession(slow);
-    await cdp.send('Network.enable');
-    await cdp.send('Network.emulateNetworkConditions', {
-      offline: false,
-      latency: 20,
-      downloadThroughput: 2_500_000,
-      uploadThroughput: 2_500_000,
-    });
-    await slow.goto(`${env.baseUrl}/viewer/${studyUID}`);
+    await emulateSlowLink(slow);
+    // The viewer's code also comes over the slow link: wait for the slices, not for the load event.
+    await slow.goto(`${env.baseUrl}/viewer/${studyUID}`, { waitUntil: 'commit' });
     await slow.waitForFunction(() => (window as any).__pacs?.viewport('vp-0')?.loaded >= 10, null, {
-      timeout: 60_000,
+      timeout: 120_000,
     });
     const [first, ...rest] = accepts;
     expect(first.accept).not.toContain(JPEG_LS_LOSSLESS);
     expect(rest.length).toBeGreaterThanOrEqual(9);
     expect(rest.filter((r) => !r.accept.includes(JPEG_LS_LOSSLESS))).toEqual([]);
     await slow.close();
-  });
+  }, 150_000);
 
   it('scrolling (wheel and arrow keys) changes the slice shown', async () => {
     const before = await vpState(page);
