@@ -2,7 +2,7 @@
  * The HTTP application: the one route table of the archive (read it as the API's table of contents)
  * and the one error handler that turns DicomwebError into a response.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import compression from 'compression';
 import cors from 'cors';
@@ -274,23 +274,40 @@ function serveViewer(app: express.Express, dir: string, open: express.RequestHan
   app.get('/*rest', open, (req, res) => {
     res.setHeader('Cache-Control', 'no-cache');
     // A study's address (or a share link) opens the image viewer: the browser fetches its code while it
-    // still runs the page's first script, instead of once that script asks for it. Read each time: the
-    // viewer may be rebuilt while the server runs.
+    // still runs the page's first script, instead of once that script asks for it.
     const preload = /^\/(viewer|s)\//.test(req.path) ? viewerPagePreload(dir) : undefined;
     if (preload) res.setHeader('Link', preload);
     res.sendFile(path.join(dir, 'index.html'));
   });
 }
 
+const preloads = new Map<string, { mtimeMs: number; value: string | undefined }>();
+
 /**
  * A Link header value preloading the image viewer's chunks (from the build's manifest), or undefined
- * when the build has no manifest.
+ * when the build has no manifest. Parsed once per version of the manifest: the viewer may be rebuilt
+ * while the server runs.
  */
 export function viewerPagePreload(dir: string): string | undefined {
+  const file = path.join(dir, '.vite', 'manifest.json');
+  let mtimeMs: number;
+  try {
+    mtimeMs = statSync(file).mtimeMs;
+  } catch {
+    return undefined;
+  }
+  const cached = preloads.get(dir);
+  if (cached?.mtimeMs === mtimeMs) return cached.value;
+  const value = preloadFromManifest(file);
+  preloads.set(dir, { mtimeMs, value });
+  return value;
+}
+
+function preloadFromManifest(file: string): string | undefined {
   type Chunk = { file: string; imports?: string[]; isEntry?: boolean };
   let manifest: Record<string, Chunk>;
   try {
-    manifest = JSON.parse(readFileSync(path.join(dir, '.vite', 'manifest.json'), 'utf8'));
+    manifest = JSON.parse(readFileSync(file, 'utf8'));
   } catch {
     return undefined;
   }

@@ -1,9 +1,12 @@
 /** What a browser on a weak link and an operator see over HTTP: readiness, compression, the viewer's routes. */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { request } from 'node:http';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { viewerPagePreload } from '../../server/app';
 import { loadConfig } from '../../server/config';
 import { syntheticSeries } from '../../server/synthetic';
 import { REPO, startServer, stow, type TestServer } from '../helpers/server';
@@ -143,6 +146,39 @@ describe('HTTP behaviour', () => {
     expect(again.status).toBe(304);
     const changed = await fetch(url, { headers: { Accept: accept, 'If-None-Match': '"something-else"' } });
     expect(changed.status).toBe(200);
+  });
+});
+
+describe('viewer preload from the build manifest', () => {
+  it('names the viewer page chunk and its imports, and follows a rebuild while the server runs', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'pacs-manifest-'));
+    try {
+      const write = (hash: string, mtime: number) => {
+        mkdirSync(path.join(dir, '.vite'), { recursive: true });
+        const file = path.join(dir, '.vite', 'manifest.json');
+        writeFileSync(
+          file,
+          JSON.stringify({
+            'index.html': { file: 'assets/index-1.js', isEntry: true, imports: ['_shared.js'] },
+            'src/features/viewer/viewer-page.tsx': {
+              file: `assets/viewer-page-${hash}.js`,
+              imports: ['index.html', '_shared.js'],
+            },
+            '_shared.js': { file: 'assets/shared-2.js' },
+          }),
+        );
+        utimesSync(file, mtime, mtime);
+      };
+      expect(viewerPagePreload(dir)).toBeUndefined(); // no build
+      write('aaa', 1000);
+      expect(viewerPagePreload(dir)).toBe(
+        '</assets/viewer-page-aaa.js>; rel=modulepreload, </assets/shared-2.js>; rel=modulepreload',
+      );
+      write('bbb', 2000); // rebuilt
+      expect(viewerPagePreload(dir)).toMatch(/^<\/assets\/viewer-page-bbb\.js>/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 
