@@ -6,7 +6,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type { Page } from 'playwright-core';
+import type { Page, Response } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type StowPart, stow } from '../../scripts/lib/stow';
 import { ctPhantomSeries, demoUid } from '../../server/demo';
@@ -228,6 +228,47 @@ describe.skipIf(Boolean(skipReason))('stack viewer (real browser)', () => {
     expect(new Set([...perUrl.keys()].map((u) => u.match(/instances\/([^/]+)\/frames/)?.[1])).size).toBe(
       bySop.size,
     );
+  });
+
+  it('on a fast link keeps no frame in the browser cache but the first (opened again, only it is revalidated)', async () => {
+    // The same page opened again (same browser, same cache).
+    const frames: { url: string; status: number; revalidated: boolean }[] = [];
+    const onResponse = async (r: Response) => {
+      if (!r.url().includes('/frames/')) return;
+      const headers = await r.request().allHeaders();
+      frames.push({ url: r.url(), status: r.status(), revalidated: 'if-none-match' in headers });
+    };
+    page.on('response', onResponse);
+    await page.goto(`${env.baseUrl}/viewer/${studyUID}`);
+    await page.waitForFunction((n) => (window as any).__pacs?.viewport('vp-0')?.loaded === n, bySop.size, {
+      timeout: 30_000,
+    });
+    page.off('response', onResponse);
+    const [first, ...rest] = frames;
+    // Fetched before the link was measured: cached, and now revalidated (If-None-Match sent).
+    expect(first.revalidated).toBe(true);
+    // Every other slice came from the archive again, nothing asked of the cache, but the series'
+    // thumbnail: the image library makes that request itself, with the browser's default caching.
+    expect(rest.length).toBeGreaterThanOrEqual(bySop.size - 1);
+    expect(rest.filter((f) => f.status !== 200).length).toBe(0);
+    expect(rest.filter((f) => f.revalidated).length).toBeLessThanOrEqual(1);
+  });
+
+  it('slices decoded in the frame-fetch worker are the images the image library makes of them', async () => {
+    await page.waitForFunction((n) => (window as any).__pacs.viewport('vp-0').loaded === n, bySop.size, {
+      timeout: 30_000,
+    });
+    const imageIds = [...new Set(frameRequests)].map((url) => `wadors:${url}`);
+    let inWorker = 0;
+    for (const imageId of imageIds) {
+      const cmp = await page.evaluate((id) => (window as any).__pacs.compareWithLoader(id), imageId);
+      expect(cmp, imageId).toBeDefined();
+      expect(cmp.loader.decodedInWorker).toBe(false);
+      if (cmp.cached.decodedInWorker) inWorker++;
+      expect({ ...cmp.cached, decodedInWorker: false }, imageId).toEqual(cmp.loader);
+    }
+    // All but the first slices (fetched while the viewer starts, decoded by the library) came this way.
+    expect(inWorker).toBeGreaterThanOrEqual(bySop.size / 2);
   });
 
   it('on a link slow from the start, asks for no slice but the first as stored', async () => {

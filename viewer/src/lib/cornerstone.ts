@@ -11,6 +11,8 @@ import {
   imageRetrievalPoolManager,
   init as coreInit,
   metaData,
+  registerImageLoader,
+  type Types,
   utilities as coreUtils,
 } from '@cornerstonejs/core';
 import { init as loaderInit, wadors } from '@cornerstonejs/dicom-image-loader';
@@ -31,9 +33,10 @@ import { env } from '../config/env';
 import { formatNumber, translate } from '../i18n';
 import { type DicomJson, num, str } from './dicom-json';
 import { frameFromResponse } from './frame-bytes';
-import { fetchFrameOffThread, warmFrameFetcher } from './frame-fetcher';
+import { type DecodedFrameReply, fetchFrameOffThread, warmFrameFetcher } from './frame-fetcher';
+import { imageFromDecoded, nativeFrameParams } from './native-image';
 import { isNativeSyntax } from './transfer-policy';
-import { acceptForFrame, noteStoredSyntax } from './transfer-settings';
+import { acceptForFrame, frameCacheMode, noteStoredSyntax } from './transfer-settings';
 import { jpegLsPlanar } from '../../../dicomweb/codestream';
 import { expandYbrFull422, ybrFull422Length } from './frame-fixes';
 import { slots } from './slots';
@@ -68,6 +71,38 @@ function prefetchedFrameProvider(type: string, imageId: string): unknown {
   return frame;
 }
 
+/** Frames the frame-fetch worker has decoded (native greyscale), for the next load of their image id. */
+const decodedFrames = new Map<string, DecodedFrameReply & { fetched: number }>();
+
+/**
+ * The `wadors:` image loader: an image whose frame the worker has decoded is made from those pixels
+ * (native-image.ts); anything else goes to dicom-image-loader's own loader, as before.
+ */
+function loadWadors(imageId: string, options: Record<string, any> = {}) {
+  const decoded = decodedFrames.get(imageId);
+  if (decoded) {
+    decodedFrames.delete(imageId);
+    // The worker decoded with the loader's defaults: no target buffer, modality LUT applied.
+    if (!options.targetBuffer && options.preScale?.enabled !== false) {
+      try {
+        const image = imageFromDecoded(
+          imageId,
+          decoded.decoded,
+          decoded.transferSyntaxUid,
+          performance.now() - decoded.fetched,
+        );
+        return { promise: Promise.resolve(image), cancelFn: undefined };
+      } catch {
+        /* metadata it did not expect: the loader requests and decodes the frame itself */
+      }
+    }
+  }
+  return wadors.loadImage(imageId, options as any) as {
+    promise: Promise<Types.IImage>;
+    cancelFn?: () => void;
+  };
+}
+
 const inflightFetches = new Map<{ abort(): void }, string>();
 
 /** Prefetching fetches frames itself (see fetchFrame) rather than through the loader's XHR. */
@@ -85,11 +120,17 @@ export async function fetchFrame(imageId: string): Promise<boolean> {
   // connections per host, and the slice the user scrolls to must find one free.
   const aborted = await fetchSlots.take(url);
   if (aborted) return false;
-  const request = fetchFrameOffThread(url, acceptForFrame(url));
+  // Native greyscale frames are decoded in the worker too (native-frame.ts).
+  const started = performance.now();
+  const request = fetchFrameOffThread(url, acceptForFrame(url), {
+    decode: nativeFrameParams(imageId),
+    cache: frameCacheMode(),
+  });
   inflightFetches.set(request, url);
   try {
     const frame = await request.promise;
-    providePrefetchedFrame(imageId, frame.pixelData, frame.transferSyntaxUid);
+    if ('decoded' in frame) decodedFrames.set(imageId, { ...frame, fetched: started });
+    else providePrefetchedFrame(imageId, frame.pixelData, frame.transferSyntaxUid);
     return true;
   } catch (e) {
     // Aborted, or failed: the loader's own request will report the error.
@@ -106,6 +147,7 @@ const fetchSlots = slots(tuning.retrieve);
 /** Forgets bytes handed over for imageId that the loader did not use (it was loaded another way). */
 export function dropPrefetchedFrame(imageId: string): void {
   prefetchedFrames.delete(imageId);
+  decodedFrames.delete(imageId);
 }
 
 /** The loader will decode these bytes for imageId instead of requesting them (once). */
@@ -243,6 +285,7 @@ export function initImageLoader(): void {
     beforeSend: async (_xhr, imageId) => ({ Accept: acceptForFrame(imageId) }),
     beforeProcessing: async (xhr) => fixedResponse(xhr),
   });
+  registerImageLoader('wadors', loadWadors as any);
   cache.setMaxCacheSize(env.cacheBytes);
 }
 

@@ -16,7 +16,7 @@ import {
 } from '../../lib/dicomweb-client';
 import { fetchFrameOffThread } from '../../lib/frame-fetcher';
 import { slots } from '../../lib/slots';
-import { acceptForFrame, fastLinkKnown, noteStoredSyntax } from '../../lib/transfer-settings';
+import { acceptForFrame, fastLinkKnown, frameCacheMode, noteStoredSyntax } from '../../lib/transfer-settings';
 import { orderedImages } from './stack-order';
 
 export interface StudyRecord {
@@ -131,7 +131,7 @@ function fetchAhead(
     noteStoredSyntax(url, image);
     const p = turns
       .take()
-      .then(() => fetchFrameOffThread(url, acceptForFrame(url)).promise)
+      .then(() => fetchFrameOffThread(url, acceptForFrame(url), { cache: frameCacheMode() }).promise)
       .catch(() => undefined)
       .finally(() => turns.give());
     frames.set(url, p);

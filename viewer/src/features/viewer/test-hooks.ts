@@ -4,7 +4,9 @@
  */
 import { cache, Enums, getShouldUseCPURendering, type Types, utilities } from '@cornerstonejs/core';
 import { annotation } from '@cornerstonejs/tools';
+import { wadors } from '@cornerstonejs/dicom-image-loader';
 import { workerTransfers } from '../../lib/frame-fetcher';
+import { madeFromDecoded } from '../../lib/native-image';
 import { getTransferState, type TransferState } from '../../lib/transfer-settings';
 import { firstViewsDrawn, placement } from './first-view';
 import { getStackViewport, MEASUREMENT_TOOLS } from './viewer-session';
@@ -61,6 +63,58 @@ export interface PacsTestHooks {
    * where no DevTools client watches the network.
    */
   transferred(): { bytes: number; requests: number };
+  /**
+   * The cached image of imageId beside what dicom-image-loader's own loader makes of the same frame
+   * (requested again, not cached), each summarised; undefined when imageId is not cached.
+   */
+  compareWithLoader(imageId: string): Promise<{ cached: ImageSummary; loader: ImageSummary } | undefined>;
+}
+
+export interface ImageSummary {
+  /** made from pixels the frame-fetch worker decoded (native-image.ts), not by the loader */
+  decodedInWorker: boolean;
+  dataType: string;
+  length: number;
+  min: number;
+  max: number;
+  slope: number;
+  intercept: number;
+  windowCenter: unknown;
+  windowWidth: unknown;
+  invert: boolean;
+  preScale: unknown;
+  rows: number;
+  columns: number;
+  rowPixelSpacing: unknown;
+  columnPixelSpacing: unknown;
+  /** SHA-256 of the pixel array's bytes */
+  pixels: string;
+}
+
+async function summary(image: Types.IImage): Promise<ImageSummary> {
+  const px = image.voxelManager?.getScalarData() ?? image.getPixelData();
+  const digest = await crypto.subtle.digest(
+    'SHA-256',
+    new Uint8Array(px.buffer as ArrayBuffer, px.byteOffset, px.byteLength).slice(),
+  );
+  return {
+    decodedInWorker: madeFromDecoded.has(image),
+    dataType: px.constructor.name,
+    length: px.length,
+    min: image.minPixelValue,
+    max: image.maxPixelValue,
+    slope: image.slope,
+    intercept: image.intercept,
+    windowCenter: image.windowCenter,
+    windowWidth: image.windowWidth,
+    invert: image.invert,
+    preScale: JSON.parse(JSON.stringify(image.preScale ?? null)),
+    rows: image.rows,
+    columns: image.columns,
+    rowPixelSpacing: image.rowPixelSpacing,
+    columnPixelSpacing: image.columnPixelSpacing,
+    pixels: Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, '0')).join(''),
+  };
 }
 
 function base64(bytes: Uint8Array): string {
@@ -186,6 +240,12 @@ export function installTestHooks(): void {
         components: px.length / n,
         data: base64(bytes),
       };
+    },
+    async compareWithLoader(imageId) {
+      const cached = cache.getImage(imageId) as Types.IImage | undefined;
+      if (!cached) return undefined;
+      const fresh = (await wadors.loadImage(imageId, {}).promise) as unknown as Types.IImage;
+      return { cached: await summary(cached), loader: await summary(fresh) };
     },
     transfer: () => getTransferState(),
     transferred: () => {
