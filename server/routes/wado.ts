@@ -210,6 +210,16 @@ async function storedFrames(
   };
 }
 
+/**
+ * A single-part body with its length: the client sees the size up front and reads no chunked framing
+ * (the compression middleware's pass-through would otherwise send it chunked).
+ */
+function sendSinglePart(res: Response, contentType: string, data: Uint8Array): void {
+  res.status(200).setHeader('Content-Type', contentType);
+  res.setHeader('Content-Length', String(data.length));
+  res.end(data);
+}
+
 /** GET .../instances/{i}/frames/{list} */
 export function retrieveFrames(ctx: WadoContext) {
   return async (req: Request, res: Response) => {
@@ -235,9 +245,7 @@ export function retrieveFrames(ctx: WadoContext) {
     }
 
     if (!rendering.multipart) {
-      const data = await bytesOf(frames[0]);
-      res.status(200).setHeader('Content-Type', rendering.partType);
-      res.end(data);
+      sendSinglePart(res, rendering.partType, await bytesOf(frames[0]));
       return;
     }
     const boundary = newBoundary();
@@ -307,8 +315,7 @@ export function retrieveBulkdata(ctx: WadoContext) {
     }
     if (!data) throw notFound(`instance ${inst.SOPInstanceUID} has no bulk data at ${path}`);
     if (!rendering.multipart) {
-      res.status(200).setHeader('Content-Type', rendering.partType);
-      res.end(data);
+      sendSinglePart(res, rendering.partType, data);
       return;
     }
     const boundary = newBoundary();

@@ -147,6 +147,28 @@ describe('HTTP behaviour', () => {
     const changed = await fetch(url, { headers: { Accept: accept, 'If-None-Match': '"something-else"' } });
     expect(changed.status).toBe(200);
   });
+
+  it('sends a single-part frame with its Content-Length, not chunked', async () => {
+    await fetch(`${server.baseUrl}/api/demo`, { method: 'POST' });
+    const [inst] = (await (await fetch(`${server.dicomweb}/instances?limit=1`)).json()) as Record<
+      string,
+      { Value: string[] }
+    >[];
+    const { get } = await import('node:http');
+    const res = await new Promise<import('node:http').IncomingMessage>((resolve, reject) =>
+      get(
+        `${inst['00081190'].Value[0]}/frames/1`,
+        { headers: { Accept: 'application/octet-stream; transfer-syntax=*' } },
+        resolve,
+      ).on('error', reject),
+    );
+    let length = 0;
+    for await (const chunk of res) length += (chunk as Buffer).length;
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['transfer-encoding']).toBeUndefined();
+    expect(Number(res.headers['content-length'])).toBe(length);
+    expect(length).toBeGreaterThan(1000);
+  });
 });
 
 describe('viewer preload from the build manifest', () => {
