@@ -2,7 +2,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { request } from 'node:http';
+import { get, type IncomingMessage, request } from 'node:http';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -39,6 +39,16 @@ describe('HTTP behaviour', () => {
     await fetch(`${server.baseUrl}/api/demo`, { method: 'POST' });
   });
   afterAll(async () => server?.close());
+
+  /** The first frame of an instance of the demo study (loaded if it is not yet). */
+  async function demoFrameUrl(): Promise<string> {
+    await fetch(`${server.baseUrl}/api/demo`, { method: 'POST' });
+    const [inst] = (await (await fetch(`${server.dicomweb}/instances?limit=1`)).json()) as Record<
+      string,
+      { Value: string[] }
+    >[];
+    return `${inst['00081190'].Value[0]}/frames/1`;
+  }
 
   it('answers /healthz when ready', async () => {
     const r = await fetch(`${server.baseUrl}/healthz`);
@@ -130,12 +140,7 @@ describe('HTTP behaviour', () => {
   });
 
   it('lets a browser revalidate frames it already has (ETag, 304)', async () => {
-    await fetch(`${server.baseUrl}/api/demo`, { method: 'POST' });
-    const [inst] = (await (await fetch(`${server.dicomweb}/instances?limit=1`)).json()) as Record<
-      string,
-      { Value: string[] }
-    >[];
-    const url = `${inst['00081190'].Value[0]}/frames/1`;
+    const url = await demoFrameUrl();
     const accept = 'multipart/related; type="application/octet-stream"';
     const first = await fetch(url, { headers: { Accept: accept } });
     expect(first.status).toBe(200);
@@ -149,18 +154,12 @@ describe('HTTP behaviour', () => {
   });
 
   it('sends a single-part frame with its Content-Length, not chunked', async () => {
-    await fetch(`${server.baseUrl}/api/demo`, { method: 'POST' });
-    const [inst] = (await (await fetch(`${server.dicomweb}/instances?limit=1`)).json()) as Record<
-      string,
-      { Value: string[] }
-    >[];
-    const { get } = await import('node:http');
-    const res = await new Promise<import('node:http').IncomingMessage>((resolve, reject) =>
-      get(
-        `${inst['00081190'].Value[0]}/frames/1`,
-        { headers: { Accept: 'application/octet-stream; transfer-syntax=*' } },
-        resolve,
-      ).on('error', reject),
+    const url = await demoFrameUrl();
+    const res = await new Promise<IncomingMessage>((resolve, reject) =>
+      get(url, { headers: { Accept: 'application/octet-stream; transfer-syntax=*' } }, resolve).on(
+        'error',
+        reject,
+      ),
     );
     let length = 0;
     for await (const chunk of res) length += (chunk as Buffer).length;
