@@ -22,6 +22,8 @@ import {
 } from './harness';
 
 const CT_FOLDER = 'ct-series/philips-ingenuity-phantom-S2010';
+/** MR with a fractional rescale slope (1.2366): its slices are decoded to floats. */
+const MR_FOLDER = 'mr/philips-dual-echo';
 const JPEG_LS_LOSSLESS = '1.2.840.10008.1.2.4.80';
 
 interface VpState {
@@ -82,12 +84,15 @@ describe.skipIf(Boolean(skipReason))('stack viewer (real browser)', () => {
   let page: Page;
   const bySop = new Map<string, DicomImage>();
   let studyUID = '';
+  let mrStudyUID = '';
   /** Every frame request of the page and its workers, from navigation on. */
   const frameRequests: string[] = [];
 
   beforeAll(async () => {
     const files = await listFiles(path.join(SAMPLES, CT_FOLDER));
-    env = await startViewerEnv(files);
+    const mrFiles = await listFiles(path.join(SAMPLES, MR_FOLDER));
+    env = await startViewerEnv([...files, ...mrFiles]);
+    mrStudyUID = (await readDicom(mrFiles[0])).studyInstanceUID;
     for (const f of files) {
       const img = await readDicom(f);
       bySop.set(img.sopInstanceUID, img);
@@ -420,5 +425,32 @@ describe.skipIf(Boolean(skipReason))('stack viewer (real browser)', () => {
     const label = await page.$$eval('svg text', (ts) => ts.map((t) => t.textContent ?? '').join(' '));
     expect(label).toMatch(/Mean: -?[\d,]+\.\d HU/);
     await env.screenshot(page, 'viewer-ct-rectangle-roi');
+  });
+
+  it('MR with a fractional rescale: slices decoded in the worker are the images the image library makes', async () => {
+    const urls: string[] = [];
+    const onRequest = (r: { url(): string }) => {
+      if (r.url().includes('/frames/')) urls.push(r.url());
+    };
+    page.on('request', onRequest);
+    await page.goto(`${env.baseUrl}/viewer/${mrStudyUID}`);
+    await page.waitForFunction(
+      () => {
+        const v = (window as any).__pacs?.viewport('vp-0');
+        return v && v.count > 1 && v.loaded === v.count;
+      },
+      null,
+      { timeout: 30_000 },
+    );
+    page.off('request', onRequest);
+    let inWorker = 0;
+    for (const imageId of [...new Set(urls)].map((url) => `wadors:${url}`)) {
+      const cmp = await page.evaluate((id) => (window as any).__pacs.compareWithLoader(id), imageId);
+      if (!cmp) continue; // a slice of a series not shown
+      if (cmp.cached.decodedInWorker) inWorker++;
+      expect(cmp.cached.dataType, imageId).toBe('Float32Array');
+      expect({ ...cmp.cached, decodedInWorker: false }, imageId).toEqual(cmp.loader);
+    }
+    expect(inWorker).toBeGreaterThanOrEqual(10);
   });
 });
