@@ -130,13 +130,18 @@ try {
   /* no Resource Timing: the browser's hint and the setting decide */
 }
 
+/** Counts the bodies the page has received but its observer has not yet reported. */
+function flushPageEntries(): void {
+  if (pageObserver) recordPageEntries(pageObserver.takeRecords());
+}
+
 /**
  * Whether frames may be fetched ahead of need: the setting asks for frames as stored, or `auto` has
  * measured a fast link (not merely assumed one before measuring). Bodies the page has received but its
  * observer not yet reported are counted first.
  */
 export function fastLinkKnown(): boolean {
-  if (pageObserver) recordPageEntries(pageObserver.takeRecords());
+  flushPageEntries();
   if (mode !== 'auto') return effectiveLink(mode, 'fast') === 'fast';
   return !connection()?.saveData && estimator.linkClass() === 'fast';
 }
@@ -149,7 +154,7 @@ export function fastLinkKnown(): boolean {
  * revalidates them (304 Not Modified) instead of fetching them again.
  */
 export function frameCacheMode(): RequestCache {
-  if (pageObserver) recordPageEntries(pageObserver.takeRecords());
+  flushPageEntries();
   return estimator.linkClass() === 'fast' ? 'no-store' : 'default';
 }
 
