@@ -104,9 +104,6 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
 }
 
 async function main() {
-  // Blob writes wait on fsync in libuv's thread pool; its default of 4 threads would queue concurrent
-  // STOW requests behind each other. Must be set before the pool's first use.
-  process.env.UV_THREADPOOL_SIZE ??= '16';
   let config: Config;
   try {
     config = loadConfig();
