@@ -63,6 +63,8 @@ export interface AuthConfig {
   referringAccess: ReferringAccess;
   /** Failed logins (and share link checks) allowed per address per 15 minutes. */
   loginRateLimit: number;
+  /** Days the audit trail keeps its events; 0: for ever. */
+  auditRetentionDays: number;
   /** Origins allowed to call the API from a browser (CORS); empty: same origin only. */
   corsOrigins: string[];
   /** Express "trust proxy" value: whose X-Forwarded-For / -Proto to believe. */
@@ -184,6 +186,10 @@ export const VARIABLES = {
   PACS_REFERRING_ACCESS: [
     'shared-and-named',
     'What a referring physician reads: shared (studies shared with them) or shared-and-named (also studies whose ReferringPhysicianName matches their referring name).',
+  ],
+  PACS_AUDIT_RETENTION_DAYS: [
+    '0',
+    'Audit events older than this many days are deleted (checked a few seconds after start, then every 6 hours; the deletion is itself an audit event); 0: kept for ever.',
   ],
   PACS_LOGIN_RATE_LIMIT: [
     '10',
@@ -353,6 +359,7 @@ function authConfig(
     shareDays: int('PACS_SHARE_DAYS', 1, 3650),
     referringAccess: referringAccess as ReferringAccess,
     loginRateLimit: int('PACS_LOGIN_RATE_LIMIT', 1, 100_000),
+    auditRetentionDays: int('PACS_AUDIT_RETENTION_DAYS', 0, 36_500),
     corsOrigins,
     trustProxy: get('PACS_TRUST_PROXY'),
     oidc: oidcConfig(get, errors),

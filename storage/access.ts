@@ -365,6 +365,23 @@ export class AccessStore {
     });
   }
 
+  /**
+   * Deletes the events older than `before` (ms since the epoch), oldest first, `batch` rows per
+   * statement so that neither database is held for long; returns how many went.
+   */
+  async pruneAudit(before: number, batch = 5_000): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const n = await this.db.run(
+        `DELETE FROM audit_events WHERE id IN
+           (SELECT id FROM audit_events WHERE time < ? ORDER BY id LIMIT ${Math.max(1, Math.floor(batch))})`,
+        [before],
+      );
+      total += n;
+      if (n < batch) return total;
+    }
+  }
+
   /** Events matching the filter, newest first. */
   async queryAudit(f: AuditFilter): Promise<AuditEvent[]> {
     const where: string[] = [];

@@ -12,6 +12,10 @@ import type { Logger } from '../log';
 import type { Principal } from './auth';
 
 const AUDIT_FLUSH_MS = 250;
+/** PACS_AUDIT_RETENTION_DAYS: the first deletion soon after start (not in its way), then this often. */
+const RETENTION_FIRST_MS = 2_000;
+const RETENTION_EVERY_MS = 6 * 3600_000;
+const DAY_MS = 86_400_000;
 const MAX_QUEUE = 10_000;
 const PATIENT_CACHE = 5_000;
 
@@ -20,6 +24,8 @@ export class AuditTrail {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private writing: Promise<void> = Promise.resolve();
   private readonly patients = new Map<string, string | null>();
+  private retention: ReturnType<typeof setTimeout> | undefined;
+  private pruning: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly access: AccessStore,
@@ -61,8 +67,56 @@ export class AuditTrail {
   }
 
   async close(): Promise<void> {
+    clearTimeout(this.retention);
+    this.retention = undefined;
+    await this.pruning;
     await this.flush();
     clearTimeout(this.timer);
+  }
+
+  /**
+   * Keeps the events of the last `days` days (PACS_AUDIT_RETENTION_DAYS; 0 keeps them all): the older
+   * ones are deleted shortly after start and every 6 hours after that.
+   */
+  keepFor(days: number): void {
+    if (days <= 0) return;
+    const run = (delay: number) => {
+      this.retention = setTimeout(() => {
+        this.pruning = this.prune(Date.now() - days * DAY_MS, days)
+          .catch((err) => this.log.error('audit events not pruned', { err }))
+          .finally(() => {
+            if (this.retention) run(RETENTION_EVERY_MS);
+          });
+      }, delay);
+      this.retention.unref();
+    };
+    run(RETENTION_FIRST_MS);
+  }
+
+  /**
+   * Deletes the events older than `before`. The deletion is recorded as an event of its own
+   * (action prune-audit), so the trail shows when and why it begins where it does. Several server
+   * processes may run it at once: only the one that deleted something records it.
+   */
+  async prune(before: number, days: number): Promise<number> {
+    await this.flush();
+    const count = await this.access.pruneAudit(before);
+    if (count > 0) {
+      const when = new Date(before).toISOString();
+      this.log.info('audit events deleted (retention)', { count, before: when, days });
+      this.record({
+        time: Date.now(),
+        username: null,
+        role: 'system',
+        action: 'prune-audit',
+        studyInstanceUID: null,
+        patientID: null,
+        status: 200,
+        source: null,
+        detail: `${count} events before ${when} deleted (PACS_AUDIT_RETENTION_DAYS=${days})`,
+      });
+    }
+    return count;
   }
 
   private async patientOf(study: string): Promise<string | null> {

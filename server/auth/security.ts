@@ -18,5 +18,7 @@ export async function openSecurity(config: Config, storage: Storage, log: Logger
   if (!config.auth.enabled)
     log.warn('PACS_AUTH=off: no sign-in, every request acts as an administrator (development only)');
   const oidc = await openOidc(config, auth, log);
-  return { auth, audit: new AuditTrail(access, storage.index, log), oidc };
+  const audit = new AuditTrail(access, storage.index, log);
+  audit.keepFor(config.auth.auditRetentionDays);
+  return { auth, audit, oidc };
 }
