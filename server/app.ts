@@ -13,6 +13,7 @@ import { DicomwebError } from '../dicomweb/status';
 import type { Storage } from '../storage/open';
 import { allow, type Auth } from './auth/auth';
 import type { AuditTrail } from './auth/audit';
+import { SharedRateLimitStore } from './auth/rate-limit';
 import type { Config } from './config';
 import type { Logger } from './log';
 import {
@@ -112,18 +113,20 @@ export function createApp(
   const json = express.json({ limit: '16kb' });
   // Failed attempts per client address (successful ones are not counted): passwords and link tokens
   // cannot be guessed by trying.
-  const limiter = () =>
+  // The counts live in the index database, so every server process (PACS_WORKERS) sees the same ones.
+  const limiter = (name: string) =>
     rateLimit({
       windowMs: 15 * 60_000,
       limit: config.auth.loginRateLimit,
+      store: new SharedRateLimitStore(auth.access, name),
       skipSuccessfulRequests: true,
       standardHeaders: 'draft-8',
       legacyHeaders: false,
       handler: (_req, _res, next) =>
         next(new DicomwebError(429, 'too many failed attempts from this address: try again in 15 minutes')),
     });
-  const loginLimit = limiter();
-  const linkLimit = limiter();
+  const loginLimit = limiter('login');
+  const linkLimit = limiter('link');
   // Each route names the rule it needs (server/auth/rules.ts) and its audit action: allow(rule, action).
   const g = (rule: Parameters<typeof allow>[1], action: string) => allow(auth, rule, action);
   const r = express.Router({ caseSensitive: true, strict: false });

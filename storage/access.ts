@@ -408,6 +408,51 @@ export class AccessStore {
     return rows.map(auditEvent);
   }
 
+  // ── rate limits ──
+
+  /**
+   * Counts one hit against `name` (a limiter and a client address) and returns the count of its window:
+   * a new window of `windowMs` begins when the last one has ended. One statement, so server processes
+   * counting the same address at once each get their own number.
+   */
+  async hitRateLimit(
+    name: string,
+    now: number,
+    windowMs: number,
+  ): Promise<{ hits: number; resetAt: number }> {
+    const [row] = await this.db.all<Row>(
+      `INSERT INTO rate_limits (name, hits, reset_at) VALUES (?, 1, ?)
+       ON CONFLICT (name) DO UPDATE SET
+         hits = CASE WHEN rate_limits.reset_at <= ? THEN 1 ELSE rate_limits.hits + 1 END,
+         reset_at = CASE WHEN rate_limits.reset_at <= ? THEN ? ELSE rate_limits.reset_at END
+       RETURNING hits, reset_at`,
+      [name, now + windowMs, now, now, now + windowMs],
+    );
+    return { hits: Number(row.hits), resetAt: Number(row.reset_at) };
+  }
+
+  /** Takes back one hit (the attempt succeeded, and only failures count). */
+  async unhitRateLimit(name: string): Promise<void> {
+    await this.db.run('UPDATE rate_limits SET hits = hits - 1 WHERE name = ? AND hits > 0', [name]);
+  }
+
+  async rateLimit(name: string, now: number): Promise<{ hits: number; resetAt: number } | undefined> {
+    const [row] = await this.db.all<Row>(
+      'SELECT hits, reset_at FROM rate_limits WHERE name = ? AND reset_at > ?',
+      [name, now],
+    );
+    return row && { hits: Number(row.hits), resetAt: Number(row.reset_at) };
+  }
+
+  async resetRateLimit(name: string): Promise<void> {
+    await this.db.run('DELETE FROM rate_limits WHERE name = ?', [name]);
+  }
+
+  /** Forgets the windows that have ended. */
+  async deleteExpiredRateLimits(now: number): Promise<number> {
+    return this.db.run('DELETE FROM rate_limits WHERE reset_at <= ?', [now]);
+  }
+
   // ── settings ──
 
   /** The stored value of a setting, created with make() when absent (the first server to ask wins). */

@@ -136,13 +136,17 @@ export function migrations(d: Dialect): string[][] {
     pg ? postgresQidoIndexes() : [],
     // 3: users, API tokens, sessions, share links, the audit trail and server settings (storage/access.ts).
     accessTables(d),
+    // 4: counts of failed sign-ins and link checks per client address, shared by every server process.
+    [
+      `CREATE TABLE rate_limits (name ${T} PRIMARY KEY, hits INTEGER NOT NULL, reset_at ${d.bigint} NOT NULL)`,
+    ],
   ];
 }
 
 /**
  * Security state (storage/access.ts). Secrets are never stored: passwords as scrypt hashes, tokens and
  * session ids as SHA-256 hashes. Times are milliseconds since the epoch (bigint). Audit rows are only
- * ever inserted.
+ * ever inserted, and deleted only by the retention (PACS_AUDIT_RETENTION_DAYS).
  */
 function accessTables(d: Dialect): string[] {
   const T = d.text;
