@@ -11,11 +11,17 @@
  *   npm run user -- token create <username> [--label text] [--days n]
  *   npm run user -- token list [<username>]
  *   npm run user -- token revoke <id>
+ *   npm run user -- locked
+ *   npm run user -- unlock <client address>
  *
  * Without --password a random one-time password is printed (to be changed at first sign-in);
  * `--password -` reads it from standard input (keeps it out of the process list and shell history).
+ * `locked` lists the client addresses with failed sign-ins or share link checks counted in the current
+ * window (PACS_LOGIN_RATE_LIMIT); `unlock` clears an address's counts before its window ends.
  */
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { rateLimitNames } from '../server/auth/rate-limit';
 import { hashPassword, newApiToken, passwordProblem, randomPassword } from '../server/auth/secrets';
 import { ConfigError, loadConfig, storageOptions } from '../server/config';
 import { ACCOUNT_ROLES, AccessStore, type AccountRole } from '../storage/access';
@@ -186,6 +192,26 @@ export async function runUserCommand(
           return;
         }
         throw new UsageError('token: create, list or revoke');
+      }
+      case 'locked': {
+        for (const r of await access.listRateLimits(Date.now()))
+          out(
+            `${r.name.padEnd(48)} ${String(r.hits).padStart(5)} failures, until ${new Date(r.resetAt).toISOString()}`,
+          );
+        return;
+      }
+      case 'unlock': {
+        const [address] = rest;
+        if (!address || isIP(address) === 0)
+          throw new UsageError('unlock: a client address (IPv4 or IPv6) is needed');
+        let cleared = 0;
+        for (const name of rateLimitNames(address)) {
+          if (((await access.rateLimit(name, Date.now()))?.hits ?? 0) > 0) cleared++;
+          await access.resetRateLimit(name);
+        }
+        if (cleared === 0) throw new UsageError(`no failures counted for ${address}`);
+        out(`unlocked ${address}`);
+        return;
       }
       default:
         throw new UsageError(`unknown command ${command ?? '(none)'}`);

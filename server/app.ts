@@ -13,7 +13,7 @@ import { DicomwebError } from '../dicomweb/status';
 import type { Storage } from '../storage/open';
 import { allow, type Auth } from './auth/auth';
 import type { AuditTrail } from './auth/audit';
-import { SharedRateLimitStore } from './auth/rate-limit';
+import { RATE_LIMITERS, SharedRateLimitStore } from './auth/rate-limit';
 import type { Config } from './config';
 import type { Logger } from './log';
 import {
@@ -125,8 +125,7 @@ export function createApp(
       handler: (_req, _res, next) =>
         next(new DicomwebError(429, 'too many failed attempts from this address: try again in 15 minutes')),
     });
-  const loginLimit = limiter('login');
-  const linkLimit = limiter('link');
+  const [loginLimit, linkLimit] = RATE_LIMITERS.map(limiter);
   // Each route names the rule it needs (server/auth/rules.ts) and its audit action: allow(rule, action).
   const g = (rule: Parameters<typeof allow>[1], action: string) => allow(auth, rule, action);
   const r = express.Router({ caseSensitive: true, strict: false });

@@ -448,6 +448,15 @@ export class AccessStore {
     await this.db.run('DELETE FROM rate_limits WHERE name = ?', [name]);
   }
 
+  /** The counts whose window has not ended, most hits first. */
+  async listRateLimits(now: number): Promise<{ name: string; hits: number; resetAt: number }[]> {
+    const rows = await this.db.all<Row>(
+      'SELECT name, hits, reset_at FROM rate_limits WHERE reset_at > ? AND hits > 0 ORDER BY hits DESC, name',
+      [now],
+    );
+    return rows.map((r) => ({ name: String(r.name), hits: Number(r.hits), resetAt: Number(r.reset_at) }));
+  }
+
   /** Forgets the windows that have ended. */
   async deleteExpiredRateLimits(now: number): Promise<number> {
     return this.db.run('DELETE FROM rate_limits WHERE reset_at <= ?', [now]);

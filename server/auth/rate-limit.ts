@@ -3,8 +3,26 @@
  * database instead of each process's memory: every server process of PACS_WORKERS sees the same count
  * for an address, and a restart does not clear it.
  */
-import type { ClientRateLimitInfo, IncrementResponse, Options, Store } from 'express-rate-limit';
+import {
+  type ClientRateLimitInfo,
+  type IncrementResponse,
+  ipKeyGenerator,
+  type Options,
+  type Store,
+} from 'express-rate-limit';
 import type { AccessStore } from '../../storage/access';
+
+/** The limiters of the server (app.ts): failed sign-ins, failed share link checks. */
+export const RATE_LIMITERS = ['login', 'link'] as const;
+
+/**
+ * The names under which a client address is counted, one per limiter: the limiter's own key of the
+ * address (express-rate-limit counts an IPv6 address by its /56 network).
+ */
+export function rateLimitNames(address: string): string[] {
+  const key = ipKeyGenerator(address);
+  return RATE_LIMITERS.map((limiter) => `${limiter}:${key}`);
+}
 
 /** How often ended windows are removed from the table (on the next hit after this long). */
 const SWEEP_MS = 15 * 60_000;

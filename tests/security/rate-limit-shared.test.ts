@@ -1,12 +1,18 @@
 /**
  * The failed sign-in limit is one count per client address for the whole archive: two server processes
- * on the same data (PACS_WORKERS, or a restart) add up the failures instead of each allowing the limit.
+ * on the same data (PACS_WORKERS, or a restart) add up the failures instead of each allowing the limit;
+ * an administrator can see and clear the counts (npm run user -- locked / unlock).
  */
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { REPO } from '../helpers/server';
 import { PASSWORD, type SecureArchive, startSecureArchive, userWithToken } from './setup';
+
+const run = promisify(execFile);
 
 const opened: SecureArchive[] = [];
 let dir: string | undefined;
@@ -47,5 +53,19 @@ describe('login rate limit across server processes', () => {
     const c = await startSecureArchive(env, dir);
     opened.push(c);
     expect(await attempt(c.base, PASSWORD)).toBe(429);
+
+    // The administrator's way out before the window ends: npm run user -- locked / unlock <address>.
+    const cli = (...args: string[]) =>
+      run(process.execPath, ['--import', 'tsx', 'scripts/user.ts', ...args], {
+        cwd: REPO,
+        env: { ...process.env, PACS_DATA_DIR: dir },
+      });
+    expect((await cli('locked')).stdout).toMatch(/^login:127\.0\.0\.1\s+\d+ failures, until \d{4}-/m);
+    expect((await cli('unlock', '127.0.0.1')).stdout).toMatch(/unlocked 127\.0\.0\.1/);
+    expect(await attempt(c.base, PASSWORD)).toBe(200);
+    expect((await cli('locked')).stdout).not.toMatch(/login:127\.0\.0\.1/);
+    const again = await cli('unlock', '127.0.0.1').catch((e: { code: number; stderr: string }) => e);
+    expect(again).toMatchObject({ code: 2 });
+    expect((again as { stderr: string }).stderr).toMatch(/no failures counted for 127\.0\.0\.1/);
   }, 120_000);
 });
