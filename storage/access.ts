@@ -367,7 +367,8 @@ export class AccessStore {
 
   /**
    * Deletes the events older than `before` (ms since the epoch), oldest first, `batch` rows per
-   * statement so that neither database is held for long; returns how many went.
+   * statement so that neither database (nor, for SQLite, the event loop) is held for long; returns how
+   * many went.
    */
   async pruneAudit(before: number, batch = 5_000): Promise<number> {
     let total = 0;
@@ -379,6 +380,8 @@ export class AccessStore {
       );
       total += n;
       if (n < batch) return total;
+      // SQLite runs on the event loop: let requests through between batches of a long backlog.
+      await new Promise((resolve) => setImmediate(resolve));
     }
   }
 
