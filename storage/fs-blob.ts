@@ -3,8 +3,8 @@
  * put() writes a temporary file, fsyncs it, renames it into place and fsyncs the folder, so an object
  * is either absent or complete and durable (no half-written object after a crash or a failed upload).
  */
-import { createReadStream, close as fsClose, open as fsOpen, read as fsRead } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import fs, { createReadStream, close as fsClose, open as fsOpen, read as fsRead } from 'node:fs';
+import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -12,10 +12,23 @@ import { BlobNotFoundError, type BlobStore, type ByteRange, isValidBlobKey } fro
 
 const TMP_DIR = '.tmp';
 const WRITE_GROUP_BYTES = 1024 * 1024;
+/** Folder descriptors kept open: the 256 folders of newBlobKey() and then some. */
+const DIR_FDS = 320;
+
+/** A callback fs call as a promise. */
+function fsCall<T>(
+  call: (cb: (err: NodeJS.ErrnoException | null, value?: T) => void) => unknown,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    call((err, value) => (err ? reject(err) : resolve(value as T)));
+  });
+}
 
 export class FsBlobStore implements BlobStore {
   /** Folders known to exist. */
   private readonly dirs = new Set<string>();
+  /** Open descriptors of folders, for their fsync after a rename (insertion order: oldest first). */
+  private readonly dirFds = new Map<string, { fd: number; users: number; retired: boolean }>();
 
   constructor(readonly root: string) {}
 
@@ -35,9 +48,12 @@ export class FsBlobStore implements BlobStore {
   }
 
   async put(key: string, body: AsyncIterable<Uint8Array>): Promise<{ size: number }> {
+    // Callback fs calls rather than FileHandle: an instance is about seven calls, and on a busy archive
+    // the bookkeeping of a FileHandle and its promises cost the event loop more than the calls themselves.
     const target = this.file(key);
     const tmp = path.join(this.root, TMP_DIR, `${randomUUID()}.part`);
-    const fh = await open(tmp, 'wx');
+    const fd = await fsCall<number>((cb) => fs.open(tmp, 'wx', cb));
+    let closed = false;
     let size = 0;
     // Network chunks are small (16-64 KiB): write them in groups of about 1 MiB.
     let group: Uint8Array[] = [];
@@ -47,12 +63,12 @@ export class FsBlobStore implements BlobStore {
       const total = groupBytes;
       group = [];
       groupBytes = 0;
-      let { bytesWritten } = await fh.writev(chunks);
-      if (bytesWritten < total) {
+      let written = await fsCall<number>((cb) => fs.writev(fd, chunks, cb));
+      if (written < total) {
         // A short write (rare on files): finish the rest one buffer at a time.
-        const rest = Buffer.concat(chunks).subarray(bytesWritten);
-        for (let off = 0; off < rest.length; off += bytesWritten) {
-          ({ bytesWritten } = await fh.write(rest, off, rest.length - off));
+        const rest = Buffer.concat(chunks).subarray(written);
+        for (let off = 0; off < rest.length; off += written) {
+          written = await fsCall<number>((cb) => fs.write(fd, rest, off, rest.length - off, null, cb));
         }
       }
     };
@@ -64,8 +80,9 @@ export class FsBlobStore implements BlobStore {
         if (groupBytes >= WRITE_GROUP_BYTES) await writeGroup();
       }
       if (groupBytes > 0) await writeGroup();
-      await fh.sync();
-      await fh.close();
+      await fsCall<void>((cb) => fs.fsync(fd, cb));
+      closed = true;
+      await fsCall<void>((cb) => fs.close(fd, cb));
       const dir = path.dirname(target);
       if (!this.dirs.has(dir)) {
         // A new folder's own entry must be durable too: sync each parent whose folder we created.
@@ -77,18 +94,62 @@ export class FsBlobStore implements BlobStore {
         }
         this.dirs.add(dir);
       }
-      await rename(tmp, target).catch(async (err: NodeJS.ErrnoException) => {
+      await fsCall<void>((cb) => fs.rename(tmp, target, cb)).catch(async (err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') throw err;
-        await mkdir(dir, { recursive: true }); // removed since we last saw it
-        await rename(tmp, target);
+        // The folder was removed since we last saw it: forget its descriptor, make it again.
+        this.dirs.delete(dir);
+        await this.retire(dir);
+        await mkdir(dir, { recursive: true });
+        await fsCall<void>((cb) => fs.rename(tmp, target, cb));
       });
-      await syncDir(dir);
+      // The new name must be durable before the object is acknowledged.
+      await this.syncFolder(dir);
       return { size };
     } catch (err) {
-      await fh.close().catch(() => {});
+      if (!closed) await fsCall<void>((cb) => fs.close(fd, cb)).catch(() => {});
       await rm(tmp, { force: true });
       throw err;
     }
+  }
+
+  /**
+   * fsync of a folder through a descriptor kept open for the folder's next objects (opening and closing
+   * it for each object was two more calls per object). At most DIR_FDS are kept, the oldest given up first;
+   * a descriptor given up is closed once no fsync is using it.
+   */
+  private async syncFolder(dir: string): Promise<void> {
+    let h = this.dirFds.get(dir);
+    if (!h) {
+      const fd = await fsCall<number>((cb) => fs.open(dir, 'r', cb));
+      h = this.dirFds.get(dir); // another put may have opened it meanwhile
+      if (h) fs.close(fd, () => {});
+      else {
+        h = { fd, users: 0, retired: false };
+        this.dirFds.set(dir, h);
+        if (this.dirFds.size > DIR_FDS) void this.retire(this.dirFds.keys().next().value as string);
+      }
+    }
+    const handle = h;
+    handle.users++;
+    try {
+      await fsCall<void>((cb) => fs.fsync(handle.fd, cb));
+    } finally {
+      handle.users--;
+      if (handle.retired && handle.users === 0) fs.close(handle.fd, () => {});
+    }
+  }
+
+  private retire(dir: string): Promise<void> {
+    const h = this.dirFds.get(dir);
+    if (!h) return Promise.resolve();
+    this.dirFds.delete(dir);
+    h.retired = true;
+    if (h.users > 0) return Promise.resolve(); // closed by the last fsync using it
+    return new Promise((resolve) => fs.close(h.fd, () => resolve()));
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.dirFds.keys()].map((dir) => this.retire(dir)));
   }
 
   async get(key: string, range?: ByteRange): Promise<Readable> {

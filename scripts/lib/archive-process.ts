@@ -5,7 +5,7 @@
  * The listening URL comes from the server's JSON log line `listening` (PORT=0 picks a free port).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -123,10 +123,14 @@ export function rssMB(pid: number): number {
   return m ? Math.round((Number(m[1]) / 1024) * 10) / 10 : Number.NaN;
 }
 
-/** Open file descriptors of a process (files, sockets, pipes), from /proc/PID/fd. */
-export function openFds(pid: number): { total: number; files: string[]; sockets: number } {
+/**
+ * Open file descriptors of a process (files, folders, sockets, pipes), from /proc/PID/fd. Folders are
+ * counted apart: the filesystem blob store keeps its folders open for their fsync.
+ */
+export function openFds(pid: number): { total: number; files: string[]; folders: string[]; sockets: number } {
   const dir = `/proc/${pid}/fd`;
   const files: string[] = [];
+  const folders: string[] = [];
   let sockets = 0;
   let total = 0;
   for (const fd of readdirSync(dir)) {
@@ -138,8 +142,15 @@ export function openFds(pid: number): { total: number; files: string[]; sockets:
     }
     total++;
     if (target.startsWith('socket:')) sockets++;
-    else if (target.startsWith('/') && !target.startsWith('/dev/') && !target.startsWith('/proc/'))
-      files.push(target);
+    else if (target.startsWith('/') && !target.startsWith('/dev/') && !target.startsWith('/proc/')) {
+      let folder = false;
+      try {
+        folder = statSync(`${dir}/${fd}`).isDirectory();
+      } catch {
+        // closed meanwhile: counted as a file
+      }
+      (folder ? folders : files).push(target);
+    }
   }
-  return { total, files, sockets };
+  return { total, files, folders, sockets };
 }

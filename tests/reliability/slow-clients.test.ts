@@ -123,7 +123,8 @@ describe('slow and disconnecting WADO-RS clients', () => {
     expect(whole[0].bytes).toBeGreaterThan(20 * series[0].bytes.length);
     expect(results.slice(6).every((r) => r.status === 200)).toBe(true);
 
-    // Once they are gone: no blob file left open, sockets and memory back to the baseline.
+    // Once they are gone: no blob file left open (the store's folders stay open for their fsync), sockets
+    // and memory back to the baseline.
     let after = openFds(server.pid);
     for (let t = 0; t < 50 && after.total > baseline.fds.total; t++) {
       await sleep(100);
