@@ -72,6 +72,29 @@ describe('HTTP behaviour', () => {
     expect(md.headers['content-encoding']).toBe('gzip');
     const inst = await rawGet(`${server.dicomweb}/studies/${uid}`, { 'Accept-Encoding': 'gzip' });
     expect(inst.headers['content-encoding']).toBeUndefined();
+    // With the Accept headers the viewer sends: its JSON is gzipped, its frames come as they are, and a
+    // frame that is not there is answered.
+    const json = await rawGet(`${server.dicomweb}/instances?limit=50`, {
+      'Accept-Encoding': 'gzip',
+      Accept: 'application/dicom+json',
+    });
+    expect(json.headers['content-encoding']).toBe('gzip');
+    expect(JSON.parse(gunzipSync(json.body).toString('utf8'))).toEqual(
+      JSON.parse(plain.body.toString('utf8')),
+    );
+    const frameAccept = 'multipart/related; type="application/octet-stream"; transfer-syntax=*';
+    const frame = await rawGet(await demoFrameUrl(), { 'Accept-Encoding': 'gzip', Accept: frameAccept });
+    expect(frame.status).toBe(200);
+    expect(frame.headers['content-encoding']).toBeUndefined();
+    expect(frame.bytes).toBeGreaterThan(100_000);
+    const missing = await rawGet(
+      `${server.dicomweb}/studies/1.2.3.999/series/1.2.3/instances/1.2.3/frames/1`,
+      {
+        'Accept-Encoding': 'gzip',
+        Accept: frameAccept,
+      },
+    );
+    expect(missing.status).toBe(404);
   });
 
   it('serves the viewer for its own routes, precompressed assets, and 404s in words for unknown API paths', async () => {
