@@ -65,9 +65,7 @@ export function retrieveInstances(ctx: WadoContext) {
     // status (503) rather than a connection cut after 200.
     const firstBody = await ctx.blobs.get(list[0].blobKey);
     const boundary = newBoundary();
-    res
-      .status(200)
-      .setHeader('Content-Type', `multipart/related; type="application/dicom"; boundary=${boundary}`);
+    res.status(200).setHeader('Content-Type', multipartType('application/dicom', boundary));
     async function* parts(): AsyncGenerator<OutgoingPart> {
       let body = firstBody;
       try {
@@ -126,6 +124,15 @@ async function readSpans(blobs: BlobStore, key: string, spans: Span[]): Promise<
     spans.map(([offset, length]) => blobs.read(key, { start: offset, end: offset + length })),
   );
   return parts.length === 1 ? parts[0] : Buffer.concat(parts);
+}
+
+/**
+ * Content-Type of a multipart/related answer whose parts are of partType (PS3.18 8.7.3.5): the parts'
+ * media type without its parameters, and the transfer syntax when it is not the default one.
+ */
+function multipartType(partType: string, boundary: string, transferSyntax?: string): string {
+  const type = `multipart/related; type="${partType.split(';')[0]}"; boundary=${boundary}`;
+  return transferSyntax ? `${type}; transfer-syntax=${transferSyntax}` : type;
 }
 
 /** A small multipart body (frames, bulk data) written at once, with a Content-Length, without copying the data. */
@@ -249,15 +256,15 @@ export function retrieveFrames(ctx: WadoContext) {
       return;
     }
     const boundary = newBoundary();
-    const partBase = rendering.partType.split(';')[0];
     res
       .status(200)
       .setHeader(
         'Content-Type',
-        `multipart/related; type="${partBase}"; boundary=${boundary}` +
-          (rendering.syntax === TransferSyntax.ExplicitVRLittleEndian
-            ? ''
-            : `; transfer-syntax=${rendering.syntax}`),
+        multipartType(
+          rendering.partType,
+          boundary,
+          rendering.syntax === TransferSyntax.ExplicitVRLittleEndian ? undefined : rendering.syntax,
+        ),
       );
     const base = `${publicRoot(req)}/studies/${inst.StudyInstanceUID}/series/${inst.SeriesInstanceUID}/instances/${inst.SOPInstanceUID}`;
     const parts = await Promise.all(
@@ -319,12 +326,7 @@ export function retrieveBulkdata(ctx: WadoContext) {
       return;
     }
     const boundary = newBoundary();
-    res
-      .status(200)
-      .setHeader(
-        'Content-Type',
-        `multipart/related; type="${rendering.partType.split(';')[0]}"; boundary=${boundary}`,
-      );
+    res.status(200).setHeader('Content-Type', multipartType(rendering.partType, boundary));
     await sendParts(res, [{ contentType: rendering.partType, body: data }], boundary);
   };
 }
@@ -358,13 +360,11 @@ async function sendTranscodedPixelData(
     return;
   }
   const boundary = newBoundary();
-  const partBase = rendering.partType.split(';')[0];
   res
     .status(200)
     .setHeader(
       'Content-Type',
-      `multipart/related; type="${partBase}"; boundary=${boundary}` +
-        (native ? '' : `; transfer-syntax=${rendering.syntax}`),
+      multipartType(rendering.partType, boundary, native ? undefined : rendering.syntax),
     );
   async function* parts(): AsyncGenerator<OutgoingPart> {
     if (native) {

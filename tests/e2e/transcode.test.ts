@@ -664,6 +664,9 @@ describe.skipIf(!samplesPresent || !haveTools)('WADO-RS frames with transcoding'
     const jls = await getMultipart(bulk(native), 'multipart/related; type="image/jls"');
     expect(jls.status, jls.text).toBe(200);
     expect(jls.parts[0].headers['content-type']).toBe('image/jls; transfer-syntax=1.2.840.10008.1.2.4.80');
+    expect(jls.contentType).toMatch(
+      /^multipart\/related; type="image\/jls"; boundary=[^;]+; transfer-syntax=1\.2\.840\.10008\.1\.2\.4\.80$/,
+    );
     const ds = dicomParser.parseDicom(new Uint8Array(native.bytes));
     const npx = ds.elements.x7fe00010;
     const jlsBack = await transcoder().run({
