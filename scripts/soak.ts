@@ -55,7 +55,8 @@ export interface SoakReport {
     maxMB: number;
     growthMB: number;
   };
-  fds: { start: number; end: number };
+  /** Open descriptors; `folders` of them are the blob store's folders, kept open for their fsync. */
+  fds: { start: number; end: number; folders: number };
   /** Error-level lines in the server's log. */
   serverErrors: number;
   passed: boolean;
@@ -128,7 +129,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     }
     const report = await load.stop();
     const endMB = rssMB(server.pid);
-    const fdsEnd = openFds(server.pid).total;
+    const { total: fdsEnd, folders } = openFds(server.pid);
     const errors = [
       ...unexpectedStatuses(report, {}),
       ...report.samples,
@@ -156,7 +157,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       lost,
       verified,
       rss: { startMB, afterWarmupMB, lastThirdMB, endMB, maxMB: Math.max(maxMB, endMB), growthMB },
-      fds: { start: fdsStart, end: fdsEnd },
+      fds: { start: fdsStart, end: fdsEnd, folders: folders.length },
       serverErrors,
       passed:
         errors.length === 0 && lost.length === 0 && serverErrors === 0 && growthMB <= opts.maxRssGrowthMB,
@@ -178,7 +179,7 @@ export function summarizeSoak(r: SoakReport): string {
     `lost instances: ${r.lost.length} (${r.verified} acknowledged instances retrieved and compared byte for byte)`,
     `server RSS: ${r.rss.startMB} MB at start, ${r.rss.afterWarmupMB} MB just after warm-up, ${r.rss.lastThirdMB} MB ` +
       `over the last third, ${r.rss.endMB} MB at the end (growth ${r.rss.growthMB} MB, max ${r.rss.maxMB} MB); ` +
-      `open fds ${r.fds.start} at start, ${r.fds.end} at the end`,
+      `open fds ${r.fds.start} at start, ${r.fds.end} at the end (${r.fds.folders} of them blob folders)`,
     `server error log lines: ${r.serverErrors}`,
     r.passed ? 'PASSED' : 'FAILED',
   ].join('\n');
