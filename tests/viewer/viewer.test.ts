@@ -145,6 +145,38 @@ describe.skipIf(Boolean(skipReason))('stack viewer (real browser)', () => {
         await env.screenshot(early, name);
         expect(cmp.points).toBeGreaterThanOrEqual(10);
         expect(cmp.worst, cmp.rows.join('\n')).toBeLessThanOrEqual(3);
+        // The window made narrower before Cornerstone takes over: the first view is drawn again at the
+        // canvas's new size (not the old drawing stretched), and still shows the file's pixels.
+        const sizeOf = () =>
+          early.evaluate(() => {
+            const c = document.querySelector<HTMLCanvasElement>('[data-testid="first-view-vp-0"]')!;
+            const ratio = window.devicePixelRatio || 1;
+            return {
+              bitmap: [c.width, c.height],
+              box: [Math.round(c.clientWidth * ratio), Math.round(c.clientHeight * ratio)],
+            };
+          });
+        const before = await sizeOf();
+        await early.setViewportSize({ width: 900, height: 700 });
+        await early.waitForFunction(
+          () => {
+            const c = document.querySelector<HTMLCanvasElement>('[data-testid="first-view-vp-0"]')!;
+            const ratio = window.devicePixelRatio || 1;
+            return (
+              c.width === Math.round(c.clientWidth * ratio) && c.height === Math.round(c.clientHeight * ratio)
+            );
+          },
+          null,
+          { timeout: 10_000 },
+        );
+        const after = await sizeOf();
+        expect(after.box[0], 'the viewport is narrower').toBeLessThan(before.box[0]);
+        expect(after.bitmap).toEqual(after.box);
+        expect((await early.evaluate(() => (window as any).__pacs.firstView('vp-0'))).shown).toBe(true);
+        const resized = await compareWithFile(early, img, voi, (p, points) =>
+          p.evaluate(([pts]) => (window as any).__pacs.sampleFirstView('vp-0', pts), [points] as const),
+        );
+        expect(resized.worst, resized.rows.join('\n')).toBeLessThanOrEqual(3);
         return cmp;
       } finally {
         await early.close();

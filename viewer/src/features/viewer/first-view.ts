@@ -4,8 +4,9 @@
  * starting. On a 2-core PC without a GPU that start takes about a second after the slice has
  * arrived; the first view shows the slice at once, as Cornerstone will: fitted to the viewport,
  * through the modality LUT (rescale slope and intercept) and the file's first window (or the
- * image's range, as Cornerstone's default), MONOCHROME1 inverted. Cornerstone's own rendering
- * replaces it as soon as it has drawn, and only then can the image be measured or adjusted.
+ * image's range, as Cornerstone's default), MONOCHROME1 inverted, and drawn again at the new size if
+ * the viewport is resized meanwhile. Cornerstone's own rendering replaces it as soon as it has drawn,
+ * and only then can the image be measured or adjusted.
  *
  * Only what is drawn exactly the same way is drawn here: one greyscale sample per pixel, 8 or 16
  * bits, uncompressed (frames of a compressed syntax need the decoders, which come with Cornerstone),
@@ -147,18 +148,33 @@ export function drawFirstView(
   transferSyntaxUid: string,
 ): boolean {
   const pixels = greyPixels(image, pixelData, transferSyntaxUid);
-  const cssWidth = canvas.clientWidth;
-  const cssHeight = canvas.clientHeight;
-  if (!pixels || cssWidth < 1 || cssHeight < 1) return false;
+  if (!pixels || canvas.clientWidth < 1 || canvas.clientHeight < 1) return false;
   const { rows, columns } = image;
   const source = document.createElement('canvas');
   source.width = columns;
   source.height = rows;
-  // A canvas in main memory: the pixels are put once and read once, by drawImage.
+  // A canvas in main memory: the pixels are put once and read by drawImage (again on each resize).
   const sourceContext = source.getContext('2d', { willReadFrequently: true });
   if (!sourceContext) return false;
   sourceContext.putImageData(new ImageData(pixels as Uint8ClampedArray<ArrayBuffer>, columns, rows), 0, 0);
+  sources.set(canvas, { source, image });
+  return repaintFirstView(canvas);
+}
 
+/** The decoded first slice of each first-view canvas, kept to draw it again when the canvas is resized. */
+const sources = new WeakMap<HTMLCanvasElement, { source: HTMLCanvasElement; image: FirstViewImage }>();
+
+/**
+ * Draws the canvas's first slice again at the canvas's present size (the window or the layout changed
+ * before the image library took over), so it stays fitted and undistorted. False when there is nothing
+ * to draw or no room.
+ */
+export function repaintFirstView(canvas: HTMLCanvasElement): boolean {
+  const drawn = sources.get(canvas);
+  const cssWidth = canvas.clientWidth;
+  const cssHeight = canvas.clientHeight;
+  if (!drawn || cssWidth < 1 || cssHeight < 1) return false;
+  const { source, image } = drawn;
   const ratio = window.devicePixelRatio || 1;
   canvas.width = Math.round(cssWidth * ratio);
   canvas.height = Math.round(cssHeight * ratio);
@@ -168,8 +184,13 @@ export function drawFirstView(
   context.fillRect(0, 0, canvas.width, canvas.height);
   const p = placement(canvas.width, canvas.height, image);
   context.imageSmoothingEnabled = true;
-  context.drawImage(source, p.left, p.top, columns * p.scale, rows * p.scale * image.pixelAspect);
+  context.drawImage(source, p.left, p.top, image.columns * p.scale, image.rows * p.scale * image.pixelAspect);
   return true;
+}
+
+/** Forgets the canvas's first slice (the image library has drawn over it). */
+export function forgetFirstView(canvas: HTMLCanvasElement): void {
+  sources.delete(canvas);
 }
 
 /** Each viewport's first view: when it was drawn (performance.now()) and what, for the tests and the benchmark. */

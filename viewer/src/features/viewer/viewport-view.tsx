@@ -9,7 +9,14 @@ import { isLossySyntax } from '../../lib/transfer-policy';
 import { storedSyntaxOf } from '../../lib/transfer-settings';
 import { hideStack, moveStack, showStack } from './prefetch';
 import { toWindowLevel } from './presets';
-import { drawFirstView, firstViewImage, firstViewsDrawn, settleFirstView } from './first-view';
+import {
+  drawFirstView,
+  firstViewImage,
+  firstViewsDrawn,
+  forgetFirstView,
+  repaintFirstView,
+  settleFirstView,
+} from './first-view';
 import { peekPrefetchedFrame, takePrefetchedFrame } from './study-loader';
 import { trackGradient } from './scrollbar-track';
 import { getSession, getStackViewport, TOOL_GROUP_ID } from './viewer-session';
@@ -117,6 +124,11 @@ export function ViewportView({
       return;
     }
     let cancelled = false;
+    // Until the image library draws, a resized viewport (window, layout, a tablet turned) gets the first
+    // view drawn again at its new size rather than stretched.
+    const resized = new ResizeObserver(() => {
+      if (!drawnRef.current && canvas.style.visibility === 'visible') repaintFirstView(canvas);
+    });
     prefetched
       .then((frame) => {
         if (cancelled || drawnRef.current || !frame) return;
@@ -127,11 +139,13 @@ export function ViewportView({
             imageId: displaySet.imageIds[0],
             image,
           });
+          resized.observe(canvas);
         }
       })
       .finally(settleFirstView);
     return () => {
       cancelled = true;
+      resized.disconnect();
     };
   }, [displaySet, viewportId]);
 
@@ -148,6 +162,7 @@ export function ViewportView({
       if (canvas) {
         canvas.style.visibility = 'hidden';
         canvas.width = canvas.height = 0;
+        forgetFirstView(canvas);
       }
     };
     element.addEventListener(Enums.Events.IMAGE_RENDERED, onRendered);
