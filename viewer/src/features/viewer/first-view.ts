@@ -158,7 +158,7 @@ export function drawFirstView(
   if (!sourceContext) return false;
   sourceContext.putImageData(new ImageData(pixels as Uint8ClampedArray<ArrayBuffer>, columns, rows), 0, 0);
   sources.set(canvas, { source, image });
-  return repaintFirstView(canvas);
+  return repaintFirstView(canvas, true);
 }
 
 /** The decoded first slice of each first-view canvas, kept to draw it again when the canvas is resized. */
@@ -166,18 +166,20 @@ const sources = new WeakMap<HTMLCanvasElement, { source: HTMLCanvasElement; imag
 
 /**
  * Draws the canvas's first slice again at the canvas's present size (the window or the layout changed
- * before the image library took over), so it stays fitted and undistorted. False when there is nothing
- * to draw or no room.
+ * before the image library took over), so it stays fitted and undistorted; nothing to do when the size
+ * has not changed, unless `always`. False when there is nothing to draw or no room.
  */
-export function repaintFirstView(canvas: HTMLCanvasElement): boolean {
+export function repaintFirstView(canvas: HTMLCanvasElement, always = false): boolean {
   const drawn = sources.get(canvas);
   const cssWidth = canvas.clientWidth;
   const cssHeight = canvas.clientHeight;
   if (!drawn || cssWidth < 1 || cssHeight < 1) return false;
   const { source, image } = drawn;
   const ratio = window.devicePixelRatio || 1;
-  canvas.width = Math.round(cssWidth * ratio);
-  canvas.height = Math.round(cssHeight * ratio);
+  const [width, height] = [Math.round(cssWidth * ratio), Math.round(cssHeight * ratio)];
+  if (!always && canvas.width === width && canvas.height === height) return true;
+  canvas.width = width;
+  canvas.height = height;
   const context = canvas.getContext('2d');
   if (!context) return false;
   context.fillStyle = '#000';
