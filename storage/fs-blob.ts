@@ -3,7 +3,7 @@
  * put() writes a temporary file, fsyncs it, renames it into place and fsyncs the folder, so an object
  * is either absent or complete and durable (no half-written object after a crash or a failed upload).
  */
-import fs, { createReadStream, close as fsClose, open as fsOpen, read as fsRead } from 'node:fs';
+import fs, { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
@@ -169,24 +169,22 @@ export class FsBlobStore implements BlobStore {
   async read(key: string, range: ByteRange): Promise<Uint8Array> {
     // Callback fs calls: a frame request is mostly this, and FileHandle's bookkeeping cost more than the read.
     const file = this.file(key);
-    const fd = await new Promise<number>((resolve, reject) =>
-      fsOpen(file, 'r', (err, fd) => (err ? reject(new BlobNotFoundError(key)) : resolve(fd))),
-    );
+    const fd = await fsCall<number>((cb) => fs.open(file, 'r', cb)).catch(() => {
+      throw new BlobNotFoundError(key);
+    });
     try {
       const out = Buffer.allocUnsafe(Math.max(0, range.end - range.start));
       let off = 0;
       while (off < out.length) {
-        const n = await new Promise<number>((resolve, reject) =>
-          fsRead(fd, out, off, out.length - off, range.start + off, (err, bytesRead) =>
-            err ? reject(err) : resolve(bytesRead),
-          ),
+        const n = await fsCall<number>((cb) =>
+          fs.read(fd, out, off, out.length - off, range.start + off, cb),
         );
         if (n === 0) throw new RangeError(`blob ${key} ends before byte ${range.end}`);
         off += n;
       }
       return out;
     } finally {
-      await new Promise<void>((resolve) => fsClose(fd, () => resolve()));
+      await fsCall<void>((cb) => fs.close(fd, cb)).catch(() => {});
     }
   }
 
