@@ -4,15 +4,16 @@
  *
  * Sends every DICOM Part 10 file under a folder (a patient CD, a modality export) to a running
  * server over STOW-RS, streaming each file from disk. Given a DICOMDIR, imports the folder that
- * holds it. Files without 'DICM' at offset 128 are skipped and listed as non-DICOM; the DICOMDIR
- * itself (Media Storage Directory Storage) is skipped too. Exit code: 0 when nothing failed,
+ * holds it. A DICOM data set stored without its Part 10 header is sent with one added in front of its
+ * unchanged bytes (scripts/lib/sniff.ts); other files are skipped and listed as non-DICOM; the
+ * DICOMDIR itself (Media Storage Directory Storage) is skipped too. Exit code: 0 when nothing failed,
  * 1 when some file failed, 2 on a usage error or when the server cannot be reached.
  */
 import { readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { commandLine, isMain, parseOrExit } from './lib/cli';
 import { Progress, formatBytes } from './lib/progress';
-import { MEDIA_STORAGE_DIRECTORY_STORAGE, sniffPart10 } from './lib/sniff';
+import { MEDIA_STORAGE_DIRECTORY_STORAGE, type SniffedFile, sniffDicomFile } from './lib/sniff';
 import { mapPool } from './lib/stats';
 import { reasonText, stow, type StowResult } from './lib/stow';
 
@@ -45,6 +46,11 @@ export interface ImportSummary {
   failed: (ImportFileOutcome & { failureReason?: number; reason: string })[];
   skippedNonDicom: string[];
   skippedDicomdir: string[];
+  /**
+   * DICOM data sets stored on the disc without their Part 10 header (or its preamble), sent with one
+   * added in front of their unchanged bytes; each is also in stored, warnings or failed.
+   */
+  headerAdded: { path: string; missing: 'preamble' | 'file meta' }[];
   bytesSent: number;
   seconds: number;
 }
@@ -53,6 +59,9 @@ interface Candidate {
   path: string;
   size: number;
   sopInstanceUID?: string;
+  /** A data set without a Part 10 header: sent after this prefix, from `start`. */
+  prefix?: Uint8Array;
+  start?: number;
 }
 
 async function walk(dir: string, out: { path: string; size: number }[]): Promise<void> {
@@ -102,27 +111,45 @@ export async function importFolder(opts: ImportOptions): Promise<ImportSummary> 
     failed: [],
     skippedNonDicom: [],
     skippedDicomdir: [],
+    headerAdded: [],
     bytesSent: 0,
     seconds: 0,
   };
 
   const candidates: Candidate[] = [];
   await mapPool(files, 16, async (f) => {
-    let meta: Awaited<ReturnType<typeof sniffPart10>>;
+    let sniffed: SniffedFile;
     try {
-      meta = await sniffPart10(f.path);
+      sniffed = await sniffDicomFile(f.path);
     } catch (err) {
       summary.failed.push({ path: f.path, reason: `cannot read: ${(err as Error).message}` });
       return;
     }
-    if (!meta) summary.skippedNonDicom.push(f.path);
-    else if (meta.mediaStorageSOPClassUID === MEDIA_STORAGE_DIRECTORY_STORAGE)
+    if (sniffed.kind === 'not-dicom') summary.skippedNonDicom.push(f.path);
+    else if (sniffed.kind === 'unstorable') summary.failed.push({ path: f.path, reason: sniffed.reason });
+    else if (sniffed.meta.mediaStorageSOPClassUID === MEDIA_STORAGE_DIRECTORY_STORAGE)
       summary.skippedDicomdir.push(f.path);
-    else candidates.push({ path: f.path, size: f.size, sopInstanceUID: meta.mediaStorageSOPInstanceUID });
+    else if (sniffed.kind === 'part10')
+      candidates.push({
+        path: f.path,
+        size: f.size,
+        sopInstanceUID: sniffed.meta.mediaStorageSOPInstanceUID,
+      });
+    else {
+      summary.headerAdded.push({ path: f.path, missing: sniffed.missing });
+      candidates.push({
+        path: f.path,
+        size: f.size - sniffed.skip,
+        sopInstanceUID: sniffed.meta.mediaStorageSOPInstanceUID,
+        prefix: sniffed.prefix,
+        start: sniffed.skip,
+      });
+    }
   });
   candidates.sort((a, b) => a.path.localeCompare(b.path));
   summary.skippedNonDicom.sort();
   summary.skippedDicomdir.sort();
+  summary.headerAdded.sort((a, b) => a.path.localeCompare(b.path));
 
   const batches: Candidate[][] = [];
   for (let i = 0; i < candidates.length; i += batchSize) batches.push(candidates.slice(i, i + batchSize));
@@ -144,7 +171,13 @@ export async function importFolder(opts: ImportOptions): Promise<ImportSummary> 
   const send = async (batch: Candidate[]): Promise<StowResult | Error> => {
     try {
       return await stow(
-        batch.map((c) => ({ kind: 'file' as const, path: c.path, size: c.size })),
+        batch.map((c) => ({
+          kind: 'file' as const,
+          path: c.path,
+          size: c.size,
+          prefix: c.prefix,
+          start: c.start,
+        })),
         { dicomwebRoot },
       );
     } catch (err) {
@@ -257,6 +290,16 @@ export function formatSummary(s: ImportSummary, maxList = 50): string {
   if (s.skippedDicomdir.length) {
     lines.push(`  skipped, DICOMDIR:      ${s.skippedDicomdir.length}`);
     list(s.skippedDicomdir.map(rel));
+  }
+  if (s.headerAdded.length) {
+    lines.push(
+      `  sent with a Part 10 header added (their own bytes unchanged after it): ${s.headerAdded.length}`,
+    );
+    list(
+      s.headerAdded.map(
+        (h) => `${rel(h.path)}: had no ${h.missing === 'preamble' ? 'preamble' : 'Part 10 header'}`,
+      ),
+    );
   }
   return lines.join('\n');
 }

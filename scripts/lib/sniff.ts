@@ -1,8 +1,12 @@
 /**
- * Cheap Part 10 detection for the importer: 'DICM' at offset 128, then the File Meta Information
- * group (always Explicit VR Little Endian, PS3.10 7.1) for the SOP Class / Instance UIDs.
+ * Cheap DICOM detection for the importer, from a file's first bytes: 'DICM' at offset 128, then the File
+ * Meta Information group (always Explicit VR Little Endian, PS3.10 7.1) for the SOP Class / Instance
+ * UIDs; or a DICOM data set stored without that Part 10 header, and the header that makes it one.
  */
 import { open } from 'node:fs/promises';
+import dicomParser from 'dicom-parser';
+import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from '../../server/dimse/library';
+import { fileMetaInformation } from '../../server/dimse/part10';
 
 export const MEDIA_STORAGE_DIRECTORY_STORAGE = '1.2.840.10008.1.3.10';
 
@@ -22,8 +26,14 @@ function uidString(bytes: Uint8Array): string {
 
 /** Parses file meta elements from a buffer starting at the first (0002,xxxx) element (offset 132). */
 export function parseFileMeta(buf: Uint8Array): Part10Meta {
+  return readFileMeta(buf).meta;
+}
+
+/** The file meta elements, where the group ends in buf, and whether it has its group length. */
+function readFileMeta(buf: Uint8Array): { meta: Part10Meta; end: number; groupLength: boolean } {
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const meta: Part10Meta = {};
+  let groupLength = false;
   let pos = 0;
   while (pos + 8 <= buf.length) {
     const group = view.getUint16(pos, true);
@@ -44,27 +54,163 @@ export function parseFileMeta(buf: Uint8Array): Part10Meta {
     }
     if (length === 0xffffffff || valueStart + length > buf.length) break;
     const value = buf.subarray(valueStart, valueStart + length);
-    if (element === 0x0002) meta.mediaStorageSOPClassUID = uidString(value);
+    if (element === 0x0000) groupLength = true;
+    else if (element === 0x0002) meta.mediaStorageSOPClassUID = uidString(value);
     else if (element === 0x0003) meta.mediaStorageSOPInstanceUID = uidString(value);
     else if (element === 0x0010) meta.transferSyntaxUID = uidString(value);
     pos = valueStart + length;
   }
-  return meta;
+  return { meta, end: pos, groupLength };
 }
 
 /**
- * Returns the file meta of a Part 10 file, or null when the file has no 'DICM' prefix at 128
- * (not DICOM, or DICOM without preamble, which the importer reports as skipped).
+ * What the importer makes of a file:
+ * - `part10`: a Part 10 file, sent as it is;
+ * - `header-added`: a DICOM data set stored without its Part 10 header (old equipment and some CD
+ *   writers do this; PS3.10 requires it on media, STOW-RS in every part). `prefix` is what makes it a
+ *   Part 10 file when sent before the file's bytes from `skip`, which are sent unchanged: the preamble
+ *   and "DICM" when only those are missing, else File Meta Information made from the data set's own SOP
+ *   Class and Instance UIDs and its transfer syntax (that of an incomplete meta group before it, or
+ *   Implicit or Explicit VR Little Endian told apart by the first element), as DCMTK's `dcmconv` would;
+ * - `unstorable`: a data set without a Part 10 header that lacks what a header needs (an ACR-NEMA file
+ *   without SOP UIDs, a big-endian data set), with the reason;
+ * - `not-dicom`.
  */
-export async function sniffPart10(path: string): Promise<Part10Meta | null> {
+export type SniffedFile =
+  | { kind: 'part10'; meta: Part10Meta }
+  | {
+      kind: 'header-added';
+      meta: Part10Meta;
+      /** Sent first; then the file from `skip` (the bytes of an incomplete meta group are replaced). */
+      prefix: Uint8Array;
+      skip: number;
+      missing: 'preamble' | 'file meta';
+    }
+  | { kind: 'unstorable'; reason: string }
+  | { kind: 'not-dicom' };
+
+export async function sniffDicomFile(path: string): Promise<SniffedFile> {
   const fh = await open(path, 'r');
+  let head: Uint8Array;
   try {
-    const head = new Uint8Array(16 * 1024);
-    const { bytesRead } = await fh.read(head, 0, head.length, 0);
-    if (bytesRead < 132) return null;
-    if (head[128] !== 0x44 || head[129] !== 0x49 || head[130] !== 0x43 || head[131] !== 0x4d) return null;
-    return parseFileMeta(head.subarray(132, bytesRead));
+    const buf = new Uint8Array(HEAD_BYTES);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+    head = buf.subarray(0, bytesRead);
   } finally {
     await fh.close();
   }
+  return sniffHead(head);
+}
+
+/** How much of a file is read to recognise it (the File Meta Information, or a data set's first group). */
+const HEAD_BYTES = 16 * 1024;
+
+const DICM = [0x44, 0x49, 0x43, 0x4d];
+const IMPLICIT_VR_LITTLE_ENDIAN = '1.2.840.10008.1.2';
+const EXPLICIT_VR_LITTLE_ENDIAN = '1.2.840.10008.1.2.1';
+const DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = '1.2.840.10008.1.2.1.99';
+const EXPLICIT_VR_BIG_ENDIAN = '1.2.840.10008.1.2.2';
+const ALL_VRS = new Set([
+  ...LONG_VRS,
+  ...['AE', 'AS', 'AT', 'CS', 'DA', 'DS', 'DT', 'FD', 'FL', 'IS', 'LO', 'LT', 'PN', 'SH', 'SL', 'SS', 'ST'],
+  ...['TM', 'UI', 'UL', 'US'],
+]);
+const UID = /^[0-9]+(\.[0-9]+)*$/;
+
+/** sniffDicomFile on the first bytes of a file (exported for tests). */
+export function sniffHead(head: Uint8Array): SniffedFile {
+  if (head.length >= 132 && DICM.every((b, i) => head[128 + i] === b))
+    return { kind: 'part10', meta: parseFileMeta(head.subarray(132)) };
+  if (head.length < 8) return { kind: 'not-dicom' };
+  const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  const group = view.getUint16(0, true);
+  const element = view.getUint16(2, true);
+  const explicit = ALL_VRS.has(String.fromCharCode(head[4], head[5]));
+  if (group === 0x0002 && explicit) {
+    // File Meta Information without the preamble and "DICM" before it.
+    const { meta, end, groupLength } = readFileMeta(head);
+    const syntax = meta.transferSyntaxUID;
+    if (!syntax || !UID.test(syntax)) return { kind: 'not-dicom' };
+    if (groupLength && meta.mediaStorageSOPClassUID && meta.mediaStorageSOPInstanceUID) {
+      const prefix = new Uint8Array(132);
+      prefix.set(DICM, 128);
+      return { kind: 'header-added', meta, prefix, skip: 0, missing: 'preamble' };
+    }
+    // An incomplete group (only the transfer syntax, say): a whole one in its place.
+    return withFileMeta(head, end, syntax, 'preamble', meta);
+  }
+  // A bare data set: its first element is of group 0008 (Identifying).
+  if (group === 0x0008 && element <= 0x0018)
+    return withFileMeta(
+      head,
+      0,
+      explicit ? EXPLICIT_VR_LITTLE_ENDIAN : IMPLICIT_VR_LITTLE_ENDIAN,
+      'file meta',
+    );
+  if (view.getUint16(0, false) === 0x0008 && view.getUint16(2, false) <= 0x0018)
+    return {
+      kind: 'unstorable',
+      reason: 'a big-endian DICOM data set without a Part 10 header: convert it with dcmconv first',
+    };
+  return { kind: 'not-dicom' };
+}
+
+/**
+ * The data set at head[start...] in transfer syntax `syntax`, given File Meta Information made from its
+ * own SOP Class and Instance UIDs (or those of an incomplete meta group before it).
+ */
+function withFileMeta(
+  head: Uint8Array,
+  start: number,
+  syntax: string,
+  missing: 'preamble' | 'file meta',
+  known: Part10Meta = {},
+): SniffedFile {
+  if (syntax === DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN || syntax === EXPLICIT_VR_BIG_ENDIAN)
+    return {
+      kind: 'unstorable',
+      reason: `a DICOM data set in ${syntax === EXPLICIT_VR_BIG_ENDIAN ? 'big endian' : 'deflate'} without a complete Part 10 header: convert it with dcmconv first`,
+    };
+  let dataSet: dicomParser.DataSet | undefined;
+  const bytes = head.subarray(start);
+  try {
+    // dicom-parser reads a data set without a Part 10 header when given its transfer syntax.
+    dataSet = dicomParser.parseDicom(bytes, { TransferSyntaxUID: syntax, untilTag: 'x00080018' });
+  } catch (err) {
+    // Cut at HEAD_BYTES, or damaged further on: what was read before that is enough.
+    dataSet = (err as { dataSet?: dicomParser.DataSet }).dataSet;
+  }
+  // Two elements read in a row from a start that looked like one: a data set, not a text that happened
+  // to begin with the bytes of a tag.
+  if (!dataSet || Object.keys(dataSet.elements).filter((t) => !t.startsWith('x0002')).length < 2)
+    return missing === 'preamble'
+      ? { kind: 'unstorable', reason: 'a Part 10 header without its preamble, and no data set after it' }
+      : { kind: 'not-dicom' };
+  const uid = (tag: string) => dataSet.string(tag)?.replace(/\0+$/, '').trim();
+  const sopClassUID = known.mediaStorageSOPClassUID || uid('x00080016');
+  const sopInstanceUID = known.mediaStorageSOPInstanceUID || uid('x00080018');
+  const lacking = [
+    ...(sopClassUID && UID.test(sopClassUID) ? [] : ['SOP Class UID']),
+    ...(sopInstanceUID && UID.test(sopInstanceUID) ? [] : ['SOP Instance UID']),
+  ];
+  if (!sopClassUID || !sopInstanceUID || lacking.length > 0)
+    return {
+      kind: 'unstorable',
+      reason: `a DICOM data set without a Part 10 header and without a valid ${lacking.join(' or ')}${
+        lacking.length === 2 ? ' (an ACR-NEMA file?)' : ''
+      }: it cannot be stored`,
+    };
+  const meta: Part10Meta = {
+    mediaStorageSOPClassUID: sopClassUID,
+    mediaStorageSOPInstanceUID: sopInstanceUID,
+    transferSyntaxUID: syntax,
+  };
+  const prefix = fileMetaInformation({
+    MediaStorageSOPClassUID: sopClassUID,
+    MediaStorageSOPInstanceUID: sopInstanceUID,
+    TransferSyntaxUID: syntax,
+    ImplementationClassUID: IMPLEMENTATION_CLASS_UID,
+    ImplementationVersionName: IMPLEMENTATION_VERSION_NAME,
+  });
+  return { kind: 'header-added', meta, prefix, skip: start, missing };
 }

@@ -11,7 +11,11 @@ import { randomBytes } from 'node:crypto';
 /** One part: either bytes already in memory (bench) or a file streamed from disk (import). */
 export type StowPart =
   | { kind: 'bytes'; bytes: Uint8Array; name?: string }
-  | { kind: 'file'; path: string; size: number; name?: string }
+  /**
+   * A file streamed from disk; `size` is what is sent of it. With `prefix`, those bytes are sent first
+   * and the file from `start` (a data set given the Part 10 header it lacked).
+   */
+  | { kind: 'file'; path: string; size: number; name?: string; prefix?: Uint8Array; start?: number }
   /** Generated on the fly (e.g. a 1 GiB instance); `size` must be exact. */
   | {
       kind: 'chunks';
@@ -104,7 +108,8 @@ const agents = {
 };
 
 function partSize(p: StowPart): number {
-  return p.kind === 'bytes' ? p.bytes.byteLength : p.size;
+  if (p.kind === 'bytes') return p.bytes.byteLength;
+  return p.size + (p.kind === 'file' ? (p.prefix?.byteLength ?? 0) : 0);
 }
 
 function writeChunk(req: http.ClientRequest, chunk: Uint8Array | string): Promise<void> {
@@ -244,8 +249,11 @@ export function stow(parts: StowPart[], opts: StowOptions): Promise<StowResult> 
         if (p.kind === 'bytes') {
           await writeChunk(req, p.bytes);
         } else {
+          if (p.kind === 'file' && p.prefix) await writeChunk(req, p.prefix);
           const source =
-            p.kind === 'file' ? createReadStream(p.path, { highWaterMark: 256 * 1024 }) : p.chunks();
+            p.kind === 'file'
+              ? createReadStream(p.path, { highWaterMark: 256 * 1024, start: p.start ?? 0 })
+              : p.chunks();
           let n = 0;
           for await (const chunk of source as AsyncIterable<Uint8Array>) {
             n += chunk.length;

@@ -1,6 +1,7 @@
 /**
  * `npm run import` of a folder as a patient CD holds it: DICOM files in sub-folders, a DICOMDIR,
- * a text file, a file without the Part 10 preamble and a truncated file, sent to the real server
+ * a text file, a damaged file without the Part 10 preamble and a truncated file, then data sets stored
+ * without their Part 10 header (sent with one added), sent to the real server
  * over STOW-RS. Checks the summary counts, idempotent re-import, the CLI exit codes and that QIDO
  * finds the imported studies. The importer is run as users run it, as a CLI (tests import no scripts).
  */
@@ -21,6 +22,7 @@ import {
   type TestServer,
 } from '../helpers/server';
 import { freePort } from '../../scripts/lib/net';
+import { getJson, getMultipart, value } from './dicomweb';
 
 if (!samplesPresent) console.warn(SAMPLES_MISSING);
 
@@ -72,6 +74,7 @@ interface Summary {
   failed: { path: string; reason: string; failureReason?: number }[];
   skippedNonDicom: string[];
   skippedDicomdir: string[];
+  headerAdded: { path: string; missing: string }[];
 }
 
 async function importJson(args: string[]): Promise<{ code: number; summary: Summary }> {
@@ -143,6 +146,65 @@ describe.skipIf(!samplesPresent)('npm run import (STOW-RS of a folder)', () => {
     ]);
     expect(s.skippedDicomdir.map((f) => path.relative(dir, f))).toEqual(['DICOMDIR']);
   });
+
+  it('sends a data set stored without its Part 10 header with one added, its own bytes unchanged', async () => {
+    // Old equipment and some CD writers store bare data sets, or drop the preamble and "DICM".
+    const disc = await mkdtemp(path.join(tmpdir(), 'pacs-import-raw-'));
+    try {
+      const raw = path.join(SAMPLES, 'cr-dx/CR-MONO1-10-chest.dcm'); // Implicit VR LE data set, no header
+      const mr = await readFile(path.join(SAMPLES, 'mr/MR_small.dcm'));
+      await copyFile(raw, path.join(disc, 'IM0'));
+      await writeFile(path.join(disc, 'IM1'), mr.subarray(132)); // the meta group without the preamble
+      // No SOP Instance UID anywhere (a meta group with only the transfer syntax): cannot be stored.
+      await copyFile(path.join(SAMPLES, 'transfer-syntaxes/JLSL_RGB_ILV1.dcm'), path.join(disc, 'IM2'));
+      await copyFile(path.join(SAMPLES, 'malformed/ExplVR_BigEndNoMeta.dcm'), path.join(disc, 'IM3'));
+
+      const { code, summary: s } = await importJson([disc, '--url', server.baseUrl]);
+      expect(code).toBe(1);
+      const rel = (p: string) => path.relative(disc, p);
+      expect(s.stored.map((x) => rel(x.path))).toEqual(['IM0', 'IM1']);
+      expect(s.headerAdded.map((h) => [rel(h.path), h.missing])).toEqual([
+        ['IM0', 'file meta'],
+        ['IM1', 'preamble'],
+      ]);
+      expect(s.failed.map((f) => [rel(f.path), f.reason])).toEqual([
+        ['IM2', expect.stringMatching(/without a Part 10 header.*SOP Instance UID/)],
+        ['IM3', expect.stringMatching(/big-endian.*dcmconv/)],
+      ]);
+      expect(s.skippedNonDicom).toEqual([]);
+
+      // What the archive keeps: a Part 10 file whose data set is the file's bytes, byte for byte.
+      const rawBytes = new Uint8Array(await readFile(raw));
+      const rawSet = dicomParser.parseDicom(rawBytes, { TransferSyntaxUID: '1.2.840.10008.1.2' });
+      const stored = await retrieveInstance(rawSet.string('x0020000d')!, rawSet.string('x00080018')!);
+      const meta = dicomParser.parseDicom(stored, { untilTag: 'x00020010' });
+      expect(meta.string('x00020010')).toBe('1.2.840.10008.1.2');
+      expect(meta.string('x00020002')).toBe(rawSet.string('x00080016'));
+      expect(meta.string('x00020003')).toBe(rawSet.string('x00080018'));
+      expect(Buffer.from(stored.subarray(stored.length - rawBytes.length)).equals(rawBytes)).toBe(true);
+      const metaEnd = 132 + 12 + meta.uint32('x00020000')!;
+      expect(stored.length).toBe(metaEnd + rawBytes.length);
+
+      const mrSet = dicomParser.parseDicom(new Uint8Array(mr));
+      const mrStored = await retrieveInstance(mrSet.string('x0020000d')!, mrSet.string('x00080018')!);
+      expect(Buffer.from(mrStored.subarray(128)).equals(mr.subarray(128))).toBe(true);
+    } finally {
+      await rm(disc, { recursive: true, force: true });
+    }
+  });
+
+  async function retrieveInstance(study: string, sop: string): Promise<Uint8Array> {
+    const { json } = await getJson(`${server.dicomweb}/studies/${study}/instances?SOPInstanceUID=${sop}`);
+    expect(json, `instance ${sop} is in the archive`).toHaveLength(1);
+    const series = value(json[0], '0020000E');
+    const { status, parts } = await getMultipart(
+      `${server.dicomweb}/studies/${study}/series/${series}/instances/${sop}`,
+      'multipart/related; type="application/dicom"',
+    );
+    expect(status).toBe(200);
+    expect(parts).toHaveLength(1);
+    return new Uint8Array(parts[0].body);
+  }
 
   it('QIDO finds the imported studies with their instance counts', async () => {
     const byStudy = new Map<string, number>();
