@@ -7,7 +7,8 @@
  * holds it. A DICOM data set stored without its Part 10 header is sent with one added in front of its
  * unchanged bytes (scripts/lib/sniff.ts); other files are skipped and listed as non-DICOM; the
  * DICOMDIR itself (Media Storage Directory Storage) is skipped too. Exit code: 0 when nothing failed,
- * 1 when some file failed, 2 on a usage error or when the server cannot be reached.
+ * 1 when some file failed, 2 on a usage error, when the server cannot be reached or when it refuses the
+ * token (PACS_TOKEN).
  */
 import { readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve } from 'node:path';
@@ -75,6 +76,9 @@ async function walk(dir: string, out: { path: string; size: number }[]): Promise
 }
 
 export class ServerUnreachableError extends Error {}
+
+/** The archive refused the importer itself (no token, a wrong or revoked one, a role that may not store). */
+export class AccessRefusedError extends Error {}
 
 function isUnreachable(err: unknown): boolean {
   const code = (err as NodeJS.ErrnoException)?.code;
@@ -167,10 +171,11 @@ export async function importFolder(opts: ImportOptions): Promise<ImportSummary> 
     });
 
   let unreachable: unknown;
+  let refused: StowResult | undefined;
 
   const send = async (batch: Candidate[]): Promise<StowResult | Error> => {
     try {
-      return await stow(
+      const res = await stow(
         batch.map((c) => ({
           kind: 'file' as const,
           path: c.path,
@@ -180,6 +185,9 @@ export async function importFolder(opts: ImportOptions): Promise<ImportSummary> 
         })),
         { dicomwebRoot },
       );
+      // Every other request would be refused the same way: stop at the first.
+      if ((res.status === 401 || res.status === 403) && res.text !== undefined) refused ??= res;
+      return res;
     } catch (err) {
       if (isUnreachable(err)) unreachable = err;
       return err as Error;
@@ -239,16 +247,16 @@ export async function importFolder(opts: ImportOptions): Promise<ImportSummary> 
   };
 
   await mapPool(batches, concurrency, async (batch) => {
-    if (unreachable) return;
+    if (unreachable || refused) return;
     const res = await send(batch);
-    if (unreachable) return;
+    if (unreachable || refused) return;
     const rejectedWhole = res instanceof Error || res.text !== undefined;
     if (rejectedWhole && batch.length > 1) {
       // The whole request was refused (e.g. 413 for one oversize file): retry file by file so
       // that each failure is attributed to the right file.
       for (const c of batch) {
         const single = await send([c]);
-        if (unreachable) return;
+        if (unreachable || refused) return;
         record([c], single);
         done++;
         tick();
@@ -262,6 +270,15 @@ export async function importFolder(opts: ImportOptions): Promise<ImportSummary> 
   progress.finish({ done, total: candidates.length, bytes: summary.bytesSent, totalBytes });
   if (unreachable) {
     throw new ServerUnreachableError(`cannot reach ${dicomwebRoot}: ${(unreachable as Error).message}`);
+  }
+  if (refused) {
+    const token = process.env.PACS_TOKEN
+      ? 'PACS_TOKEN was refused: is it a token of a modality or administrator, and not revoked?'
+      : 'PACS_TOKEN is not set';
+    throw new AccessRefusedError(
+      `the archive refused the import (HTTP ${refused.status}: ${refused.text}). ${token} ` +
+        'An administrator makes one with: npm run user -- token create <user> --label import',
+    );
   }
   summary.failed.sort((a, b) => a.path.localeCompare(b.path));
   summary.seconds = (performance.now() - started) / 1000;

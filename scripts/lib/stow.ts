@@ -134,6 +134,16 @@ function firstValue(item: any, tag: string): any {
 }
 
 /** Parses a STOW-RS DICOM JSON response body (object or one-element array). */
+/** The `message` of a JSON error body, if it is one. */
+function errorMessage(body: string): string | undefined {
+  try {
+    const json = JSON.parse(body) as { message?: unknown };
+    return typeof json?.message === 'string' && json.message.trim() ? json.message : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export function parseStowResponse(json: unknown): Omit<StowResult, 'status' | 'bytesSent' | 'text'> {
   const root: any = Array.isArray(json) ? json[0] : json;
   const referenced: StowReferenced[] = [];
@@ -213,7 +223,8 @@ export function stow(parts: StowPart[], opts: StowOptions): Promise<StowResult> 
       let text: string | undefined;
       if (parsed && status >= 300 && parsed.referenced.length === 0 && parsed.failed.length === 0) {
         parsed = undefined;
-        text = 'request refused, with no per-instance status in the response';
+        // The server's own reason when it gives one (the archive's errors: {"status", "message"}).
+        text = errorMessage(body) ?? 'request refused, with no per-instance status in the response';
       }
       resolve({
         status,

@@ -52,12 +52,20 @@ async function studyUid(file: string): Promise<string> {
   return ds.string('x0020000d')!;
 }
 
-function runCli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+function runCli(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
       ['--import', 'tsx', path.join(REPO, 'scripts/import.ts'), ...args],
-      { cwd: REPO, env: { ...process.env, PACS_URL: '' }, timeout: 120_000, maxBuffer: 16 * 1024 * 1024 },
+      {
+        cwd: REPO,
+        env: { ...process.env, PACS_URL: '', PACS_TOKEN: '', ...env },
+        timeout: 120_000,
+        maxBuffer: 16 * 1024 * 1024,
+      },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
         resolve({ code, stdout, stderr });
@@ -252,6 +260,26 @@ describe.skipIf(!samplesPresent)('npm run import (STOW-RS of a folder)', () => {
       const r2 = await runCli([ok, '--url', `http://127.0.0.1:${port}`, '--quiet']);
       expect(r2.code).toBe(2);
       expect(r2.stderr).toMatch(/cannot reach/);
+
+      // An archive with sign-in on refuses an importer without a valid token: it says so once, with the
+      // archive's reason, and stops (exit 2) instead of listing every file as failed.
+      const guarded = await startServer({ env: { PACS_AUTH: 'on' } });
+      try {
+        for (let i = 1; i < good.length; i++) await copyFile(good[i], path.join(ok, `IM${i}`));
+        const none = await runCli([ok, '--url', guarded.baseUrl, '--quiet', '--batch', '2']);
+        expect(none.code).toBe(2);
+        expect(none.stdout).toBe('');
+        expect(none.stderr).toMatch(/refused the import \(HTTP 401: sign in, or send an API token/);
+        expect(none.stderr).toMatch(/PACS_TOKEN is not set/);
+        const wrong = await runCli([ok, '--url', guarded.baseUrl, '--quiet'], {
+          PACS_TOKEN: 'pacs_notAToken0000000000000000000000000000000000',
+        });
+        expect(wrong.code).toBe(2);
+        expect(wrong.stderr).toMatch(/HTTP 401: .*PACS_TOKEN was refused/);
+        expect((await getJson(`${guarded.dicomweb}/studies`)).status).toBe(401); // nothing was stored
+      } finally {
+        await guarded.close();
+      }
     } finally {
       await rm(ok, { recursive: true, force: true });
     }
