@@ -109,6 +109,29 @@ function user(r: Row): User {
   };
 }
 
+/** The columns of users, prefixed u_, for a query that joins them to a token or a session. */
+const JOINED_USER = [
+  'username',
+  'role',
+  'display_name',
+  'referring_name',
+  'oidc_subject',
+  'password_hash',
+  'must_change_password',
+  'disabled',
+  'created_at',
+]
+  .map((c) => `u.${c} AS u_${c}`)
+  .join(', ');
+
+/** The joined user of a row (JOINED_USER), if there was one. */
+function joinedUser(r: Row): User | undefined {
+  if (r.u_username === null || r.u_username === undefined) return undefined;
+  const u: Row = {};
+  for (const [k, v] of Object.entries(r)) if (k.startsWith('u_')) u[k.slice(2)] = v;
+  return user(u);
+}
+
 function token(r: Row): ApiToken {
   return {
     id: String(r.id),
@@ -245,9 +268,16 @@ export class AccessStore {
     );
   }
 
-  async findToken(tokenHash: string): Promise<ApiToken | undefined> {
-    const [r] = await this.db.all('SELECT * FROM api_tokens WHERE token_hash = ?', [tokenHash]);
-    return r ? token(r) : undefined;
+  /**
+   * A token and its owner's account, in one query: it is looked up on every request made with the token
+   * (one round trip less to PostgreSQL than two lookups).
+   */
+  async findToken(tokenHash: string): Promise<(ApiToken & { owner?: User }) | undefined> {
+    const [r] = await this.db.all(
+      `SELECT t.*, ${JOINED_USER} FROM api_tokens t LEFT JOIN users u ON u.username = t.username WHERE t.token_hash = ?`,
+      [tokenHash],
+    );
+    return r ? { ...token(r), owner: joinedUser(r) } : undefined;
   }
 
   async touchToken(id: string, now: number): Promise<void> {
@@ -279,9 +309,17 @@ export class AccessStore {
     );
   }
 
-  async findSession(idHash: string): Promise<Session | undefined> {
-    const [r] = await this.db.all('SELECT * FROM sessions WHERE id_hash = ?', [idHash]);
-    return r ? session(r) : undefined;
+  /**
+   * A session and, for a user's session (not a share link's), the user's account, in one query: it is
+   * looked up on every request of a signed-in viewer.
+   */
+  async findSession(idHash: string): Promise<(Session & { user?: User }) | undefined> {
+    const [r] = await this.db.all(
+      `SELECT s.*, ${JOINED_USER} FROM sessions s
+       LEFT JOIN users u ON u.username = s.username AND s.share_id IS NULL WHERE s.id_hash = ?`,
+      [idHash],
+    );
+    return r ? { ...session(r), user: joinedUser(r) } : undefined;
   }
 
   async deleteSession(idHash: string): Promise<void> {

@@ -129,7 +129,7 @@ export class Auth {
     if (token.revokedAt !== null) throw new Unauthorized('this API token has been revoked');
     if (token.expiresAt !== null && token.expiresAt <= now)
       throw new Unauthorized('this API token has expired');
-    const user = await this.activeUser(token.username);
+    const user = activeUser(token.username, token.owner);
     if (token.lastUsedAt === null || now - token.lastUsedAt > 60_000)
       void this.access.touchToken(token.id, now).catch(() => {});
     return { ...principalOf(user), via: 'token', mustChangePassword: false };
@@ -156,15 +156,8 @@ export class Auth {
         displayName: null,
       };
     }
-    const user = await this.activeUser(s.username);
+    const user = activeUser(s.username, s.user);
     return { ...principalOf(user), via: 'session', sessionIdHash: idHash, csrf: s.csrf };
-  }
-
-  private async activeUser(username: string): Promise<User> {
-    const user = await this.access.getUser(username);
-    if (!user) throw new Unauthorized(`the account ${username} no longer exists`);
-    if (user.disabled) throw new Unauthorized(`the account ${username} is disabled`);
-    return user;
   }
 
   // ── sessions ──
@@ -357,6 +350,13 @@ export function allow(auth: Auth, rule: Rule, action: string): Guard {
   guard.rule = rule;
   guard.action = action;
   return guard;
+}
+
+/** The account a token or session belongs to (looked up with it), if it may still be used. */
+function activeUser(username: string, user: User | undefined): User {
+  if (!user) throw new Unauthorized(`the account ${username} no longer exists`);
+  if (user.disabled) throw new Unauthorized(`the account ${username} is disabled`);
+  return user;
 }
 
 export function principalOf(user: User): Omit<Principal, 'via'> {
