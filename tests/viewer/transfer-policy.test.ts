@@ -191,6 +191,26 @@ describe('link estimator', () => {
     expect(e.linkClass()).toBe('fast');
   });
 
+  it('does not take the timing delays of a busy PC for a slow link on small frames', () => {
+    // 18 kB MR slices over loopback, each timed 2-4 ms after it arrived (the viewer starting on 2
+    // cores): counted as they were timed, that is under 50 Mbit/s, a slow link.
+    const busy = new LinkEstimator();
+    for (let i = 0; i < 24; i++) {
+      const start = i * 10;
+      busy.record({ bytes: 18 * KB, start, end: start + 2 + (i % 3) });
+    }
+    expect(busy.linkClass()).toBe('fast');
+    expect(busy.mbps()).toBeGreaterThan(100);
+    // The same slices over a 10 Mbit/s link (15 ms each, then the same delays): slow.
+    const slow = new LinkEstimator();
+    for (let i = 0; i < 24; i++) {
+      const start = i * 20;
+      slow.record({ bytes: 18 * KB, start, end: start + 15 + (i % 6) * 0.5 });
+    }
+    expect(slow.mbps()).toBeLessThan(15);
+    expect(slow.linkClass()).toBe('slow');
+  });
+
   it('slow under 50 Mbit/s, fast again only above 100 Mbit/s', () => {
     const e = new LinkEstimator();
     let t = feed(e, 4, 512 * KB, 10);
