@@ -11,7 +11,7 @@ import {
   swapToLittleEndian,
 } from './frames';
 import { findElement, type ScanResult, scanPart10 } from './part10';
-import { readSample, sampleFiles, samplesPresent } from '../tests/samples';
+import { onSamples, readSample, sampleFiles, samplesPresent } from '../tests/samples';
 
 const OPTS = { defaultCharset: 'windows-1258', bulkDataUri: (p: string) => p };
 
@@ -49,123 +49,120 @@ function validFrameStart(ts: string, f: Uint8Array): boolean {
   return f[0] === 0xff && f[1] === 0xd8; // JPEG / JPEG-LS SOI
 }
 
-describe.skipIf(!samplesPresent)(
-  'frames on real samples (skipped: DICOM samples absent, see tests/samples.ts)',
-  () => {
-    const files = sampleFiles().filter((f) => !f.startsWith('malformed/'));
-    const scanned = files.flatMap((f) => {
-      try {
-        const bytes = readSample(f);
-        return [{ f, bytes, ...analyse(bytes) }];
-      } catch {
-        return []; // the two bare data sets without meta information (see part10.test.ts)
-      }
-    });
+describe.skipIf(!samplesPresent)(onSamples('frames on real samples'), () => {
+  const files = sampleFiles().filter((f) => !f.startsWith('malformed/'));
+  const scanned = files.flatMap((f) => {
+    try {
+      const bytes = readSample(f);
+      return [{ f, bytes, ...analyse(bytes) }];
+    } catch {
+      return []; // the two bare data sets without meta information (see part10.test.ts)
+    }
+  });
 
-    it('native frames concatenated are the Pixel Data value read by dicom-parser', () => {
-      let checked = 0;
-      for (const { f, bytes, scan, spans } of scanned) {
-        if (!NATIVE.has(scan.transferSyntaxUID) || !findElement(scan.dataset, '7FE00010')) continue;
-        const ds = dicomParser.parseDicom(bytes);
-        const px = ds.elements.x7fe00010;
-        const value = bytes.subarray(px.dataOffset, px.dataOffset + px.length);
-        expect(spans, f).not.toBeNull();
-        const all = concat(spans!.map((fr) => frameBytes(bytes, fr)));
-        // Equal, up to the padding byte of an odd-length value (SC_rgb_small_odd: 27 bytes + 1).
-        expect(value.length - all.length, f).toBeLessThanOrEqual(1);
-        expect(same(all, value.subarray(0, all.length)), f).toBe(true);
-        checked++;
-      }
-      expect(checked).toBeGreaterThan(200);
-    });
+  it('native frames concatenated are the Pixel Data value read by dicom-parser', () => {
+    let checked = 0;
+    for (const { f, bytes, scan, spans } of scanned) {
+      if (!NATIVE.has(scan.transferSyntaxUID) || !findElement(scan.dataset, '7FE00010')) continue;
+      const ds = dicomParser.parseDicom(bytes);
+      const px = ds.elements.x7fe00010;
+      const value = bytes.subarray(px.dataOffset, px.dataOffset + px.length);
+      expect(spans, f).not.toBeNull();
+      const all = concat(spans!.map((fr) => frameBytes(bytes, fr)));
+      // Equal, up to the padding byte of an odd-length value (SC_rgb_small_odd: 27 bytes + 1).
+      expect(value.length - all.length, f).toBeLessThanOrEqual(1);
+      expect(same(all, value.subarray(0, all.length)), f).toBe(true);
+      checked++;
+    }
+    expect(checked).toBeGreaterThan(200);
+  });
 
-    it('big endian frames swapped to little endian equal the little endian originals', () => {
-      const pairs = [
-        ['transfer-syntaxes/MR_small_bigendian.dcm', 'mr/MR_small.dcm'],
-        [
-          'transfer-syntaxes/cornerstone-CTImage/CTImage.dcm_BigEndianExplicitTransferSyntax_1.2.840.10008.1.2.2.dcm',
-          'transfer-syntaxes/cornerstone-CTImage/CTImage.dcm_LittleEndianExplicitTransferSyntax_1.2.840.10008.1.2.1.dcm',
-        ],
-      ];
-      for (const [beFile, leFile] of pairs) {
-        const be = analyse(readSample(beFile));
-        const le = analyse(readSample(leFile));
-        const beFrame = frameBytes(readSample(beFile), be.spans![0]);
-        const leFrame = frameBytes(readSample(leFile), le.spans![0]);
-        expect(same(beFrame, leFrame)).toBe(false);
-        expect(same(swapToLittleEndian(beFrame, 16), leFrame)).toBe(true);
-        expect(same(readObjectInMemory(readSample(beFile)).frames()[0], leFrame)).toBe(true);
-      }
-    });
+  it('big endian frames swapped to little endian equal the little endian originals', () => {
+    const pairs = [
+      ['transfer-syntaxes/MR_small_bigendian.dcm', 'mr/MR_small.dcm'],
+      [
+        'transfer-syntaxes/cornerstone-CTImage/CTImage.dcm_BigEndianExplicitTransferSyntax_1.2.840.10008.1.2.2.dcm',
+        'transfer-syntaxes/cornerstone-CTImage/CTImage.dcm_LittleEndianExplicitTransferSyntax_1.2.840.10008.1.2.1.dcm',
+      ],
+    ];
+    for (const [beFile, leFile] of pairs) {
+      const be = analyse(readSample(beFile));
+      const le = analyse(readSample(leFile));
+      const beFrame = frameBytes(readSample(beFile), be.spans![0]);
+      const leFrame = frameBytes(readSample(leFile), le.spans![0]);
+      expect(same(beFrame, leFrame)).toBe(false);
+      expect(same(swapToLittleEndian(beFrame, 16), leFrame)).toBe(true);
+      expect(same(readObjectInMemory(readSample(beFile)).frames()[0], leFrame)).toBe(true);
+    }
+  });
 
-    it('encapsulated: as many frames as Number of Frames, each starting with a valid codestream', () => {
-      let multi = 0;
-      for (const { f, bytes, scan, json, spans } of scanned) {
-        if (NATIVE.has(scan.transferSyntaxUID) || scan.deflated) continue;
-        if (!findElement(scan.dataset, '7FE00010')?.fragments) continue;
-        expect(spans, f).not.toBeNull();
-        expect(spans!.length, f).toBe(numberOfFrames(json));
-        for (const frame of spans!)
-          expect(validFrameStart(scan.transferSyntaxUID, frameBytes(bytes, frame)), f).toBe(true);
-        if (spans!.length > 1) multi++;
-      }
-      expect(multi).toBeGreaterThanOrEqual(4); // examples_ybr_color, CT0012 (no BOT), 2 RLE
-    });
+  it('encapsulated: as many frames as Number of Frames, each starting with a valid codestream', () => {
+    let multi = 0;
+    for (const { f, bytes, scan, json, spans } of scanned) {
+      if (NATIVE.has(scan.transferSyntaxUID) || scan.deflated) continue;
+      if (!findElement(scan.dataset, '7FE00010')?.fragments) continue;
+      expect(spans, f).not.toBeNull();
+      expect(spans!.length, f).toBe(numberOfFrames(json));
+      for (const frame of spans!)
+        expect(validFrameStart(scan.transferSyntaxUID, frameBytes(bytes, frame)), f).toBe(true);
+      if (spans!.length > 1) multi++;
+    }
+    expect(multi).toBeGreaterThanOrEqual(4); // examples_ybr_color, CT0012 (no BOT), 2 RLE
+  });
 
-    it('uses the Basic Offset Table, and codestream starts when there is none (CT0012: 2 frames in 11 fragments)', () => {
-      const ybr = scanned.find((s) => s.f === 'us-multiframe/examples_ybr_color.dcm')!;
-      expect(findElement(ybr.scan.dataset, '7FE00010')!.basicOffsetTable!.length).toBe(30 * 4);
-      expect(ybr.spans!.length).toBe(30);
-      const ct = scanned.find(
-        (s) => s.f === 'transfer-syntaxes/CT0012.fragmented_no_bot_jpeg_baseline.51.dcm',
-      )!;
-      const fragments = findElement(ct.scan.dataset, '7FE00010')!.fragments!;
-      expect(ct.spans!.length).toBe(2);
-      expect(ct.spans!.flat()).toEqual(fragments.slice(1)); // every fragment once, in order
-      const frames = readObjectInMemory(ct.bytes).frames();
-      expect(frames.map((f) => f.length)).toEqual(ct.spans!.map((fr) => fr.reduce((n, s) => n + s[1], 0)));
-    });
+  it('uses the Basic Offset Table, and codestream starts when there is none (CT0012: 2 frames in 11 fragments)', () => {
+    const ybr = scanned.find((s) => s.f === 'us-multiframe/examples_ybr_color.dcm')!;
+    expect(findElement(ybr.scan.dataset, '7FE00010')!.basicOffsetTable!.length).toBe(30 * 4);
+    expect(ybr.spans!.length).toBe(30);
+    const ct = scanned.find(
+      (s) => s.f === 'transfer-syntaxes/CT0012.fragmented_no_bot_jpeg_baseline.51.dcm',
+    )!;
+    const fragments = findElement(ct.scan.dataset, '7FE00010')!.fragments!;
+    expect(ct.spans!.length).toBe(2);
+    expect(ct.spans!.flat()).toEqual(fragments.slice(1)); // every fragment once, in order
+    const frames = readObjectInMemory(ct.bytes).frames();
+    expect(frames.map((f) => f.length)).toEqual(ct.spans!.map((fr) => fr.reduce((n, s) => n + s[1], 0)));
+  });
 
-    it('deflated: not addressable, decoded in memory to the same pixels as the little endian original', () => {
-      const ct = 'transfer-syntaxes/cornerstone-CTImage/CTImage.dcm_';
-      const deflatedBytes = readSample(
-        `${ct}DeflatedExplicitVRLittleEndianTransferSyntax_1.2.840.10008.1.2.1.99.dcm`,
-      );
-      const deflated = analyse(deflatedBytes);
-      expect(deflated.scan.transferSyntaxUID).toBe(DEFLATED);
-      expect(deflated.spans).toBeNull();
-      const leBytes = readSample(`${ct}LittleEndianExplicitTransferSyntax_1.2.840.10008.1.2.1.dcm`);
-      const le = analyse(leBytes);
-      const obj = readObjectInMemory(deflatedBytes);
-      const frames = obj.frames();
-      expect(frames.length).toBe(1);
-      expect(same(frames[0], frameBytes(leBytes, le.spans![0]))).toBe(true);
-      const [o, n] = le.spans![0][0];
-      expect(same(obj.bulk('7FE00010'), leBytes.subarray(o, o + n))).toBe(true);
-      const dfl = readObjectInMemory(readSample('transfer-syntaxes/image_dfl.dcm')).frames();
-      expect(dfl.length).toBe(1);
-      expect(dfl[0].length).toBe(512 * 512);
-    });
+  it('deflated: not addressable, decoded in memory to the same pixels as the little endian original', () => {
+    const ct = 'transfer-syntaxes/cornerstone-CTImage/CTImage.dcm_';
+    const deflatedBytes = readSample(
+      `${ct}DeflatedExplicitVRLittleEndianTransferSyntax_1.2.840.10008.1.2.1.99.dcm`,
+    );
+    const deflated = analyse(deflatedBytes);
+    expect(deflated.scan.transferSyntaxUID).toBe(DEFLATED);
+    expect(deflated.spans).toBeNull();
+    const leBytes = readSample(`${ct}LittleEndianExplicitTransferSyntax_1.2.840.10008.1.2.1.dcm`);
+    const le = analyse(leBytes);
+    const obj = readObjectInMemory(deflatedBytes);
+    const frames = obj.frames();
+    expect(frames.length).toBe(1);
+    expect(same(frames[0], frameBytes(leBytes, le.spans![0]))).toBe(true);
+    const [o, n] = le.spans![0][0];
+    expect(same(obj.bulk('7FE00010'), leBytes.subarray(o, o + n))).toBe(true);
+    const dfl = readObjectInMemory(readSample('transfer-syntaxes/image_dfl.dcm')).frames();
+    expect(dfl.length).toBe(1);
+    expect(dfl[0].length).toBe(512 * 512);
+  });
 
-    it('bit-packed segmentations whose frames are byte aligned are addressable', () => {
-      for (const f of ['sr-pdf-seg/liver_seg.dcm', 'sr-pdf-seg/highdicom_seg_image_ct_binary.dcm']) {
-        const s = scanned.find((x) => x.f === f)!;
-        expect(s.spans!.length).toBe(3);
-        const mem = readObjectInMemory(s.bytes).frames();
-        expect(mem.length).toBe(s.spans!.length);
-        mem.forEach((frame, i) => {
-          expect(same(frame, frameBytes(s.bytes, s.spans![i]))).toBe(true);
-        });
-      }
-    });
+  it('bit-packed segmentations whose frames are byte aligned are addressable', () => {
+    for (const f of ['sr-pdf-seg/liver_seg.dcm', 'sr-pdf-seg/highdicom_seg_image_ct_binary.dcm']) {
+      const s = scanned.find((x) => x.f === f)!;
+      expect(s.spans!.length).toBe(3);
+      const mem = readObjectInMemory(s.bytes).frames();
+      expect(mem.length).toBe(s.spans!.length);
+      mem.forEach((frame, i) => {
+        expect(same(frame, frameBytes(s.bytes, s.spans![i]))).toBe(true);
+      });
+    }
+  });
 
-    it('numberOfFrames is 0 without pixel data', () => {
-      const sr = scanned.find((x) => x.f === 'sr-pdf-seg/test-SR.dcm')!;
-      expect(numberOfFrames(sr.json)).toBe(0);
-      expect(sr.spans).toEqual([]);
-    });
-  },
-);
+  it('numberOfFrames is 0 without pixel data', () => {
+    const sr = scanned.find((x) => x.f === 'sr-pdf-seg/test-SR.dcm')!;
+    expect(numberOfFrames(sr.json)).toBe(0);
+    expect(sr.spans).toEqual([]);
+  });
+});
 
 // ---------------------------------------------------------------------------------------------------------
 // Synthetic cases

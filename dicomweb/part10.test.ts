@@ -2,7 +2,7 @@ import { deflateRaw } from 'pako';
 import { describe, expect, it } from 'vitest';
 import { concat } from './bytes';
 import { findElement, Part10Error, Part10Scanner, type ScanResult, scanPart10 } from './part10';
-import { readSample, sampleFiles, samplesPresent } from '../tests/samples';
+import { onSamples, readSample, sampleFiles, samplesPresent } from '../tests/samples';
 
 /** Deterministic PRNG (mulberry32) so failures reproduce. */
 function rng(seed: number) {
@@ -319,102 +319,96 @@ describe('Part10Scanner: synthetic data sets', () => {
   });
 });
 
-describe.skipIf(!samplesPresent)(
-  'Part10Scanner: real samples (skipped: DICOM samples absent, see tests/samples.ts)',
-  () => {
-    const files = sampleFiles();
+describe.skipIf(!samplesPresent)(onSamples('Part10Scanner: real samples'), () => {
+  const files = sampleFiles();
 
-    /** Expected outcome per malformed/ sample (everything else must scan, except the two raw data sets below). */
-    const EXPECTED: Record<string, string> = {
-      'malformed/ExplVR_BigEndNoMeta.dcm': 'not-dicom',
-      'malformed/J2K_pixelrep_mismatch.dcm': 'ok',
-      'malformed/JPEG2000-embedded-sequence-delimiter.dcm': 'ok',
-      'malformed/MR_truncated.dcm': 'truncated',
-      'malformed/SC_rgb_small_odd.dcm': 'ok',
-      'malformed/UN_sequence.dcm': 'ok',
-      'malformed/badVR.dcm': 'ok',
-      'malformed/bad_sequence.dcm': 'ok',
-      'malformed/emri_small_jpeg_2k_lossless_too_short.dcm': 'truncated',
-      'malformed/meta_missing_tsyntax.dcm': 'no-transfer-syntax',
-      'malformed/no_meta.dcm': 'not-dicom',
-      'malformed/priv_SQ.dcm': 'ok',
-      'malformed/rtplan_truncated.dcm': 'truncated',
-      // Bare data sets with neither preamble nor File Meta Information: not PS3.10 files.
-      'cr-dx/CR-MONO1-10-chest.dcm': 'not-dicom',
-      'sr-pdf-seg/rtstruct.dcm': 'not-dicom',
-    };
+  /** Expected outcome per malformed/ sample (everything else must scan, except the two raw data sets below). */
+  const EXPECTED: Record<string, string> = {
+    'malformed/ExplVR_BigEndNoMeta.dcm': 'not-dicom',
+    'malformed/J2K_pixelrep_mismatch.dcm': 'ok',
+    'malformed/JPEG2000-embedded-sequence-delimiter.dcm': 'ok',
+    'malformed/MR_truncated.dcm': 'truncated',
+    'malformed/SC_rgb_small_odd.dcm': 'ok',
+    'malformed/UN_sequence.dcm': 'ok',
+    'malformed/badVR.dcm': 'ok',
+    'malformed/bad_sequence.dcm': 'ok',
+    'malformed/emri_small_jpeg_2k_lossless_too_short.dcm': 'truncated',
+    'malformed/meta_missing_tsyntax.dcm': 'no-transfer-syntax',
+    'malformed/no_meta.dcm': 'not-dicom',
+    'malformed/priv_SQ.dcm': 'ok',
+    'malformed/rtplan_truncated.dcm': 'truncated',
+    // Bare data sets with neither preamble nor File Meta Information: not PS3.10 files.
+    'cr-dx/CR-MONO1-10-chest.dcm': 'not-dicom',
+    'sr-pdf-seg/rtstruct.dcm': 'not-dicom',
+  };
 
-    it('finds the corpus', () => {
-      expect(files.length).toBeGreaterThan(250);
-    });
+  it('finds the corpus', () => {
+    expect(files.length).toBeGreaterThan(250);
+  });
 
-    it('scans every sample or fails with the expected Part10Error code', () => {
-      const got: Record<string, string> = {};
-      for (const f of files) got[f] = outcome(() => scanPart10(readSample(f)));
-      for (const f of files) expect([f, got[f]]).toEqual([f, EXPECTED[f] ?? 'ok']);
-    });
+  it('scans every sample or fails with the expected Part10Error code', () => {
+    const got: Record<string, string> = {};
+    for (const f of files) got[f] = outcome(() => scanPart10(readSample(f)));
+    for (const f of files) expect([f, got[f]]).toEqual([f, EXPECTED[f] ?? 'ok']);
+  });
 
-    it('gives identical results for any chunking (random sizes for all, 1-byte chunks for small files)', () => {
-      let n = 0;
-      for (const f of files) {
-        if ((EXPECTED[f] ?? 'ok') !== 'ok') continue;
-        const bytes = readSample(f);
-        const whole = scanPart10(bytes);
-        const rand = rng(n++);
-        expect(scanInChunks(bytes, () => 1 + Math.floor(rand() * 9000))).toEqual(whole);
-        if (bytes.length <= 64 * 1024) expect(scanInChunks(bytes, () => 1)).toEqual(whole);
+  it('gives identical results for any chunking (random sizes for all, 1-byte chunks for small files)', () => {
+    let n = 0;
+    for (const f of files) {
+      if ((EXPECTED[f] ?? 'ok') !== 'ok') continue;
+      const bytes = readSample(f);
+      const whole = scanPart10(bytes);
+      const rand = rng(n++);
+      expect(scanInChunks(bytes, () => 1 + Math.floor(rand() * 9000))).toEqual(whole);
+      if (bytes.length <= 64 * 1024) expect(scanInChunks(bytes, () => 1)).toEqual(whole);
+    }
+  });
+
+  it('gives identical results with 1-byte chunks for deflated, big endian and multi-frame encapsulated files', () => {
+    for (const f of [
+      'transfer-syntaxes/cornerstone-CTImage/CTImage.dcm_DeflatedExplicitVRLittleEndianTransferSyntax_1.2.840.10008.1.2.1.99.dcm',
+      'transfer-syntaxes/cornerstone-CTImage/CTImage.dcm_BigEndianExplicitTransferSyntax_1.2.840.10008.1.2.2.dcm',
+      'us-multiframe/examples_ybr_color.dcm',
+    ]) {
+      const bytes = readSample(f);
+      expect(scanInChunks(bytes, () => 1)).toEqual(scanPart10(bytes));
+    }
+  });
+
+  it('fails the same way whatever the chunking for malformed files', () => {
+    for (const f of files.filter((x) => x.startsWith('malformed/'))) {
+      const bytes = readSample(f);
+      expect([f, outcome(() => scanInChunks(bytes, () => 3))]).toEqual([f, outcome(() => scanPart10(bytes))]);
+    }
+  });
+
+  it('never throws anything but Part10Error on corrupted or truncated input (fuzz)', () => {
+    const rand = rng(2024);
+    const seeds = [
+      'mr/MR_small.dcm',
+      'transfer-syntaxes/MR_small_implicit.dcm',
+      'transfer-syntaxes/MR_small_bigendian.dcm',
+      'transfer-syntaxes/SC_rgb_rle_2frame.dcm',
+      'malformed/UN_sequence.dcm',
+      'charsets/chrSQEncoding.dcm',
+      'transfer-syntaxes/image_dfl.dcm',
+    ].map(readSample);
+    for (let k = 0; k < 600; k++) {
+      const src = seeds[k % seeds.length];
+      const bytes = src.slice(0, Math.floor(src.length * (0.2 + 0.8 * rand())) + 1);
+      const flips = 1 + Math.floor(rand() * 8);
+      for (let j = 0; j < flips; j++) {
+        const at = 132 + Math.floor(rand() * Math.min(bytes.length - 132, 3000));
+        if (at >= 132 && at < bytes.length) bytes[at] = Math.floor(rand() * 256);
       }
-    });
+      outcome(() => scanPart10(bytes)); // rethrows anything that is not a Part10Error
+    }
+  });
 
-    it('gives identical results with 1-byte chunks for deflated, big endian and multi-frame encapsulated files', () => {
-      for (const f of [
-        'transfer-syntaxes/cornerstone-CTImage/CTImage.dcm_DeflatedExplicitVRLittleEndianTransferSyntax_1.2.840.10008.1.2.1.99.dcm',
-        'transfer-syntaxes/cornerstone-CTImage/CTImage.dcm_BigEndianExplicitTransferSyntax_1.2.840.10008.1.2.2.dcm',
-        'us-multiframe/examples_ybr_color.dcm',
-      ]) {
-        const bytes = readSample(f);
-        expect(scanInChunks(bytes, () => 1)).toEqual(scanPart10(bytes));
-      }
-    });
-
-    it('fails the same way whatever the chunking for malformed files', () => {
-      for (const f of files.filter((x) => x.startsWith('malformed/'))) {
-        const bytes = readSample(f);
-        expect([f, outcome(() => scanInChunks(bytes, () => 3))]).toEqual([
-          f,
-          outcome(() => scanPart10(bytes)),
-        ]);
-      }
-    });
-
-    it('never throws anything but Part10Error on corrupted or truncated input (fuzz)', () => {
-      const rand = rng(2024);
-      const seeds = [
-        'mr/MR_small.dcm',
-        'transfer-syntaxes/MR_small_implicit.dcm',
-        'transfer-syntaxes/MR_small_bigendian.dcm',
-        'transfer-syntaxes/SC_rgb_rle_2frame.dcm',
-        'malformed/UN_sequence.dcm',
-        'charsets/chrSQEncoding.dcm',
-        'transfer-syntaxes/image_dfl.dcm',
-      ].map(readSample);
-      for (let k = 0; k < 600; k++) {
-        const src = seeds[k % seeds.length];
-        const bytes = src.slice(0, Math.floor(src.length * (0.2 + 0.8 * rand())) + 1);
-        const flips = 1 + Math.floor(rand() * 8);
-        for (let j = 0; j < flips; j++) {
-          const at = 132 + Math.floor(rand() * Math.min(bytes.length - 132, 3000));
-          if (at >= 132 && at < bytes.length) bytes[at] = Math.floor(rand() * 256);
-        }
-        outcome(() => scanPart10(bytes)); // rethrows anything that is not a Part10Error
-      }
-    });
-
-    it('does not retain pixel data', () => {
-      const r = scanPart10(readSample('cr-dx/RG1_decompressed_explicitLE.dcm'));
-      const px = findElement(r.dataset, '7FE00010')!;
-      expect(px.length).toBeGreaterThan(7_000_000);
-      expect(px.value).toBeUndefined();
-    });
-  },
-);
+  it('does not retain pixel data', () => {
+    const r = scanPart10(readSample('cr-dx/RG1_decompressed_explicitLE.dcm'));
+    const px = findElement(r.dataset, '7FE00010')!;
+    expect(px.length).toBeGreaterThan(7_000_000);
+    expect(px.value).toBeUndefined();
+  });
+});

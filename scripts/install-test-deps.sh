@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite drives for real: headless Chromium (viewer tests), PostgreSQL
-# (a throwaway cluster for the PostgreSQL index tests) and DCMTK (third-party DIMSE peers).
+# (a throwaway cluster for the PostgreSQL index tests), DCMTK (third-party DIMSE peers, reference decoders)
+# and GDCM's tools (the reference JPEG 2000 decoder of the transcoding and viewer pixel tests).
 # Idempotent: does nothing when they are already there. Needs root or passwordless sudo.
 set -euo pipefail
 
@@ -8,6 +9,7 @@ need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
+command -v gdcmconv >/dev/null 2>&1 || need+=(libgdcm-tools)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -12,6 +12,10 @@ export const SAMPLES = process.env.PACS_SAMPLES_DIR
   ? path.resolve(process.env.PACS_SAMPLES_DIR)
   : path.resolve(REPO, '../shared/dicom-samples');
 export const samplesPresent = existsSync(path.join(SAMPLES, 'MANIFEST.tsv'));
+/** A suite's title, saying why it is skipped when the samples are absent. */
+export function onSamples(title: string): string {
+  return samplesPresent ? title : `${title} (skipped: DICOM samples absent, see tests/samples.ts)`;
+}
 export const SAMPLES_MISSING = `DICOM samples not found at ${SAMPLES} (set PACS_SAMPLES_DIR): tests that need real data are skipped`;
 
 /**

@@ -72,9 +72,10 @@ function decodeTolerance(s: PreparedSample): number {
 /** Largest difference on screen, grey levels (8-bit rendering, float textures). */
 const SCREEN_TOLERANCE = 3;
 
+// The reference decoders are installed by `npm test` (scripts/install-test-deps.sh): their absence fails.
 if (skipReason === '' && !haveReferenceTools)
-  console.warn(
-    `[viewer tests] transfer syntaxes skipped: needs ${REFERENCE_TOOLS.join(', ')} (dcmtk, libgdcm-tools)`,
+  throw new Error(
+    `the reference decoders ${REFERENCE_TOOLS.join(', ')} are missing (Debian dcmtk, libgdcm-tools): run scripts/install-test-deps.sh (npm test does)`,
   );
 
 interface Shown {
@@ -238,120 +239,117 @@ const transferState = (page: Page) =>
     mbps?: number;
   }>;
 
-describe.skipIf(Boolean(skipReason) || !haveReferenceTools)(
-  'transfer syntaxes in the viewer (real browser)',
-  () => {
-    let env: ViewerEnv;
-    let dir: string;
-    let asStored: Page;
-    let lossless: Page;
-    const samples = new Map<string, PreparedSample>();
-    const sample = (name: string) => samples.get(name)!;
+describe.skipIf(Boolean(skipReason))('transfer syntaxes in the viewer (real browser)', () => {
+  let env: ViewerEnv;
+  let dir: string;
+  let asStored: Page;
+  let lossless: Page;
+  const samples = new Map<string, PreparedSample>();
+  const sample = (name: string) => samples.get(name)!;
 
-    beforeAll(async () => {
-      dir = mkdtempSync(path.join(tmpdir(), 'pacs-viewer-ts-'));
-      for (const [i, n] of NAMES.entries()) samples.set(n, prepareSample(SAMPLES, n, dir, i));
-      env = await startViewerEnv([]);
-      const stored = await stow(
-        env.baseUrl,
-        [...samples.values()].map((s) => s.file),
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'pacs-viewer-ts-'));
+    for (const [i, n] of NAMES.entries()) samples.set(n, prepareSample(SAMPLES, n, dir, i));
+    env = await startViewerEnv([]);
+    const stored = await stow(
+      env.baseUrl,
+      [...samples.values()].map((s) => s.file),
+    );
+    expect(stored.status, JSON.stringify(stored.json).slice(0, 500)).toBe(200);
+    const first = sample(NAMES[0]);
+
+    asStored = await env.newPage();
+    await asStored.addInitScript(() => window.localStorage.setItem('pacs.transfer', 'original'));
+    await asStored.goto(`${env.baseUrl}/viewer/${first.study}`);
+
+    // The setting is chosen in the toolbar, and kept for the next visit.
+    lossless = await env.newPage();
+    await lossless.goto(`${env.baseUrl}/viewer/${first.study}`);
+    await lossless.waitForSelector('[data-testid="transfer-mode"]');
+    expect(await lossless.inputValue('[data-testid="transfer-mode"]')).toBe('auto');
+    await lossless.selectOption('[data-testid="transfer-mode"]', 'lossless');
+    await lossless.reload();
+    await lossless.waitForSelector('[data-testid="transfer-mode"]');
+    expect(await lossless.inputValue('[data-testid="transfer-mode"]')).toBe('lossless');
+    expect(await transferState(lossless)).toMatchObject({ mode: 'lossless', link: 'slow' });
+  });
+  afterAll(async () => {
+    await env?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('covers every transfer syntax of the samples, and multi-frame colour ultrasound', () => {
+    const syntaxes = new Set([...samples.values()].map((s) => s.transferSyntax));
+    expect(syntaxes.size).toBeGreaterThanOrEqual(17);
+    expect(
+      [...samples.values()].some((s) => s.color && s.frames > 1 && s.name.startsWith('us-multiframe/')),
+    ).toBe(true);
+  });
+
+  it.each(NAMES)('%s', async (name) => {
+    const s = sample(name);
+    for (const frame of s.frames > 1 ? [1, s.frames] : [1]) {
+      const what = `${name} frame ${frame}`;
+      const ref = await referenceFrame(s, frame, dir, () => archiveFrame(env.baseUrl, s, frame));
+
+      // As stored: the viewer decodes the stored syntax itself.
+      const a = await show(asStored, s, frame);
+      expect(a.transferSyntaxUID, what).toBe(arrivesIn(s, 'fast'));
+      const da = compareDecoded(a, ref);
+      expect(da.max, `${what}: decoded, mean |difference| ${da.mean.toFixed(3)}`).toBeLessThanOrEqual(
+        decodeTolerance(s),
       );
-      expect(stored.status, JSON.stringify(stored.json).slice(0, 500)).toBe(200);
-      const first = sample(NAMES[0]);
+      const sa = await compareScreen(asStored, ref, a);
+      expect(sa.points, `${what}: flat points`).toBeGreaterThan(0);
+      expect(sa.worst, `${what} on screen:\n${sa.rows.join('\n')}`).toBeLessThanOrEqual(SCREEN_TOLERANCE);
+      expect(a.lossyLabel, `${what}: lossy label`).toBe(LOSSY.has(s.transferSyntax) || s.lossyAttribute);
 
-      asStored = await env.newPage();
-      await asStored.addInitScript(() => window.localStorage.setItem('pacs.transfer', 'original'));
-      await asStored.goto(`${env.baseUrl}/viewer/${first.study}`);
-
-      // The setting is chosen in the toolbar, and kept for the next visit.
-      lossless = await env.newPage();
-      await lossless.goto(`${env.baseUrl}/viewer/${first.study}`);
-      await lossless.waitForSelector('[data-testid="transfer-mode"]');
-      expect(await lossless.inputValue('[data-testid="transfer-mode"]')).toBe('auto');
-      await lossless.selectOption('[data-testid="transfer-mode"]', 'lossless');
-      await lossless.reload();
-      await lossless.waitForSelector('[data-testid="transfer-mode"]');
-      expect(await lossless.inputValue('[data-testid="transfer-mode"]')).toBe('lossless');
-      expect(await transferState(lossless)).toMatchObject({ mode: 'lossless', link: 'slow' });
-    });
-    afterAll(async () => {
-      await env?.close();
-      if (dir) rmSync(dir, { recursive: true, force: true });
-    });
-
-    it('covers every transfer syntax of the samples, and multi-frame colour ultrasound', () => {
-      const syntaxes = new Set([...samples.values()].map((s) => s.transferSyntax));
-      expect(syntaxes.size).toBeGreaterThanOrEqual(17);
+      // Slow-link setting: compressed lossless transfer, the very same pixels.
+      const b = await show(lossless, s, frame);
+      expect(b.transferSyntaxUID, what).toBe(arrivesIn(s, 'slow'));
       expect(
-        [...samples.values()].some((s) => s.color && s.frames > 1 && s.name.startsWith('us-multiframe/')),
-      ).toBe(true);
-    });
-
-    it.each(NAMES)('%s', async (name) => {
-      const s = sample(name);
-      for (const frame of s.frames > 1 ? [1, s.frames] : [1]) {
-        const what = `${name} frame ${frame}`;
-        const ref = await referenceFrame(s, frame, dir, () => archiveFrame(env.baseUrl, s, frame));
-
-        // As stored: the viewer decodes the stored syntax itself.
-        const a = await show(asStored, s, frame);
-        expect(a.transferSyntaxUID, what).toBe(arrivesIn(s, 'fast'));
-        const da = compareDecoded(a, ref);
-        expect(da.max, `${what}: decoded, mean |difference| ${da.mean.toFixed(3)}`).toBeLessThanOrEqual(
-          decodeTolerance(s),
-        );
-        const sa = await compareScreen(asStored, ref, a);
-        expect(sa.points, `${what}: flat points`).toBeGreaterThan(0);
-        expect(sa.worst, `${what} on screen:\n${sa.rows.join('\n')}`).toBeLessThanOrEqual(SCREEN_TOLERANCE);
-        expect(a.lossyLabel, `${what}: lossy label`).toBe(LOSSY.has(s.transferSyntax) || s.lossyAttribute);
-
-        // Slow-link setting: compressed lossless transfer, the very same pixels.
-        const b = await show(lossless, s, frame);
-        expect(b.transferSyntaxUID, what).toBe(arrivesIn(s, 'slow'));
-        expect(
-          Buffer.compare(Buffer.from(b.values.buffer), Buffer.from(a.values.buffer)),
-          `${what}: slow link`,
-        ).toBe(0);
-        const sb = await compareScreen(lossless, ref, b);
-        expect(sb.worst, `${what} on screen, slow link:\n${sb.rows.join('\n')}`).toBeLessThanOrEqual(
-          SCREEN_TOLERANCE,
-        );
-      }
-    });
-
-    it('auto: as stored on loopback; compressed lossless once the link measures 20 Mbit/s', async () => {
-      const ct = sample(
-        'transfer-syntaxes/cornerstone-CTImage/CTImage.dcm_LittleEndianExplicitTransferSyntax_1.2.840.10008.1.2.1.dcm',
+        Buffer.compare(Buffer.from(b.values.buffer), Buffer.from(a.values.buffer)),
+        `${what}: slow link`,
+      ).toBe(0);
+      const sb = await compareScreen(lossless, ref, b);
+      expect(sb.worst, `${what} on screen, slow link:\n${sb.rows.join('\n')}`).toBeLessThanOrEqual(
+        SCREEN_TOLERANCE,
       );
-      const ct2 = sample(
-        'transfer-syntaxes/cornerstone-CTImage/CTImage.dcm_LittleEndianImplicitTransferSyntax_1.2.840.10008.1.2.dcm',
-      );
-      const mr = sample('transfer-syntaxes/MR_small_bigendian.dcm');
-      const page = await env.newPage();
-      await page.goto(`${env.baseUrl}/viewer/${ct.study}`);
-      const first = await show(page, ct, 1);
-      expect(await transferState(page)).toMatchObject({ mode: 'auto', measured: 'fast', link: 'fast' });
-      expect(first.transferSyntaxUID).toBe(EXPLICIT_LE);
-      expect(await page.textContent('[data-testid="transfer-mode"] option[value="auto"]')).toBe(
-        'Automatic (fast network: as stored)',
-      );
+    }
+  });
 
-      await emulateSlowLink(page);
-      await show(page, ct2, 1); // 512 kB arrive in about 0.2 s: the link measures slow
-      await page.waitForFunction(() => (window as any).__pacs.transfer().measured === 'slow');
-      const state = await transferState(page);
-      expect(state.link).toBe('slow');
-      expect(state.mbps).toBeLessThan(50);
-      expect(await page.getAttribute('[data-testid="transfer-mode"]', 'data-link')).toBe('slow');
-      expect(await page.textContent('[data-testid="transfer-mode"] option[value="auto"]')).toBe(
-        'Automatic (slow network: compressed lossless)',
-      );
-      // The next study's frames are asked for in JPEG-LS lossless, and decode to the reference pixels.
-      const shown = await show(page, mr, 1);
-      expect(shown.transferSyntaxUID).toBe(JPEG_LS_LOSSLESS);
-      const ref = await referenceFrame(mr, 1, dir, () => archiveFrame(env.baseUrl, mr, 1));
-      expect(compareDecoded(shown, ref).max).toBe(0);
-      await page.close();
-    });
-  },
-);
+  it('auto: as stored on loopback; compressed lossless once the link measures 20 Mbit/s', async () => {
+    const ct = sample(
+      'transfer-syntaxes/cornerstone-CTImage/CTImage.dcm_LittleEndianExplicitTransferSyntax_1.2.840.10008.1.2.1.dcm',
+    );
+    const ct2 = sample(
+      'transfer-syntaxes/cornerstone-CTImage/CTImage.dcm_LittleEndianImplicitTransferSyntax_1.2.840.10008.1.2.dcm',
+    );
+    const mr = sample('transfer-syntaxes/MR_small_bigendian.dcm');
+    const page = await env.newPage();
+    await page.goto(`${env.baseUrl}/viewer/${ct.study}`);
+    const first = await show(page, ct, 1);
+    expect(await transferState(page)).toMatchObject({ mode: 'auto', measured: 'fast', link: 'fast' });
+    expect(first.transferSyntaxUID).toBe(EXPLICIT_LE);
+    expect(await page.textContent('[data-testid="transfer-mode"] option[value="auto"]')).toBe(
+      'Automatic (fast network: as stored)',
+    );
+
+    await emulateSlowLink(page);
+    await show(page, ct2, 1); // 512 kB arrive in about 0.2 s: the link measures slow
+    await page.waitForFunction(() => (window as any).__pacs.transfer().measured === 'slow');
+    const state = await transferState(page);
+    expect(state.link).toBe('slow');
+    expect(state.mbps).toBeLessThan(50);
+    expect(await page.getAttribute('[data-testid="transfer-mode"]', 'data-link')).toBe('slow');
+    expect(await page.textContent('[data-testid="transfer-mode"] option[value="auto"]')).toBe(
+      'Automatic (slow network: compressed lossless)',
+    );
+    // The next study's frames are asked for in JPEG-LS lossless, and decode to the reference pixels.
+    const shown = await show(page, mr, 1);
+    expect(shown.transferSyntaxUID).toBe(JPEG_LS_LOSSLESS);
+    const ref = await referenceFrame(mr, 1, dir, () => archiveFrame(env.baseUrl, mr, 1));
+    expect(compareDecoded(shown, ref).max).toBe(0);
+    await page.close();
+  });
+});
