@@ -14,7 +14,7 @@ import { readFileMeta } from '../../server/dimse/part10';
 import { createLogger } from '../../server/log';
 import { startServer } from '../../server/main';
 import { getMultipart } from '../e2e/dicomweb';
-import { REPO } from '../samples';
+import { REPO, samplesPresent } from '../samples';
 import { freePort } from '../../scripts/lib/net';
 
 export const DCMTK_MISSING = 'dcmtk (storescu, findscu, movescu, getscu, echoscu, storescp) is not installed';
@@ -87,9 +87,15 @@ export function run(
   });
 }
 
+/**
+ * Whether dcmtk can be run. dcmtk is installed by `npm test` (scripts/install-test-deps.sh): with the
+ * samples present its absence fails the DIMSE suites instead of skipping them.
+ */
 export async function dcmtkPresent(): Promise<boolean> {
   const r = await run('echoscu', ['--version']).catch(() => undefined);
-  return r?.code === 0;
+  if (r?.code === 0) return true;
+  if (samplesPresent) throw new Error(`${DCMTK_MISSING}: run scripts/install-test-deps.sh (npm test does)`);
+  return false;
 }
 
 /** Resolves once something accepts TCP connections on the port. */
