@@ -84,6 +84,7 @@ export type SniffedFile =
       /** Sent first; then the file from `skip` (the bytes of an incomplete meta group are replaced). */
       prefix: Uint8Array;
       skip: number;
+      /** preamble: only it and "DICM" were added; file meta: a whole group made (none, or an incomplete one). */
       missing: 'preamble' | 'file meta';
     }
   | { kind: 'unstorable'; reason: string }
@@ -137,16 +138,11 @@ export function sniffHead(head: Uint8Array): SniffedFile {
       return { kind: 'header-added', meta, prefix, skip: 0, missing: 'preamble' };
     }
     // An incomplete group (only the transfer syntax, say): a whole one in its place.
-    return withFileMeta(head, end, syntax, 'preamble', meta);
+    return withFileMeta(head, end, syntax, meta);
   }
   // A bare data set: its first element is of group 0008 (Identifying).
   if (group === 0x0008 && element <= 0x0018)
-    return withFileMeta(
-      head,
-      0,
-      explicit ? EXPLICIT_VR_LITTLE_ENDIAN : IMPLICIT_VR_LITTLE_ENDIAN,
-      'file meta',
-    );
+    return withFileMeta(head, 0, explicit ? EXPLICIT_VR_LITTLE_ENDIAN : IMPLICIT_VR_LITTLE_ENDIAN);
   if (view.getUint16(0, false) === 0x0008 && view.getUint16(2, false) <= 0x0018)
     return {
       kind: 'unstorable',
@@ -157,15 +153,9 @@ export function sniffHead(head: Uint8Array): SniffedFile {
 
 /**
  * The data set at head[start...] in transfer syntax `syntax`, given File Meta Information made from its
- * own SOP Class and Instance UIDs (or those of an incomplete meta group before it).
+ * own SOP Class and Instance UIDs (or those of the incomplete meta group before it, when start > 0).
  */
-function withFileMeta(
-  head: Uint8Array,
-  start: number,
-  syntax: string,
-  missing: 'preamble' | 'file meta',
-  known: Part10Meta = {},
-): SniffedFile {
+function withFileMeta(head: Uint8Array, start: number, syntax: string, known: Part10Meta = {}): SniffedFile {
   if (syntax === DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN || syntax === EXPLICIT_VR_BIG_ENDIAN)
     return {
       kind: 'unstorable',
@@ -183,7 +173,7 @@ function withFileMeta(
   // Two elements read in a row from a start that looked like one: a data set, not a text that happened
   // to begin with the bytes of a tag.
   if (!dataSet || Object.keys(dataSet.elements).filter((t) => !t.startsWith('x0002')).length < 2)
-    return missing === 'preamble'
+    return start > 0
       ? { kind: 'unstorable', reason: 'a Part 10 header without its preamble, and no data set after it' }
       : { kind: 'not-dicom' };
   const uid = (tag: string) => dataSet.string(tag)?.replace(/\0+$/, '').trim();
@@ -212,5 +202,5 @@ function withFileMeta(
     ImplementationClassUID: IMPLEMENTATION_CLASS_UID,
     ImplementationVersionName: IMPLEMENTATION_VERSION_NAME,
   });
-  return { kind: 'header-added', meta, prefix, skip: start, missing };
+  return { kind: 'header-added', meta, prefix, skip: start, missing: 'file meta' };
 }
