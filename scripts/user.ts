@@ -17,7 +17,8 @@
  * Without --password a random one-time password is printed (to be changed at first sign-in);
  * `--password -` reads it from standard input (keeps it out of the process list and shell history).
  * `locked` lists the client addresses with failed sign-ins or share link checks counted in the current
- * window (PACS_LOGIN_RATE_LIMIT); `unlock` clears an address's counts before its window ends.
+ * window, marked LOCKED once they reach PACS_LOGIN_RATE_LIMIT; `unlock` clears an address's counts
+ * before its window ends.
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
@@ -66,7 +67,8 @@ export async function runUserCommand(
 ): Promise<void> {
   const { positional, flags } = parse(argv);
   const [command, ...rest] = positional;
-  const storage = await openStorage(storageOptions(loadConfig()));
+  const config = loadConfig();
+  const storage = await openStorage(storageOptions(config));
   const access = new AccessStore(storage.index.sql());
   const need = async (username: string | undefined) => {
     if (!username) throw new UsageError('a username is needed');
@@ -194,9 +196,12 @@ export async function runUserCommand(
         throw new UsageError('token: create, list or revoke');
       }
       case 'locked': {
+        // Both limiters (sign-in, share link checks) refuse an address once it reaches PACS_LOGIN_RATE_LIMIT.
         for (const r of await access.listRateLimits(Date.now()))
           out(
-            `${r.name.padEnd(48)} ${String(r.hits).padStart(5)} failures, until ${new Date(r.resetAt).toISOString()}`,
+            `${r.name.padEnd(48)} ${String(r.hits).padStart(5)} failures, until ${new Date(r.resetAt).toISOString()}${
+              r.hits >= config.auth.loginRateLimit ? '  LOCKED' : ''
+            }`,
           );
         return;
       }

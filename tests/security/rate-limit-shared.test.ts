@@ -58,9 +58,11 @@ describe('login rate limit across server processes', () => {
     const cli = (...args: string[]) =>
       run(process.execPath, ['--import', 'tsx', 'scripts/user.ts', ...args], {
         cwd: REPO,
-        env: { ...process.env, PACS_DATA_DIR: dir },
+        env: { ...process.env, PACS_DATA_DIR: dir, ...env },
       });
-    expect((await cli('locked')).stdout).toMatch(/^login:127\.0\.0\.1\s+\d+ failures, until \d{4}-/m);
+    expect((await cli('locked')).stdout).toMatch(
+      /^login:127\.0\.0\.1\s+\d+ failures, until \d{4}-\S+ {2}LOCKED$/m,
+    );
     expect((await cli('unlock', '127.0.0.1')).stdout).toMatch(/unlocked 127\.0\.0\.1/);
     expect(await attempt(c.base, PASSWORD)).toBe(200);
     expect((await cli('locked')).stdout).not.toMatch(/login:127\.0\.0\.1/);
