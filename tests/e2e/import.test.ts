@@ -193,6 +193,12 @@ describe.skipIf(!samplesPresent)('npm run import (STOW-RS of a folder)', () => {
       const metaEnd = 132 + 12 + meta.uint32('x00020000')!;
       expect(stored.length).toBe(metaEnd + rawBytes.length);
 
+      // The header made is the same each time: sent again, the same bytes are a success that changes
+      // nothing, not a different instance under the same UID (refused with 0x0111).
+      const again = (await importJson([disc, '--url', server.baseUrl])).summary;
+      expect([...again.stored, ...again.warnings].map((x) => rel(x.path)).sort()).toEqual(['IM0', 'IM1']);
+      expect(again.failed.map((f) => rel(f.path))).toEqual(['IM2', 'IM3']);
+
       const mrSet = dicomParser.parseDicom(new Uint8Array(mr));
       const mrStored = await retrieveInstance(mrSet.string('x0020000d')!, mrSet.string('x00080018')!);
       expect(Buffer.from(mrStored.subarray(128)).equals(mr.subarray(128))).toBe(true);
