@@ -485,8 +485,12 @@ export class AccessStore {
     return row && { hits: Number(row.hits), resetAt: Number(row.reset_at) };
   }
 
-  async resetRateLimit(name: string): Promise<void> {
-    await this.db.run('DELETE FROM rate_limits WHERE name = ?', [name]);
+  /** Clears a name's count; whether it had failures counted in a window not ended at `now`. */
+  async resetRateLimit(name: string, now = Date.now()): Promise<boolean> {
+    const rows = await this.db.all<Row>('DELETE FROM rate_limits WHERE name = ? RETURNING hits, reset_at', [
+      name,
+    ]);
+    return rows.some((r) => Number(r.hits) > 0 && Number(r.reset_at) > now);
   }
 
   /** The counts whose window has not ended, most hits first. */
