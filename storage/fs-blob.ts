@@ -84,22 +84,12 @@ export class FsBlobStore implements BlobStore {
       closed = true;
       await fsCall<void>((cb) => fs.close(fd, cb));
       const dir = path.dirname(target);
-      if (!this.dirs.has(dir)) {
-        // A new folder's own entry must be durable too: sync each parent whose folder we created.
-        const first = await mkdir(dir, { recursive: true });
-        if (first) {
-          for (let d = first; d !== this.root && d.startsWith(this.root); d = path.dirname(d)) {
-            await syncDir(path.dirname(d));
-          }
-        }
-        this.dirs.add(dir);
-      }
+      if (!this.dirs.has(dir)) await this.makeFolder(dir);
       await fsCall<void>((cb) => fs.rename(tmp, target, cb)).catch(async (err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') throw err;
         // The folder was removed since we last saw it: forget its descriptor, make it again.
-        this.dirs.delete(dir);
         await this.retire(dir);
-        await mkdir(dir, { recursive: true });
+        await this.makeFolder(dir);
         await fsCall<void>((cb) => fs.rename(tmp, target, cb));
       });
       // The new name must be durable before the object is acknowledged.
@@ -110,6 +100,17 @@ export class FsBlobStore implements BlobStore {
       await rm(tmp, { force: true });
       throw err;
     }
+  }
+
+  /** Creates a folder (and its parents) durably: each parent whose entry we added is synced. */
+  private async makeFolder(dir: string): Promise<void> {
+    const first = await mkdir(dir, { recursive: true });
+    if (first) {
+      for (let d = first; d !== this.root && d.startsWith(this.root); d = path.dirname(d)) {
+        await syncDir(path.dirname(d));
+      }
+    }
+    this.dirs.add(dir);
   }
 
   /**
