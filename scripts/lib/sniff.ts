@@ -6,7 +6,13 @@
 import { open } from 'node:fs/promises';
 import dicomParser from 'dicom-parser';
 import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from '../../server/dimse/library';
-import { fileMetaInformation } from '../../server/dimse/part10';
+import {
+  type FileMetaRead,
+  fileMetaInformation,
+  LONG_VRS,
+  readFileMeta,
+  readMetaGroup,
+} from '../../server/dimse/part10';
 
 export const MEDIA_STORAGE_DIRECTORY_STORAGE = '1.2.840.10008.1.3.10';
 
@@ -16,51 +22,13 @@ export interface Part10Meta {
   transferSyntaxUID?: string;
 }
 
-const LONG_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'SV', 'UC', 'UN', 'UR', 'UT', 'UV']);
-
-function uidString(bytes: Uint8Array): string {
-  let s = '';
-  for (const b of bytes) s += String.fromCharCode(b);
-  return s.replace(/[\0 ]+$/, '').trim();
-}
-
-/** Parses file meta elements from a buffer starting at the first (0002,xxxx) element (offset 132). */
-export function parseFileMeta(buf: Uint8Array): Part10Meta {
-  return readFileMeta(buf).meta;
-}
-
-/** The file meta elements, where the group ends in buf, and whether it has its group length. */
-function readFileMeta(buf: Uint8Array): { meta: Part10Meta; end: number; groupLength: boolean } {
-  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  const meta: Part10Meta = {};
-  let groupLength = false;
-  let pos = 0;
-  while (pos + 8 <= buf.length) {
-    const group = view.getUint16(pos, true);
-    if (group !== 0x0002) break;
-    const element = view.getUint16(pos + 2, true);
-    const vr = String.fromCharCode(buf[pos + 4], buf[pos + 5]);
-    let length: number;
-    let valueStart: number;
-    if (LONG_VRS.has(vr)) {
-      if (pos + 12 > buf.length) break;
-      length = view.getUint32(pos + 8, true);
-      valueStart = pos + 12;
-    } else if (/^[A-Z]{2}$/.test(vr)) {
-      length = view.getUint16(pos + 6, true);
-      valueStart = pos + 8;
-    } else {
-      break; // not explicit VR: not a conformant meta header
-    }
-    if (length === 0xffffffff || valueStart + length > buf.length) break;
-    const value = buf.subarray(valueStart, valueStart + length);
-    if (element === 0x0000) groupLength = true;
-    else if (element === 0x0002) meta.mediaStorageSOPClassUID = uidString(value);
-    else if (element === 0x0003) meta.mediaStorageSOPInstanceUID = uidString(value);
-    else if (element === 0x0010) meta.transferSyntaxUID = uidString(value);
-    pos = valueStart + length;
-  }
-  return { meta, end: pos, groupLength };
+/** The importer's view of a meta group read by the DIMSE gateway's reader (server/dimse/part10.ts). */
+function part10Meta(m: FileMetaRead): Part10Meta {
+  return {
+    mediaStorageSOPClassUID: m.MediaStorageSOPClassUID,
+    mediaStorageSOPInstanceUID: m.MediaStorageSOPInstanceUID,
+    transferSyntaxUID: m.TransferSyntaxUID,
+  };
 }
 
 /**
@@ -120,8 +88,11 @@ const UID = /^[0-9]+(\.[0-9]+)*$/;
 
 /** sniffDicomFile on the first bytes of a file (exported for tests). */
 export function sniffHead(head: Uint8Array): SniffedFile {
-  if (head.length >= 132 && DICM.every((b, i) => head[128 + i] === b))
-    return { kind: 'part10', meta: parseFileMeta(head.subarray(132)) };
+  if (head.length >= 132 && DICM.every((b, i) => head[128 + i] === b)) {
+    const m = readFileMeta(head);
+    // A meta group that cannot be read is sent all the same: the archive says what is wrong with it.
+    return { kind: 'part10', meta: m ? part10Meta(m) : {} };
+  }
   if (head.length < 8) return { kind: 'not-dicom' };
   const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
   const group = view.getUint16(0, true);
@@ -129,16 +100,18 @@ export function sniffHead(head: Uint8Array): SniffedFile {
   const explicit = ALL_VRS.has(String.fromCharCode(head[4], head[5]));
   if (group === 0x0002 && explicit) {
     // File Meta Information without the preamble and "DICM" before it.
-    const { meta, end, groupLength } = readFileMeta(head);
-    const syntax = meta.transferSyntaxUID;
-    if (!syntax || !UID.test(syntax)) return { kind: 'not-dicom' };
-    if (groupLength && meta.mediaStorageSOPClassUID && meta.mediaStorageSOPInstanceUID) {
+    const metaGroup = readMetaGroup(head, 0);
+    const meta = metaGroup && part10Meta(metaGroup);
+    const syntax = meta?.transferSyntaxUID;
+    if (!metaGroup || !meta || !syntax || !UID.test(syntax)) return { kind: 'not-dicom' };
+    // A whole group begins with its length, (0002,0000).
+    if (element === 0x0000 && meta.mediaStorageSOPClassUID && meta.mediaStorageSOPInstanceUID) {
       const prefix = new Uint8Array(132);
       prefix.set(DICM, 128);
       return { kind: 'header-added', meta, prefix, skip: 0, missing: 'preamble' };
     }
     // An incomplete group (only the transfer syntax, say): a whole one in its place.
-    return withFileMeta(head, end, syntax, meta);
+    return withFileMeta(head, metaGroup.datasetOffset, syntax, meta);
   }
   // A bare data set: its first element is of group 0008 (Identifying).
   if (group === 0x0008 && element <= 0x0018)

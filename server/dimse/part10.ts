@@ -68,7 +68,21 @@ export function fileMetaInformation(meta: FileMeta): Uint8Array {
   return out;
 }
 
-const LONG_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'SV', 'UC', 'UN', 'UR', 'UT', 'UV']);
+export const LONG_VRS = new Set([
+  'OB',
+  'OD',
+  'OF',
+  'OL',
+  'OV',
+  'OW',
+  'SQ',
+  'SV',
+  'UC',
+  'UN',
+  'UR',
+  'UT',
+  'UV',
+]);
 
 export interface FileMetaRead {
   MediaStorageSOPClassUID?: string;
@@ -91,30 +105,38 @@ function text(bytes: Uint8Array): string {
  */
 export function readFileMeta(file: Uint8Array): FileMetaRead | undefined {
   if (file.length < 132 || text(file.subarray(128, 132)) !== 'DICM') return undefined;
+  return readMetaGroup(file, 132);
+}
+
+/**
+ * Reads a File Meta Information group that starts at `start` (132 in a Part 10 file; 0 in a file whose
+ * preamble and "DICM" are missing). Undefined when the group cannot be read whole.
+ */
+export function readMetaGroup(file: Uint8Array, start: number): FileMetaRead | undefined {
   const view = new DataView(file.buffer, file.byteOffset, file.byteLength);
-  const meta: FileMetaRead = { datasetOffset: 132 };
-  let pos = 132;
+  const meta: FileMetaRead = { datasetOffset: start };
+  let pos = start;
   while (pos + 8 <= file.length && view.getUint16(pos, true) === 0x0002) {
     const elementNumber = view.getUint16(pos + 2, true);
     const vr = String.fromCharCode(file[pos + 4], file[pos + 5]);
     if (!/^[A-Z]{2}$/.test(vr)) return undefined;
     let length: number;
-    let start: number;
+    let valueStart: number;
     if (LONG_VRS.has(vr)) {
       if (pos + 12 > file.length) return undefined;
       length = view.getUint32(pos + 8, true);
-      start = pos + 12;
+      valueStart = pos + 12;
     } else {
       length = view.getUint16(pos + 6, true);
-      start = pos + 8;
+      valueStart = pos + 8;
     }
-    if (length === 0xffffffff || start + length > file.length) return undefined;
-    const value = file.subarray(start, start + length);
+    if (length === 0xffffffff || valueStart + length > file.length) return undefined;
+    const value = file.subarray(valueStart, valueStart + length);
     if (elementNumber === 0x0002) meta.MediaStorageSOPClassUID = text(value);
     else if (elementNumber === 0x0003) meta.MediaStorageSOPInstanceUID = text(value);
     else if (elementNumber === 0x0010) meta.TransferSyntaxUID = text(value);
     else if (elementNumber === 0x0016) meta.SourceApplicationEntityTitle = text(value);
-    pos = start + length;
+    pos = valueStart + length;
   }
   if (pos + 8 > file.length && pos !== file.length) return undefined;
   meta.datasetOffset = pos;
