@@ -135,13 +135,9 @@ function firstValue(item: any, tag: string): any {
 
 /** Parses a STOW-RS DICOM JSON response body (object or one-element array). */
 /** The `message` of a JSON error body, if it is one. */
-function errorMessage(body: string): string | undefined {
-  try {
-    const json = JSON.parse(body) as { message?: unknown };
-    return typeof json?.message === 'string' && json.message.trim() ? json.message : undefined;
-  } catch {
-    return undefined;
-  }
+function errorMessage(json: unknown): string | undefined {
+  const message = (json as { message?: unknown } | null)?.message;
+  return typeof message === 'string' && message.trim() ? message : undefined;
 }
 
 export function parseStowResponse(json: unknown): Omit<StowResult, 'status' | 'bytesSent' | 'text'> {
@@ -212,9 +208,11 @@ export function stow(parts: StowPart[], opts: StowOptions): Promise<StowResult> 
       // The response is small (one item per part), so collecting it is fine.
       const body = Buffer.concat(chunks).toString('utf8');
       let parsed: ReturnType<typeof parseStowResponse> | undefined;
+      let json: unknown;
       if (/json/i.test(ctype) || /^\s*[[{]/.test(body)) {
         try {
-          parsed = parseStowResponse(body.trim() ? JSON.parse(body) : {});
+          json = body.trim() ? JSON.parse(body) : {};
+          parsed = parseStowResponse(json);
         } catch {
           parsed = undefined;
         }
@@ -224,7 +222,7 @@ export function stow(parts: StowPart[], opts: StowOptions): Promise<StowResult> 
       if (parsed && status >= 300 && parsed.referenced.length === 0 && parsed.failed.length === 0) {
         parsed = undefined;
         // The server's own reason when it gives one (the archive's errors: {"status", "message"}).
-        text = errorMessage(body) ?? 'request refused, with no per-instance status in the response';
+        text = errorMessage(json) ?? 'request refused, with no per-instance status in the response';
       }
       resolve({
         status,
