@@ -14,10 +14,12 @@ import { readFileMeta } from '../../server/dimse/part10';
 import { createLogger } from '../../server/log';
 import { startServer } from '../../server/main';
 import { getMultipart } from '../e2e/dicomweb';
-import { REPO, samplesPresent } from '../samples';
+import { requireTools } from '../helpers/tools';
+import { REPO } from '../samples';
 import { freePort } from '../../scripts/lib/net';
 
-export const DCMTK_MISSING = 'dcmtk (storescu, findscu, movescu, getscu, echoscu, storescp) is not installed';
+const DCMTK_TOOLS = ['storescu', 'findscu', 'movescu', 'getscu', 'echoscu', 'storescp'];
+export const DCMTK_MISSING = `dcmtk (${DCMTK_TOOLS.join(', ')}) is not installed`;
 
 export interface Archive {
   baseUrl: string;
@@ -87,15 +89,9 @@ export function run(
   });
 }
 
-/**
- * Whether dcmtk can be run. dcmtk is installed by `npm test` (scripts/install-test-deps.sh): with the
- * samples present its absence fails the DIMSE suites instead of skipping them.
- */
+/** Whether dcmtk is installed; with the samples present its absence fails the suite (tests/helpers/tools.ts). */
 export async function dcmtkPresent(): Promise<boolean> {
-  const r = await run('echoscu', ['--version']).catch(() => undefined);
-  if (r?.code === 0) return true;
-  if (samplesPresent) throw new Error(`${DCMTK_MISSING}: run scripts/install-test-deps.sh (npm test does)`);
-  return false;
+  return requireTools(DCMTK_TOOLS, 'dcmtk');
 }
 
 /** Resolves once something accepts TCP connections on the port. */

@@ -8,7 +8,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -25,6 +25,7 @@ import {
   stow,
   type TestServer,
 } from '../helpers/server';
+import { requireTools } from '../helpers/tools';
 import { type SampleObject, sampleObject } from '../samples';
 import { getJson, getMultipart, type Json } from './dicomweb';
 
@@ -48,15 +49,7 @@ function referenceTool(ts: string): string[] | undefined {
   return undefined;
 }
 
-const TOOLS = ['dcmdjpeg', 'dcmdrle', 'dcmdjpls', 'gdcmconv'];
-// The reference decoders are installed by `npm test` (scripts/install-test-deps.sh): their absence fails.
-if (
-  samplesPresent &&
-  !TOOLS.every((t) => ['/usr/bin', '/usr/local/bin'].some((d) => existsSync(path.join(d, t))))
-)
-  throw new Error(
-    `the reference decoders ${TOOLS.join(', ')} are missing (Debian dcmtk, libgdcm-tools): run scripts/install-test-deps.sh (npm test does)`,
-  );
+requireTools(['dcmdjpeg', 'dcmdrle', 'dcmdjpls', 'gdcmconv'], 'dcmtk, libgdcm-tools');
 
 /** Pixel data of the reference decoder's uncompressed copy. */
 function referencePixels(s: SampleObject, dir: string): Buffer {

@@ -25,10 +25,6 @@ export const REFERENCE_TOOLS = [
   'dcm2pnm',
   'gdcmconv',
 ];
-export const haveReferenceTools = REFERENCE_TOOLS.every((t) =>
-  ['/usr/bin', '/usr/local/bin'].some((d) => existsSync(path.join(d, t))),
-);
-
 export const NATIVE = new Set([
   '1.2.840.10008.1.2',
   '1.2.840.10008.1.2.1',

@@ -23,11 +23,11 @@ import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getMultipart } from '../e2e/dicomweb';
 import { stow } from '../helpers/server';
+import { requireTools } from '../helpers/tools';
 import { sampleFiles } from '../samples';
 import { expectedGrey } from './dicom-file';
 import { emulateSlowLink, SAMPLES, skipReason, startViewerEnv, type ViewerEnv } from './harness';
 import {
-  haveReferenceTools,
   LOSSY,
   NATIVE,
   type PreparedSample,
@@ -72,11 +72,7 @@ function decodeTolerance(s: PreparedSample): number {
 /** Largest difference on screen, grey levels (8-bit rendering, float textures). */
 const SCREEN_TOLERANCE = 3;
 
-// The reference decoders are installed by `npm test` (scripts/install-test-deps.sh): their absence fails.
-if (skipReason === '' && !haveReferenceTools)
-  throw new Error(
-    `the reference decoders ${REFERENCE_TOOLS.join(', ')} are missing (Debian dcmtk, libgdcm-tools): run scripts/install-test-deps.sh (npm test does)`,
-  );
+requireTools(REFERENCE_TOOLS, 'dcmtk, libgdcm-tools');
 
 interface Shown {
   imageId: string;
