@@ -168,7 +168,24 @@ export function parseQuery(
   q.limit = limit;
 
   q.returnLevels = returnLevels(q);
-  const tags = new Set<string>([SPECIFIC_CHARACTER_SET.tag, ...matchingTags, ...q.includeFields]);
+  // Study and series results carry only what the index keeps for their levels: an includefield of a
+  // lower level's attribute (Modality on /studies) is not returned, not even empty (PS3.18 10.6.3.3.1).
+  let includeFields = q.includeFields;
+  if (level !== 'instance') {
+    const available = new Set(
+      ATTRIBUTES.filter((x) => levelsUpTo(level).includes(x.level) && (x.kept || x.computed)).map(
+        (x) => x.tag,
+      ),
+    );
+    available.add(SPECIFIC_CHARACTER_SET.tag);
+    includeFields = q.includeFields.filter((t) => available.has(t));
+    for (const t of q.includeFields) {
+      if (!available.has(t)) {
+        q.warnings.push(`includefield ${t}: not kept by the index at ${level} level; not returned`);
+      }
+    }
+  }
+  const tags = new Set<string>([SPECIFIC_CHARACTER_SET.tag, ...matchingTags, ...includeFields]);
   if (level !== 'study') tags.add('0020000D');
   if (level === 'instance') tags.add('0020000E');
   for (const l of q.returnLevels) {
@@ -178,19 +195,6 @@ export function parseQuery(
     }
   }
   q.returnTags = [...tags].sort();
-  if (level !== 'instance') {
-    const available = new Set(
-      ATTRIBUTES.filter((x) => levelsUpTo(level).includes(x.level) && (x.kept || x.computed)).map(
-        (x) => x.tag,
-      ),
-    );
-    available.add(SPECIFIC_CHARACTER_SET.tag);
-    for (const t of q.includeFields) {
-      if (!available.has(t)) {
-        q.warnings.push(`includefield ${t}: not kept by the index at ${level} level; not returned`);
-      }
-    }
-  }
   return q;
 }
 

@@ -23,6 +23,7 @@ import { ACCOUNT_ROLES, type User } from '../../storage/access';
 import type { OidcRoutes } from '../app';
 import type { Config, OidcConfig } from '../config';
 import type { Logger } from '../log';
+import { queryParams } from '../routes/common';
 import { type Auth, type Principal, principalOf } from './auth';
 import { sha256 } from './secrets';
 
@@ -156,7 +157,7 @@ class OidcSignIn {
   // ── GET /api/auth/oidc/login ──
 
   private async login(req: Request, res: Response): Promise<void> {
-    const query = queryOf(req);
+    const query = queryParams(req);
     const returnTo = safeReturnPath(query.get('return'));
     let configuration: client.Configuration;
     try {
@@ -199,7 +200,7 @@ class OidcSignIn {
   // ── GET /api/auth/oidc/callback ──
 
   private async callback(req: Request, res: Response): Promise<void> {
-    const query = queryOf(req);
+    const query = queryParams(req);
     // The authorization code and state are not written to the access log or the audit trail.
     req.originalUrl = OIDC_CALLBACK_PATH;
     res.setHeader('Cache-Control', 'no-store');
@@ -429,11 +430,6 @@ class OidcSignIn {
 
 function flowCookieName(state: string): string {
   return `${FLOW_COOKIE_PREFIX}${sha256(state).slice(0, 16)}`;
-}
-
-function queryOf(req: Request): URLSearchParams {
-  const i = req.originalUrl.indexOf('?');
-  return new URLSearchParams(i < 0 ? '' : req.originalUrl.slice(i + 1));
 }
 
 function readCookie(header: string | undefined, name: string): string | undefined {

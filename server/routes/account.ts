@@ -7,6 +7,7 @@ import { badRequest, DicomwebError, notFound } from '../../dicomweb/status';
 import { ACCOUNT_ROLES, type AccountRole, type AuditFilter, type User } from '../../storage/access';
 import { type Auth, type Principal, Unauthorized } from '../auth/auth';
 import { hashPassword, newApiToken, passwordProblem, verifyPassword } from '../auth/secrets';
+import { queryParams } from './common';
 
 const body = (req: Request) =>
   (typeof req.body === 'object' && req.body ? req.body : {}) as Record<string, unknown>;
@@ -187,7 +188,7 @@ export function deleteUser(auth: Auth) {
 
 export function listTokens(auth: Auth) {
   return async (req: Request, res: Response) => {
-    const user = new URLSearchParams(req.originalUrl.split('?')[1] ?? '').get('username') || undefined;
+    const user = queryParams(req).get('username') || undefined;
     res.json(await auth.access.listTokens(user));
   };
 }
@@ -287,7 +288,7 @@ function auditJson(e: import('../../storage/access').AuditEvent) {
 
 export function queryAudit(auth: Auth, flush: () => Promise<void>) {
   return async (req: Request, res: Response) => {
-    const f = auditFilter(new URLSearchParams(req.originalUrl.split('?')[1] ?? ''));
+    const f = auditFilter(queryParams(req));
     await flush();
     const events = await auth.access.queryAudit(f);
     const last = events.at(-1);
@@ -301,7 +302,7 @@ export function queryAudit(auth: Auth, flush: () => Promise<void>) {
 /** Every matching event as JSON lines (newest first), streamed page by page. */
 export function exportAudit(auth: Auth, flush: () => Promise<void>) {
   return async (req: Request, res: Response) => {
-    const f = auditFilter(new URLSearchParams(req.originalUrl.split('?')[1] ?? ''));
+    const f = auditFilter(queryParams(req));
     await flush();
     res.status(200).type('application/x-ndjson; charset=utf-8');
     res.setHeader('Content-Disposition', 'attachment; filename="audit.jsonl"');

@@ -6,6 +6,16 @@ import type { Index, Scope, StoredInstance } from '../../storage/index';
 
 export const DICOMWEB_ROOT = '/dicomweb';
 
+/**
+ * The query parameters of a request, from its raw query string: everything after the first "?", so a
+ * "?" in a value (a single-character wildcard a client did not percent-encode) stays in that value.
+ */
+export function queryParams(req: Request): URLSearchParams {
+  const url = req.originalUrl;
+  const at = url.indexOf('?');
+  return new URLSearchParams(at < 0 ? '' : url.slice(at + 1));
+}
+
 /** Absolute DICOMweb root as the client reached it (for RetrieveURL and BulkDataURI). */
 export function publicRoot(req: Request): string {
   const configured = req.app.locals.publicUrl as string | undefined;

@@ -3,7 +3,7 @@ import type { Request, Response } from 'express';
 import { negotiateSearch, parseAccept } from '../../dicomweb/media-types';
 import { parseQuery, type QueryLevel, restrictToStudies } from '../../dicomweb/qido';
 import type { Index } from '../../storage/index';
-import { publicRoot } from './common';
+import { publicRoot, queryParams } from './common';
 
 type Json = Record<string, { vr: string; Value?: unknown[] }>;
 
@@ -15,7 +15,7 @@ export function qido(level: QueryLevel, index: Index, maxResults: number) {
     const p = req.params as Record<string, string | undefined>;
     const query = parseQuery(
       level,
-      new URLSearchParams(req.originalUrl.split('?')[1] ?? ''),
+      queryParams(req),
       { StudyInstanceUID: p.study, SeriesInstanceUID: p.series },
       { maxLimit: maxResults },
     );

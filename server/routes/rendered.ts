@@ -18,7 +18,7 @@ import {
   storedImageInfo,
 } from '../transcode/frames';
 import type { RenderParams } from '../transcode/render';
-import { describeScope, instancesInScope, scopeOf } from './common';
+import { describeScope, instancesInScope, queryParams, scopeOf } from './common';
 
 export interface RenderedContext {
   blobs: BlobStore;
@@ -80,10 +80,6 @@ export function renderParams(query: URLSearchParams, format: Format, thumbnail: 
     params.viewport = { vw: THUMBNAIL_SIZE, vh: THUMBNAIL_SIZE };
   }
   return params;
-}
-
-function queryOf(req: Request): URLSearchParams {
-  return new URL(req.originalUrl, 'http://localhost').searchParams;
 }
 
 /** The Accept header, or the `accept` query parameter (PS3.18 8.3.3.1) when present. */
@@ -171,7 +167,7 @@ function parseFrames(text: string): number[] {
  */
 export function retrieveRendered(ctx: RenderedContext) {
   return async (req: Request, res: Response) => {
-    const query = queryOf(req);
+    const query = queryParams(req);
     const { format, multipart } = negotiateRendered(acceptOf(req, query));
     const params = renderParams(query, format, false);
     const list = await instancesInScope(ctx.index, req);
@@ -205,7 +201,7 @@ export function retrieveRendered(ctx: RenderedContext) {
  */
 export function retrieveThumbnail(ctx: RenderedContext) {
   return async (req: Request, res: Response) => {
-    const query = queryOf(req);
+    const query = queryParams(req);
     const { format } = negotiateRendered(acceptOf(req, query));
     const params = renderParams(query, format, true);
     const list = (await instancesInScope(ctx.index, req)).filter((i) => i.numberOfFrames > 0);
