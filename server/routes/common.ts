@@ -1,5 +1,7 @@
 /** Small helpers shared by the DICOMweb routes. */
-import type { Request } from 'express';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Request, Response } from 'express';
 import { badRequest, notFound } from '../../dicomweb/status';
 import { isAcceptableUID } from '../../dicomweb/uids';
 import type { Index, Scope, StoredInstance } from '../../storage/index';
@@ -52,4 +54,33 @@ export async function instancesInScope(index: Index, req: Request): Promise<Stor
     : await index.listInstances(scope);
   if (list.length === 0) throw notFound(`${describeScope(scope)} is not in the archive`);
   return list;
+}
+
+/** Streams a body to the client with back-pressure; a client that leaves stops the body's generator. */
+export async function send(res: Response, body: AsyncIterable<Uint8Array>): Promise<void> {
+  await pipeline(Readable.from(body, { objectMode: false }), res);
+}
+
+/**
+ * The frame numbers of a {frames} path segment (PS3.18 8.3.2: 1-based, comma-separated) for an
+ * instance of `count` frames. A frame may be named twice, but a list cannot ask for more frames than
+ * the whole instance has.
+ */
+export function parseFrameList(text: string, count: number): number[] {
+  const list = text.split(',');
+  if (list.length > count) {
+    throw badRequest(
+      `the frame list names ${list.length} frames; the instance has ${count} frame${count === 1 ? '' : 's'}`,
+    );
+  }
+  const frames = list.map((s) => {
+    if (!/^[1-9][0-9]{0,8}$/.test(s.trim()))
+      throw badRequest(`"${s}" is not a frame number (frames are numbered from 1)`);
+    return Number(s);
+  });
+  for (const f of frames) {
+    if (f > count)
+      throw notFound(`frame ${f} does not exist: the instance has ${count} frame${count === 1 ? '' : 's'}`);
+  }
+  return frames;
 }

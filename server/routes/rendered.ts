@@ -18,7 +18,15 @@ import {
   storedImageInfo,
 } from '../transcode/frames';
 import type { RenderParams } from '../transcode/render';
-import { describeScope, instancesInScope, queryParams, scopeOf } from './common';
+import {
+  describeScope,
+  instancesInScope,
+  parseFrameList,
+  publicRoot,
+  queryParams,
+  scopeOf,
+  send,
+} from './common';
 
 export interface RenderedContext {
   blobs: BlobStore;
@@ -134,31 +142,32 @@ function sendImage(res: Response, format: Format, data: Uint8Array) {
   res.end(data);
 }
 
+/**
+ * A multipart/related of rendered images, one part per image: the first is rendered before the answer
+ * starts (a failure gets a status), the others one at a time as the client takes them, so a study of
+ * hundreds of images never sits in memory and a client that leaves stops the rendering.
+ */
 async function sendMultipart(
   res: Response,
   format: Format,
-  images: { body: Uint8Array; location?: string }[],
+  images: { render: () => Promise<Uint8Array>; location: string }[],
 ) {
   const boundary = newBoundary();
-  const parts: OutgoingPart[] = images.map((i) => ({
-    contentType: format,
-    headers: i.location ? { 'Content-Location': i.location } : undefined,
-    body: i.body,
-  }));
-  const chunks: Uint8Array[] = [];
-  for await (const c of writeMultipart(parts, boundary)) chunks.push(c);
+  const part = async (i: (typeof images)[number]): Promise<OutgoingPart> => {
+    const body = await i.render();
+    return {
+      contentType: format,
+      headers: { 'Content-Location': i.location, 'Content-Length': String(body.length) },
+      body,
+    };
+  };
+  const first = await part(images[0]);
+  async function* parts(): AsyncGenerator<OutgoingPart> {
+    yield first;
+    for (const i of images.slice(1)) yield part(i);
+  }
   res.status(200).setHeader('Content-Type', `multipart/related; type="${format}"; boundary=${boundary}`);
-  res.setHeader('Content-Length', String(chunks.reduce((n, c) => n + c.length, 0)));
-  for (const c of chunks) res.write(c);
-  res.end();
-}
-
-function parseFrames(text: string): number[] {
-  return text.split(',').map((s) => {
-    if (!/^[1-9][0-9]{0,8}$/.test(s.trim()))
-      throw badRequest(`"${s}" is not a frame number (frames are numbered from 1)`);
-    return Number(s);
-  });
+  await send(res, writeMultipart(parts(), boundary));
 }
 
 /**
@@ -171,27 +180,42 @@ export function retrieveRendered(ctx: RenderedContext) {
     const { format, multipart } = negotiateRendered(acceptOf(req, query));
     const params = renderParams(query, format, false);
     const list = await instancesInScope(ctx.index, req);
+    const root = publicRoot(req);
+    const at = (inst: StoredInstance) =>
+      `${root}/studies/${inst.StudyInstanceUID}/series/${inst.SeriesInstanceUID}/instances/${inst.SOPInstanceUID}`;
     if (req.params.frames !== undefined) {
-      const frames = parseFrames(req.params.frames as string);
+      const inst = list[0];
+      if (inst.numberOfFrames === 0)
+        throw notAcceptable(`instance ${inst.SOPInstanceUID} has no image to render`);
+      const frames = parseFrameList(req.params.frames as string, inst.numberOfFrames);
       if (frames.length > 1 || multipart) {
-        const images = [];
-        for (const f of frames) images.push({ body: await renderOne(ctx, list[0], f, params) });
-        await sendMultipart(res, format, images);
+        await sendMultipart(
+          res,
+          format,
+          frames.map((f) => ({
+            render: () => renderOne(ctx, inst, f, params),
+            location: `${at(inst)}/frames/${f}/rendered`,
+          })),
+        );
         return;
       }
-      sendImage(res, format, await renderOne(ctx, list[0], frames[0], params));
+      sendImage(res, format, await renderOne(ctx, inst, frames[0], params));
       return;
     }
     if (req.params.instance !== undefined && !multipart) {
       sendImage(res, format, await renderOne(ctx, list[0], 1, params));
       return;
     }
-    const images = [];
-    for (const inst of list.filter((i) => i.numberOfFrames > 0)) {
-      images.push({ body: await renderOne(ctx, inst, 1, params) });
-    }
+    const images = list.filter((i) => i.numberOfFrames > 0);
     if (images.length === 0) throw notAcceptable(`${describeScope(scopeOf(req))} has no image to render`);
-    await sendMultipart(res, format, images);
+    await sendMultipart(
+      res,
+      format,
+      images.map((inst) => ({
+        render: () => renderOne(ctx, inst, 1, params),
+        location: `${at(inst)}/rendered`,
+      })),
+    );
   };
 }
 
@@ -208,7 +232,8 @@ export function retrieveThumbnail(ctx: RenderedContext) {
     if (list.length === 0) throw notAcceptable(`${describeScope(scopeOf(req))} has no image for a thumbnail`);
     let inst = list[0];
     let frame = 1;
-    if (req.params.frames !== undefined) frame = parseFrames(req.params.frames as string)[0];
+    if (req.params.frames !== undefined)
+      frame = parseFrameList(req.params.frames as string, inst.numberOfFrames)[0];
     else if (req.params.instance === undefined) {
       const series = list.filter((i) => i.SeriesInstanceUID === list[0].SeriesInstanceUID);
       inst = series[Math.floor((series.length - 1) / 2)];

@@ -3,8 +3,6 @@
  * read), frames and bulk data by byte range (only the requested bytes are read).
  */
 import { createHash } from 'node:crypto';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { Request, Response } from 'express';
 import { readObjectInMemory, swapToLittleEndian } from '../../dicomweb/frames';
 import {
@@ -24,7 +22,7 @@ import { type FrameTranscoding, negotiateFrameSyntax } from '../../dicomweb/tran
 import type { Config } from '../config';
 import { HTJ2K_LOSSLESS, openHtj2kCopy } from '../transcode/copies';
 import { sendTranscodedInstances, storedImageInfo, transcodeFrame } from '../transcode/frames';
-import { describeScope, instancesInScope, publicRoot, scopeOf } from './common';
+import { describeScope, instancesInScope, parseFrameList, publicRoot, scopeOf, send } from './common';
 
 export interface WadoContext {
   blobs: BlobStore;
@@ -37,10 +35,6 @@ async function readAll(stream: AsyncIterable<Uint8Array>): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const c of stream) chunks.push(Buffer.from(c));
   return Buffer.concat(chunks);
-}
-
-async function send(res: Response, body: AsyncIterable<Uint8Array>): Promise<void> {
-  await pipeline(Readable.from(body, { objectMode: false }), res);
 }
 
 /** GET /studies/{s}, /studies/{s}/series/{se}, /studies/{s}/series/{se}/instances/{i} */
@@ -104,19 +98,6 @@ export function retrieveMetadata(ctx: WadoContext) {
     const body = `[${docs.join(',')}]`.replaceAll(BULKDATA_BASE, root);
     res.status(200).type(`${type}; charset=utf-8`).send(body);
   };
-}
-
-function parseFrameList(text: string, count: number): number[] {
-  const frames = text.split(',').map((s) => {
-    if (!/^[1-9][0-9]{0,8}$/.test(s.trim()))
-      throw badRequest(`"${s}" is not a frame number (frames are numbered from 1)`);
-    return Number(s);
-  });
-  for (const f of frames) {
-    if (f > count)
-      throw notFound(`frame ${f} does not exist: the instance has ${count} frame${count === 1 ? '' : 's'}`);
-  }
-  return frames;
 }
 
 async function readSpans(blobs: BlobStore, key: string, spans: Span[]): Promise<Uint8Array> {
@@ -267,14 +248,24 @@ export function retrieveFrames(ctx: WadoContext) {
         ),
       );
     const base = `${publicRoot(req)}/studies/${inst.StudyInstanceUID}/series/${inst.SeriesInstanceUID}/instances/${inst.SOPInstanceUID}`;
-    const parts = await Promise.all(
-      frames.map(async (f) => ({
-        contentType: rendering.partType,
-        headers: { 'Content-Location': `${base}/frames/${f}` },
-        body: await bytesOf(f),
-      })),
-    );
-    await sendParts(res, parts, boundary);
+    const part = (f: number, body: Uint8Array): OutgoingPart => ({
+      contentType: rendering.partType,
+      headers: { 'Content-Location': `${base}/frames/${f}`, 'Content-Length': String(body.length) },
+      body,
+    });
+    // Frame 1 is read (or transcoded) before the answer starts, so a failure gets a status.
+    const first = part(frames[0], await bytesOf(frames[0]));
+    if (frames.length === 1) {
+      await sendParts(res, [first], boundary);
+      return;
+    }
+    // Several frames: one at a time, each read when the client has taken the one before (a list of
+    // every frame of a large multi-frame instance never sits in memory; a client that leaves stops it).
+    async function* parts(): AsyncGenerator<OutgoingPart> {
+      yield first;
+      for (const f of frames.slice(1)) yield part(f, await bytesOf(f));
+    }
+    await send(res, writeMultipart(parts(), boundary));
   };
 }
 

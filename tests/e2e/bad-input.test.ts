@@ -237,6 +237,45 @@ describe('bad input', () => {
   });
 });
 
+describe('frame lists', () => {
+  it('refuses a list of more frames than the instance has, for frames and rendered frames', async () => {
+    const server = await startServer();
+    try {
+      const [a] = [
+        ...syntheticSeries({
+          patientName: 'Frame^List',
+          patientId: 'FL1',
+          instances: 1,
+          rows: 32,
+          columns: 32,
+        }),
+      ];
+      const r = await stow(server.baseUrl, [a]);
+      const url = r.json['00081199']?.Value?.[0]?.['00081190']?.Value?.[0] as string;
+      // One request naming the single frame thousands of times would otherwise read (or render) it as
+      // many times and hold every copy in memory.
+      const many = Array.from({ length: 5000 }, () => '1').join(',');
+      for (const [path, accept] of [
+        [`frames/${many}`, 'multipart/related; type="application/octet-stream"'],
+        ['frames/1,1', 'multipart/related; type="application/octet-stream"'],
+        [`frames/${many}/rendered`, 'multipart/related; type="image/png"'],
+      ]) {
+        const res = await fetch(`${url}/${path}`, { headers: { Accept: accept } });
+        expect(res.status, path.slice(0, 20)).toBe(400);
+        expect(((await res.json()) as { message: string }).message).toMatch(
+          /names \d+ frames; the instance has 1 frame$/,
+        );
+      }
+      const one = await getMultipart(`${url}/frames/1`, 'multipart/related; type="application/octet-stream"');
+      expect(one.parts).toHaveLength(1);
+      expect(one.parts[0].headers['content-length']).toBe(String(32 * 32 * 2));
+      expect((await fetch(`${server.baseUrl}/healthz`)).status).toBe(200);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
 describe('duplicate policy "overwrite"', () => {
   it('replaces the stored bytes and keeps one instance', async () => {
     const server = await startServer({ env: { PACS_DUPLICATE_POLICY: 'overwrite' } });

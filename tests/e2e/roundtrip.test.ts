@@ -233,6 +233,10 @@ async function checkSample(root: string, s: Sample) {
     );
     expect(f.status, `${where} ${f.text}`).toBe(200);
     expect(f.parts.length, where).toBe(frames);
+    f.parts.forEach((p, i) => {
+      expect(p.headers['content-location'], where).toBe(`${inst}/frames/${i + 1}`);
+      expect(p.headers['content-length'], where).toBe(String(p.body.length));
+    });
     const got = Buffer.concat(f.parts.map((p) => p.body));
     let expected = s.bytes.subarray(pixel.dataOffset, pixel.dataOffset + got.length);
     if (s.ts === '1.2.840.10008.1.2.2' && bits > 8) expected = swap(expected, bits);
