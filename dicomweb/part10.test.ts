@@ -1,7 +1,14 @@
 import { deflateRaw } from 'pako';
 import { describe, expect, it } from 'vitest';
 import { concat } from './bytes';
-import { findElement, Part10Error, Part10Scanner, type ScanResult, scanPart10 } from './part10';
+import {
+  findElement,
+  Part10Error,
+  Part10Scanner,
+  type ScanOptions,
+  type ScanResult,
+  scanPart10,
+} from './part10';
 import { onSamples, readSample, sampleFiles, samplesPresent } from '../tests/samples';
 
 /** Deterministic PRNG (mulberry32) so failures reproduce. */
@@ -16,7 +23,7 @@ function rng(seed: number) {
   };
 }
 
-function scanInChunks(bytes: Uint8Array, sizes: () => number, opts?: { inlineLimit?: number }): ScanResult {
+function scanInChunks(bytes: Uint8Array, sizes: () => number, opts?: ScanOptions): ScanResult {
   const s = new Part10Scanner(opts);
   for (let o = 0; o < bytes.length; ) {
     const n = Math.max(1, sizes());
@@ -269,6 +276,23 @@ describe('Part10Scanner: synthetic data sets', () => {
     // any chunking gives the same result
     const rand = rng(7);
     expect(scanInChunks(bytes, () => 1 + Math.floor(rand() * 50))).toEqual(r);
+  });
+
+  it('refuses a deflated data set that inflates beyond the limit (a deflate bomb)', () => {
+    const plain = cat(
+      ex(0x00100010, 'PN', 'Deflated^Patient'),
+      ex(0x7fe00010, 'OW', new Uint8Array(4 * 1024 * 1024)),
+    );
+    const bytes = part10(deflateRaw(plain), DEFLATED);
+    expect(bytes.length).toBeLessThan(16 * 1024); // 4 MiB of zeros deflate to a few kB
+    expect(() => scanPart10(bytes, { maxInflatedBytes: 1024 * 1024 })).toThrow(
+      expect.objectContaining({
+        code: 'too-large',
+        message: expect.stringMatching(/inflates to more than 1048576/),
+      }),
+    );
+    expect(() => scanInChunks(bytes, () => 100, { maxInflatedBytes: 1024 * 1024 })).toThrow(/inflates/);
+    expect(findElement(scanPart10(bytes).dataset, '7FE00010')?.length).toBe(4 * 1024 * 1024);
   });
 
   it('keeps values up to inlineLimit, binaries above it only as spans, long text inline', () => {

@@ -22,7 +22,15 @@ export type Part10ErrorCode =
   | 'no-transfer-syntax'
   | 'truncated'
   | 'malformed'
-  | 'unsupported';
+  | 'unsupported'
+  | 'too-large';
+
+/**
+ * A deflated data set (PS3.5 A.5) may inflate to at most this many bytes. Deflate packs uniform data
+ * about 1,000 to 1: without a bound a 1 MB upload could stand for a gigabyte that every read of the
+ * object inflates again.
+ */
+export const MAX_INFLATED_BYTES = 256 * 1024 * 1024;
 
 export class Part10Error extends Error {
   readonly code: Part10ErrorCode;
@@ -81,6 +89,8 @@ export interface ScanOptions {
    * DICOM JSON carries them inline (default 16 MiB). Binary VRs (OB, OD, OF, OL, OV, OW, UN) never are.
    */
   maxTextLength?: number;
+  /** A deflated data set inflating to more fails with Part10Error 'too-large' (default MAX_INFLATED_BYTES). */
+  maxInflatedBytes?: number;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -607,6 +617,7 @@ type Phase = 'preamble' | 'meta' | 'dataset' | 'inflate';
 export class Part10Scanner {
   private readonly inlineLimit: number;
   private readonly maxTextLength: number;
+  private readonly maxInflatedBytes: number;
   private readonly q = new ByteQueue(0);
   private phase: Phase = 'preamble';
   private size = 0;
@@ -622,6 +633,7 @@ export class Part10Scanner {
   constructor(opts: ScanOptions = {}) {
     this.inlineLimit = opts.inlineLimit ?? 1024;
     this.maxTextLength = Math.max(this.inlineLimit, opts.maxTextLength ?? 16 * 1024 * 1024);
+    this.maxInflatedBytes = opts.maxInflatedBytes ?? MAX_INFLATED_BYTES;
   }
 
   push(chunk: Uint8Array): void {
@@ -785,7 +797,15 @@ export class Part10Scanner {
       const inner = new ByteQueue(0);
       this.parser = new DatasetParser(inner, EXPLICIT_LE, this.inlineLimit, this.maxTextLength);
       const inflater = new Inflate({ raw: true });
+      let inflated = 0;
       inflater.onData = (chunk) => {
+        inflated += (chunk as Uint8Array).length;
+        if (inflated > this.maxInflatedBytes) {
+          throw new Part10Error(
+            'too-large',
+            `the deflated data set inflates to more than ${this.maxInflatedBytes} bytes`,
+          );
+        }
         inner.push(chunk as Uint8Array);
         this.parser!.run();
         inner.release();

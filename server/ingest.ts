@@ -244,7 +244,7 @@ export async function ingestInstance(
     // A store that gave up may still be reading (the S3 upload reads ahead): wait until the part's body
     // is released, so the request's next part is never read by two readers at once.
     await source.return(undefined).catch(() => {});
-    if (err instanceof Part10Error) return fail(FailureReason.CannotUnderstand, describePart10Error(err));
+    if (err instanceof Part10Error) return fail(part10Failure(err), describePart10Error(err));
     if (err instanceof InstanceTooLarge) {
       return fail(
         FailureReason.OutOfResources,
@@ -263,7 +263,7 @@ export async function ingestInstance(
     try {
       scan = scanner.end();
     } catch (err) {
-      if (err instanceof Part10Error) return fail(FailureReason.CannotUnderstand, describePart10Error(err));
+      if (err instanceof Part10Error) return fail(part10Failure(err), describePart10Error(err));
       throw err;
     }
     const described = describeInstance(scan, {
@@ -360,6 +360,11 @@ function uidsRead(scanner: Part10Scanner): { sopClassUID?: string; sopInstanceUI
   };
 }
 
+/** A size limit is a refusal for resources (0xA700), any other Part 10 error one of understanding. */
+function part10Failure(err: Part10Error): number {
+  return err.code === 'too-large' ? FailureReason.OutOfResources : FailureReason.CannotUnderstand;
+}
+
 export function describePart10Error(err: Part10Error): string {
   const what: Record<Part10Error['code'], string> = {
     'not-dicom': 'not a DICOM Part 10 file (no "DICM" prefix after the 128-byte preamble)',
@@ -368,6 +373,7 @@ export function describePart10Error(err: Part10Error): string {
     truncated: 'the file is truncated',
     malformed: 'the data set is malformed',
     unsupported: 'unsupported encoding',
+    'too-large': 'too large',
   };
   return `${what[err.code]}: ${err.message}`;
 }

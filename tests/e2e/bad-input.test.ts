@@ -4,7 +4,9 @@
  */
 import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
+import { deflateRawSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fileMetaInformation, readFileMeta } from '../../server/dimse/part10';
 import { syntheticSeries } from '../../server/synthetic';
 import {
   multipartBody,
@@ -234,6 +236,60 @@ describe('bad input', () => {
     const conflict = await expectNoTrace(() => stow(server.baseUrl, [changed]));
     expect(conflict.status).toBe(409);
     expect(conflict.json['00081198']?.Value?.[0]?.[FAILURE_REASON]?.Value?.[0]).toBe(0x0111);
+  });
+});
+
+/**
+ * The instance re-encoded in Deflated Explicit VR Little Endian, with `padding` zero bytes of Data Set
+ * Trailing Padding (FFFC,FFFC) at its end: zeros deflate about 1,000 to 1.
+ */
+function deflated(bytes: Uint8Array, padding: number): Uint8Array {
+  const meta = readFileMeta(bytes)!;
+  const head = Buffer.alloc(12);
+  head.writeUInt32LE(0xfffcfffc, 0);
+  head.write('OB', 4, 'latin1');
+  head.writeUInt32LE(padding, 8);
+  const dataset = Buffer.concat([bytes.subarray(meta.datasetOffset), head, Buffer.alloc(padding)]);
+  return Buffer.concat([
+    fileMetaInformation({
+      MediaStorageSOPClassUID: meta.MediaStorageSOPClassUID!,
+      MediaStorageSOPInstanceUID: meta.MediaStorageSOPInstanceUID!,
+      TransferSyntaxUID: '1.2.840.10008.1.2.1.99',
+      ImplementationClassUID: '1.2.826.0.1.3680043.10.1',
+    }),
+    deflateRawSync(dataset, { level: 1 }),
+  ]);
+}
+
+describe('deflated data sets', () => {
+  it('stores a deflated instance, and refuses one that inflates beyond 256 MiB (a deflate bomb), keeping nothing', async () => {
+    const server = await startServer();
+    try {
+      const [a, b] = [
+        ...syntheticSeries({
+          patientName: 'Deflate^Bomb',
+          patientId: 'DFL1',
+          instances: 2,
+          rows: 32,
+          columns: 32,
+        }),
+      ];
+      const small = deflated(a, 1024 * 1024);
+      const ok = await stow(server.baseUrl, [small]);
+      expect(ok.status).toBe(200);
+      const bomb = deflated(b, 257 * 1024 * 1024);
+      expect(bomb.length).toBeLessThan(2 * 1024 * 1024);
+      const blobs = await blobCount(server.dataDir);
+      const r = await stow(server.baseUrl, [bomb]);
+      expect(r.status).toBe(409);
+      const failed = r.json['00081198']?.Value?.[0];
+      expect(failed?.[FAILURE_REASON]?.Value?.[0]).toBe(0xa700);
+      expect(String(failed?.['0040A160']?.Value?.[0])).toMatch(/inflates to more than 268435456 bytes/);
+      expect(await blobCount(server.dataDir)).toBe(blobs);
+      expect(await instanceCount(server.dicomweb)).toBe(1);
+    } finally {
+      await server.close();
+    }
   });
 });
 
