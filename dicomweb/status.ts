@@ -39,8 +39,12 @@ export const FailureReason = {
   CannotUnderstand: 0xc000,
   /** 0xC122 Referenced Transfer Syntax not supported */
   TransferSyntaxNotSupported: 0xc122,
-  /** 0xA770 (dcm4che / DICOMweb convention) Study Instance UID does not match the one in the request URL */
-  StudyInstanceUIDMismatch: 0xa770,
+  /**
+   * 0xC409 Study Instance UID does not match the one in the request URL. PS3.18 names no code for this;
+   * 0xC409 is dcm4chee's, in the Cxxx "cannot understand" range (an A7xx code would read as "out of
+   * resources" and invite a retry).
+   */
+  StudyInstanceUIDMismatch: 0xc409,
 } as const;
 
 export const WarningReason = {

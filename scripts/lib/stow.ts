@@ -57,6 +57,7 @@ export interface StowResult {
 /** PS3.4 / PS3.18 status codes commonly used as FailureReason and WarningReason. */
 export const REASON_TEXT: Record<number, string> = {
   272: 'Processing failure',
+  273: 'Duplicate SOP Instance: stored before with different content',
   274: 'No such object instance',
   279: 'Invalid object instance',
   281: 'Class-instance conflict',
@@ -67,7 +68,6 @@ export const REASON_TEXT: Record<number, string> = {
   42752: 'Refused: out of resources',
   42833: 'Refused: out of resources (series)',
   42834: 'Refused: out of resources (instances)',
-  42864: 'Refused: already exists with different content',
   43264: 'Error: data set does not match SOP Class',
   43265: 'Error: Study Instance UID does not match the study in the request',
   45056: 'Coercion of data elements',
@@ -75,6 +75,7 @@ export const REASON_TEXT: Record<number, string> = {
   45063: 'Data set does not match SOP Class',
   45070: 'Instance already exists',
   49152: 'Error: cannot understand',
+  50185: 'Error: Study Instance UID does not match the study in the request',
   49442: 'Referenced Transfer Syntax not supported',
 };
 

@@ -172,7 +172,7 @@ describe('bad input', () => {
   it('refuses an instance whose study differs from the study in the URL', async () => {
     const r = await expectNoTrace(() => stow(server.baseUrl, [good[2]], '1.2.3.4.5'));
     expect(r.status).toBe(409);
-    expect(r.json['00081198']?.Value?.[0]?.[FAILURE_REASON]?.Value?.[0]).toBe(0xa770);
+    expect(r.json['00081198']?.Value?.[0]?.[FAILURE_REASON]?.Value?.[0]).toBe(0xc409);
   });
 
   it('refuses truncated bodies, wrong or missing boundaries and other media types, keeping nothing', async () => {
