@@ -9,6 +9,7 @@ import { type Config, ConfigError, loadConfig, storageOptions } from './config';
 import { routeLibraryLog } from './dimse/library';
 import { type DimseListener, startDimseListener } from './dimse/scp';
 import { createLogger, type Logger } from './log';
+import { registerServer } from './run-registry';
 import { enableJpegExtended12 } from '../dicomweb/transfer-syntax';
 import { dcmtkJpegAvailable } from './transcode/dcmtk';
 import { configureTranscoder } from './transcode/pool';
@@ -123,9 +124,13 @@ async function main() {
     config,
     cluster.isWorker ? log.child({ worker: cluster.worker?.id }) : log,
   );
+  // Maintenance (npm run reindex, fsck --repair) refuses to run while this file says a server runs.
+  const unregister = await registerServer(config.dataDir, running.url);
+  process.once('exit', unregister);
   const stop = async (signal: string) => {
     log.info('shutting down', { signal });
     await running.close();
+    unregister();
     process.exit(0);
   };
   process.once('SIGINT', () => void stop('SIGINT'));

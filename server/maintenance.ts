@@ -8,12 +8,12 @@
  * are never indexed: they belong to their original, and are orphans when it is not indexed.
  */
 import { createHash } from 'node:crypto';
-import { rename } from 'node:fs/promises';
 import path from 'node:path';
 import { Part10Error, Part10Scanner } from '../dicomweb/part10';
 import type { BlobStore } from '../storage/blob';
 import type { Index, InstanceRecord } from '../storage/index';
 import { openStorage } from '../storage/open';
+import { runningServers } from './run-registry';
 import { type Config, storageOptions } from './config';
 import { describeInstance, describePart10Error } from './ingest';
 import { originalOfDerivedKey } from './transcode/copies';
@@ -59,6 +59,10 @@ export interface MaintenanceReport {
   deleted: string[];
   /** fsck --repair: index rows removed because their blob is missing (SOP Instance UID and study) */
   removedRows: string[];
+  /** fsck: index rows read */
+  rows?: number;
+  /** reindex on SQLite: the copy of the database taken before */
+  copy?: string;
 }
 
 const emptyReport = (): MaintenanceReport => ({
@@ -100,29 +104,41 @@ async function indexBlob(
 
 const REINDEX_PARALLEL = 8;
 
+/** Maintenance that changes the index while a server of this host runs on the same data folder. */
+export class ServerRunningError extends Error {}
+
+async function refuseUnderRunningServer(config: Config, what: string): Promise<void> {
+  const pids = await runningServers(config.dataDir);
+  if (pids.length === 0) return;
+  throw new ServerRunningError(
+    `${what}: an archive server is running on ${config.dataDir} (process ${pids.join(', ')}); stop it first` +
+      (config.databaseUrl ? ', and every server of other hosts on the same database' : ''),
+  );
+}
+
 /**
- * Rebuilds the index from the blobs. SQLite: the old index file is kept beside the new one
- * (index.sqlite.before-reindex-<time>), so nothing is lost if the result is not what was expected.
- * PostgreSQL (DATABASE_URL): the index tables are emptied (TRUNCATE) and filled again; every server on
- * that database must be stopped, and a copy is up to the operator (pg_dump) beforehand.
+ * Rebuilds the index from the blobs. Only the index tables (studies, series, instances) are emptied and
+ * filled again: accounts, API tokens, share links (and the key that signs them), sessions and the audit
+ * trail live in the same database and are kept. SQLite: a complete copy of the database is written first
+ * (index.sqlite.before-reindex-<time>, VACUUM INTO), so nothing is lost if the result is not what was
+ * expected. PostgreSQL (DATABASE_URL): a copy is up to the operator (pg_dump) beforehand. Every server
+ * on that index must be stopped.
  */
 export async function reindex(
   config: Config,
   onProgress?: (done: number) => void,
 ): Promise<MaintenanceReport> {
-  if (!config.databaseUrl) {
-    const file = path.join(config.dataDir, 'index.sqlite');
-    const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-    for (const suffix of ['', '-wal', '-shm']) {
-      await rename(`${file}${suffix}`, `${file}.before-reindex-${stamp}${suffix}`).catch((err) => {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      });
-    }
-  }
+  await refuseUnderRunningServer(config, 'reindex');
   const storage = await openStorage(storageOptions(config));
   const report = emptyReport();
   try {
-    await storage.index.clear(); // a no-op on the new SQLite file
+    if (!config.databaseUrl) {
+      const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+      const copy = path.join(config.dataDir, `index.sqlite.before-reindex-${stamp}`);
+      await storage.index.sql().run('VACUUM INTO ?', [copy]);
+      report.copy = copy;
+    }
+    await storage.index.clear();
     // Several blobs at once: reading from an object store is latency-bound, one at a time would crawl.
     const inFlight = new Set<Promise<unknown>>();
     let done = 0;
@@ -154,10 +170,12 @@ export async function reindex(
  * stopped: a blob being stored right now has no index row yet.
  */
 export async function fsck(config: Config, opts: { repair: boolean }): Promise<MaintenanceReport> {
+  if (opts.repair) await refuseUnderRunningServer(config, 'fsck --repair');
   const storage = await openStorage(storageOptions(config));
   const report = emptyReport();
   try {
     const rows = await storage.index.indexedBlobs();
+    report.rows = rows.length;
     const referenced = new Set(rows.map((r) => r.blobKey));
     const seen = new Set<string>();
     const derived: string[] = [];

@@ -3,7 +3,8 @@
  * index row refers to, as a crash between writing a blob and indexing it would leave, and index rows
  * whose blob is gone. On every storage combination (folder + SQLite, S3 + PostgreSQL).
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -11,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Config, loadConfig, storageOptions } from '../../server/config';
 import { fsck, reindex } from '../../server/maintenance';
 import { syntheticSeries } from '../../server/synthetic';
+import { AccessStore } from '../../storage/access';
 import { openStorage } from '../../storage/open';
 import { startServer, stow } from '../helpers/server';
 import { STORAGE_CONFIGS, type StorageBackends } from '../helpers/storage-configs';
@@ -134,6 +136,161 @@ describe.each(STORAGE_CONFIGS)('reindex and fsck on $name', (storage) => {
       expect((await getJson(`${again.dicomweb}/studies?PatientID=RX3`)).json.length).toBe(1);
     } finally {
       await again.close();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('reindex keeps the accounts, API tokens, share links, settings and audit trail of the database', async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'pacs-maintenance-'));
+    const env = backends.env;
+    try {
+      const server = await startServer({ dataDir, env });
+      const files = [
+        ...syntheticSeries({
+          patientName: 'Giữ^Lại',
+          patientId: 'KEEP1',
+          instances: 2,
+          rows: 16,
+          columns: 16,
+        }),
+      ];
+      const stored = await stow(server.baseUrl, files);
+      expect(stored.status).toBe(200);
+      const url = String(stored.json['00081199']?.Value?.[0]?.['00081190']?.Value?.[0]);
+      const study = url.match(/studies\/([0-9.]+)/)![1];
+      await server.close();
+
+      const config = loadConfig({ PACS_DATA_DIR: dataDir, ...env });
+      const security = async () => {
+        const opened = await openStorage(storageOptions(config));
+        try {
+          const access = new AccessStore(opened.index.sql());
+          return {
+            users: (await access.listUsers()).map((u) => u.username).sort(),
+            tokens: (await access.listTokens()).map((t) => t.id),
+            shares: (await access.listShares()).map((s) => s.id),
+            audit: (await access.queryAudit({ limit: 1000 })).length,
+            instances: (await opened.index.indexedBlobs()).length,
+          };
+        } finally {
+          await opened.close();
+        }
+      };
+      const opened = await openStorage(storageOptions(config));
+      const access = new AccessStore(opened.index.sql());
+      const now = Date.now();
+      await access.createUser({
+        username: 'drkeep',
+        role: 'radiologist',
+        displayName: null,
+        referringName: null,
+        oidcSubject: null,
+        passwordHash: 'x',
+        mustChangePassword: false,
+        disabled: false,
+      });
+      await access.createToken({
+        id: 'tok1',
+        username: 'drkeep',
+        label: 'pacs',
+        expiresAt: null,
+        tokenHash: 'h'.repeat(64),
+      });
+      await access.createShare({
+        id: 'share1',
+        studyInstanceUID: study,
+        createdBy: 'drkeep',
+        createdAt: now,
+        expiresAt: now + 86_400_000,
+        verify: 'none',
+        pinHash: null,
+        grantee: null,
+      });
+      await access.appendAudit([
+        {
+          time: now,
+          username: 'drkeep',
+          role: 'radiologist',
+          action: 'search',
+          studyInstanceUID: study,
+          patientID: 'KEEP1',
+          status: 200,
+          source: '127.0.0.1',
+          detail: null,
+        },
+      ]);
+      await opened.close();
+      const before = await security();
+      expect(before.users).toContain('drkeep');
+
+      const r = await reindex(config);
+      expect(r.skipped).toEqual([]);
+      expect(r.indexed).toBe(r.blobs); // the blob store of S3 + PostgreSQL also holds the test above's
+      expect(await security()).toEqual(before);
+      if (!config.databaseUrl) {
+        // The complete database before the reindex, beside the index.
+        expect(r.copy).toMatch(/index\.sqlite\.before-reindex-/);
+        expect((await stat(r.copy!)).size).toBeGreaterThan(0);
+      }
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('maintenance under a running server', () => {
+  const repo = path.resolve(import.meta.dirname, '../..');
+  const maintenance = (dataDir: string, ...args: string[]) =>
+    new Promise<{ code: number; out: string }>((resolve) => {
+      execFile(
+        process.execPath,
+        ['--import', 'tsx', 'scripts/maintenance.ts', ...args],
+        { cwd: repo, env: { ...process.env, PACS_DATA_DIR: dataDir, PACS_AUTH: 'off' } },
+        (err, stdout, stderr) => resolve({ code: err ? Number(err.code) : 0, out: stdout + stderr }),
+      );
+    });
+
+  it('reindex and fsck --repair refuse while a server of this host runs on the data folder', async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'pacs-maintenance-'));
+    const server = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts'], {
+      cwd: repo,
+      env: { ...process.env, PACS_DATA_DIR: dataDir, PACS_AUTH: 'off', PORT: '0', LOG_LEVEL: 'warn' },
+      stdio: 'ignore',
+    });
+    const exited = new Promise((resolve) => server.once('exit', resolve));
+    try {
+      const pidFile = path.join(dataDir, 'run', `${server.pid}.pid`);
+      await expect
+        .poll(
+          () =>
+            stat(pidFile).then(
+              () => true,
+              () => false,
+            ),
+          { timeout: 30_000 },
+        )
+        .toBe(true);
+      for (const args of [['reindex'], ['fsck', '--repair']]) {
+        const r = await maintenance(dataDir, ...args);
+        expect(r.code, args.join(' ')).toBe(2);
+        expect(r.out).toContain(
+          `an archive server is running on ${dataDir} (process ${server.pid}); stop it first`,
+        );
+      }
+      // Only reading: allowed.
+      expect((await maintenance(dataDir, 'fsck')).code).toBe(0);
+      server.kill('SIGTERM');
+      await exited;
+      await expect(stat(pidFile)).rejects.toThrow();
+      // A file left by a process that died is recognised and removed.
+      const stale = path.join(dataDir, 'run', '999999.pid');
+      await writeFile(stale, '{}\n');
+      const r = await maintenance(dataDir, 'reindex');
+      expect(r.code, r.out).toBe(0);
+      expect(r.out).toMatch(/the database before the reindex: .*index\.sqlite\.before-reindex-/);
+      await expect(stat(stale)).rejects.toThrow();
+    } finally {
+      server.kill('SIGKILL');
       await rm(dataDir, { recursive: true, force: true });
     }
   });
