@@ -5,7 +5,13 @@
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { ACCOUNT_ROLES, type AccountRole } from '../storage/access';
-import { isValidAETitle, parseRemoteAEs, type RemoteAE } from './dimse/negotiation';
+import {
+  type AllowedAE,
+  isValidAETitle,
+  parseAllowedAEs,
+  parseRemoteAEs,
+  type RemoteAE,
+} from './dimse/negotiation';
 
 export type DuplicatePolicy = 'reject' | 'overwrite';
 
@@ -97,9 +103,12 @@ export interface DimseConfig {
   /** TCP port of the DIMSE listener; undefined: no listener. */
   port?: number;
   aeTitle: string;
-  /** Calling AE titles allowed to associate; empty: any. */
-  allowedAETitles: string[];
-  /** Remote AEs by title: C-MOVE destinations and targets of "send study". */
+  /**
+   * Calling AEs allowed to associate, each maybe bound to the address it must call from; 'any': every
+   * calling AE (PACS_DIMSE_ALLOWED_AES=*, or left empty with PACS_AUTH=off). Never empty while a port is set.
+   */
+  allowedAEs: AllowedAE[] | 'any';
+  /** Remote AEs by title: C-MOVE destinations and targets of "send study" (they grant no access). */
   remoteAEs: RemoteAE[];
 }
 
@@ -159,11 +168,11 @@ export const VARIABLES = {
   PACS_DIMSE_AE_TITLE: ['PACS', 'AE title of the archive (the called AE title modalities use).'],
   PACS_DIMSE_ALLOWED_AES: [
     '',
-    'Calling AE titles allowed to associate, comma-separated; empty: any. Others are refused.',
+    'The access control of the DICOM listener, which PACS_AUTH does not cover: calling AEs allowed to associate, comma-separated AET or AET@address (CT1@10.0.0.5, an IP address it must call from); * for any AE (closed networks only). Required with PACS_DIMSE_PORT unless PACS_AUTH=off (empty then: any AE).',
   ],
   PACS_DIMSE_REMOTE_AES: [
     '',
-    'Known remote AEs, comma-separated AET@host:port (C-MOVE destinations, send-study targets).',
+    'Known remote AEs, comma-separated AET@host:port (C-MOVE destinations, send-study targets); they are not allowed to call in unless listed in PACS_DIMSE_ALLOWED_AES.',
   ],
   PACS_AUTH: [
     'on',
@@ -311,15 +320,20 @@ function dimseConfig(get: (name: keyof typeof VARIABLES) => string, errors: stri
   const aeTitle = get('PACS_DIMSE_AE_TITLE').trim();
   if (!isValidAETitle(aeTitle))
     errors.push(`PACS_DIMSE_AE_TITLE=${aeTitle}: expected 1 to 16 characters, no backslash`);
-  const allowedAETitles = get('PACS_DIMSE_ALLOWED_AES')
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s !== '');
-  for (const a of allowedAETitles)
-    if (!isValidAETitle(a)) errors.push(`PACS_DIMSE_ALLOWED_AES: "${a}" is not a valid AE title`);
+  const allowed = parseAllowedAEs(get('PACS_DIMSE_ALLOWED_AES'));
+  for (const e of allowed.errors) errors.push(`PACS_DIMSE_ALLOWED_AES: ${e}`);
+  // DIMSE has no sign-in: with PACS_AUTH on, the listener does not start open to every AE by default.
+  let allowedAEs = allowed.aes;
+  if (allowedAEs !== 'any' && allowedAEs.length === 0 && allowed.errors.length === 0) {
+    if (get('PACS_AUTH') === 'off') allowedAEs = 'any';
+    else if (port !== undefined)
+      errors.push(
+        'PACS_DIMSE_ALLOWED_AES: required with PACS_DIMSE_PORT (the DICOM listener has no sign-in; PACS_AUTH does not cover it): list the calling AEs it accepts, each bound to the address it calls from (CT1@10.0.0.5,MR1@10.0.0.6), or * to accept any AE on a closed network',
+      );
+  }
   const remote = parseRemoteAEs(get('PACS_DIMSE_REMOTE_AES'));
   for (const e of remote.errors) errors.push(`PACS_DIMSE_REMOTE_AES: ${e}`);
-  return { port, aeTitle, allowedAETitles, remoteAEs: remote.aes };
+  return { port, aeTitle, allowedAEs, remoteAEs: remote.aes };
 }
 
 function authConfig(

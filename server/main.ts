@@ -71,6 +71,13 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       await storage.close();
       throw err;
     }
+    if (config.dimse.allowedAEs === 'any')
+      log.warn(
+        config.auth.enabled
+          ? 'the DICOM listener accepts any calling AE from any address (PACS_DIMSE_ALLOWED_AES=*): closed networks only'
+          : 'the DICOM listener accepts any calling AE (PACS_DIMSE_ALLOWED_AES empty, PACS_AUTH=off): development only',
+        { port: dimse.port },
+      );
   }
   server.requestTimeout = 0; // large STOW bodies over slow links
   server.keepAliveTimeout = 65_000;

@@ -11,6 +11,9 @@ import { round } from './stats';
 
 const MB = 1024 * 1024;
 
+/** Our calling AE title: the benchmark targets list it (from 127.0.0.1) in PACS_DIMSE_ALLOWED_AES. */
+export const BENCH_AE_TITLE = 'BENCH';
+
 export interface CStoreFigures {
   associations: number;
   instances: number;
@@ -24,7 +27,7 @@ export interface CStoreFigures {
 
 export interface CStoreBenchOptions {
   host: string;
-  /** The DICOM listener's port (the server started with PACS_DIMSE_PORT). */
+  /** The DICOM listener's port (the server started with PACS_DIMSE_PORT, BENCH_AE_TITLE allowed). */
   port: number;
   /** Its AE title (default PACS). */
   calledAETitle?: string;
@@ -80,7 +83,7 @@ export async function storeAll(
   const t0 = performance.now();
   await Promise.all(
     lanes.map(async (lane) => {
-      const results = await storeInstances(remote, lane, { callingAETitle: 'BENCH' });
+      const results = await storeInstances(remote, lane, { callingAETitle: BENCH_AE_TITLE });
       for (const r of results) {
         if (isStored(r)) continue;
         failed++;

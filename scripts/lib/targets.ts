@@ -10,6 +10,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { BENCH_AE_TITLE } from './bench-dimse';
 import { startPostgres } from './pg-cluster';
 import { startS3rver } from './s3rver';
 import { freePort } from './net';
@@ -125,6 +126,8 @@ export async function startOurServer(opts: StartOptions & { repoRoot?: string } 
       PACS_DATA_DIR: dataDir,
       PACS_AUTH: 'off', // loopback only: no sign-in
       PACS_DIMSE_PORT: String(dimsePort),
+      // Only the benchmark's C-STORE SCU, from loopback: the allow-list is checked as in production.
+      PACS_DIMSE_ALLOWED_AES: `${BENCH_AE_TITLE}@127.0.0.1`,
       ...opts.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,10 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../config';
 import {
+  callerRefusal,
   decideContext,
   isStorableTransferSyntax,
   isStorageSOPClass,
   isValidAETitle,
+  normalizeAddress,
+  parseAllowedAEs,
   parseRemoteAEs,
 } from './negotiation';
 
@@ -67,21 +70,86 @@ describe('AE titles and remote AEs', () => {
     expect(isValidAETitle('   ')).toBe(false);
   });
 
+  it('parses allowed callers: AET or AET@IP address, or * alone; reports every bad entry', () => {
+    expect(parseAllowedAEs(' CT1@10.0.0.5, MR1 ,V6@[2001:DB8::0:1],CT1@::ffff:10.0.0.6')).toEqual({
+      aes: [
+        { aet: 'CT1', address: '10.0.0.5' },
+        { aet: 'MR1' },
+        { aet: 'V6', address: '2001:db8::1' },
+        { aet: 'CT1', address: '10.0.0.6' },
+      ],
+      errors: [],
+    });
+    expect(parseAllowedAEs('*')).toEqual({ aes: 'any', errors: [] });
+    expect(parseAllowedAEs('')).toEqual({ aes: [], errors: [] });
+    const bad = parseAllowedAEs(
+      'CT1@pacs.local,CT1@10.0.0.256,A\\B,MR1,MR1@10.0.0.7,XA@10.0.0.8,XA@10.0.0.8',
+    );
+    expect(bad.errors).toHaveLength(5);
+    expect(bad.errors[0]).toMatch(/CT1@pacs\.local.*not a host name/);
+    expect(parseAllowedAEs('*,CT1').errors).toEqual(['"*" (any calling AE) must be the only entry']);
+  });
+
+  it('normalizes addresses as a listener reports them', () => {
+    expect(normalizeAddress('::ffff:127.0.0.1')).toBe('127.0.0.1');
+    expect(normalizeAddress('0:0:0:0:0:ffff:a00:5')).toBe('10.0.0.5');
+    expect(normalizeAddress('[0:0:0:0:0:0:0:1]')).toBe('::1');
+    expect(normalizeAddress('FE80::1%eth0')).toBeUndefined();
+    expect(normalizeAddress('localhost')).toBeUndefined();
+  });
+
+  it('refuses a calling AE title not listed, or listed with another address', () => {
+    const { aes } = parseAllowedAEs('CT1@127.0.0.1,CT1@10.0.0.5,MR1');
+    expect(callerRefusal(aes, 'CT1', '127.0.0.1')).toBeUndefined();
+    expect(callerRefusal(aes, 'CT1', '::ffff:10.0.0.5')).toBeUndefined();
+    expect(callerRefusal(aes, 'MR1', '192.168.1.9')).toBeUndefined();
+    expect(callerRefusal(aes, 'CT1', '127.0.0.2')).toBe(
+      'calling AE title CT1 is allowed only from 127.0.0.1, 10.0.0.5 (PACS_DIMSE_ALLOWED_AES), not from 127.0.0.2',
+    );
+    expect(callerRefusal(aes, 'ct1', '127.0.0.1')).toBe('calling AE title not in PACS_DIMSE_ALLOWED_AES');
+    expect(callerRefusal('any', 'ANYONE', '192.168.1.9')).toBeUndefined();
+  });
+
   it('configuration: listener off by default, every bad DIMSE variable reported', () => {
     const c = loadConfig({});
-    expect(c.dimse).toEqual({ port: undefined, aeTitle: 'PACS', allowedAETitles: [], remoteAEs: [] });
+    expect(c.dimse).toEqual({ port: undefined, aeTitle: 'PACS', allowedAEs: [], remoteAEs: [] });
     const on = loadConfig({
       PACS_DIMSE_PORT: '11112',
-      PACS_DIMSE_ALLOWED_AES: 'CT1, MR1',
+      PACS_DIMSE_ALLOWED_AES: 'CT1@10.0.0.5, MR1',
       PACS_DIMSE_AE_TITLE: 'ARCHIVE',
     });
-    expect(on.dimse).toMatchObject({ port: 11112, aeTitle: 'ARCHIVE', allowedAETitles: ['CT1', 'MR1'] });
+    expect(on.dimse).toMatchObject({
+      port: 11112,
+      aeTitle: 'ARCHIVE',
+      allowedAEs: [{ aet: 'CT1', address: '10.0.0.5' }, { aet: 'MR1' }],
+    });
     expect(() =>
       loadConfig({
         PACS_DIMSE_PORT: '70000',
         PACS_DIMSE_AE_TITLE: 'THIS_IS_TOO_LONG_A_TITLE',
+        PACS_DIMSE_ALLOWED_AES: 'CT1@ct1.hospital.vn',
         PACS_DIMSE_REMOTE_AES: 'X@h',
       }),
-    ).toThrow(/PACS_DIMSE_PORT=70000[\s\S]*PACS_DIMSE_AE_TITLE[\s\S]*PACS_DIMSE_REMOTE_AES/);
+    ).toThrow(
+      /PACS_DIMSE_PORT=70000[\s\S]*PACS_DIMSE_AE_TITLE[\s\S]*PACS_DIMSE_ALLOWED_AES: "CT1@ct1\.hospital\.vn"[\s\S]*PACS_DIMSE_REMOTE_AES/,
+    );
+  });
+
+  it('configuration: with PACS_AUTH on, a DIMSE port needs PACS_DIMSE_ALLOWED_AES; * is any AE', () => {
+    expect(() => loadConfig({ PACS_DIMSE_PORT: '11112' })).toThrow(
+      /PACS_DIMSE_ALLOWED_AES: required with PACS_DIMSE_PORT .*CT1@10\.0\.0\.5.* or \* to accept any AE/,
+    );
+    expect(() =>
+      loadConfig({ PACS_DIMSE_PORT: '11112', PACS_AUTH: 'on', PACS_DIMSE_ALLOWED_AES: ' ' }),
+    ).toThrow(/PACS_DIMSE_ALLOWED_AES: required/);
+    expect(loadConfig({ PACS_DIMSE_PORT: '11112', PACS_DIMSE_ALLOWED_AES: '*' }).dimse.allowedAEs).toBe(
+      'any',
+    );
+    // Development (PACS_AUTH=off, loopback only): an empty list still means any AE.
+    expect(loadConfig({ PACS_DIMSE_PORT: '11112', PACS_AUTH: 'off' }).dimse.allowedAEs).toBe('any');
+    // A remote AE (C-MOVE destination) is not thereby allowed to call in.
+    expect(() =>
+      loadConfig({ PACS_DIMSE_PORT: '11112', PACS_DIMSE_REMOTE_AES: 'VIEWER@10.0.0.7:11112' }),
+    ).toThrow(/PACS_DIMSE_ALLOWED_AES: required/);
   });
 });

@@ -1,7 +1,9 @@
 /**
- * What the DIMSE gateway accepts at association time (PS3.7 D.3.3.2, PS3.4 Annexes A, B and C), and the
- * syntax of AE titles and remote AEs in the configuration. Pure.
+ * What the DIMSE gateway accepts at association time (PS3.7 D.3.3.2, PS3.4 Annexes A, B and C): the
+ * presentation contexts and the calling AEs; and the syntax of AE titles, allowed callers and remote AEs
+ * in the configuration. Pure.
  */
+import { isIP } from 'node:net';
 
 export const VERIFICATION = '1.2.840.10008.1.1';
 export const IMPLICIT_VR_LITTLE_ENDIAN = '1.2.840.10008.1.2';
@@ -116,4 +118,93 @@ export function parseRemoteAEs(text: string): { aes: RemoteAE[]; errors: string[
     else aes.push(r);
   }
   return { aes, errors };
+}
+
+/**
+ * A calling AE the listener accepts (PACS_DIMSE_ALLOWED_AES): its title, and the address it must call
+ * from (normalized by normalizeAddress), when bound to one.
+ */
+export interface AllowedAE {
+  aet: string;
+  address?: string;
+}
+
+/**
+ * An IP address as compared with a caller's: IPv4 as is, IPv4-mapped IPv6 (::ffff:10.0.0.5, what a
+ * dual-stack listener reports) as the IPv4 address, IPv6 in its canonical form (lower case, zeros
+ * compressed), brackets removed. Undefined for anything that is not an IP address (host names included).
+ */
+export function normalizeAddress(text: string): string | undefined {
+  const a = text.trim().replace(/^\[(.*)\]$/, '$1');
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(a);
+  if (mapped && isIP(mapped[1]) === 4) return mapped[1];
+  if (isIP(a) === 4) return a;
+  if (isIP(a) !== 6) return undefined;
+  const url = URL.parse(`http://[${a}]/`); // the WHATWG canonical IPv6 form; refuses zone IDs
+  if (!url) return undefined;
+  const canonical = url.hostname.slice(1, -1);
+  const again = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(canonical);
+  if (!again) return canonical;
+  const hi = Number.parseInt(again[1], 16);
+  const lo = Number.parseInt(again[2], 16);
+  return [hi >> 8, hi & 0xff, lo >> 8, lo & 0xff].join('.');
+}
+
+/**
+ * PACS_DIMSE_ALLOWED_AES: comma-separated AET or AET@address (an IPv4 or IPv6 address, the latter with or
+ * without brackets; not a host name), or * alone for any calling AE. An AE title may be listed with
+ * several addresses, but not both with and without one. Errors are returned as messages.
+ */
+export function parseAllowedAEs(text: string): { aes: AllowedAE[] | 'any'; errors: string[] } {
+  const items = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  if (items.includes('*')) {
+    const errors = items.length > 1 ? ['"*" (any calling AE) must be the only entry'] : [];
+    return { aes: 'any', errors };
+  }
+  const aes: AllowedAE[] = [];
+  const errors: string[] = [];
+  for (const item of items) {
+    const at = item.lastIndexOf('@');
+    const aet = (at < 0 ? item : item.slice(0, at)).trim();
+    if (!isValidAETitle(aet)) {
+      errors.push(`"${item}": "${aet}" is not a valid AE title (1-16 characters, no backslash)`);
+      continue;
+    }
+    let address: string | undefined;
+    if (at >= 0) {
+      address = normalizeAddress(item.slice(at + 1));
+      if (address === undefined) {
+        errors.push(
+          `"${item}": expected AET or AET@address with an IPv4 or IPv6 address (CT1@10.0.0.5), not a host name`,
+        );
+        continue;
+      }
+    }
+    const same = aes.filter((a) => a.aet === aet);
+    if (same.some((a) => a.address === address)) errors.push(`"${item}": given twice`);
+    else if (same.length > 0 && (address === undefined || same.some((a) => a.address === undefined)))
+      errors.push(`"${item}": AE title ${aet} is listed both with and without an address`);
+    else aes.push(address === undefined ? { aet } : { aet, address });
+  }
+  return { aes, errors };
+}
+
+/**
+ * Why a calling AE title from an address is refused (PACS_DIMSE_ALLOWED_AES), or undefined when it is
+ * accepted.
+ */
+export function callerRefusal(
+  allowed: AllowedAE[] | 'any',
+  aet: string,
+  address: string,
+): string | undefined {
+  if (allowed === 'any') return undefined;
+  const entries = allowed.filter((a) => a.aet === aet);
+  if (entries.length === 0) return 'calling AE title not in PACS_DIMSE_ALLOWED_AES';
+  const from = normalizeAddress(address) ?? address;
+  if (entries.some((a) => a.address === undefined || a.address === from)) return undefined;
+  return `calling AE title ${aet} is allowed only from ${entries.map((a) => a.address).join(', ')} (PACS_DIMSE_ALLOWED_AES), not from ${from}`;
 }

@@ -2,7 +2,8 @@
  * HTTP side of the DIMSE gateway (server API, not DICOMweb), listed in the route table of server/app.ts:
  * - POST /api/studies/{StudyInstanceUID}/send, JSON {"aet": "REMOTE"}: sends the study to a known remote
  *   AE (C-STORE SCU, each instance byte for byte as stored) and answers when it is done;
- * - GET /api/dimse: the gateway's configuration (AE title, listener port, allowed callers, remote AEs).
+ * - GET /api/dimse: the gateway's configuration (AE title, listener port, allowed callers: "any" or
+ *   [{aet, address?}], remote AEs).
  */
 import type { Request, Response } from 'express';
 import { badRequest, notFound } from '../../dicomweb/status';
@@ -70,7 +71,7 @@ export function sendStudy(ctx: IngestContext) {
 
 export function describeGateway(ctx: IngestContext) {
   return (_req: Request, res: Response) => {
-    const { aeTitle, port, allowedAETitles, remoteAEs } = ctx.config.dimse;
-    res.json({ aeTitle, port: port ?? null, allowedAETitles, remoteAEs });
+    const { aeTitle, port, allowedAEs, remoteAEs } = ctx.config.dimse;
+    res.json({ aeTitle, port: port ?? null, allowedAEs, remoteAEs });
   };
 }

@@ -1,7 +1,7 @@
 /**
  * The DICOM listener (DIMSE SCP) of the archive, on dcmjs-dimse's PDU and association layer:
- * - association: the called AE title must be ours; callers outside PACS_DIMSE_ALLOWED_AES (when set) are
- *   refused; contexts are accepted per negotiation.ts (storage: every standard SOP Class, in the
+ * - association: the called AE title must be ours; a calling AE title outside PACS_DIMSE_ALLOWED_AES, or
+ *   listed there with another address than the caller's, is refused (logged and audited); contexts are accepted per negotiation.ts (storage: every standard SOP Class, in the
  *   transfer syntax the caller prefers among those we store);
  * - C-ECHO;
  * - C-STORE: the data set bytes, as received, are streamed behind a File Meta Information header into
@@ -43,7 +43,7 @@ import {
   type PresentationContext,
   type Response,
 } from './library';
-import { decideContext, informationModel } from './negotiation';
+import { callerRefusal, decideContext, informationModel } from './negotiation';
 import { fileMetaInformation } from './part10';
 import { findResponse, patientsOf, planFind, QRStatus, QueryError } from './query';
 import { instancesToRetrieve, outgoing } from './retrieve';
@@ -165,9 +165,9 @@ class ArchiveScp extends DimseConnection {
       refuse(RejectReason.CalledAeNotRecognized, `called AE title is not ${this.gw.dimse.aeTitle}`);
       return;
     }
-    const allowed = this.gw.dimse.allowedAETitles;
-    if (allowed.length > 0 && !allowed.includes(calling)) {
-      refuse(RejectReason.CallingAeNotRecognized, 'calling AE title not in PACS_DIMSE_ALLOWED_AES');
+    const refusal = callerRefusal(this.gw.dimse.allowedAEs, calling, this.source);
+    if (refusal !== undefined) {
+      refuse(RejectReason.CallingAeNotRecognized, refusal);
       return;
     }
     let accepted = 0;

@@ -101,11 +101,12 @@ export class RawPeer {
     this.closed = new Promise((resolve) => this.socket.once('close', () => resolve()));
   }
 
-  static async connect(port: number): Promise<RawPeer> {
+  /** Connects to 127.0.0.1:port, from localAddress when given (any 127.x.y.z is loopback on Linux). */
+  static async connect(port: number, localAddress?: string): Promise<RawPeer> {
     const peer = new RawPeer();
     await new Promise<void>((resolve, reject) => {
       peer.socket.once('error', reject);
-      peer.socket.connect(port, '127.0.0.1', () => resolve());
+      peer.socket.connect({ port, host: '127.0.0.1', localAddress }, () => resolve());
     });
     return peer;
   }

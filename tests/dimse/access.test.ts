@@ -1,0 +1,200 @@
+/**
+ * Who may use the DICOM listener, with sign-in on (PACS_AUTH=on, the default): the server does not start
+ * without PACS_DIMSE_ALLOWED_AES; `*` accepts any calling AE (with a warning); otherwise an AE title not
+ * listed, or listed with another address than the caller's, is refused (A-ASSOCIATE-RJ, calling AE title
+ * not recognized), logged and audited, while the same AE title from its own address is accepted.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../scripts/lib/net';
+import { REPO } from '../samples';
+import { type Archive, DCMTK_MISSING, dcmtkPresent, eventually, run, startArchive } from './helpers';
+import { associateRQ, RawPeer, releaseRQ } from './pdu';
+
+const hasDcmtk = await dcmtkPresent();
+
+const ADMIN_PASSWORD = 'admin-password-for-dimse-tests';
+const ADMIN_TOKEN = 'dimse-access-admin-token-0123456789abcdef';
+const SIGNED_IN = { PACS_AUTH: 'on', PACS_ADMIN_PASSWORD: ADMIN_PASSWORD, PACS_ADMIN_TOKEN: ADMIN_TOKEN };
+const VERIFICATION = [
+  { id: 1, abstractSyntax: '1.2.840.10008.1.1', transferSyntaxes: ['1.2.840.10008.1.2'] },
+];
+
+const echo = (archive: Archive, aet: string) =>
+  run('echoscu', ['-v', '-aet', aet, '-aec', 'PACS', '127.0.0.1', String(archive.dimsePort)]);
+
+/** The first PDU the archive answers an A-ASSOCIATE-RQ from `calling` with, sent from localAddress. */
+async function associateFrom(archive: Archive, calling: string, localAddress: string) {
+  const peer = await RawPeer.connect(archive.dimsePort, localAddress);
+  try {
+    peer.send(associateRQ(calling, 'PACS', VERIFICATION));
+    const answer = await peer.nextPDU();
+    if (answer?.type === 0x02) {
+      peer.send(releaseRQ());
+      await peer.nextPDU();
+    }
+    return answer;
+  } finally {
+    peer.destroy();
+  }
+}
+
+type AuditEvent = { user: string; status: number; source: string; detail: string };
+
+/** The association refusals in an archive's audit trail, read as an administrator. */
+async function refusals(archive: Archive): Promise<AuditEvent[]> {
+  const r = await fetch(`${archive.baseUrl}/api/audit?action=dimse-associate&limit=1000`, {
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+  });
+  expect(r.status).toBe(200);
+  return ((await r.json()) as { events: AuditEvent[] }).events;
+}
+
+describe('DIMSE access: server start', () => {
+  it('refuses to start with PACS_DIMSE_PORT and PACS_AUTH on but no PACS_DIMSE_ALLOWED_AES', async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'pacs-dimse-access-'));
+    try {
+      const env: Record<string, string | undefined> = { ...process.env };
+      for (const k of Object.keys(env)) if (k.startsWith('PACS_')) delete env[k];
+      const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, 'server/main.ts')], {
+        cwd: REPO,
+        env: {
+          ...env,
+          HOST: '127.0.0.1',
+          PORT: String(await freePort()),
+          PACS_DATA_DIR: dataDir,
+          PACS_DIMSE_PORT: String(await freePort()),
+          PACS_ADMIN_PASSWORD: ADMIN_PASSWORD,
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let output = '';
+      child.stdout.on('data', (d) => {
+        output += String(d);
+      });
+      child.stderr.on('data', (d) => {
+        output += String(d);
+      });
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+      clearTimeout(timer);
+      expect(code, output).toBe(2);
+      expect(output).toMatch(
+        /PACS_DIMSE_ALLOWED_AES: required with PACS_DIMSE_PORT \(the DICOM listener has no sign-in; PACS_AUTH does not cover it\)/,
+      );
+      expect(output).not.toMatch(/"listening"/);
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  }, 40_000);
+});
+
+describe.skipIf(!hasDcmtk)('DIMSE access with PACS_AUTH=on (echoscu, findscu, raw peers)', () => {
+  let listed: Archive;
+  let open: Archive;
+
+  beforeAll(async () => {
+    if (!hasDcmtk) console.warn(DCMTK_MISSING);
+    listed = await startArchive({
+      ...SIGNED_IN,
+      PACS_DIMSE_ALLOWED_AES: 'CT1@127.0.0.1, FINDSCU, RAW@127.0.0.1',
+    });
+    open = await startArchive({ ...SIGNED_IN, PACS_DIMSE_ALLOWED_AES: '*' });
+  });
+  afterAll(async () => {
+    await listed?.close();
+    await open?.close();
+  });
+
+  it('PACS_DIMSE_ALLOWED_AES=*: any calling AE is accepted, and the start says so', async () => {
+    for (const aet of ['ANYBODY', 'SOME_WORKSTATION']) {
+      const r = await echo(open, aet);
+      expect(r.code, r.output).toBe(0);
+      expect(r.output).toMatch(/Received Echo Response \(Success\)/);
+    }
+    expect(
+      open.logs.some(
+        (l) => l.level === 'warn' && /accepts any calling AE .*PACS_DIMSE_ALLOWED_AES=\*/.test(String(l.msg)),
+      ),
+    ).toBe(true);
+  });
+
+  it('accepts listed AEs and refuses an unlisted one, for C-ECHO and C-FIND alike', async () => {
+    const ok = await echo(listed, 'CT1');
+    expect(ok.code, ok.output).toBe(0);
+    expect(ok.output).toMatch(/Received Echo Response \(Success\)/);
+    const intruder = await echo(listed, 'INTRUDER');
+    expect(intruder.code).not.toBe(0);
+    expect(intruder.output).toMatch(/Association Rejected[\s\S]*Calling AE Title Not Recognized/);
+    const find = (aet: string) =>
+      run('findscu', [
+        '-v',
+        '-S',
+        '-aet',
+        aet,
+        '-aec',
+        'PACS',
+        '-k',
+        'QueryRetrieveLevel=STUDY',
+        '-k',
+        'PatientName',
+        '127.0.0.1',
+        String(listed.dimsePort),
+      ]);
+    const allowedFind = await find('FINDSCU');
+    expect(allowedFind.code, allowedFind.output).toBe(0);
+    const refusedFind = await find('INTRUDER');
+    expect(refusedFind.code).not.toBe(0);
+    expect(refusedFind.output).toMatch(/Association Rejected[\s\S]*Calling AE Title Not Recognized/);
+    expect(refusedFind.output).not.toMatch(/Find Response/);
+    expect(
+      await eventually(
+        async () => (await refusals(listed)).filter((e) => e.user === 'AE:INTRUDER').length === 2,
+      ),
+    ).toBe(true);
+    expect((await refusals(listed)).find((e) => e.user === 'AE:INTRUDER')).toMatchObject({
+      status: 403,
+      source: '127.0.0.1',
+      detail: 'association refused: calling AE title not in PACS_DIMSE_ALLOWED_AES',
+    });
+  });
+
+  it('refuses a listed AE title calling from another address than its own, accepts it from its own', async () => {
+    const elsewhere = await associateFrom(listed, 'RAW', '127.0.0.2');
+    expect(elsewhere?.type).toBe(0x03); // A-ASSOCIATE-RJ
+    // result 1 (rejected-permanent), source 1 (service user), reason 3 (calling AE title not recognized)
+    expect([...elsewhere!.body.subarray(1, 4)]).toEqual([1, 1, 3]);
+    const home = await associateFrom(listed, 'RAW', '127.0.0.1');
+    expect(home?.type).toBe(0x02); // A-ASSOCIATE-AC
+    const ct1Elsewhere = await associateFrom(listed, 'CT1', '127.0.0.3');
+    expect(ct1Elsewhere?.type).toBe(0x03);
+
+    const rejected = listed.logs.filter(
+      (l) => l.msg === 'association rejected' && l.callingAETitle === 'RAW',
+    );
+    expect(rejected).toHaveLength(1);
+    expect(rejected[0]).toMatchObject({
+      level: 'warn',
+      reason:
+        'calling AE title RAW is allowed only from 127.0.0.1 (PACS_DIMSE_ALLOWED_AES), not from 127.0.0.2',
+    });
+    expect(String(rejected[0].dimse)).toMatch(/^127\.0\.0\.2:/);
+
+    // The refusals are in the audit trail, with the caller's address.
+    expect(await eventually(async () => (await refusals(listed)).some((e) => e.user === 'AE:CT1'))).toBe(
+      true,
+    );
+    const events = await refusals(listed);
+    expect(events.find((e) => e.user === 'AE:RAW')).toMatchObject({
+      status: 403,
+      source: '127.0.0.2',
+      detail: expect.stringMatching(
+        /association refused: calling AE title RAW is allowed only from 127\.0\.0\.1/,
+      ),
+    });
+    expect(events.find((e) => e.user === 'AE:CT1')).toMatchObject({ status: 403, source: '127.0.0.3' });
+  });
+});
