@@ -15,7 +15,7 @@ import { allow, type Auth } from './auth/auth';
 import type { AuditTrail } from './auth/audit';
 import { RATE_LIMITERS, SharedRateLimitStore } from './auth/rate-limit';
 import type { Config } from './config';
-import type { Logger } from './log';
+import { type Logger, loggedUrl } from './log';
 import {
   authConfig,
   changePassword,
@@ -355,7 +355,7 @@ function accessLog(log: Logger) {
       const ms = Number(process.hrtime.bigint() - start) / 1e6;
       log.info('request', {
         method: req.method,
-        url: req.originalUrl,
+        url: loggedUrl(req.originalUrl, { queryValues: false }),
         status: res.statusCode,
         ms: Math.round(ms * 10) / 10,
       });
@@ -406,14 +406,21 @@ function errorHandler(log: Logger) {
       message = err.message;
     } else if (!fault && clientGone(req, res, err)) {
       // The client went away (disconnected mid-response): nobody to answer, nothing went wrong here.
-      log.debug('client disconnected', { method: req.method, url: req.originalUrl });
+      log.debug('client disconnected', {
+        method: req.method,
+        url: loggedUrl(req.originalUrl, { queryValues: false }),
+      });
       res.destroy();
       return;
     } else if (fault) {
       // The object store or the database is down or full: it passes, so say so (not a 500).
       status = fault.kind === 'full' ? 507 : 503;
       message = fault.message;
-      log.warn('storage fault', { err, method: req.method, url: req.originalUrl });
+      log.warn('storage fault', {
+        err,
+        method: req.method,
+        url: loggedUrl(req.originalUrl, { queryValues: false }),
+      });
     } else if (
       typeof err === 'object' &&
       err &&
@@ -425,7 +432,11 @@ function errorHandler(log: Logger) {
       status = err.status;
       message = String((err as { message?: unknown }).message ?? 'bad request');
     } else {
-      log.error('unhandled error', { err, method: req.method, url: req.originalUrl });
+      log.error('unhandled error', {
+        err,
+        method: req.method,
+        url: loggedUrl(req.originalUrl, { queryValues: false }),
+      });
     }
     if (res.headersSent) {
       res.destroy();

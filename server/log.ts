@@ -41,3 +41,21 @@ export function createLogger(
 
 /** A logger that drops everything (tests that assert on responses, not logs). */
 export const silentLogger: Logger = createLogger('error', {}, () => {});
+
+/**
+ * A request's URL as it may be written down. Share-link tokens (/s/{token}, /api/share-links/{token})
+ * are credentials and are always replaced by "…". With `queryValues: false` (the access log on stdout,
+ * which ends up in ordinary log files) the values of the query are too: names, IDs and birth dates
+ * searched for are patient data; the audit trail, readable by administrators only, keeps them.
+ */
+export function loggedUrl(url: string, opts: { queryValues: boolean }): string {
+  const at = url.indexOf('?');
+  const path = (at < 0 ? url : url.slice(0, at)).replace(/(^|\/)(s|api\/share-links)\/[^/]+/, '$1$2/…');
+  if (at < 0) return path;
+  const query = url.slice(at + 1);
+  if (opts.queryValues) return `${path}?${query}`;
+  return `${path}?${query
+    .split('&')
+    .map((p) => (p.includes('=') ? `${p.slice(0, p.indexOf('='))}=…` : p))
+    .join('&')}`;
+}

@@ -8,7 +8,7 @@ import type { NextFunction, Request, Response } from 'express';
 import { parseQuery } from '../../dicomweb/qido';
 import type { AccessStore, AuditEvent } from '../../storage/access';
 import type { Index } from '../../storage/index';
-import type { Logger } from '../log';
+import { type Logger, loggedUrl } from '../log';
 import type { Principal } from './auth';
 
 const AUDIT_FLUSH_MS = 250;
@@ -157,7 +157,7 @@ export class AuditTrail {
           // Closed before the answer was complete: recorded as 499 (client closed request), as nginx does.
           status: res.writableFinished ? res.statusCode : 499,
           source: req.ip ?? null,
-          detail: `${req.method} ${redact(url)}${res.locals.auditDetail ? ` ${res.locals.auditDetail}` : ''}`,
+          detail: `${req.method} ${loggedUrl(url, { queryValues: true })}${res.locals.auditDetail ? ` ${res.locals.auditDetail}` : ''}`,
         });
       };
       res.once('finish', done);
@@ -167,9 +167,4 @@ export class AuditTrail {
       next();
     };
   }
-}
-
-/** Share link tokens in paths (/api/share-links/{token}/…) are credentials: never written down. */
-function redact(url: string): string {
-  return url.replace(/(\/api\/share-links\/)[^/?]+/, '$1…');
 }

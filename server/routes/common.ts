@@ -18,11 +18,20 @@ export function queryParams(req: Request): URLSearchParams {
   return new URLSearchParams(at < 0 ? '' : url.slice(at + 1));
 }
 
-/** Absolute DICOMweb root as the client reached it (for RetrieveURL and BulkDataURI). */
+/** A Host header value: a name or IPv4 address, or a bracketed IPv6 address, and maybe a port. */
+const HOST_HEADER = /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?$/;
+
+/**
+ * Absolute DICOMweb root as the client reached it (for RetrieveURL and BulkDataURI), or PACS_PUBLIC_URL.
+ * The Host header is checked: it is written into JSON and headers, and a forged one must not inject.
+ */
 export function publicRoot(req: Request): string {
   const configured = req.app.locals.publicUrl as string | undefined;
   if (configured) return `${configured.replace(/\/$/, '')}${DICOMWEB_ROOT}`;
-  return `${req.protocol}://${req.get('host') ?? 'localhost'}${DICOMWEB_ROOT}`;
+  const host = req.get('host') ?? 'localhost';
+  if (!HOST_HEADER.test(host)) throw badRequest(`the Host header "${host.slice(0, 80)}" is not a host name`);
+  const protocol = req.protocol === 'https' ? 'https' : 'http';
+  return `${protocol}://${host}${DICOMWEB_ROOT}`;
 }
 
 function uid(value: unknown, name: string): string {

@@ -8,6 +8,7 @@ import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { viewerPagePreload } from '../../server/app';
 import { loadConfig } from '../../server/config';
+import { createLogger } from '../../server/log';
 import { syntheticSeries } from '../../server/synthetic';
 import { REPO, startServer, stow, type TestServer } from '../helpers/server';
 
@@ -190,6 +191,48 @@ describe('HTTP behaviour', () => {
     expect(res.headers['transfer-encoding']).toBeUndefined();
     expect(Number(res.headers['content-length'])).toBe(length);
     expect(length).toBeGreaterThan(1000);
+  });
+});
+
+describe('what is written down, and forged Host headers', () => {
+  it('keeps share-link tokens and searched-for patient data out of the log, and refuses a Host header that is not a host', async () => {
+    const lines: string[] = [];
+    const server = await startServer({ log: createLogger('debug', {}, (l) => lines.push(l)) });
+    try {
+      const token = 'Abc123secretToken.sig456';
+      await fetch(`${server.dicomweb}/studies?PatientName=Nguy%E1%BB%85n*&PatientBirthDate=19800101&limit=5`);
+      await fetch(`${server.baseUrl}/api/share-links/${token}`);
+      await fetch(`${server.baseUrl}/s/${token}`);
+      const requests = lines.map((l) => JSON.parse(l)).filter((e) => e.msg === 'request');
+      expect(requests.map((e) => e.url)).toEqual([
+        '/dicomweb/studies?PatientName=…&PatientBirthDate=…&limit=…',
+        '/api/share-links/…',
+        '/s/…',
+      ]);
+      const all = lines.join('');
+      for (const secret of [token, 'Nguy', '19800101']) expect(all).not.toContain(secret);
+
+      // The Host header is written into RetrieveURL and BulkDataURI: a forged one is refused.
+      const forged = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = request(
+          `${server.dicomweb}/studies`,
+          { headers: { Host: 'evil"},"00100010":{"vr":"PN"}' } },
+          (res) => {
+            let body = '';
+            res.on('data', (c) => (body += c));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+          },
+        );
+        req.on('error', reject);
+        req.end();
+      });
+      expect(forged.status).toBe(400);
+      expect(JSON.parse(forged.body).message).toMatch(/Host header .* is not a host name/);
+      const ok = await fetch(`${server.dicomweb}/studies`, { headers: { Host: '[::1]:8080' } });
+      expect(ok.status).toBe(200);
+    } finally {
+      await server.close();
+    }
   });
 });
 
