@@ -654,6 +654,22 @@ export class Part10Scanner {
     }
   }
 
+  /**
+   * The SOP Class and Instance UIDs read so far, from the data set (0008,0016 / 0008,0018) or else the
+   * File Meta Information (0002,0002 / 0002,0003): what names an object that turned out broken.
+   */
+  uidsSeen(): { sopClassUID?: string; sopInstanceUID?: string } {
+    const read = (list: readonly ScannedElement[] | undefined, tag: string) => {
+      const el = list && findElement(list, tag);
+      return el?.value ? uidString(el.value) || undefined : undefined;
+    };
+    const dataset = this.parser?.elements;
+    return {
+      sopClassUID: read(dataset, '00080016') ?? read(this.meta, '00020002'),
+      sopInstanceUID: read(dataset, '00080018') ?? read(this.meta, '00020003'),
+    };
+  }
+
   end(): ScanResult {
     if (this.failure) throw this.failure;
     if (this.ended) throw new Error('Part10Scanner: end() called twice');

@@ -87,8 +87,8 @@ export function stowResponse(
   stored: StoredInstanceRef[],
   failed: FailedInstanceRef[],
 ): JsonDataset {
-  const body: JsonDataset = {};
-  if (retrieveURL) body['00081190'] = { vr: 'UR', Value: [retrieveURL] };
+  // Retrieve URL is Type 2 in the Store Instances Response (PS3.18): present, empty when no study was named.
+  const body: JsonDataset = { '00081190': retrieveURL ? { vr: 'UR', Value: [retrieveURL] } : { vr: 'UR' } };
   if (failed.length > 0) {
     body['00081198'] = {
       vr: 'SQ',

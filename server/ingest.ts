@@ -244,11 +244,13 @@ export async function ingestInstance(
     // A store that gave up may still be reading (the S3 upload reads ahead): wait until the part's body
     // is released, so the request's next part is never read by two readers at once.
     await source.return(undefined).catch(() => {});
-    if (err instanceof Part10Error) return fail(part10Failure(err), describePart10Error(err));
+    if (err instanceof Part10Error)
+      return fail(part10Failure(err), describePart10Error(err), uidsRead(scanner));
     if (err instanceof InstanceTooLarge) {
       return fail(
         FailureReason.OutOfResources,
         `instance is larger than the limit of ${config.maxInstanceBytes} bytes (PACS_MAX_INSTANCE_BYTES)`,
+        uidsRead(scanner),
       );
     }
     // The request body itself failed (truncated, wrong boundary): the whole request fails.
@@ -263,7 +265,8 @@ export async function ingestInstance(
     try {
       scan = scanner.end();
     } catch (err) {
-      if (err instanceof Part10Error) return fail(part10Failure(err), describePart10Error(err));
+      if (err instanceof Part10Error)
+        return fail(part10Failure(err), describePart10Error(err), uidsRead(scanner));
       throw err;
     }
     const described = describeInstance(scan, {
@@ -347,13 +350,7 @@ function storeFailure(
 
 /** The instance's UIDs when the scanner has read the whole part (so a failure can name the instance). */
 function uidsRead(scanner: Part10Scanner): { sopClassUID?: string; sopInstanceUID?: string } {
-  let scan: ScanResult;
-  try {
-    scan = scanner.end();
-  } catch {
-    return {};
-  }
-  const [sopClassUID, sopInstanceUID] = [uidOf(scan, '00080016'), uidOf(scan, '00080018')];
+  const { sopClassUID, sopInstanceUID } = scanner.uidsSeen();
   return {
     sopClassUID: isAcceptableUID(sopClassUID) ? sopClassUID : undefined,
     sopInstanceUID: isAcceptableUID(sopInstanceUID) ? sopInstanceUID : undefined,

@@ -142,6 +142,18 @@ describe('bad input', () => {
     expect(r.json['00081198']?.Value?.[0]?.[FAILURE_REASON]?.Value?.[0]).toBe(0xc000);
   });
 
+  it('names a truncated instance by the UIDs read before its end', async () => {
+    const half = good[2].subarray(0, Math.floor(good[2].length / 2));
+    const r = await expectNoTrace(() => stow(server.baseUrl, [half]));
+    expect(r.status).toBe(409);
+    expect(r.json['00081190']).toEqual({ vr: 'UR' }); // Type 2: present, empty (no study in the URL)
+    const failed = r.json['00081198']?.Value?.[0];
+    expect(failed?.[FAILURE_REASON]?.Value?.[0]).toBe(0xc000);
+    expect(String(failed?.['0040A160']?.Value?.[0])).toMatch(/truncated/);
+    expect(failed?.['00081155']?.Value?.[0]).toBe(uidOf(good[2], [0x08, 0x00, 0x18, 0x00]));
+    expect(failed?.['00081150']?.Value?.[0]).toBe(uidOf(good[2], [0x08, 0x00, 0x16, 0x00]));
+  });
+
   it('keeps the good instances of a request and reports the bad ones (202)', async () => {
     const r = await stow(server.baseUrl, [good[0], Buffer.from('not dicom')]);
     expect(r.status).toBe(202);
