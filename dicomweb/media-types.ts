@@ -137,25 +137,33 @@ export type InstanceRendering = { multipart: boolean };
 
 /**
  * WADO-RS instances (study/series/instance retrieval): multipart/related; type="application/dicom",
- * or a single application/dicom for one instance. Objects are sent as stored, so a requested
- * transfer syntax must be '*' or the stored one (checked per instance by the caller via acceptsSyntax).
+ * or a single application/dicom for one instance. Every acceptable rendering, best first: the caller
+ * serves the first it can (a transfer syntax it cannot transcode to passes to the next, PS3.18 8.7.8.1:
+ * the highest priority *supported* media type). A syntax of '*' (or none) means as stored.
  */
 export function negotiateInstances(
   accept: MediaType[],
   single: boolean,
-): InstanceRendering & { syntax?: string } {
+): (InstanceRendering & { syntax?: string })[] {
+  const out: (InstanceRendering & { syntax?: string })[] = [];
   for (const m of accept) {
+    let rendering: (InstanceRendering & { syntax?: string }) | undefined;
     if (m.type === 'multipart/related') {
       const t = (m.params.type ?? 'application/dicom').toLowerCase();
-      if (t === 'application/dicom' || t === '*/*') return { multipart: true, syntax: requestedSyntax(m) };
-      continue;
+      if (t === 'application/dicom' || t === '*/*') rendering = { multipart: true, syntax: requestedSyntax(m) };
+    } else if (m.type === '*/*' || m.type === 'multipart/*') {
+      rendering = { multipart: true, syntax: requestedSyntax(m) };
+    } else if (m.type === 'application/dicom' && single) {
+      rendering = { multipart: false, syntax: requestedSyntax(m) };
     }
-    if (m.type === '*/*' || m.type === 'multipart/*') return { multipart: true, syntax: requestedSyntax(m) };
-    if (m.type === 'application/dicom' && single) return { multipart: false, syntax: requestedSyntax(m) };
+    if (rendering && !out.some((r) => r.multipart === rendering.multipart && r.syntax === rendering.syntax))
+      out.push(rendering);
   }
-  throw notAcceptable(
-    `cannot produce any of the accepted media types; this resource is available as multipart/related; type="application/dicom"${single ? ' or application/dicom' : ''}`,
-  );
+  if (out.length === 0)
+    throw notAcceptable(
+      `cannot produce any of the accepted media types; this resource is available as multipart/related; type="application/dicom"${single ? ' or application/dicom' : ''}`,
+    );
+  return out;
 }
 
 /** WADO-RS metadata: application/dicom+json (application/json accepted as an alias). */

@@ -2,6 +2,7 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Request, Response } from 'express';
+import { type MediaType, parseAccept } from '../../dicomweb/media-types';
 import { badRequest, notFound } from '../../dicomweb/status';
 import { isAcceptableUID } from '../../dicomweb/uids';
 import type { Index, Scope, StoredInstance } from '../../storage/index';
@@ -16,6 +17,16 @@ export function queryParams(req: Request): URLSearchParams {
   const url = req.originalUrl;
   const at = url.indexOf('?');
   return new URLSearchParams(at < 0 ? '' : url.slice(at + 1));
+}
+
+/**
+ * The media types a DICOMweb request accepts, best first: the `accept` query parameter when present
+ * (PS3.18 8.3.3.1: it takes precedence over the Accept header; for links that cannot set headers),
+ * else the Accept header.
+ */
+export function acceptedTypes(req: Request, query: URLSearchParams = queryParams(req)): MediaType[] {
+  const values = query.getAll('accept');
+  return values.length > 0 ? parseAccept(values.join(',')) : parseAccept(req.headers.accept);
 }
 
 /** A Host header value: a name or IPv4 address, or a bracketed IPv6 address, and maybe a port. */

@@ -1,9 +1,9 @@
 /** QIDO-RS (PS3.18 10.6): search for studies, series and instances. */
 import type { Request, Response } from 'express';
-import { negotiateSearch, parseAccept } from '../../dicomweb/media-types';
+import { negotiateSearch } from '../../dicomweb/media-types';
 import { parseQuery, type QueryLevel, restrictToStudies } from '../../dicomweb/qido';
 import type { Index } from '../../storage/index';
-import { publicRoot, queryParams } from './common';
+import { acceptedTypes, publicRoot, queryParams } from './common';
 
 type Json = Record<string, { vr: string; Value?: unknown[] }>;
 
@@ -11,7 +11,7 @@ const first = (ds: Json, tag: string) => ds[tag]?.Value?.[0] as string | undefin
 
 export function qido(level: QueryLevel, index: Index, maxResults: number) {
   return async (req: Request, res: Response) => {
-    const type = negotiateSearch(parseAccept(req.headers.accept));
+    const type = negotiateSearch(acceptedTypes(req));
     const p = req.params as Record<string, string | undefined>;
     const query = parseQuery(
       level,

@@ -4,7 +4,7 @@
  * (PS3.18 8.3.5.1). Decoding and rendering run in the worker pool (server/transcode).
  */
 import type { Request, Response } from 'express';
-import { type MediaType, parseAccept, parseMediaType } from '../../dicomweb/media-types';
+import type { MediaType } from '../../dicomweb/media-types';
 import { newBoundary, type OutgoingPart, writeMultipart } from '../../dicomweb/multipart';
 import { badRequest, notAcceptable, notFound } from '../../dicomweb/status';
 import type { ImageInfo } from '../../dicomweb/transfer-syntax';
@@ -19,6 +19,7 @@ import {
 } from '../transcode/frames';
 import type { RenderParams } from '../transcode/render';
 import {
+  acceptedTypes,
   describeScope,
   instancesInScope,
   parseFrameList,
@@ -88,17 +89,6 @@ export function renderParams(query: URLSearchParams, format: Format, thumbnail: 
     params.viewport = { vw: THUMBNAIL_SIZE, vh: THUMBNAIL_SIZE };
   }
   return params;
-}
-
-/** The Accept header, or the `accept` query parameter (PS3.18 8.3.3.1) when present. */
-function acceptOf(req: Request, query: URLSearchParams): MediaType[] {
-  const q = query.get('accept');
-  if (q !== null) {
-    const mt = parseMediaType(q);
-    if (!mt) throw badRequest(`accept "${q}" is not a media type`);
-    return [mt];
-  }
-  return parseAccept(req.headers.accept);
 }
 
 async function renderOne(
@@ -177,7 +167,7 @@ async function sendMultipart(
 export function retrieveRendered(ctx: RenderedContext) {
   return async (req: Request, res: Response) => {
     const query = queryParams(req);
-    const { format, multipart } = negotiateRendered(acceptOf(req, query));
+    const { format, multipart } = negotiateRendered(acceptedTypes(req, query));
     const params = renderParams(query, format, false);
     const list = await instancesInScope(ctx.index, req);
     const root = publicRoot(req);
@@ -226,7 +216,7 @@ export function retrieveRendered(ctx: RenderedContext) {
 export function retrieveThumbnail(ctx: RenderedContext) {
   return async (req: Request, res: Response) => {
     const query = queryParams(req);
-    const { format } = negotiateRendered(acceptOf(req, query));
+    const { format } = negotiateRendered(acceptedTypes(req, query));
     const params = renderParams(query, format, true);
     const list = (await instancesInScope(ctx.index, req)).filter((i) => i.numberOfFrames > 0);
     if (list.length === 0) throw notAcceptable(`${describeScope(scopeOf(req))} has no image for a thumbnail`);

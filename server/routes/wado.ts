@@ -11,18 +11,25 @@ import {
   negotiateFrames,
   negotiateInstances,
   negotiateMetadata,
-  parseAccept,
   TransferSyntax,
 } from '../../dicomweb/media-types';
 import { newBoundary, type OutgoingPart, writeMultipart } from '../../dicomweb/multipart';
-import { badRequest, notAcceptable, notFound } from '../../dicomweb/status';
+import { badRequest, DicomwebError, notAcceptable, notFound } from '../../dicomweb/status';
 import type { BlobStore } from '../../storage/blob';
 import { BULKDATA_BASE, type Index, type Span, type StoredInstance } from '../../storage/index';
 import { type FrameTranscoding, negotiateFrameSyntax } from '../../dicomweb/transfer-syntax';
 import type { Config } from '../config';
 import { HTJ2K_LOSSLESS, openHtj2kCopy } from '../transcode/copies';
 import { sendTranscodedInstances, storedImageInfo, transcodeFrame } from '../transcode/frames';
-import { describeScope, instancesInScope, parseFrameList, publicRoot, scopeOf, send } from './common';
+import {
+  acceptedTypes,
+  describeScope,
+  instancesInScope,
+  parseFrameList,
+  publicRoot,
+  scopeOf,
+  send,
+} from './common';
 
 export interface WadoContext {
   blobs: BlobStore;
@@ -41,56 +48,75 @@ async function readAll(stream: AsyncIterable<Uint8Array>): Promise<Buffer> {
 export function retrieveInstances(ctx: WadoContext) {
   return async (req: Request, res: Response) => {
     const single = req.params.instance !== undefined;
-    const rendering = negotiateInstances(parseAccept(req.headers.accept), single);
+    const renderings = negotiateInstances(acceptedTypes(req), single);
     const list = await instancesInScope(ctx.index, req);
-    const ts = rendering.syntax;
-    const root = publicRoot(req);
-    if (ts && ts !== '*' && list.some((i) => i.TransferSyntaxUID !== ts)) {
-      // Transcoded in the worker pool (server/transcode), or 406 with the reason.
-      await sendTranscodedInstances(ctx, res, list, ts, rendering.multipart, root);
-      return;
-    }
-    if (!rendering.multipart) {
-      res.status(200).type('application/dicom').setHeader('Content-Length', String(list[0].size));
-      await send(res, await ctx.blobs.get(list[0].blobKey));
-      return;
-    }
-    // The first object is opened before the answer starts, so a store that cannot be read gets a
-    // status (503) rather than a connection cut after 200.
-    const firstBody = await ctx.blobs.get(list[0].blobKey);
-    const boundary = newBoundary();
-    res.status(200).setHeader('Content-Type', multipartType('application/dicom', boundary));
-    async function* parts(): AsyncGenerator<OutgoingPart> {
-      let body = firstBody;
+    for (const [k, rendering] of renderings.entries()) {
       try {
-        for (const [i, inst] of list.entries()) {
-          if (i > 0) body = await ctx.blobs.get(inst.blobKey);
-          yield {
-            contentType: `application/dicom; transfer-syntax=${inst.TransferSyntaxUID}`,
-            headers: {
-              'Content-Location': `${root}/studies/${inst.StudyInstanceUID}/series/${inst.SeriesInstanceUID}/instances/${inst.SOPInstanceUID}`,
-              'Content-Length': String(inst.size),
-            },
-            body,
-          };
-        }
-      } finally {
-        // A client that disconnects between a part's headers and its body: close the opened object.
-        body.destroy();
+        await sendInstances(ctx, req, res, list, rendering);
+        return;
+      } catch (err) {
+        // A transfer syntax it cannot be transcoded to (406, before anything is sent): the next one.
+        const next = k < renderings.length - 1 && !res.headersSent;
+        if (!(next && err instanceof DicomwebError && err.status === 406)) throw err;
       }
     }
-    try {
-      await send(res, writeMultipart(parts(), boundary));
-    } finally {
-      firstBody.destroy(); // when the answer failed before reaching it
-    }
   };
+}
+
+async function sendInstances(
+  ctx: WadoContext,
+  req: Request,
+  res: Response,
+  list: StoredInstance[],
+  rendering: { multipart: boolean; syntax?: string },
+): Promise<void> {
+  const ts = rendering.syntax;
+  const root = publicRoot(req);
+  if (ts && ts !== '*' && list.some((i) => i.TransferSyntaxUID !== ts)) {
+    // Transcoded in the worker pool (server/transcode), or 406 with the reason.
+    await sendTranscodedInstances(ctx, res, list, ts, rendering.multipart, root);
+    return;
+  }
+  if (!rendering.multipart) {
+    res.status(200).type('application/dicom').setHeader('Content-Length', String(list[0].size));
+    await send(res, await ctx.blobs.get(list[0].blobKey));
+    return;
+  }
+  // The first object is opened before the answer starts, so a store that cannot be read gets a
+  // status (503) rather than a connection cut after 200.
+  const firstBody = await ctx.blobs.get(list[0].blobKey);
+  const boundary = newBoundary();
+  res.status(200).setHeader('Content-Type', multipartType('application/dicom', boundary));
+  async function* parts(): AsyncGenerator<OutgoingPart> {
+    let body = firstBody;
+    try {
+      for (const [i, inst] of list.entries()) {
+        if (i > 0) body = await ctx.blobs.get(inst.blobKey);
+        yield {
+          contentType: `application/dicom; transfer-syntax=${inst.TransferSyntaxUID}`,
+          headers: {
+            'Content-Location': `${root}/studies/${inst.StudyInstanceUID}/series/${inst.SeriesInstanceUID}/instances/${inst.SOPInstanceUID}`,
+            'Content-Length': String(inst.size),
+          },
+          body,
+        };
+      }
+    } finally {
+      // A client that disconnects between a part's headers and its body: close the opened object.
+      body.destroy();
+    }
+  }
+  try {
+    await send(res, writeMultipart(parts(), boundary));
+  } finally {
+    firstBody.destroy(); // when the answer failed before reaching it
+  }
 }
 
 /** GET .../metadata at study, series or instance level: stored DICOM JSON strings, concatenated. */
 export function retrieveMetadata(ctx: WadoContext) {
   return async (req: Request, res: Response) => {
-    const type = negotiateMetadata(parseAccept(req.headers.accept));
+    const type = negotiateMetadata(acceptedTypes(req));
     const scope = scopeOf(req);
     const docs = await ctx.index.metadata(scope);
     if (docs.length === 0) throw notFound(`${describeScope(scope)} is not in the archive`);
@@ -212,7 +238,7 @@ function sendSinglePart(res: Response, contentType: string, data: Uint8Array): v
 export function retrieveFrames(ctx: WadoContext) {
   return async (req: Request, res: Response) => {
     const [inst] = await instancesInScope(ctx.index, req);
-    const accept = parseAccept(req.headers.accept);
+    const accept = acceptedTypes(req);
     const { rendering, bytesOf } = await negotiatedFrames(ctx, req, inst, accept);
     if (inst.numberOfFrames === 0) throw notFound(`instance ${inst.SOPInstanceUID} has no pixel data`);
     const frames = parseFrameList(req.params.frames as string, inst.numberOfFrames);
@@ -277,7 +303,7 @@ export function retrieveBulkdata(ctx: WadoContext) {
     const path = (Array.isArray(raw) ? raw.join('/') : String(raw)).toUpperCase();
     if (!/^[0-9A-F]{8}(\/[0-9]+\/[0-9A-F]{8})*$/.test(path))
       throw badRequest(`"${path}" is not a bulk data path`);
-    const accept = parseAccept(req.headers.accept);
+    const accept = acceptedTypes(req);
     let rendering: { multipart: boolean; partType: string };
     if (path === '7FE00010' && inst.numberOfFrames > 0) {
       // Pixel data: the same negotiation (transcoding, HTJ2K copy) as frames.

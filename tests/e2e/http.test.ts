@@ -146,6 +146,53 @@ describe('HTTP behaviour', () => {
     }
   });
 
+  it('serves the best accepted media type it can produce, and takes the accept query parameter first', async () => {
+    const [inst] = (await (await fetch(`${server.dicomweb}/instances?limit=1`)).json()) as Record<
+      string,
+      { Value: string[] }
+    >[];
+    const url = inst['00081190'].Value[0];
+    const stored = await fetch(url, {
+      headers: { Accept: 'multipart/related; type="application/dicom"; transfer-syntax=*' },
+    });
+    const storedBody = Buffer.from(await stored.arrayBuffer());
+    // The demo's 16-bit CT cannot be sent as 8-bit JPEG baseline: the next choice, as stored, is served.
+    const ranked = await fetch(url, {
+      headers: {
+        Accept:
+          'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50, multipart/related; type="application/dicom"; transfer-syntax=*;q=0.5',
+      },
+    });
+    expect(ranked.status).toBe(200);
+    const rankedBody = Buffer.from(await ranked.arrayBuffer());
+    expect(rankedBody.length).toBe(storedBody.length); // same parts, another boundary
+    const only = await fetch(url, {
+      headers: {
+        Accept: 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50',
+      },
+    });
+    expect(only.status).toBe(406);
+    // accept= in the query (a link cannot set headers) wins over the Accept header.
+    const meta = await fetch(`${url}/metadata?accept=${encodeURIComponent('application/dicom+json')}`, {
+      headers: { Accept: 'text/html' },
+    });
+    expect(meta.status).toBe(200);
+    expect(meta.headers.get('content-type')).toMatch(/^application\/dicom\+json/);
+    const frames = await fetch(
+      `${url}/frames/1?accept=${encodeURIComponent('multipart/related; type="application/octet-stream"')}`,
+      { headers: { Accept: 'text/html' } },
+    );
+    expect(frames.status).toBe(200);
+    expect(frames.headers.get('content-type')).toMatch(
+      /^multipart\/related; type="application\/octet-stream"/,
+    );
+    const search = await fetch(`${server.dicomweb}/studies?accept=application/json&limit=1`, {
+      headers: { Accept: 'text/html' },
+    });
+    expect(search.status).toBe(200);
+    expect(search.headers.get('content-type')).toMatch(/^application\/json/);
+  });
+
   it('DELETE of a study removes it from the index and the blob store', async () => {
     const [study] = (await (await fetch(`${server.dicomweb}/studies`)).json()) as Record<
       string,
