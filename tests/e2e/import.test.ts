@@ -77,7 +77,7 @@ function runCli(
 interface Summary {
   folder: string;
   scanned: number;
-  stored: { path: string }[];
+  stored: { path: string; sopInstanceUID?: string }[];
   warnings: { path: string; reason: string }[];
   failed: { path: string; reason: string; failureReason?: number }[];
   skippedNonDicom: string[];
@@ -289,5 +289,87 @@ describe.skipIf(!samplesPresent)('npm run import (STOW-RS of a folder)', () => {
     } finally {
       await rm(ok, { recursive: true, force: true });
     }
+  });
+});
+
+describe.skipIf(!samplesPresent)('npm run import of the whole sample corpus', () => {
+  let server: TestServer;
+
+  beforeAll(async () => {
+    server = await startServer();
+  });
+
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  /** Each file's outcome: 'stored', or its failure reason. */
+  const outcomes = (s: Summary) =>
+    new Map<string, string>([
+      ...[...s.stored, ...s.warnings].map((x) => [path.relative(SAMPLES, x.path), 'stored'] as const),
+      ...s.failed.map((f) => [path.relative(SAMPLES, f.path), f.reason] as const),
+    ]);
+
+  it('stores files whose header names another SOP Instance UID than their data set, and exits 0', async () => {
+    // badVR.dcm and chrJapMulti.dcm: (0002,0003) differs from (0008,0018); the archive answers with the
+    // data set's. With CT slices in the same request, the response must be matched by that UID.
+    const fresh = await startServer();
+    const dir = await mkdtemp(path.join(tmpdir(), 'pacs-import-uids-'));
+    try {
+      const files = [
+        'malformed/badVR.dcm',
+        'charsets/chrJapMulti.dcm',
+        ...(await listFiles(path.join(SAMPLES, 'ct-series')))
+          .slice(0, 3)
+          .map((f) => path.relative(SAMPLES, f)),
+      ];
+      for (const [i, f] of files.entries()) await copyFile(path.join(SAMPLES, f), path.join(dir, `IM${i}`));
+      const { code, summary: s } = await importJson([dir, '--url', fresh.baseUrl]);
+      expect(s.failed).toEqual([]);
+      expect(code).toBe(0);
+      expect(s.stored.map((x) => path.basename(x.path)).sort()).toEqual(['IM0', 'IM1', 'IM2', 'IM3', 'IM4']);
+      const badVR = s.stored.find((x) => path.basename(x.path) === 'IM0');
+      expect(badVR?.sopInstanceUID).toBe('1.9.999.999.99.9.9999.9999.20030818153516'); // the data set's
+      const r = await runCli([dir, '--url', fresh.baseUrl, '--quiet']);
+      expect(r.code, r.stdout).toBe(0);
+      expect(r.stdout).toMatch(/stored:\s+5\b/);
+    } finally {
+      await fresh.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('gives every file its own outcome: the same in requests of 10 as one by one, and what QIDO finds', async () => {
+    const batched = await importJson([SAMPLES, '--url', server.baseUrl]);
+    const s = batched.summary;
+    expect(batched.code).toBe(1); // the malformed files cannot be stored
+    expect(s.failed.filter((f) => /not listed/.test(f.reason))).toEqual([]);
+    const outcome = outcomes(s);
+    expect(outcome.get('malformed/meta_missing_tsyntax.dcm')).toMatch(/no Transfer Syntax UID/);
+    expect(outcome.get('malformed/MR_truncated.dcm')).toMatch(/truncated/);
+    // Same data set UID, different content: one of each pair is stored, the other refused (0x0111).
+    for (const pair of [
+      ['malformed/badVR.dcm', 'sr-pdf-seg/rtdose.dcm'],
+      ['charsets/chrJapMulti.dcm', 'charsets/chrJapMultiExplicitIR6.dcm'],
+    ]) {
+      const got = pair.map((p) => outcome.get(p));
+      expect(
+        got.filter((o) => o === 'stored'),
+        `${pair}: ${got}`,
+      ).toHaveLength(1);
+      expect(got.filter((o) => /^0x0111 .*\.20030818153516|^0x0111 .*\.17462/.test(o ?? ''))).toHaveLength(1);
+    }
+
+    // Stored instances are what the archive holds.
+    const { json: studies } = await getJson(`${server.dicomweb}/studies`);
+    const held = studies.reduce((n, st) => n + Number(value(st, '00201208')), 0);
+    expect(held).toBe(s.stored.length + s.warnings.length);
+
+    // One by one, each answer is unambiguously the file's own: sent again, every file has the outcome it
+    // had in a request of 10 (a stored file is stored again unchanged, a refused one refused again).
+    const single = await importJson([SAMPLES, '--url', server.baseUrl, '--batch', '1', '--concurrency', '1']);
+    expect(Object.fromEntries(outcomes(single.summary))).toEqual(Object.fromEntries(outcome));
+    const { json: after } = await getJson(`${server.dicomweb}/studies`);
+    expect(after.reduce((n, st) => n + Number(value(st, '00201208')), 0)).toBe(held);
   });
 });
