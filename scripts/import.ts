@@ -326,7 +326,7 @@ export async function importFolder(opts: ImportOptions): Promise<ImportSummary> 
   if (refused) {
     const token = process.env.PACS_TOKEN
       ? 'PACS_TOKEN was refused: is it a token of a modality or administrator, and not revoked?'
-      : 'PACS_TOKEN is not set';
+      : 'PACS_TOKEN is not set.';
     throw new AccessRefusedError(
       `the archive refused the import (HTTP ${refused.status}: ${refused.text}). ${token} ` +
         'An administrator makes one with: npm run user -- token create <user> --label import',

@@ -276,12 +276,12 @@ describe.skipIf(!samplesPresent)('npm run import (STOW-RS of a folder)', () => {
         expect(none.code).toBe(2);
         expect(none.stdout).toBe('');
         expect(none.stderr).toMatch(/refused the import \(HTTP 401: sign in, or send an API token/);
-        expect(none.stderr).toMatch(/PACS_TOKEN is not set/);
+        expect(none.stderr).toMatch(/PACS_TOKEN is not set\. An administrator makes one with: npm run user/);
         const wrong = await runCli([ok, '--url', guarded.baseUrl, '--quiet'], {
           PACS_TOKEN: 'pacs_notAToken0000000000000000000000000000000000',
         });
         expect(wrong.code).toBe(2);
-        expect(wrong.stderr).toMatch(/HTTP 401: .*PACS_TOKEN was refused/);
+        expect(wrong.stderr).toMatch(/HTTP 401: .*PACS_TOKEN was refused: .*not revoked\? An administrator/);
         expect((await getJson(`${guarded.dicomweb}/studies`)).status).toBe(401); // nothing was stored
       } finally {
         await guarded.close();
