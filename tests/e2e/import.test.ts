@@ -55,11 +55,12 @@ async function studyUid(file: string): Promise<string> {
 function runCli(
   args: string[],
   env: Record<string, string> = {},
+  script = 'scripts/import.ts',
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      ['--import', 'tsx', path.join(REPO, 'scripts/import.ts'), ...args],
+      ['--import', 'tsx', path.join(REPO, script), ...args],
       {
         cwd: REPO,
         env: { ...process.env, PACS_URL: '', PACS_TOKEN: '', ...env },
@@ -371,5 +372,49 @@ describe.skipIf(!samplesPresent)('npm run import of the whole sample corpus', ()
     expect(Object.fromEntries(outcomes(single.summary))).toEqual(Object.fromEntries(outcome));
     const { json: after } = await getJson(`${server.dicomweb}/studies`);
     expect(after.reduce((n, st) => n + Number(value(st, '00201208')), 0)).toBe(held);
+  });
+});
+
+describe('npm run demo', () => {
+  const demo = (args: string[], env: Record<string, string> = {}) => runCli(args, env, 'scripts/demo.ts');
+
+  it('stores the demo study in the archive named by --url (or PACS_URL), and refuses unknown arguments', async () => {
+    const server = await startServer();
+    const other = await startServer();
+    try {
+      const studies = async (s: TestServer) => (await getJson(`${s.dicomweb}/studies`)).json;
+      // --url wins over PACS_URL, as for the importer.
+      const r = await demo(['--url', server.baseUrl], { PACS_URL: other.baseUrl });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain(`${server.baseUrl}/viewer/`);
+      const stored = await studies(server);
+      expect(stored).toHaveLength(1);
+      expect(Number(value(stored[0], '00201208'))).toBe(150);
+      expect(await studies(other)).toEqual([]);
+      const study = value(stored[0], '0020000D');
+
+      const env = await demo([], { PACS_URL: `${other.baseUrl}/dicomweb/` });
+      expect(env.code, env.stderr).toBe(0);
+      expect(env.stdout).toContain(`${other.baseUrl}/viewer/${study}`);
+      expect(await studies(other)).toHaveLength(1);
+
+      for (const args of [['--ur', server.baseUrl], [server.baseUrl], ['--url']]) {
+        const bad = await demo(args);
+        expect(bad.code, args.join(' ')).toBe(2);
+        expect(bad.stderr).toMatch(/usage: npm run demo -- \[--url /);
+        expect(bad.stdout).toBe('');
+      }
+      const help = await demo(['--help']);
+      expect(help.code).toBe(0);
+      expect(help.stdout).toMatch(/--url .*PACS_URL/);
+
+      const port = await freePort();
+      const down = await demo(['--url', `http://127.0.0.1:${port}`]);
+      expect(down.code).toBe(1);
+      expect(down.stderr).toContain(`No archive answers at http://127.0.0.1:${port}`);
+    } finally {
+      await server.close();
+      await other.close();
+    }
   });
 });
