@@ -42,7 +42,11 @@ export interface ImportSummary {
   folder: string;
   scanned: number;
   stored: ImportFileOutcome[];
-  /** Stored, but the server returned a WarningReason (e.g. already present, coerced). */
+  /**
+   * Stored, but the server returned a WarningReason (e.g. 0xB000 coercion of data elements). An
+   * instance this archive already held with the same bytes is not among them: it answers one sent
+   * again with a plain success (README, STOW-RS), so such an instance is in `stored`.
+   */
   warnings: (ImportFileOutcome & { warningReason?: number; reason: string })[];
   failed: (ImportFileOutcome & { failureReason?: number; reason: string })[];
   skippedNonDicom: string[];
@@ -347,8 +351,8 @@ export function formatSummary(s: ImportSummary, maxList = 50): string {
   lines.push(
     `Imported ${s.folder}: ${s.scanned} files in ${s.seconds.toFixed(1)} s (${formatBytes(s.bytesSent)} sent)`,
   );
-  lines.push(`  stored:                 ${s.stored.length}`);
-  lines.push(`  stored with a warning:  ${s.warnings.length} (already present or coerced)`);
+  lines.push(`  stored:                 ${s.stored.length} (including any already held with the same bytes)`);
+  lines.push(`  stored with a warning:  ${s.warnings.length}`);
   const byReason = new Map<string, number>();
   for (const w of s.warnings) byReason.set(w.reason, (byReason.get(w.reason) ?? 0) + 1);
   for (const [reason, n] of byReason) lines.push(`    ${n} × ${reason}`);
