@@ -42,7 +42,11 @@ export interface ImportSummary {
   folder: string;
   scanned: number;
   stored: ImportFileOutcome[];
-  /** Stored, but the server returned a WarningReason (e.g. already present, coerced). */
+  /**
+   * Stored, but the server returned a WarningReason (e.g. 0xB000 coercion of data elements). An
+   * instance this archive already held with the same bytes is not among them: it answers one sent
+   * again with a plain success (README, STOW-RS), so such an instance is in `stored`.
+   */
   warnings: (ImportFileOutcome & { warningReason?: number; reason: string })[];
   failed: (ImportFileOutcome & { failureReason?: number; reason: string })[];
   skippedNonDicom: string[];
@@ -59,7 +63,13 @@ export interface ImportSummary {
 interface Candidate {
   path: string;
   size: number;
+  /** The data set's SOP Instance UID (0008,0018), else the header's (0002,0003). */
   sopInstanceUID?: string;
+  /**
+   * The UIDs the archive may name this file by in its response, best first: the data set's own, which
+   * the archive stores it under, then the header's, which may differ from it.
+   */
+  uids: string[];
   /** A data set without a Part 10 header: sent after this prefix, from `start`. */
   prefix?: Uint8Array;
   start?: number;
@@ -89,6 +99,45 @@ export function dicomwebRootOf(url: string, root = '/dicomweb'): string {
   const base = url.replace(/\/+$/, '');
   const r = `/${root.replace(/^\/+|\/+$/g, '')}`;
   return base.endsWith(r) ? base : `${base}${r}`;
+}
+
+type ResponseItem =
+  | { kind: 'referenced'; referenced: StowResult['referenced'][number] }
+  | { kind: 'failed'; failed: StowResult['failed'][number] };
+
+/**
+ * Pairs the files of one STOW-RS request with the items of its response by SOP Instance UID: a file is
+ * named by the UID of its data set (which the archive answers with) or, failing that, of its header.
+ * A file gets no item (undefined) when no item names it, or when the UID is ambiguous: shared by two
+ * files of the request, or named by two items. Items are never handed out by position: in a request of
+ * several files, a failure reported without a UID could be any of them.
+ */
+export function matchResponse<C extends { uids: readonly string[] }>(
+  batch: readonly C[],
+  res: Pick<StowResult, 'referenced' | 'failed'>,
+): { candidate: C; item?: ResponseItem }[] {
+  const items: ResponseItem[] = [
+    ...res.referenced.map((referenced) => ({ kind: 'referenced' as const, referenced })),
+    ...res.failed.map((failed) => ({ kind: 'failed' as const, failed })),
+  ];
+  const byUid = new Map<string, ResponseItem[]>();
+  for (const item of items) {
+    const uid = item.kind === 'referenced' ? item.referenced.sopInstanceUID : item.failed.sopInstanceUID;
+    if (uid) byUid.set(uid, [...(byUid.get(uid) ?? []), item]);
+  }
+  const filesNamed = new Map<string, number>();
+  for (const c of batch)
+    for (const uid of new Set(c.uids)) filesNamed.set(uid, (filesNamed.get(uid) ?? 0) + 1);
+  const single = batch.length === 1 && items.length === 1;
+  return batch.map((candidate) => {
+    // A request of one file: its response's only item is that file's, whatever UID it names.
+    if (single) return { candidate, item: items[0] };
+    const uid = candidate.uids.find((u) => byUid.has(u));
+    if (uid === undefined) return { candidate };
+    const named = byUid.get(uid) ?? [];
+    if (named.length !== 1 || (filesNamed.get(uid) ?? 0) !== 1) return { candidate };
+    return { candidate, item: named[0] };
+  });
 }
 
 /** Imports a folder; never throws for per-file problems (they are in the summary). */
@@ -133,21 +182,22 @@ export async function importFolder(opts: ImportOptions): Promise<ImportSummary> 
     else if (sniffed.kind === 'unstorable') summary.failed.push({ path: f.path, reason: sniffed.reason });
     else if (sniffed.meta.mediaStorageSOPClassUID === MEDIA_STORAGE_DIRECTORY_STORAGE)
       summary.skippedDicomdir.push(f.path);
-    else if (sniffed.kind === 'part10')
-      candidates.push({
-        path: f.path,
-        size: f.size,
-        sopInstanceUID: sniffed.meta.mediaStorageSOPInstanceUID,
-      });
     else {
-      summary.headerAdded.push({ path: f.path, missing: sniffed.missing });
-      candidates.push({
-        path: f.path,
-        size: f.size - sniffed.skip,
-        sopInstanceUID: sniffed.meta.mediaStorageSOPInstanceUID,
-        prefix: sniffed.prefix,
-        start: sniffed.skip,
-      });
+      const { sopInstanceUID, mediaStorageSOPInstanceUID } = sniffed.meta;
+      const uids = [...new Set([sopInstanceUID, mediaStorageSOPInstanceUID])].filter((u) => u !== undefined);
+      if (sniffed.kind === 'part10')
+        candidates.push({ path: f.path, size: f.size, sopInstanceUID: uids[0], uids });
+      else {
+        summary.headerAdded.push({ path: f.path, missing: sniffed.missing });
+        candidates.push({
+          path: f.path,
+          size: f.size - sniffed.skip,
+          sopInstanceUID: uids[0],
+          uids,
+          prefix: sniffed.prefix,
+          start: sniffed.skip,
+        });
+      }
     }
   });
   candidates.sort((a, b) => a.path.localeCompare(b.path));
@@ -194,55 +244,63 @@ export async function importFolder(opts: ImportOptions): Promise<ImportSummary> 
     }
   };
 
-  const record = (batch: Candidate[], res: StowResult | Error) => {
+  /** Records the outcome of a request for each file of `batch`; returns the files its response does not name. */
+  const record = (batch: Candidate[], res: StowResult | Error): Candidate[] => {
     if (res instanceof Error) {
       for (const c of batch) summary.failed.push({ path: c.path, reason: `request failed: ${res.message}` });
-      return;
+      return [];
     }
     const json = res.text === undefined;
     if (!json) {
       const reason = `HTTP ${res.status}: ${res.text?.replace(/\s+/g, ' ').trim().slice(0, 300) || '(empty body)'}`;
       for (const c of batch) summary.failed.push({ path: c.path, reason });
-      return;
+      return [];
     }
     summary.bytesSent += res.bytesSent;
-    const refs = new Map<string, (typeof res.referenced)[number]>();
-    for (const r of res.referenced) if (r.sopInstanceUID) refs.set(r.sopInstanceUID, r);
-    const fails = new Map<string, (typeof res.failed)[number]>();
-    const anonymousFails = res.failed.filter((f) => !f.sopInstanceUID);
-    for (const f of res.failed) if (f.sopInstanceUID) fails.set(f.sopInstanceUID, f);
-    for (const c of batch) {
+    const unmatched: Candidate[] = [];
+    for (const { candidate: c, item } of matchResponse(batch, res)) {
       const uid = c.sopInstanceUID;
-      const f = uid ? fails.get(uid) : undefined;
-      const r = uid ? refs.get(uid) : undefined;
-      if (f) {
+      if (item?.kind === 'failed') {
+        const f = item.failed;
         summary.failed.push({
           path: c.path,
-          sopInstanceUID: uid,
+          sopInstanceUID: f.sopInstanceUID ?? uid,
           failureReason: f.failureReason,
           reason: reasonText(f.failureReason) + (f.comment ? ` — ${f.comment}` : ''),
         });
-      } else if (r) {
+      } else if (item?.kind === 'referenced') {
+        const r = item.referenced;
+        const stored = r.sopInstanceUID ?? uid;
         const warning = r.warningReason ?? (batch.length === 1 ? res.warningReason : undefined);
         if (warning !== undefined)
           summary.warnings.push({
             path: c.path,
-            sopInstanceUID: uid,
+            sopInstanceUID: stored,
             warningReason: warning,
             reason: reasonText(warning),
           });
-        else summary.stored.push({ path: c.path, sopInstanceUID: uid });
+        else summary.stored.push({ path: c.path, sopInstanceUID: stored });
+      } else if (batch.length > 1) {
+        unmatched.push(c);
       } else {
-        const anon = anonymousFails.shift();
         summary.failed.push({
           path: c.path,
           sopInstanceUID: uid,
-          failureReason: anon?.failureReason,
-          reason: anon
-            ? reasonText(anon.failureReason) + (anon.comment ? ` — ${anon.comment}` : '')
-            : `HTTP ${res.status}: not listed in the STOW response (refused without a reason)`,
+          reason: `HTTP ${res.status}: not listed in the STOW response (refused without a reason)`,
         });
       }
+    }
+    return unmatched;
+  };
+
+  /** Sends the files one request each, so that each answer is that file's own. */
+  const sendOneByOne = async (files: Candidate[]) => {
+    for (const c of files) {
+      const single = await send([c]);
+      if (unreachable || refused) return;
+      record([c], single);
+      done++;
+      tick();
     }
   };
 
@@ -254,18 +312,16 @@ export async function importFolder(opts: ImportOptions): Promise<ImportSummary> 
     if (rejectedWhole && batch.length > 1) {
       // The whole request was refused (e.g. 413 for one oversize file): retry file by file so
       // that each failure is attributed to the right file.
-      for (const c of batch) {
-        const single = await send([c]);
-        if (unreachable || refused) return;
-        record([c], single);
-        done++;
-        tick();
-      }
+      await sendOneByOne(batch);
       return;
     }
-    record(batch, res);
-    done += batch.length;
+    const unmatched = record(batch, res);
+    done += batch.length - unmatched.length;
     tick();
+    // Files the response does not name unambiguously (a failure reported without a UID, two files
+    // with the same UID): sent again one by one, so that each gets its own outcome. Sending again what
+    // was stored is a success that changes nothing; what failed left no trace.
+    await sendOneByOne(unmatched);
   });
   progress.finish({ done, total: candidates.length, bytes: summary.bytesSent, totalBytes });
   if (unreachable) {
@@ -274,7 +330,7 @@ export async function importFolder(opts: ImportOptions): Promise<ImportSummary> 
   if (refused) {
     const token = process.env.PACS_TOKEN
       ? 'PACS_TOKEN was refused: is it a token of a modality or administrator, and not revoked?'
-      : 'PACS_TOKEN is not set';
+      : 'PACS_TOKEN is not set.';
     throw new AccessRefusedError(
       `the archive refused the import (HTTP ${refused.status}: ${refused.text}). ${token} ` +
         'An administrator makes one with: npm run user -- token create <user> --label import',
@@ -295,8 +351,8 @@ export function formatSummary(s: ImportSummary, maxList = 50): string {
   lines.push(
     `Imported ${s.folder}: ${s.scanned} files in ${s.seconds.toFixed(1)} s (${formatBytes(s.bytesSent)} sent)`,
   );
-  lines.push(`  stored:                 ${s.stored.length}`);
-  lines.push(`  stored with a warning:  ${s.warnings.length} (already present or coerced)`);
+  lines.push(`  stored:                 ${s.stored.length} (including any already held with the same bytes)`);
+  lines.push(`  stored with a warning:  ${s.warnings.length}`);
   const byReason = new Map<string, number>();
   for (const w of s.warnings) byReason.set(w.reason, (byReason.get(w.reason) ?? 0) + 1);
   for (const [reason, n] of byReason) lines.push(`    ${n} × ${reason}`);

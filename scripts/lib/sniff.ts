@@ -4,6 +4,7 @@
  * UIDs; or a DICOM data set stored without that Part 10 header, and the header that makes it one.
  */
 import { open } from 'node:fs/promises';
+import { constants, inflateRawSync } from 'node:zlib';
 import dicomParser from 'dicom-parser';
 import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from '../../server/dimse/library';
 import {
@@ -20,6 +21,12 @@ export interface Part10Meta {
   mediaStorageSOPClassUID?: string;
   mediaStorageSOPInstanceUID?: string;
   transferSyntaxUID?: string;
+  /**
+   * SOP Instance UID (0008,0018) of the data set itself, when it could be read from the file's first
+   * bytes. It can differ from the header's (0002,0003): the archive stores the instance under this one
+   * and names it so in its STOW-RS response.
+   */
+  sopInstanceUID?: string;
 }
 
 /** The importer's view of a meta group read by the DIMSE gateway's reader (server/dimse/part10.ts). */
@@ -91,7 +98,10 @@ export function sniffHead(head: Uint8Array): SniffedFile {
   if (head.length >= 132 && DICM.every((b, i) => head[128 + i] === b)) {
     const m = readFileMeta(head);
     // A meta group that cannot be read is sent all the same: the archive says what is wrong with it.
-    return { kind: 'part10', meta: m ? part10Meta(m) : {} };
+    if (!m) return { kind: 'part10', meta: {} };
+    const meta = part10Meta(m);
+    const sopInstanceUID = dataSetSOPInstanceUID(head.subarray(m.datasetOffset), m.TransferSyntaxUID);
+    return { kind: 'part10', meta: sopInstanceUID ? { ...meta, sopInstanceUID } : meta };
   }
   if (head.length < 8) return { kind: 'not-dicom' };
   const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
@@ -108,7 +118,14 @@ export function sniffHead(head: Uint8Array): SniffedFile {
     if (element === 0x0000 && meta.mediaStorageSOPClassUID && meta.mediaStorageSOPInstanceUID) {
       const prefix = new Uint8Array(132);
       prefix.set(DICM, 128);
-      return { kind: 'header-added', meta, prefix, skip: 0, missing: 'preamble' };
+      const sopInstanceUID = dataSetSOPInstanceUID(head.subarray(metaGroup.datasetOffset), syntax);
+      return {
+        kind: 'header-added',
+        meta: sopInstanceUID ? { ...meta, sopInstanceUID } : meta,
+        prefix,
+        skip: 0,
+        missing: 'preamble',
+      };
     }
     // An incomplete group (only the transfer syntax, say): a whole one in its place.
     return withFileMeta(head, metaGroup.datasetOffset, syntax, meta);
@@ -163,10 +180,12 @@ function withFileMeta(head: Uint8Array, start: number, syntax: string, known: Pa
         lacking.length === 2 ? ' (an ACR-NEMA file?)' : ''
       }: it cannot be stored`,
     };
+  const ownUID = uid('x00080018');
   const meta: Part10Meta = {
     mediaStorageSOPClassUID: sopClassUID,
     mediaStorageSOPInstanceUID: sopInstanceUID,
     transferSyntaxUID: syntax,
+    ...(ownUID ? { sopInstanceUID: ownUID } : {}),
   };
   const prefix = fileMetaInformation({
     MediaStorageSOPClassUID: sopClassUID,
@@ -176,4 +195,39 @@ function withFileMeta(head: Uint8Array, start: number, syntax: string, known: Pa
     ImplementationVersionName: IMPLEMENTATION_VERSION_NAME,
   });
   return { kind: 'header-added', meta, prefix, skip: start, missing: 'file meta' };
+}
+
+/**
+ * The SOP Instance UID (0008,0018) of the data set at the start of `bytes` (a file's first bytes after
+ * its File Meta Information), in transfer syntax `syntax`; undefined when it is not among those bytes or
+ * cannot be read. A deflated data set is inflated as far as those bytes go.
+ */
+export function dataSetSOPInstanceUID(bytes: Uint8Array, syntax: string | undefined): string | undefined {
+  if (!syntax) return undefined;
+  let data = bytes;
+  let readAs = syntax;
+  if (syntax === DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN) {
+    try {
+      // A cut-off stream: what inflates before the cut (Z_SYNC_FLUSH does not require the end).
+      data = new Uint8Array(inflateRawSync(bytes, { finishFlush: constants.Z_SYNC_FLUSH }));
+    } catch {
+      return undefined;
+    }
+    readAs = EXPLICIT_VR_LITTLE_ENDIAN;
+  }
+  let dataSet: dicomParser.DataSet | undefined;
+  try {
+    dataSet = dicomParser.parseDicom(data, { TransferSyntaxUID: readAs, untilTag: 'x00080018' });
+  } catch (err) {
+    // Cut at HEAD_BYTES, or damaged further on: what was read before that may hold it.
+    dataSet = (err as { dataSet?: dicomParser.DataSet }).dataSet;
+  }
+  let value: string | undefined;
+  try {
+    value = dataSet?.string('x00080018');
+  } catch {
+    return undefined;
+  }
+  const uid = value?.replace(/\0+$/, '').trim();
+  return uid || undefined;
 }

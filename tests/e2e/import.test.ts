@@ -55,11 +55,12 @@ async function studyUid(file: string): Promise<string> {
 function runCli(
   args: string[],
   env: Record<string, string> = {},
+  script = 'scripts/import.ts',
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      ['--import', 'tsx', path.join(REPO, 'scripts/import.ts'), ...args],
+      ['--import', 'tsx', path.join(REPO, script), ...args],
       {
         cwd: REPO,
         env: { ...process.env, PACS_URL: '', PACS_TOKEN: '', ...env },
@@ -77,7 +78,7 @@ function runCli(
 interface Summary {
   folder: string;
   scanned: number;
-  stored: { path: string }[];
+  stored: { path: string; sopInstanceUID?: string }[];
   warnings: { path: string; reason: string }[];
   failed: { path: string; reason: string; failureReason?: number }[];
   skippedNonDicom: string[];
@@ -239,7 +240,10 @@ describe.skipIf(!samplesPresent)('npm run import (STOW-RS of a folder)', () => {
 
   it('re-importing is idempotent: nothing new fails and counts do not change', async () => {
     const { summary: s } = await importJson([dir, '--url', server.baseUrl]);
-    expect(s.stored.length + s.warnings.length).toBe(good.length);
+    // The archive answers an instance it already holds with the same bytes with a plain success (no
+    // WarningReason): the importer counts it as stored, and says so (README, Quick start).
+    expect(s.warnings).toEqual([]);
+    expect(s.stored.map((x) => x.path).sort()).toEqual([...good].sort());
     expect(s.failed).toHaveLength(1);
     const uid = await studyUid(good[0]);
     const res = await fetch(`${server.dicomweb}/studies/${uid}/instances`, {
@@ -252,7 +256,8 @@ describe.skipIf(!samplesPresent)('npm run import (STOW-RS of a folder)', () => {
   it('the CLI prints the summary and exits 1 when a file failed, 2 when the server is unreachable', async () => {
     const r = await runCli([dir, '--url', server.baseUrl, '--quiet']);
     expect(r.code).toBe(1);
-    expect(r.stdout).toMatch(/stored:\s+\d+/);
+    expect(r.stdout).toMatch(/stored:\s+\d+ \(including any already held with the same bytes\)/);
+    expect(r.stdout).toMatch(/stored with a warning:\s+0\n/);
     expect(r.stdout).toMatch(/failed:\s+1/);
     expect(r.stdout).toContain(TRUNCATED);
     expect(r.stdout).toMatch(/skipped, not DICOM:\s+2/);
@@ -276,18 +281,144 @@ describe.skipIf(!samplesPresent)('npm run import (STOW-RS of a folder)', () => {
         expect(none.code).toBe(2);
         expect(none.stdout).toBe('');
         expect(none.stderr).toMatch(/refused the import \(HTTP 401: sign in, or send an API token/);
-        expect(none.stderr).toMatch(/PACS_TOKEN is not set/);
+        expect(none.stderr).toMatch(/PACS_TOKEN is not set\. An administrator makes one with: npm run user/);
         const wrong = await runCli([ok, '--url', guarded.baseUrl, '--quiet'], {
           PACS_TOKEN: 'pacs_notAToken0000000000000000000000000000000000',
         });
         expect(wrong.code).toBe(2);
-        expect(wrong.stderr).toMatch(/HTTP 401: .*PACS_TOKEN was refused/);
+        expect(wrong.stderr).toMatch(/HTTP 401: .*PACS_TOKEN was refused: .*not revoked\? An administrator/);
         expect((await getJson(`${guarded.dicomweb}/studies`)).status).toBe(401); // nothing was stored
       } finally {
         await guarded.close();
       }
     } finally {
       await rm(ok, { recursive: true, force: true });
+    }
+  });
+});
+
+describe.skipIf(!samplesPresent)('npm run import of the whole sample corpus', () => {
+  let server: TestServer;
+
+  beforeAll(async () => {
+    server = await startServer();
+  });
+
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  /** Each file's outcome: 'stored', or its failure reason. */
+  const outcomes = (s: Summary) =>
+    new Map<string, string>([
+      ...[...s.stored, ...s.warnings].map((x) => [path.relative(SAMPLES, x.path), 'stored'] as const),
+      ...s.failed.map((f) => [path.relative(SAMPLES, f.path), f.reason] as const),
+    ]);
+
+  it('stores files whose header names another SOP Instance UID than their data set, and exits 0', async () => {
+    // badVR.dcm and chrJapMulti.dcm: (0002,0003) differs from (0008,0018); the archive answers with the
+    // data set's. With CT slices in the same request, the response must be matched by that UID.
+    const fresh = await startServer();
+    const dir = await mkdtemp(path.join(tmpdir(), 'pacs-import-uids-'));
+    try {
+      const files = [
+        'malformed/badVR.dcm',
+        'charsets/chrJapMulti.dcm',
+        ...(await listFiles(path.join(SAMPLES, 'ct-series')))
+          .slice(0, 3)
+          .map((f) => path.relative(SAMPLES, f)),
+      ];
+      for (const [i, f] of files.entries()) await copyFile(path.join(SAMPLES, f), path.join(dir, `IM${i}`));
+      const { code, summary: s } = await importJson([dir, '--url', fresh.baseUrl]);
+      expect(s.failed).toEqual([]);
+      expect(code).toBe(0);
+      expect(s.stored.map((x) => path.basename(x.path)).sort()).toEqual(['IM0', 'IM1', 'IM2', 'IM3', 'IM4']);
+      const badVR = s.stored.find((x) => path.basename(x.path) === 'IM0');
+      expect(badVR?.sopInstanceUID).toBe('1.9.999.999.99.9.9999.9999.20030818153516'); // the data set's
+      const r = await runCli([dir, '--url', fresh.baseUrl, '--quiet']);
+      expect(r.code, r.stdout).toBe(0);
+      expect(r.stdout).toMatch(/stored:\s+5\b/);
+    } finally {
+      await fresh.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('gives every file its own outcome: the same in requests of 10 as one by one, and what QIDO finds', async () => {
+    const batched = await importJson([SAMPLES, '--url', server.baseUrl]);
+    const s = batched.summary;
+    expect(batched.code).toBe(1); // the malformed files cannot be stored
+    expect(s.failed.filter((f) => /not listed/.test(f.reason))).toEqual([]);
+    const outcome = outcomes(s);
+    expect(outcome.get('malformed/meta_missing_tsyntax.dcm')).toMatch(/no Transfer Syntax UID/);
+    expect(outcome.get('malformed/MR_truncated.dcm')).toMatch(/truncated/);
+    // Same data set UID, different content: one of each pair is stored, the other refused (0x0111).
+    for (const pair of [
+      ['malformed/badVR.dcm', 'sr-pdf-seg/rtdose.dcm'],
+      ['charsets/chrJapMulti.dcm', 'charsets/chrJapMultiExplicitIR6.dcm'],
+    ]) {
+      const got = pair.map((p) => outcome.get(p));
+      expect(
+        got.filter((o) => o === 'stored'),
+        `${pair}: ${got}`,
+      ).toHaveLength(1);
+      expect(got.filter((o) => /^0x0111 .*\.20030818153516|^0x0111 .*\.17462/.test(o ?? ''))).toHaveLength(1);
+    }
+
+    // Stored instances are what the archive holds.
+    const { json: studies } = await getJson(`${server.dicomweb}/studies`);
+    const held = studies.reduce((n, st) => n + Number(value(st, '00201208')), 0);
+    expect(held).toBe(s.stored.length + s.warnings.length);
+
+    // One by one, each answer is unambiguously the file's own: sent again, every file has the outcome it
+    // had in a request of 10 (a stored file is stored again unchanged, a refused one refused again).
+    const single = await importJson([SAMPLES, '--url', server.baseUrl, '--batch', '1', '--concurrency', '1']);
+    expect(Object.fromEntries(outcomes(single.summary))).toEqual(Object.fromEntries(outcome));
+    const { json: after } = await getJson(`${server.dicomweb}/studies`);
+    expect(after.reduce((n, st) => n + Number(value(st, '00201208')), 0)).toBe(held);
+  });
+});
+
+describe('npm run demo', () => {
+  const demo = (args: string[], env: Record<string, string> = {}) => runCli(args, env, 'scripts/demo.ts');
+
+  it('stores the demo study in the archive named by --url (or PACS_URL), and refuses unknown arguments', async () => {
+    const server = await startServer();
+    const other = await startServer();
+    try {
+      const studies = async (s: TestServer) => (await getJson(`${s.dicomweb}/studies`)).json;
+      // --url wins over PACS_URL, as for the importer.
+      const r = await demo(['--url', server.baseUrl], { PACS_URL: other.baseUrl });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toContain(`${server.baseUrl}/viewer/`);
+      const stored = await studies(server);
+      expect(stored).toHaveLength(1);
+      expect(Number(value(stored[0], '00201208'))).toBe(150);
+      expect(await studies(other)).toEqual([]);
+      const study = value(stored[0], '0020000D');
+
+      const env = await demo([], { PACS_URL: `${other.baseUrl}/dicomweb/` });
+      expect(env.code, env.stderr).toBe(0);
+      expect(env.stdout).toContain(`${other.baseUrl}/viewer/${study}`);
+      expect(await studies(other)).toHaveLength(1);
+
+      for (const args of [['--ur', server.baseUrl], [server.baseUrl], ['--url']]) {
+        const bad = await demo(args);
+        expect(bad.code, args.join(' ')).toBe(2);
+        expect(bad.stderr).toMatch(/usage: npm run demo -- \[--url /);
+        expect(bad.stdout).toBe('');
+      }
+      const help = await demo(['--help']);
+      expect(help.code).toBe(0);
+      expect(help.stdout).toMatch(/--url .*PACS_URL/);
+
+      const port = await freePort();
+      const down = await demo(['--url', `http://127.0.0.1:${port}`]);
+      expect(down.code).toBe(1);
+      expect(down.stderr).toContain(`No archive answers at http://127.0.0.1:${port}`);
+    } finally {
+      await server.close();
+      await other.close();
     }
   });
 });
