@@ -150,7 +150,8 @@ export function negotiateInstances(
     let rendering: (InstanceRendering & { syntax?: string }) | undefined;
     if (m.type === 'multipart/related') {
       const t = (m.params.type ?? 'application/dicom').toLowerCase();
-      if (t === 'application/dicom' || t === '*/*') rendering = { multipart: true, syntax: requestedSyntax(m) };
+      if (t === 'application/dicom' || t === '*/*')
+        rendering = { multipart: true, syntax: requestedSyntax(m) };
     } else if (m.type === '*/*' || m.type === 'multipart/*') {
       rendering = { multipart: true, syntax: requestedSyntax(m) };
     } else if (m.type === 'application/dicom' && single) {
