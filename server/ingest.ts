@@ -22,6 +22,7 @@ import { isAcceptableUID } from '../dicomweb/uids';
 import type { BlobStore } from '../storage/blob';
 import { BULKDATA_BASE, type Index, type InstanceRecord } from '../storage/index';
 import type { Config } from './config';
+import { readFileMeta } from './dimse/part10';
 import type { Logger } from './log';
 import { storageFault } from './storage-faults';
 import { scheduleHtj2kCopy } from './transcode/copies';
@@ -306,6 +307,15 @@ export async function ingestInstance(
         if (config.ingestHtj2k) scheduleHtj2kCopy(ctx, record);
         return { ...done, outcome: 'replaced', obsoleteBlobKey: put.previousBlobKey };
       case 'conflict':
+        // The same data set behind another File Meta Information (a study imported from a CD, then sent
+        // again by the modality through the DICOM gateway, which writes its own header): already stored.
+        if (
+          put.existing.TransferSyntaxUID === record.TransferSyntaxUID &&
+          (await sameDataSet(blobs, put.existing.blobKey, blobKey))
+        ) {
+          log.info('instance already stored with the same data set', { sopInstanceUID });
+          return { ...done, outcome: 'identical' };
+        }
         return fail(
           FailureReason.DuplicateSOPInstance,
           `SOP Instance ${sopInstanceUID} is already stored with different content (PACS_DUPLICATE_POLICY=reject)`,
@@ -323,6 +333,37 @@ export async function ingestInstance(
     if (!stored)
       await blobs.delete(blobKey).catch((err) => log.error('cannot delete blob', { err, blobKey }));
   }
+}
+
+/** SHA-256 of a stored Part 10 object's data set, the File Meta Information left out. */
+async function dataSetDigest(blobs: BlobStore, key: string): Promise<string | undefined> {
+  const hash = createHash('sha256');
+  let head: Buffer | undefined = Buffer.alloc(0);
+  const stream = await blobs.get(key);
+  try {
+    for await (const chunk of stream) {
+      if (head === undefined) {
+        hash.update(chunk);
+        continue;
+      }
+      head = Buffer.concat([head, chunk]);
+      const meta = readFileMeta(head);
+      if (meta === undefined) {
+        if (head.length > 1024 * 1024) return undefined; // no readable File Meta Information
+        continue;
+      }
+      hash.update(head.subarray(meta.datasetOffset));
+      head = undefined;
+    }
+  } finally {
+    stream.destroy();
+  }
+  return head === undefined ? hash.digest('hex') : undefined;
+}
+
+async function sameDataSet(blobs: BlobStore, a: string, b: string): Promise<boolean> {
+  const [x, y] = await Promise.all([dataSetDigest(blobs, a), dataSetDigest(blobs, b)]);
+  return x !== undefined && x === y;
 }
 
 /**

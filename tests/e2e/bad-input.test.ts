@@ -248,6 +248,26 @@ describe('bad input', () => {
     const conflict = await expectNoTrace(() => stow(server.baseUrl, [changed]));
     expect(conflict.status).toBe(409);
     expect(conflict.json['00081198']?.Value?.[0]?.[FAILURE_REASON]?.Value?.[0]).toBe(0x0111);
+
+    // The same data set behind another File Meta Information (a modality sends through a gateway
+    // what was first imported from a CD): already stored, and the stored bytes stay the first ones.
+    const meta = readFileMeta(a)!;
+    const rewrapped = Buffer.concat([
+      fileMetaInformation({
+        MediaStorageSOPClassUID: meta.MediaStorageSOPClassUID!,
+        MediaStorageSOPInstanceUID: meta.MediaStorageSOPInstanceUID!,
+        TransferSyntaxUID: meta.TransferSyntaxUID!,
+        ImplementationClassUID: '1.2.826.0.1.3680043.10.99',
+        SourceApplicationEntityTitle: 'CT_GATEWAY',
+      }),
+      a.subarray(meta.datasetOffset),
+    ]);
+    expect(Buffer.compare(rewrapped, Buffer.from(a))).not.toBe(0);
+    const same = await expectNoTrace(() => stow(server.baseUrl, [rewrapped]));
+    expect(same.status).toBe(200);
+    const url = same.json['00081199']?.Value?.[0]?.['00081190']?.Value?.[0] as string;
+    const back = await getMultipart(url, 'multipart/related; type="application/dicom"; transfer-syntax=*');
+    expect(Buffer.compare(back.parts[0].body, Buffer.from(a))).toBe(0);
   });
 });
 
