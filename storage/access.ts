@@ -4,7 +4,9 @@
  * index's SqlRunner. Secrets are never stored: passwords as scrypt hashes, tokens and session ids as
  * SHA-256 hashes (server/auth/secrets.ts makes and checks them).
  */
+import { personNameMatchKey, referringNameProblem } from '../dicomweb/names';
 import type { SqlRunner } from './index';
+import { referringStudiesSql, referringStudyUids } from './sql';
 
 export const ROLES = ['administrator', 'radiologist', 'referring', 'modality', 'link'] as const;
 export type Role = (typeof ROLES)[number];
@@ -377,6 +379,18 @@ export class AccessStore {
       [username, now],
     );
     return rows.map((r) => r.study_uid);
+  }
+
+  /**
+   * Studies whose ReferringPhysicianName is this name as a whole (alphabetic group; case, diacritics,
+   * `đ`, NFC/NFD, `^` or spaces between components and trailing empty components ignored); none for a
+   * name referringNameProblem refuses (a wildcard, fewer than two letters).
+   */
+  async studiesNamingReferrer(name: string): Promise<string[]> {
+    if (referringNameProblem(name)) return [];
+    const key = personNameMatchKey(name);
+    const q = referringStudiesSql(key);
+    return referringStudyUids(await this.db.all(q.sql, q.params), key);
   }
 
   // ── audit trail ──

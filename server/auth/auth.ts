@@ -270,16 +270,8 @@ export class Auth {
     if (p.role === 'link') return new Set(p.share ? [p.share.studyInstanceUID] : []);
     const studies = new Set(await this.access.studiesSharedWith(p.username, Date.now()));
     if (this.config.auth.referringAccess === 'shared-and-named' && p.referringName) {
-      const q = parseQuery(
-        'study',
-        new URLSearchParams({ ReferringPhysicianName: p.referringName, fuzzymatching: 'true' }),
-        {},
-        {},
-      );
-      for (const ds of (await this.index.search(q)).matches as Record<string, { Value?: unknown[] }>[]) {
-        const uid = ds['0020000D']?.Value?.[0];
-        if (typeof uid === 'string') studies.add(uid);
-      }
+      // The whole name, exactly (folded), in the index query: never a prefix, a wildcard or a fuzzy match.
+      for (const uid of await this.access.studiesNamingReferrer(p.referringName)) studies.add(uid);
     }
     return studies;
   }

@@ -6,7 +6,7 @@ import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../../server/config';
-import { silentLogger } from '../../server/log';
+import { type Logger, silentLogger } from '../../server/log';
 import { type RunningServer, startServer as start } from '../../server/main';
 import { REPO, SAMPLES } from '../samples';
 
@@ -22,7 +22,7 @@ export interface TestServer {
 }
 
 export async function startServer(
-  opts: { dataDir?: string; env?: Record<string, string> } = {},
+  opts: { dataDir?: string; env?: Record<string, string>; logger?: Logger } = {},
 ): Promise<TestServer> {
   const dataDir = opts.dataDir ?? (await mkdtemp(path.join(tmpdir(), 'pacs-test-')));
   const config = loadConfig({
@@ -35,7 +35,7 @@ export async function startServer(
     PACS_AUTH: 'off',
     ...opts.env,
   });
-  const running = await start(config, silentLogger);
+  const running = await start(config, opts.logger ?? silentLogger);
   return {
     baseUrl: running.url,
     dicomweb: `${running.url}/dicomweb`,

@@ -260,6 +260,35 @@ describe('npm run user', () => {
     expect((await c.fetch('/api/auth/me')).status).toBe(401);
   });
 
+  it('refuses a referring name that is a wildcard or too short to name one person', async () => {
+    const cli = (...args: string[]) =>
+      run(process.execPath, ['--import', 'tsx', 'scripts/user.ts', ...args], {
+        cwd: REPO,
+        env: { ...process.env, PACS_DATA_DIR: env.server.dataDir },
+      });
+    for (const bad of ['^', '*', 'V', 'Nguyen^V*']) {
+      const e = await cli('add', 'drx', '--role', 'referring', '--referring-name', bad).catch(
+        (err: { code: number; stderr: string }) => err,
+      );
+      expect(e, bad).toMatchObject({ code: 2 });
+      expect((e as { stderr: string }).stderr, bad).toMatch(/--referring-name: .*(wildcard|two letters)/);
+    }
+    expect((await cli('list')).stdout).not.toMatch(/^drx\s/m);
+    await cli(
+      'add',
+      'drx',
+      '--role',
+      'referring',
+      '--referring-name',
+      'Nguyen^Van An',
+      '--password',
+      PASSWORD,
+    );
+    const set = await cli('set', 'drx', '--referring-name', '^').catch((err: { code: number }) => err);
+    expect(set).toMatchObject({ code: 2 });
+    expect((await cli('list')).stdout).toMatch(/drx.*referring name: Nguyen\^Van An/);
+  });
+
   it('signs in with the administrator password given in PACS_ADMIN_PASSWORD', async () => {
     const admin = await login(env.base, 'admin', ADMIN_PASSWORD);
     expect(await admin.json('/api/auth/me')).toMatchObject({
