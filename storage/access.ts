@@ -328,9 +328,15 @@ export class AccessStore {
     await this.db.run('DELETE FROM sessions WHERE id_hash = ?', [idHash]);
   }
 
-  /** Ends every session of a user (password changed, account disabled). */
-  async deleteSessionsOf(username: string): Promise<void> {
-    await this.db.run('DELETE FROM sessions WHERE username = ? AND share_id IS NULL', [username]);
+  /** Ends every session of a user (password changed, account disabled), but the one named by `except`. */
+  async deleteSessionsOf(username: string, except?: string): Promise<void> {
+    if (except === undefined)
+      await this.db.run('DELETE FROM sessions WHERE username = ? AND share_id IS NULL', [username]);
+    else
+      await this.db.run('DELETE FROM sessions WHERE username = ? AND share_id IS NULL AND id_hash <> ?', [
+        username,
+        except,
+      ]);
   }
 
   async deleteExpiredSessions(now: number): Promise<number> {

@@ -95,6 +95,8 @@ export function changePassword(auth: Auth) {
       passwordHash: await hashPassword(next),
       mustChangePassword: false,
     });
+    // Whoever knew the old password is signed out everywhere else; this session goes on.
+    await auth.access.deleteSessionsOf(p.username, p.sessionIdHash);
     res.status(204).end();
   };
 }

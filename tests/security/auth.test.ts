@@ -81,6 +81,28 @@ describe('sign-in', () => {
     expect((await audit('action=login&user=nurse&result=success')).length).toBe(1);
   });
 
+  it('ends the other sessions of a user who changes their password, and keeps the one that changed it', async () => {
+    await userWithToken(env.admin, 'changer', 'radiologist');
+    const here = await login(env.base, 'changer', PASSWORD);
+    const elsewhere = await login(env.base, 'changer', PASSWORD);
+    const other = await login(env.base, 'nurse', PASSWORD); // another user's session is not touched
+    const changed = await here.fetch('/api/auth/password', {
+      method: 'POST',
+      json: { currentPassword: PASSWORD, newPassword: 'another-good-long-password' },
+    });
+    expect(changed.status).toBe(204);
+    expect((await here.fetch('/api/auth/me')).status).toBe(200);
+    expect((await here.fetch('/dicomweb/studies')).status).toBe(200);
+    const ended = await elsewhere.fetch('/api/auth/me');
+    expect(ended.status).toBe(401);
+    expect(await ended.text()).toMatch(/session has ended/);
+    expect((await other.fetch('/api/auth/me')).status).toBe(200);
+    expect(
+      (await login(env.base, 'changer', 'another-good-long-password').then((c) => c.fetch('/api/auth/me')))
+        .status,
+    ).toBe(200);
+  });
+
   it('refuses forged, revoked and expired tokens and forged sessions with 401, and records them', async () => {
     const { base, admin } = env;
     const forged = new Client(base, { token: 'pacs_forgedforgedforgedforgedforgedforged' });
