@@ -4,10 +4,10 @@
  * code and a printable result slip are made here; opening the link gives a read-only session for that
  * study only (server/auth/auth.ts). Listed in server/app.ts.
  */
-import type { Request, Response } from 'express';
+import type { NextFunction, Request, Response } from 'express';
 import QRCode from 'qrcode';
 import { parseQuery } from '../../dicomweb/qido';
-import { badRequest, DicomwebError, notFound } from '../../dicomweb/status';
+import { badRequest, DicomwebError, notFound, unsupportedMediaType } from '../../dicomweb/status';
 import { isAcceptableUID } from '../../dicomweb/uids';
 import type { Share, ShareVerify } from '../../storage/access';
 import type { Index } from '../../storage/index';
@@ -228,6 +228,20 @@ export function describeLink(auth: Auth) {
     if (problem) throw new DicomwebError(410, problem);
     res.json({ verify: share.verify, expiresAt: new Date(share.expiresAt).toISOString() });
   };
+}
+
+/**
+ * Opening a link replaces the browser's session: only a JSON request (which a page of another site
+ * cannot send without CORS, which the archive refuses it) may do it, never a cross-site form post.
+ */
+export function requireJson(req: Request, _res: Response, next: NextFunction): void {
+  if (req.is('application/json')) next();
+  else
+    next(
+      unsupportedMediaType(
+        `expected Content-Type: application/json (a JSON body, {} when the link asks for nothing), not ${req.headers['content-type'] ?? 'a request without a body'}`,
+      ),
+    );
 }
 
 export function openLink(auth: Auth) {
