@@ -252,11 +252,21 @@ export class AccessStore {
     return n === 1;
   }
 
-  /** Removes a user with their tokens and sessions; false when there is no such user. */
-  async deleteUser(username: string): Promise<boolean> {
+  /**
+   * Removes a user with their tokens and sessions, and revokes the shares made for them (an account made
+   * later under the same username must not inherit them); false when there is no such user.
+   */
+  async deleteUser(username: string, now = Date.now()): Promise<boolean> {
     return this.db.transaction(async (tx) => {
       await tx.run('DELETE FROM sessions WHERE username = ? AND share_id IS NULL', [username]);
       await tx.run('DELETE FROM api_tokens WHERE username = ?', [username]);
+      await tx.run('DELETE FROM sessions WHERE share_id IN (SELECT id FROM shares WHERE grantee = ?)', [
+        username,
+      ]);
+      await tx.run('UPDATE shares SET revoked_at = ? WHERE grantee = ? AND revoked_at IS NULL', [
+        now,
+        username,
+      ]);
       return (await tx.run('DELETE FROM users WHERE username = ?', [username])) === 1;
     });
   }
