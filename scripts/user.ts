@@ -22,6 +22,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { referringNameProblem } from '../dicomweb/names';
 import { rateLimitNames } from '../server/auth/rate-limit';
 import { hashPassword, newApiToken, passwordProblem, randomPassword } from '../server/auth/secrets';
 import { ConfigError, loadConfig, storageOptions } from '../server/config';
@@ -43,6 +44,16 @@ function parse(argv: string[]) {
     } else positional.push(a);
   }
   return { positional, flags };
+}
+
+/** --referring-name: matched as a whole against ReferringPhysicianName, so never a wildcard or a fragment; "" removes it. */
+function referringNameOf(v: string | undefined): string | null | undefined {
+  if (v === undefined) return undefined;
+  const s = v.trim();
+  if (s === '') return null;
+  const problem = referringNameProblem(s);
+  if (problem) throw new UsageError(`--referring-name: ${problem}`);
+  return s;
 }
 
 function roleOf(v: string | undefined): AccountRole | undefined {
@@ -105,7 +116,7 @@ export async function runUserCommand(
           username,
           role,
           displayName: flags.name ?? null,
-          referringName: flags['referring-name'] ?? null,
+          referringName: referringNameOf(flags['referring-name']) ?? null,
           oidcSubject: null,
           passwordHash: await hashPassword(password),
           mustChangePassword: oneTime,
@@ -133,7 +144,7 @@ export async function runUserCommand(
         await access.updateUser(u.username, {
           role: roleOf(flags.role),
           displayName: flags.name,
-          referringName: flags['referring-name'],
+          referringName: referringNameOf(flags['referring-name']),
         });
         if (flags.role) await access.deleteSessionsOf(u.username);
         out(`updated ${u.username}`);

@@ -37,6 +37,7 @@ import {
   describeLink,
   listShares,
   openLink,
+  requireJson,
   revokeShare,
   shareQr,
   shareSlip,
@@ -205,7 +206,14 @@ export function createApp(
   r.get('/api/shares/:id/qr.png', g('share', 'share-qr'), shareQr(auth, 'png'));
   r.get('/api/shares/:id/slip', g('share', 'share-slip'), shareSlip(auth, index));
   r.get('/api/share-links/:token', g('public', 'check-link'), linkLimit, describeLink(auth));
-  r.post('/api/share-links/:token/open', g('public', 'open-link'), linkLimit, json, openLink(auth));
+  r.post(
+    '/api/share-links/:token/open',
+    g('public', 'open-link'),
+    requireJson,
+    linkLimit,
+    json,
+    openLink(auth),
+  );
   app.use(r);
 
   app.all(`${DICOMWEB_ROOT}/*rest`, g('public', 'unknown-route'), (req, _res) => {

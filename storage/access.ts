@@ -4,7 +4,9 @@
  * index's SqlRunner. Secrets are never stored: passwords as scrypt hashes, tokens and session ids as
  * SHA-256 hashes (server/auth/secrets.ts makes and checks them).
  */
+import { personNameMatchKey, referringNameProblem } from '../dicomweb/names';
 import type { SqlRunner } from './index';
+import { referringStudiesSql, referringStudyUids } from './sql';
 
 export const ROLES = ['administrator', 'radiologist', 'referring', 'modality', 'link'] as const;
 export type Role = (typeof ROLES)[number];
@@ -250,11 +252,21 @@ export class AccessStore {
     return n === 1;
   }
 
-  /** Removes a user with their tokens and sessions; false when there is no such user. */
-  async deleteUser(username: string): Promise<boolean> {
+  /**
+   * Removes a user with their tokens and sessions, and revokes the shares made for them (an account made
+   * later under the same username must not inherit them); false when there is no such user.
+   */
+  async deleteUser(username: string, now = Date.now()): Promise<boolean> {
     return this.db.transaction(async (tx) => {
       await tx.run('DELETE FROM sessions WHERE username = ? AND share_id IS NULL', [username]);
       await tx.run('DELETE FROM api_tokens WHERE username = ?', [username]);
+      await tx.run('DELETE FROM sessions WHERE share_id IN (SELECT id FROM shares WHERE grantee = ?)', [
+        username,
+      ]);
+      await tx.run('UPDATE shares SET revoked_at = ? WHERE grantee = ? AND revoked_at IS NULL', [
+        now,
+        username,
+      ]);
       return (await tx.run('DELETE FROM users WHERE username = ?', [username])) === 1;
     });
   }
@@ -326,9 +338,15 @@ export class AccessStore {
     await this.db.run('DELETE FROM sessions WHERE id_hash = ?', [idHash]);
   }
 
-  /** Ends every session of a user (password changed, account disabled). */
-  async deleteSessionsOf(username: string): Promise<void> {
-    await this.db.run('DELETE FROM sessions WHERE username = ? AND share_id IS NULL', [username]);
+  /** Ends every session of a user (password changed, account disabled), but the one named by `except`. */
+  async deleteSessionsOf(username: string, except?: string): Promise<void> {
+    if (except === undefined)
+      await this.db.run('DELETE FROM sessions WHERE username = ? AND share_id IS NULL', [username]);
+    else
+      await this.db.run('DELETE FROM sessions WHERE username = ? AND share_id IS NULL AND id_hash <> ?', [
+        username,
+        except,
+      ]);
   }
 
   async deleteExpiredSessions(now: number): Promise<number> {
@@ -377,6 +395,18 @@ export class AccessStore {
       [username, now],
     );
     return rows.map((r) => r.study_uid);
+  }
+
+  /**
+   * Studies whose ReferringPhysicianName is this name as a whole (alphabetic group; case, diacritics,
+   * `đ`, NFC/NFD, `^` or spaces between components and trailing empty components ignored); none for a
+   * name referringNameProblem refuses (a wildcard, fewer than two letters).
+   */
+  async studiesNamingReferrer(name: string): Promise<string[]> {
+    if (referringNameProblem(name)) return [];
+    const key = personNameMatchKey(name);
+    const q = referringStudiesSql(key);
+    return referringStudyUids(await this.db.all(q.sql, q.params), key);
   }
 
   // ── audit trail ──

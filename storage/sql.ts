@@ -20,7 +20,7 @@ import {
   type QueryLevel,
   SPECIFIC_CHARACTER_SET,
 } from '../dicomweb/attributes';
-import { foldPersonName, personNameKey, personNameString } from '../dicomweb/names';
+import { foldPersonName, personNameKey, personNameMatchKey, personNameString } from '../dicomweb/names';
 import { dateTimeKey, type Filter, type Query, type Term, timeKey } from '../dicomweb/qido';
 import type { IndexedBlob, InstanceRecord, Scope, StoredInstance } from './index';
 
@@ -528,6 +528,36 @@ export function likePattern(s: string): string {
 }
 
 const LIKE = `LIKE ? ESCAPE '${ESCAPE}'`;
+
+/**
+ * The studies whose ReferringPhysicianName is, as a whole, the name whose exact-match key is `key`
+ * (personNameMatchKey: the alphabetic group, folded): what a referring physician reads as "named in the
+ * order". Never a wildcard, never a prefix. A stored name of one component group matches when its folded
+ * column is exactly " key"; one with ideographic or phonetic groups (folded after it in the same column)
+ * is a candidate when that column starts with " key ", and referringStudyUids then compares its
+ * alphabetic group. Plain SQL, the same on every dialect (rewrite the placeholders with Dialect.sql).
+ */
+export function referringStudiesSql(key: string): { sql: string; params: string[] } {
+  return {
+    sql: `SELECT study_uid, referring_physician_name FROM studies
+      WHERE (referring_physician_name_fold = ? AND referring_physician_name NOT LIKE '%=%')
+        OR (referring_physician_name LIKE '%=%'
+          AND (referring_physician_name_fold = ? OR referring_physician_name_fold ${LIKE}))`,
+    params: [` ${key}`, ` ${key}`, ` ${likeLiteral(key)} %`],
+  };
+}
+
+/** The study UIDs of referringStudiesSql's rows whose alphabetic group has the key. */
+export function referringStudyUids(rows: Record<string, unknown>[], key: string): string[] {
+  // The stored column is upper case: compare it with the key gone through the same case mapping.
+  const upperKey = foldPersonName(personNameKey(key));
+  return rows
+    .filter((r) => {
+      const name = String(r.referring_physician_name);
+      return !name.includes('=') || personNameMatchKey(name) === upperKey;
+    })
+    .map((r) => String(r.study_uid));
+}
 
 /** The column of a matching key, from the table that is cheapest to filter at the query's level. */
 function columnRef(q: Query, attr: LevelAttribute): string {

@@ -6,7 +6,8 @@
  *   requests that change something must echo the session's CSRF token in X-CSRF-Token.
  * - API tokens: `Authorization: Bearer <token>`, stored hashed, revocable, optionally expiring.
  * - Share links: /s/{id}.{hmac}; opening one (after the birth date or PIN check it may require) gives a
- *   session of role link, valid for that study only, until the link expires or is revoked.
+ *   session of role link, valid for that study only, until the link expires or is revoked. A link made
+ *   for a named account (a referring physician) opens only in that account's own signed-in session.
  */
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { parseQuery } from '../../dicomweb/qido';
@@ -44,6 +45,10 @@ export class Unauthorized extends DicomwebError {
 }
 
 export const forbidden = (message: string) => new DicomwebError(403, message);
+
+/** Why a share link made for a named account does not open for whoever holds it. */
+export const NAMED_LINK_SIGN_IN =
+  'this link is for a named user: sign in with the account it was made for to open it';
 
 export class Auth {
   private secret = '';
@@ -144,6 +149,8 @@ export class Auth {
       const share = await this.access.getShare(s.shareId);
       const problem = share ? shareProblem(share, now) : 'the share link no longer exists';
       if (!share || problem) throw new Unauthorized(problem ?? 'the share link is not valid');
+      // A link for a named account opens no session of its own (one opened before that rule ends here).
+      if (share.grantee !== null) throw new Unauthorized(NAMED_LINK_SIGN_IN);
       return {
         username: `link:${share.id}`,
         role: 'link',
@@ -216,16 +223,26 @@ export class Auth {
     return this.access.getShare(m[1]);
   }
 
-  /** Opens a share link: checks it (and the birth date or PIN it asks for), then starts a link session. */
+  /**
+   * Opens a share link: checks it (and the birth date or PIN it asks for), then starts a link session.
+   * A link made for a named account (grantee) opens only for a signed-in session of that account, or of
+   * an administrator, and starts no session: theirs already reads the study (csrf is theirs).
+   */
   async openShare(
     req: Request,
     res: Response,
     share: Share,
     answer: { birthDate?: string; pin?: string },
+    p: Principal | undefined,
   ): Promise<{ csrf: string }> {
     const now = Date.now();
     const problem = shareProblem(share, now);
     if (problem) throw new DicomwebError(410, problem);
+    if (share.grantee !== null) {
+      if (!p || p.via === 'link') throw new Unauthorized(NAMED_LINK_SIGN_IN);
+      if (p.via !== 'session' || (p.username !== share.grantee && p.role !== 'administrator'))
+        throw forbidden(`${NAMED_LINK_SIGN_IN}; you are signed in as ${p.username}`);
+    }
     if (share.verify === 'pin' && !(await verifyPassword(String(answer.pin ?? ''), share.pinHash)))
       throw new Unauthorized('the PIN is not correct');
     if (share.verify === 'birthdate') {
@@ -234,6 +251,7 @@ export class Auth {
       if (!expected || !given || !sameText(given, expected))
         throw new Unauthorized("the patient's birth date is not correct");
     }
+    if (share.grantee !== null) return { csrf: p?.csrf ?? '' };
     const sid = randomToken();
     const csrf = randomToken();
     const lifetime = Math.min(share.expiresAt - now, this.config.auth.sessionHours * 3600_000);
@@ -270,16 +288,8 @@ export class Auth {
     if (p.role === 'link') return new Set(p.share ? [p.share.studyInstanceUID] : []);
     const studies = new Set(await this.access.studiesSharedWith(p.username, Date.now()));
     if (this.config.auth.referringAccess === 'shared-and-named' && p.referringName) {
-      const q = parseQuery(
-        'study',
-        new URLSearchParams({ ReferringPhysicianName: p.referringName, fuzzymatching: 'true' }),
-        {},
-        {},
-      );
-      for (const ds of (await this.index.search(q)).matches as Record<string, { Value?: unknown[] }>[]) {
-        const uid = ds['0020000D']?.Value?.[0];
-        if (typeof uid === 'string') studies.add(uid);
-      }
+      // The whole name, exactly (folded), in the index query: never a prefix, a wildcard or a fuzzy match.
+      for (const uid of await this.access.studiesNamingReferrer(p.referringName)) studies.add(uid);
     }
     return studies;
   }

@@ -19,6 +19,7 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 import type { CookieOptions, Request, Response } from 'express';
 import * as client from 'openid-client';
+import { referringNameProblem } from '../../dicomweb/names';
 import { ACCOUNT_ROLES, type User } from '../../storage/access';
 import type { OidcRoutes } from '../app';
 import type { Config, OidcConfig } from '../config';
@@ -298,6 +299,24 @@ class OidcSignIn {
     }
   }
 
+  /**
+   * The referring name in the claim PACS_OIDC_REFERRING_NAME_CLAIM; null when absent, or when it cannot
+   * be matched as a whole name (a wildcard, fewer than two letters): such a value is ignored, with a warning.
+   */
+  private referringNameOf(claims: Record<string, unknown>, username: string): string | null {
+    const v = claimAt(claims, this.oc.referringNameClaim);
+    const name = typeof v === 'string' && v.trim() ? v.trim().slice(0, 200) : null;
+    const problem = name === null ? undefined : referringNameProblem(name);
+    if (!problem) return name;
+    this.log.warn('OpenID Connect: the referring name claim was ignored', {
+      username,
+      claim: this.oc.referringNameClaim,
+      value: name,
+      problem,
+    });
+    return null;
+  }
+
   /** The local user of these claims: created, linked or updated; a Refusal when they give no access. */
   private async localUser(res: Response, claims: Record<string, unknown>): Promise<User> {
     const access = this.auth.access;
@@ -323,9 +342,7 @@ class OidcSignIn {
     const profile = {
       role,
       displayName: displayNameOf(claims),
-      ...(this.oc.referringNameClaim
-        ? { referringName: referringNameOf(claims, this.oc.referringNameClaim) }
-        : {}),
+      ...(this.oc.referringNameClaim ? { referringName: this.referringNameOf(claims, username) } : {}),
     };
     if (linked) {
       if (linked.disabled)
@@ -471,11 +488,6 @@ function displayNameOf(claims: Record<string, unknown>): string | null {
   const text = (v: unknown) => (typeof v === 'string' && v.trim() ? v.trim().slice(0, 200) : undefined);
   const joined = [text(claims.given_name), text(claims.family_name)].filter(Boolean).join(' ');
   return text(claims.name) ?? (joined || null);
-}
-
-function referringNameOf(claims: Record<string, unknown>, name: string): string | null {
-  const v = claimAt(claims, name);
-  return typeof v === 'string' && v.trim() ? v.trim().slice(0, 200) : null;
 }
 
 function escapeHtml(text: string): string {

@@ -3,6 +3,7 @@
  * users and API tokens (administrators), the audit trail (administrators). Listed in server/app.ts.
  */
 import type { Request, Response } from 'express';
+import { referringNameProblem } from '../../dicomweb/names';
 import { badRequest, DicomwebError, notFound } from '../../dicomweb/status';
 import { ACCOUNT_ROLES, type AccountRole, type AuditFilter, type User } from '../../storage/access';
 import { type Auth, type Principal, Unauthorized } from '../auth/auth';
@@ -18,6 +19,15 @@ const text = (v: unknown, name: string, max = 200): string | undefined => {
   return v;
 };
 const principal = (res: Response) => res.locals.principal as Principal;
+/** A referring name from a request: undefined when absent, null when empty (none), refused when it cannot be matched as a whole. */
+const referringName = (v: unknown): string | null | undefined => {
+  const s = text(v, 'referringName')?.trim();
+  if (s === undefined) return undefined;
+  if (s === '') return null;
+  const problem = referringNameProblem(s);
+  if (problem) throw badRequest(`referringName: ${problem}`);
+  return s;
+};
 
 /** What the viewer needs before sign-in: whether sign-in is needed, and how. */
 export function authConfig(auth: Auth, oidc: () => { enabled: boolean; label: string }) {
@@ -85,6 +95,8 @@ export function changePassword(auth: Auth) {
       passwordHash: await hashPassword(next),
       mustChangePassword: false,
     });
+    // Whoever knew the old password is signed out everywhere else; this session goes on.
+    await auth.access.deleteSessionsOf(p.username, p.sessionIdHash);
     res.status(204).end();
   };
 }
@@ -134,7 +146,7 @@ export function createUser(auth: Auth) {
       username,
       role: r,
       displayName: text(b.displayName, 'displayName') ?? null,
-      referringName: text(b.referringName, 'referringName') ?? null,
+      referringName: referringName(b.referringName) ?? null,
       oidcSubject: null,
       passwordHash: password ? await hashPassword(password) : null,
       mustChangePassword: b.mustChangePassword === true,
@@ -160,7 +172,7 @@ export function updateUser(auth: Auth) {
     const updated = await auth.access.updateUser(username, {
       role: role(b.role),
       displayName: text(b.displayName, 'displayName'),
-      referringName: text(b.referringName, 'referringName'),
+      referringName: referringName(b.referringName),
       passwordHash: password ? await hashPassword(password) : undefined,
       mustChangePassword: typeof b.mustChangePassword === 'boolean' ? b.mustChangePassword : undefined,
       disabled: b.disabled as boolean | undefined,

@@ -2,12 +2,13 @@
  * Share links: a radiologist shares one study with a referring physician (an account) or with anyone
  * holding the link (a patient), with an expiry and optionally a birth date or PIN check. The link's QR
  * code and a printable result slip are made here; opening the link gives a read-only session for that
- * study only (server/auth/auth.ts). Listed in server/app.ts.
+ * study only (server/auth/auth.ts), or, for a link made for an account, opens in that account's own
+ * session. Listed in server/app.ts.
  */
-import type { Request, Response } from 'express';
+import type { NextFunction, Request, Response } from 'express';
 import QRCode from 'qrcode';
 import { parseQuery } from '../../dicomweb/qido';
-import { badRequest, DicomwebError, notFound } from '../../dicomweb/status';
+import { badRequest, DicomwebError, notFound, unsupportedMediaType } from '../../dicomweb/status';
 import { isAcceptableUID } from '../../dicomweb/uids';
 import type { Share, ShareVerify } from '../../storage/access';
 import type { Index } from '../../storage/index';
@@ -226,18 +227,43 @@ export function describeLink(auth: Auth) {
     const share = await shareOfToken(auth, req, res);
     const problem = shareProblem(share, Date.now());
     if (problem) throw new DicomwebError(410, problem);
-    res.json({ verify: share.verify, expiresAt: new Date(share.expiresAt).toISOString() });
+    res.json({
+      verify: share.verify,
+      expiresAt: new Date(share.expiresAt).toISOString(),
+      // Who it is for is not said: only that it needs a signed-in account.
+      forNamedUser: share.grantee !== null,
+    });
   };
+}
+
+/**
+ * Opening a link replaces the browser's session: only a JSON request (which a page of another site
+ * cannot send without CORS, which the archive refuses it) may do it, never a cross-site form post.
+ */
+export function requireJson(req: Request, _res: Response, next: NextFunction): void {
+  if (req.is('application/json')) next();
+  else
+    next(
+      unsupportedMediaType(
+        `expected Content-Type: application/json (a JSON body, {} when the link asks for nothing), not ${req.headers['content-type'] ?? 'a request without a body'}`,
+      ),
+    );
 }
 
 export function openLink(auth: Auth) {
   return async (req: Request, res: Response) => {
     const share = await shareOfToken(auth, req, res);
     const b = body(req);
-    const { csrf } = await auth.openShare(req, res, share, {
-      birthDate: typeof b.birthDate === 'string' ? b.birthDate : undefined,
-      pin: typeof b.pin === 'string' ? b.pin : undefined,
-    });
+    const { csrf } = await auth.openShare(
+      req,
+      res,
+      share,
+      {
+        birthDate: typeof b.birthDate === 'string' ? b.birthDate : undefined,
+        pin: typeof b.pin === 'string' ? b.pin : undefined,
+      },
+      res.locals.principal as Principal | undefined,
+    );
     res.json({ studyInstanceUID: share.studyInstanceUID, csrfToken: csrf });
   };
 }

@@ -81,6 +81,28 @@ describe('sign-in', () => {
     expect((await audit('action=login&user=nurse&result=success')).length).toBe(1);
   });
 
+  it('ends the other sessions of a user who changes their password, and keeps the one that changed it', async () => {
+    await userWithToken(env.admin, 'changer', 'radiologist');
+    const here = await login(env.base, 'changer', PASSWORD);
+    const elsewhere = await login(env.base, 'changer', PASSWORD);
+    const other = await login(env.base, 'nurse', PASSWORD); // another user's session is not touched
+    const changed = await here.fetch('/api/auth/password', {
+      method: 'POST',
+      json: { currentPassword: PASSWORD, newPassword: 'another-good-long-password' },
+    });
+    expect(changed.status).toBe(204);
+    expect((await here.fetch('/api/auth/me')).status).toBe(200);
+    expect((await here.fetch('/dicomweb/studies')).status).toBe(200);
+    const ended = await elsewhere.fetch('/api/auth/me');
+    expect(ended.status).toBe(401);
+    expect(await ended.text()).toMatch(/session has ended/);
+    expect((await other.fetch('/api/auth/me')).status).toBe(200);
+    expect(
+      (await login(env.base, 'changer', 'another-good-long-password').then((c) => c.fetch('/api/auth/me')))
+        .status,
+    ).toBe(200);
+  });
+
   it('refuses forged, revoked and expired tokens and forged sessions with 401, and records them', async () => {
     const { base, admin } = env;
     const forged = new Client(base, { token: 'pacs_forgedforgedforgedforgedforgedforged' });
@@ -258,6 +280,35 @@ describe('npm run user', () => {
     expect((bad as { stderr: string }).stderr).toMatch(/--role: expected one of/);
     await cli('disable', 'ct-gateway');
     expect((await c.fetch('/api/auth/me')).status).toBe(401);
+  });
+
+  it('refuses a referring name that is a wildcard or too short to name one person', async () => {
+    const cli = (...args: string[]) =>
+      run(process.execPath, ['--import', 'tsx', 'scripts/user.ts', ...args], {
+        cwd: REPO,
+        env: { ...process.env, PACS_DATA_DIR: env.server.dataDir },
+      });
+    for (const bad of ['^', '*', 'V', 'Nguyen^V*']) {
+      const e = await cli('add', 'drx', '--role', 'referring', '--referring-name', bad).catch(
+        (err: { code: number; stderr: string }) => err,
+      );
+      expect(e, bad).toMatchObject({ code: 2 });
+      expect((e as { stderr: string }).stderr, bad).toMatch(/--referring-name: .*(wildcard|two letters)/);
+    }
+    expect((await cli('list')).stdout).not.toMatch(/^drx\s/m);
+    await cli(
+      'add',
+      'drx',
+      '--role',
+      'referring',
+      '--referring-name',
+      'Nguyen^Van An',
+      '--password',
+      PASSWORD,
+    );
+    const set = await cli('set', 'drx', '--referring-name', '^').catch((err: { code: number }) => err);
+    expect(set).toMatchObject({ code: 2 });
+    expect((await cli('list')).stdout).toMatch(/drx.*referring name: Nguyen\^Van An/);
   });
 
   it('signs in with the administrator password given in PACS_ADMIN_PASSWORD', async () => {

@@ -102,6 +102,11 @@ export const securityEn = {
     'This link opens one study only: other studies and the study list cannot be seen with it.',
   'link.backToStudy': 'Back to the shared study',
   'link.signedInNote': 'You are signed in as {name}. Opening this link ends that session in this browser.',
+  'link.forNamedUser':
+    'This link was made for a named user. Sign in with that account to see the images; you will come back to them afterwards.',
+  'link.signInToOpen': 'Sign in',
+  'link.otherUser':
+    'This link was made for another user. You are signed in as {name}: sign out, then sign in with the account the link was made for.',
 
   'admin.title': 'Administration',
   'admin.audit': 'Audit trail',

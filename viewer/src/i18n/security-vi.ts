@@ -105,6 +105,11 @@ export const securityVi: Record<keyof typeof securityEn, string> = {
   'link.backToStudy': 'Quay lại ca chụp được chia sẻ',
   'link.signedInNote':
     'Bạn đang đăng nhập với tên {name}. Mở đường dẫn này sẽ kết thúc phiên đó trên trình duyệt này.',
+  'link.forNamedUser':
+    'Đường dẫn này được tạo cho một người dùng có tài khoản. Hãy đăng nhập bằng tài khoản đó để xem ảnh; sau khi đăng nhập bạn sẽ quay lại đây.',
+  'link.signInToOpen': 'Đăng nhập',
+  'link.otherUser':
+    'Đường dẫn này được tạo cho người dùng khác. Bạn đang đăng nhập với tên {name}: hãy đăng xuất rồi đăng nhập bằng tài khoản được chia sẻ.',
 
   'admin.title': 'Quản trị',
   'admin.audit': 'Nhật ký truy cập',

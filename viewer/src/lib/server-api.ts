@@ -198,7 +198,10 @@ export const listShares = (study: string) => apiRequest<Share[]>('GET', `/studie
 export const revokeShare = (id: string) => apiRequest<void>('DELETE', `/shares/${encodeURIComponent(id)}`);
 
 export const describeLink = (token: string) =>
-  apiRequest<{ verify: ShareVerify; expiresAt: string }>('GET', `/share-links/${encodeURIComponent(token)}`);
+  apiRequest<{ verify: ShareVerify; expiresAt: string; forNamedUser?: boolean }>(
+    'GET',
+    `/share-links/${encodeURIComponent(token)}`,
+  );
 export const openLink = (token: string, answer: { birthDate?: string; pin?: string }) =>
   apiRequest<{ studyInstanceUID: string; csrfToken: string }>(
     'POST',

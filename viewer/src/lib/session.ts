@@ -185,6 +185,18 @@ export async function signIn(username: string, password: string): Promise<void> 
   set({ status: 'signed-in', config: s.config, me });
 }
 
+/**
+ * Ends a share link's session and stays on the page, signed out: a link made for a named account asks
+ * its visitor to sign in with that account instead.
+ */
+export async function endLinkSession(): Promise<void> {
+  const s = state;
+  if (s.status !== 'signed-in' || s.me.role !== 'link') return;
+  await logout().catch(() => undefined);
+  storage('session')?.removeItem(LINK_KEY);
+  set({ status: 'signed-out', config: s.config });
+}
+
 /** Signs out and reloads the viewer, so nothing of the session stays in memory. */
 export async function signOut(): Promise<void> {
   await logout().catch(() => undefined);

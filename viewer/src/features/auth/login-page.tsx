@@ -8,7 +8,16 @@ import './auth.css';
 import { FormError } from '../../components/form-error';
 import { Field } from '../../components/field';
 
-export function LoginPage({ config, reason }: { config: AuthConfig; reason?: SignedOutReason }) {
+export function LoginPage({
+  config,
+  reason,
+  notice,
+}: {
+  config: AuthConfig;
+  reason?: SignedOutReason;
+  /** Why sign-in is asked for here (a share link made for a named account). */
+  notice?: string;
+}) {
   const t = useT();
   const [username, setUsername] = useState('');
   const [password, setPassword] = useState('');
@@ -43,6 +52,11 @@ export function LoginPage({ config, reason }: { config: AuthConfig; reason?: Sig
     <div className="auth-page">
       <form className="auth-card" onSubmit={submit} data-testid="login-form">
         <h1>{t('auth.signInTitle')}</h1>
+        {notice && (
+          <p className="notice" role="status" data-testid="login-notice">
+            {notice}
+          </p>
+        )}
         {reason === 'expired' && (
           <p className="notice" role="status" data-testid="session-expired">
             {t('auth.sessionExpired')}

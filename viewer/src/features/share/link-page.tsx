@@ -2,6 +2,9 @@
  * The page a share link opens (/s/{token}), on a phone as often as not: checks the link, asks for the
  * patient's birth date or the PIN when the link wants one, opens it (a session that reads this one
  * study), then shows the study. An invalid, expired or withdrawn link says so in words.
+ * A link made for a named account (a referring physician) opens only in that account's own session: not
+ * signed in, the page asks for sign-in and opens the study afterwards; signed in as someone else, it
+ * says the link is for another user.
  */
 import { type FormEvent, useEffect, useState } from 'react';
 import { navigate } from '../../app/router';
@@ -9,7 +12,8 @@ import { type T, useT } from '../../i18n';
 import { formatDate } from '../../i18n/dates';
 import { describeError } from '../../lib/describe-error';
 import { describeLink, errorStatus, openLink, type ShareVerify } from '../../lib/server-api';
-import { refreshSession, rememberLink, useAuth } from '../../lib/session';
+import { endLinkSession, refreshSession, rememberLink, useAuth } from '../../lib/session';
+import { LoginPage } from '../auth/login-page';
 import './share.css';
 import { FormError } from '../../components/form-error';
 import { Field } from '../../components/field';
@@ -17,7 +21,17 @@ import { Field } from '../../components/field';
 type State =
   | { kind: 'checking' }
   | { kind: 'refused'; message: string }
-  | { kind: 'ask'; verify: ShareVerify; expiresAt: string; error?: string; busy?: boolean };
+  /** A link for a named account, and no account signed in: sign in first. */
+  | { kind: 'signIn' }
+  | {
+      kind: 'ask';
+      verify: ShareVerify;
+      expiresAt: string;
+      /** Made for a named account: opens in the signed-in account's own session. */
+      named?: boolean;
+      error?: string;
+      busy?: boolean;
+    };
 
 /** Why a link cannot be used, from the server's answer. */
 function refusal(e: unknown, t: T): string | undefined {
@@ -43,39 +57,55 @@ export function LinkPage({ token }: { token: string }) {
   // session, so it waits for a click.
   const signedInAs =
     auth.status === 'signed-in' && auth.me.role !== 'link' ? auth.me.displayName || auth.me.username : '';
+  const account = auth.status === 'signed-in' && auth.me.role !== 'link' ? auth.me.username : '';
+  const known = auth.status !== 'loading';
 
   const open = async (
     verify: ShareVerify,
     expiresAt: string,
     answer: { birthDate?: string; pin?: string },
+    named = false,
   ) => {
-    setState({ kind: 'ask', verify, expiresAt, busy: true });
+    setState({ kind: 'ask', verify, expiresAt, named, busy: true });
     try {
       const { studyInstanceUID } = await openLink(token, answer);
-      rememberLink(token);
-      await refreshSession();
+      if (!named) {
+        // A link session replaced whatever this browser had.
+        rememberLink(token);
+        await refreshSession();
+      }
       navigate(`/viewer/${studyInstanceUID}`, { replace: true });
     } catch (e) {
       const refused = refusal(e, t);
       if (refused) return setState({ kind: 'refused', message: refused });
+      if (named && errorStatus(e) === 403)
+        return setState({ kind: 'refused', message: t('link.otherUser', { name: signedInAs }) });
+      if (named && errorStatus(e) === 401 && !account) return setState({ kind: 'signIn' });
       const error =
         errorStatus(e) === 401
           ? verify === 'pin'
             ? t('link.wrongPin')
             : t('link.wrongBirthdate')
           : describeError(e, t);
-      setState({ kind: 'ask', verify, expiresAt, error });
+      setState({ kind: 'ask', verify, expiresAt, named, error });
     }
   };
 
-  // biome-ignore lint/correctness/useExhaustiveDependencies: checked once per link
+  // biome-ignore lint/correctness/useExhaustiveDependencies: checked once per link, and again once someone signs in
   useEffect(() => {
+    // Who is signed in decides what the link does: wait until that is known.
+    if (!known) return;
     let cancelled = false;
     setState({ kind: 'checking' });
     describeLink(token).then(
       (link) => {
         if (cancelled) return;
-        if (link.verify === 'none' && !signedInAs) void open('none', link.expiresAt, {});
+        if (link.forNamedUser) {
+          // Only the account it was made for opens it, in its own session (nothing is replaced).
+          if (!account) setState({ kind: 'signIn' });
+          else if (link.verify === 'none') void open('none', link.expiresAt, {}, true);
+          else setState({ kind: 'ask', verify: link.verify, expiresAt: link.expiresAt, named: true });
+        } else if (link.verify === 'none' && !signedInAs) void open('none', link.expiresAt, {});
         else setState({ kind: 'ask', verify: link.verify, expiresAt: link.expiresAt });
       },
       (e) => {
@@ -85,15 +115,20 @@ export function LinkPage({ token }: { token: string }) {
     return () => {
       cancelled = true;
     };
-  }, [token]);
+  }, [token, account, known]);
 
   const submit = (e: FormEvent) => {
     e.preventDefault();
     if (state.kind !== 'ask') return;
-    if (state.verify === 'birthdate') void open(state.verify, state.expiresAt, { birthDate });
-    else if (state.verify === 'pin') void open(state.verify, state.expiresAt, { pin });
-    else void open(state.verify, state.expiresAt, {});
+    const named = state.named ?? false;
+    if (state.verify === 'birthdate') void open(state.verify, state.expiresAt, { birthDate }, named);
+    else if (state.verify === 'pin') void open(state.verify, state.expiresAt, { pin }, named);
+    else void open(state.verify, state.expiresAt, {}, named);
   };
+
+  // Not signed in with an account: the sign-in form, on this page; once signed in, the link opens.
+  if (state.kind === 'signIn' && auth.status === 'signed-out')
+    return <LoginPage config={auth.config} notice={t('link.forNamedUser')} />;
 
   return (
     <div className="link-page" data-testid="link-page">
@@ -105,9 +140,22 @@ export function LinkPage({ token }: { token: string }) {
             {state.message}
           </p>
         )}
+        {state.kind === 'signIn' && (
+          // A share link's session (of another link) is open in this browser: it ends, then sign-in.
+          <div className="link-form">
+            <p className="notice" data-testid="link-named-user">
+              {t('link.forNamedUser')}
+            </p>
+            <button type="button" className="primary" onClick={() => void endLinkSession()}>
+              {t('link.signInToOpen')}
+            </button>
+          </div>
+        )}
         {state.kind === 'ask' && (
           <form onSubmit={submit} className="link-form">
-            {signedInAs && <p className="notice">{t('link.signedInNote', { name: signedInAs })}</p>}
+            {signedInAs && !state.named && (
+              <p className="notice">{t('link.signedInNote', { name: signedInAs })}</p>
+            )}
             {state.verify === 'birthdate' && (
               <>
                 <p>{t('link.askBirthdate')}</p>
