@@ -202,7 +202,7 @@ export const VARIABLES = {
   ],
   PACS_LOGIN_RATE_LIMIT: [
     '10',
-    'Failed logins, and failed share link checks, allowed per client address per 15 minutes; then 429.',
+    'Failed logins, and failed share link checks, allowed per client address per 15 minutes; then 429. Also the wrong birth dates or PINs allowed per share link (all addresses together) per 24 hours.',
   ],
   PACS_CORS_ORIGINS: [
     '',

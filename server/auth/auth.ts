@@ -46,6 +46,9 @@ export class Unauthorized extends DicomwebError {
 
 export const forbidden = (message: string) => new DicomwebError(403, message);
 
+/** Wrong birth dates or PINs for one link, from all addresses, are counted over this window. */
+const SHARE_ANSWER_WINDOW_MS = 24 * 3600_000;
+
 /** Why a share link made for a named account does not open for whoever holds it. */
 export const NAMED_LINK_SIGN_IN =
   'this link is for a named user: sign in with the account it was made for to open it';
@@ -243,13 +246,28 @@ export class Auth {
       if (p.via !== 'session' || (p.username !== share.grantee && p.role !== 'administrator'))
         throw forbidden(`${NAMED_LINK_SIGN_IN}; you are signed in as ${p.username}`);
     }
-    if (share.verify === 'pin' && !(await verifyPassword(String(answer.pin ?? ''), share.pinHash)))
-      throw new Unauthorized('the PIN is not correct');
-    if (share.verify === 'birthdate') {
-      const given = normalizeBirthDate(String(answer.birthDate ?? ''));
-      const expected = await this.patientBirthDate(share.studyInstanceUID);
-      if (!expected || !given || !sameText(given, expected))
-        throw new Unauthorized("the patient's birth date is not correct");
+    if (share.verify !== 'none') {
+      // Wrong answers are counted per link too, from every address together: a 4-digit PIN or a birth
+      // date cannot be found by trying from many addresses.
+      const limitName = `share:${share.id}`;
+      const tried = await this.access.rateLimit(limitName, now);
+      if (tried && tried.hits >= this.config.auth.loginRateLimit)
+        throw new DicomwebError(
+          429,
+          `too many wrong answers for this link: it can be tried again after ${new Date(tried.resetAt).toISOString()}, or ask for a new link`,
+        );
+      const wrong = async (message: string) => {
+        await this.access.hitRateLimit(limitName, now, SHARE_ANSWER_WINDOW_MS);
+        return new Unauthorized(message);
+      };
+      if (share.verify === 'pin' && !(await verifyPassword(String(answer.pin ?? ''), share.pinHash)))
+        throw await wrong('the PIN is not correct');
+      if (share.verify === 'birthdate') {
+        const given = normalizeBirthDate(String(answer.birthDate ?? ''));
+        const expected = await this.patientBirthDate(share.studyInstanceUID);
+        if (!expected || !given || !sameText(given, expected))
+          throw await wrong("the patient's birth date is not correct");
+      }
     }
     if (share.grantee !== null) return { csrf: p?.csrf ?? '' };
     const sid = randomToken();
