@@ -148,17 +148,21 @@ export class AuditTrail {
         const p = res.locals.principal as Principal | undefined;
         const attempted = res.locals.auditUser as string | undefined;
         const url = req.originalUrl.length > 500 ? `${req.originalUrl.slice(0, 500)}…` : req.originalUrl;
-        void this.recordForStudy({
-          time: started,
-          username: p?.username ?? attempted ?? null,
-          role: p?.role ?? null,
-          action: (res.locals.action as string | undefined) ?? 'unknown-route',
-          studyInstanceUID: (res.locals.study as string | undefined) ?? null,
-          // Closed before the answer was complete: recorded as 499 (client closed request), as nginx does.
-          status: res.writableFinished ? res.statusCode : 499,
-          source: req.ip ?? null,
-          detail: `${req.method} ${loggedUrl(url, { queryValues: true })}${res.locals.auditDetail ? ` ${res.locals.auditDetail}` : ''}`,
-        });
+        // One event per study the request touched (a STOW may store into several), else one.
+        const studies = res.locals.auditStudies as string[] | undefined;
+        const touched = studies?.length ? studies : [(res.locals.study as string | undefined) ?? null];
+        for (const study of touched)
+          void this.recordForStudy({
+            time: started,
+            username: p?.username ?? attempted ?? null,
+            role: p?.role ?? null,
+            action: (res.locals.action as string | undefined) ?? 'unknown-route',
+            studyInstanceUID: study,
+            // Closed before the answer was complete: recorded as 499 (client closed request), as nginx does.
+            status: res.writableFinished ? res.statusCode : 499,
+            source: req.ip ?? null,
+            detail: `${req.method} ${loggedUrl(url, { queryValues: true })}${res.locals.auditDetail ? ` ${res.locals.auditDetail}` : ''}`,
+          });
       };
       res.once('finish', done);
       res.once('close', () => {

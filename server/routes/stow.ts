@@ -96,12 +96,14 @@ export async function stow(ctx: IngestContext, req: Request, res: Response): Pro
 
   const stored: StoredInstanceRef[] = [];
   const failed: FailedInstanceRef[] = [];
+  const studies = new Set<string>();
   let warned = 0;
   for (const r of await Promise.all(results)) {
     if (!('ok' in r)) failed.push(r);
     else if (!r.ok) failed.push(r.failed);
     else {
       stored.push(r.ref);
+      studies.add(r.StudyInstanceUID);
       if (r.ref.warningReason !== undefined) warned++;
       if (r.obsoleteBlobKey) await deleteStoredBlob(ctx.blobs, r.obsoleteBlobKey).catch(() => {});
     }
@@ -110,6 +112,9 @@ export async function stow(ctx: IngestContext, req: Request, res: Response): Pro
 
   const status = stowStatus(stored.length, failed.length, warned);
   ctx.log.info('stow', { stored: stored.length, failed: failed.length, status });
+  // The audit trail names each study (and so its patient) the request stored into.
+  res.locals.auditStudies = [...studies];
+  res.locals.auditDetail = `stored ${stored.length}, failed ${failed.length}`;
   res
     .status(status)
     .type('application/dicom+json')

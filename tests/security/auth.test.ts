@@ -8,7 +8,8 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ConfigError, loadConfig } from '../../server/config';
-import { REPO, startServer } from '../helpers/server';
+import { syntheticSeries } from '../../server/synthetic';
+import { REPO, startServer, stow } from '../helpers/server';
 import {
   ADMIN_PASSWORD,
   Client,
@@ -177,6 +178,38 @@ describe('sign-in', () => {
       .map((l) => JSON.parse(l) as AuditRow);
     expect(lines.length).toBeGreaterThanOrEqual(2);
     expect(lines.every((l) => l.user === 'auditme')).toBe(true);
+  });
+});
+
+describe('audit of stores', () => {
+  it('records a STOW once per study it stored into, with the patient', async () => {
+    const token = await userWithToken(env.admin, 'ct-audit', 'modality');
+    const files = [
+      ...syntheticSeries({
+        patientName: 'Audit^One',
+        patientId: 'AUD-1',
+        instances: 2,
+        rows: 16,
+        columns: 16,
+        seed: 31,
+      }),
+      ...syntheticSeries({
+        patientName: 'Audit^Two',
+        patientId: 'AUD-2',
+        instances: 1,
+        rows: 16,
+        columns: 16,
+        seed: 32,
+      }),
+    ];
+    const r = await stow(env.base, files, undefined, { Authorization: `Bearer ${token}` });
+    expect(r.status).toBe(200);
+    const events = await audit('user=ct-audit&action=store');
+    expect(events.map((e) => [e.patient, e.status]).sort()).toEqual([
+      ['AUD-1', 200],
+      ['AUD-2', 200],
+    ]);
+    expect(events.every((e) => e.study && e.role === 'modality')).toBe(true);
   });
 });
 
