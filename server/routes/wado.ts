@@ -344,7 +344,9 @@ export function retrieveBulkdata(ctx: WadoContext) {
     }
     const boundary = newBoundary();
     res.status(200).setHeader('Content-Type', multipartType(rendering.partType, boundary));
-    await sendParts(res, [{ contentType: rendering.partType, body: data }], boundary);
+    const location = `${publicRoot(req)}/studies/${inst.StudyInstanceUID}/series/${inst.SeriesInstanceUID}/instances/${inst.SOPInstanceUID}/bulkdata/${path}`;
+    const headers = { 'Content-Location': location, 'Content-Length': String(data.length) };
+    await sendParts(res, [{ contentType: rendering.partType, headers, body: data }], boundary);
   };
 }
 

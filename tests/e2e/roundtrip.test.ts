@@ -238,6 +238,14 @@ async function checkSample(root: string, s: Sample) {
       expect(p.headers['content-length'], where).toBe(String(p.body.length));
     });
     const got = Buffer.concat(f.parts.map((p) => p.body));
+    if (frames === 1) {
+      // The same pixels as bulk data: its part says where it comes from and how long it is.
+      const uri = md['7FE00010'].BulkDataURI as string;
+      const bulk = await getMultipart(uri, 'multipart/related; type="application/octet-stream"');
+      expect(bulk.status, where).toBe(200);
+      expect(bulk.parts[0].headers['content-location'], where).toBe(uri);
+      expect(bulk.parts[0].headers['content-length'], where).toBe(String(bulk.parts[0].body.length));
+    }
     let expected = s.bytes.subarray(pixel.dataOffset, pixel.dataOffset + got.length);
     if (s.ts === '1.2.840.10008.1.2.2' && bits > 8) expected = swap(expected, bits);
     expect(got.length, where).toBeGreaterThan(0);
