@@ -89,6 +89,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     url,
     dicomweb: `${url}/dicomweb`,
     dataDir: config.dataDir,
+    blobStore: config.blobStore || `${config.dataDir}/blobs`,
+    index: config.databaseUrl ? withoutPassword(config.databaseUrl) : `${config.dataDir}/index.sqlite`,
     dimse: dicom,
     jpegExtended12bit: jpegExtended12 ? 'dcmcjpeg' : 'not available (apt install dcmtk)',
   });
@@ -179,9 +181,44 @@ async function runPrimary(config: Config, log: Logger): Promise<void> {
   process.once('SIGTERM', () => stop('SIGTERM'));
 }
 
+/** A database URL as it may be shown: its password replaced. */
+function withoutPassword(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'DATABASE_URL';
+  }
+}
+
+/** One line that says why the archive did not start, and what to look at (the stack with LOG_LEVEL=debug). */
+export function startFailure(err: unknown): string {
+  const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+  const message = e?.message ?? String(err);
+  switch (e?.code) {
+    case 'EADDRINUSE':
+      return `the address ${e.address ?? ''}:${e.port ?? ''} is already in use (another server on that port?): set PORT (and HOST) to a free one`;
+    case 'EACCES':
+      return `${message}: ports below 1024 need privileges; use PORT=8080 behind a reverse proxy (docs/deploy.md)`;
+    case 'ECONNREFUSED':
+    case 'ENOTFOUND':
+    case 'ETIMEDOUT':
+    case 'EHOSTUNREACH':
+      return `${message}: a storage service (DATABASE_URL, PACS_BLOB_STORE) cannot be reached`;
+    case '28P01':
+    case '3D000':
+    case '28000':
+      return `PostgreSQL refused DATABASE_URL: ${message}`;
+    default:
+      return message;
+  }
+}
+
 if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('server/main.ts')) {
   main().catch((err) => {
-    process.stderr.write(`${err?.stack ?? err}\n`);
+    process.stderr.write(`The archive did not start: ${startFailure(err)}\n`);
+    if (process.env.LOG_LEVEL === 'debug') process.stderr.write(`${err?.stack ?? err}\n`);
     process.exit(1);
   });
 }
