@@ -1,6 +1,6 @@
 /** Entry point: load the configuration, open storage, listen. `npm start` runs this. */
 import cluster from 'node:cluster';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { openStorage, type Storage } from '../storage/open';
 import type { Express } from 'express';
 import { createApp, type Security } from './app';
@@ -41,10 +41,22 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   }
   const app = createApp(config, storage, log, security);
   let dimse: DimseListener | undefined;
-  const server: Server = await new Promise((resolve, reject) => {
-    const s = app.listen(config.port, config.host, () => resolve(s));
-    s.once('error', reject);
-  });
+  // Not app.listen(): Express 5 calls its callback on a listen error too, and a port already in use
+  // would be reported as listening, and the process would then end with 0.
+  const server: Server = createServer(app);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.port, config.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    await security.audit.close();
+    await storage.close();
+    throw err;
+  }
   if (config.dimse.port !== undefined) {
     routeLibraryLog(log, config.logLevel);
     try {
@@ -136,14 +148,19 @@ async function main() {
   // Maintenance (npm run reindex, fsck --repair) refuses to run while this file says a server runs.
   const unregister = await registerServer(config.dataDir, running.url);
   process.once('exit', unregister);
+  let stopping = false;
   const stop = async (signal: string) => {
+    // A signal sent twice (systemd to the whole group, and the primary or npm start to this process)
+    // must not kill the shutdown under way.
+    if (stopping) return;
+    stopping = true;
     log.info('shutting down', { signal });
     await running.close();
     unregister();
     process.exit(0);
   };
-  process.once('SIGINT', () => void stop('SIGINT'));
-  process.once('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
 }
 
 /**
@@ -168,6 +185,7 @@ async function runPrimary(config: Config, log: Logger): Promise<void> {
   });
   log.info('started workers', { workers: config.workers, url: `http://${config.host}:${config.port}` });
   const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
     stopping = true;
     log.info('shutting down', { signal });
     for (const w of Object.values(cluster.workers ?? {})) w?.process.kill(signal);
@@ -177,8 +195,8 @@ async function runPrimary(config: Config, log: Logger): Promise<void> {
       if (Object.keys(cluster.workers ?? {}).length === 0) exit();
     });
   };
-  process.once('SIGINT', () => stop('SIGINT'));
-  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
 }
 
 /** A database URL as it may be shown: its password replaced. */
