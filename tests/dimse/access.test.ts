@@ -4,13 +4,12 @@
  * listed, or listed with another address than the caller's, is refused (A-ASSOCIATE-RJ, calling AE title
  * not recognized), logged and audited, while the same AE title from its own address is accepted.
  */
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../scripts/lib/net';
-import { REPO } from '../samples';
+import { runTs } from '../helpers/process';
 import { type Archive, DCMTK_MISSING, dcmtkPresent, eventually, run, startArchive } from './helpers';
 import { associateRQ, RawPeer, releaseRQ } from './pdu';
 
@@ -59,8 +58,8 @@ describe('DIMSE access: server start', () => {
     try {
       const env: Record<string, string | undefined> = { ...process.env };
       for (const k of Object.keys(env)) if (k.startsWith('PACS_')) delete env[k];
-      const child = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, 'server/main.ts')], {
-        cwd: REPO,
+      const { code, output } = await runTs('server/main.ts', [], {
+        timeoutMs: 30_000,
         env: {
           ...env,
           HOST: '127.0.0.1',
@@ -69,18 +68,7 @@ describe('DIMSE access: server start', () => {
           PACS_DIMSE_PORT: String(await freePort()),
           PACS_ADMIN_PASSWORD: ADMIN_PASSWORD,
         },
-        stdio: ['ignore', 'pipe', 'pipe'],
       });
-      let output = '';
-      child.stdout.on('data', (d) => {
-        output += String(d);
-      });
-      child.stderr.on('data', (d) => {
-        output += String(d);
-      });
-      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-      const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
-      clearTimeout(timer);
       expect(code, output).toBe(2);
       expect(output).toMatch(
         /PACS_DIMSE_ALLOWED_AES: required with PACS_DIMSE_PORT \(the DICOM listener has no sign-in; PACS_AUTH does not cover it\)/,

@@ -59,35 +59,7 @@ export async function startArchive(env: Record<string, string> = {}): Promise<Ar
   };
 }
 
-export interface RunResult {
-  code: number | null;
-  /** stdout and stderr together (dcmtk logs to stderr, some tools print results on stdout). */
-  output: string;
-}
-
-/** Runs a program to its end (at most timeoutMs), capturing its output. */
-export function run(
-  cmd: string,
-  args: string[],
-  opts: { timeoutMs?: number; cwd?: string } = {},
-): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd ?? REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (d) => {
-      output += String(d);
-    });
-    child.stderr.on('data', (d) => {
-      output += String(d);
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 120_000);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, output });
-    });
-  });
-}
+export { type RunResult, run } from '../helpers/process';
 
 /** Whether dcmtk is installed; with the samples present its absence fails the suite (tests/helpers/tools.ts). */
 export async function dcmtkPresent(): Promise<boolean> {

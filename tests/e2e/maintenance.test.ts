@@ -3,7 +3,7 @@
  * index row refers to, as a crash between writing a blob and indexing it would leave, and index rows
  * whose blob is gone. On every storage combination (folder + SQLite, S3 + PostgreSQL).
  */
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -14,6 +14,7 @@ import { fsck, reindex } from '../../server/maintenance';
 import { syntheticSeries } from '../../server/synthetic';
 import { AccessStore } from '../../storage/access';
 import { openStorage } from '../../storage/open';
+import { runTs } from '../helpers/process';
 import { startServer, stow } from '../helpers/server';
 import { STORAGE_CONFIGS, type StorageBackends } from '../helpers/storage-configs';
 import { getJson, type Json, value } from './dicomweb';
@@ -240,15 +241,12 @@ describe.each(STORAGE_CONFIGS)('reindex and fsck on $name', (storage) => {
 
 describe('maintenance under a running server', () => {
   const repo = path.resolve(import.meta.dirname, '../..');
-  const maintenance = (dataDir: string, ...args: string[]) =>
-    new Promise<{ code: number; out: string }>((resolve) => {
-      execFile(
-        process.execPath,
-        ['--import', 'tsx', 'scripts/maintenance.ts', ...args],
-        { cwd: repo, env: { ...process.env, PACS_DATA_DIR: dataDir, PACS_AUTH: 'off' } },
-        (err, stdout, stderr) => resolve({ code: err ? Number(err.code) : 0, out: stdout + stderr }),
-      );
+  const maintenance = async (dataDir: string, ...args: string[]) => {
+    const r = await runTs('scripts/maintenance.ts', args, {
+      env: { ...process.env, PACS_DATA_DIR: dataDir, PACS_AUTH: 'off' },
     });
+    return { code: r.code ?? -1, out: r.output };
+  };
 
   it('reindex and fsck --repair refuse while a server of this host runs on the data folder', async () => {
     const dataDir = await mkdtemp(path.join(tmpdir(), 'pacs-maintenance-'));

@@ -6,12 +6,12 @@
  * - S3 + PostgreSQL: the same s3rver and a throwaway PostgreSQL cluster (tests/helpers/postgres.ts),
  *   skipped with a message where the PostgreSQL server binaries are not installed.
  */
-import { spawn } from 'node:child_process';
 import { fsck, type MaintenanceReport } from '../../server/maintenance';
 import { REPO_ROOT } from '../../scripts/lib/archive-process';
 import { postgresBinDir } from '../../scripts/lib/pg-cluster';
 import { loadConfig } from '../../server/config';
 import { startPostgres } from './postgres';
+import { runTs } from './process';
 import { startRestartableS3rver } from './s3rver-restartable';
 
 export interface Service {
@@ -125,19 +125,8 @@ export async function fsckCommand(
   env: Record<string, string>,
   repair = false,
 ): Promise<{ code: number | null; output: string }> {
-  const args = ['--import', 'tsx', 'scripts/maintenance.ts', 'fsck', ...(repair ? ['--repair'] : [])];
-  const child = spawn(process.execPath, args, {
+  return runTs('scripts/maintenance.ts', ['fsck', ...(repair ? ['--repair'] : [])], {
     cwd: REPO_ROOT,
     env: { ...process.env, ...env, PACS_DATA_DIR: dataDir },
-    stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let output = '';
-  child.stdout.on('data', (d) => {
-    output += String(d);
-  });
-  child.stderr.on('data', (d) => {
-    output += String(d);
-  });
-  const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
-  return { code, output };
 }
