@@ -136,6 +136,11 @@ async function main() {
     }
     throw err;
   }
+  // `--check-config`: the environment's configuration checked, nothing started (before an upgrade).
+  if (process.argv.includes('--check-config')) {
+    process.stdout.write('configuration ok\n');
+    process.exit(0);
+  }
   const log = createLogger(config.logLevel);
   if (config.workers > 1 && cluster.isPrimary) {
     await runPrimary(config, log);

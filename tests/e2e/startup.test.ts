@@ -8,6 +8,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runTs } from '../helpers/process';
 import { REPO } from '../helpers/server';
 
 function archive(env: Record<string, string>) {
@@ -44,6 +45,20 @@ describe('starting and stopping the archive', () => {
       taken.close();
       await rm(dataDir, { recursive: true, force: true });
     }
+  });
+
+  it('checks a configuration without starting anything (--check-config)', async () => {
+    const ok = await runTs('server/main.ts', ['--check-config'], {
+      env: { ...process.env, PACS_DATA_DIR: '/nonexistent/never-created' },
+    });
+    expect(ok).toEqual({ code: 0, output: 'configuration ok\n' });
+    const bad = await runTs('server/main.ts', ['--check-config'], {
+      env: { ...process.env, PACS_DIMSE_PORT: '11112', PORT: 'eighty' },
+    });
+    expect(bad.code).toBe(2);
+    expect(bad.output).toMatch(
+      /invalid configuration:\n {2}PORT=eighty.*\n {2}PACS_DIMSE_ALLOWED_AES: required/s,
+    );
   });
 
   it('shuts down cleanly (exit 0) when SIGTERM comes twice', async () => {
