@@ -247,27 +247,26 @@ export class Auth {
         throw forbidden(`${NAMED_LINK_SIGN_IN}; you are signed in as ${p.username}`);
     }
     if (share.verify !== 'none') {
-      // Wrong answers are counted per link too, from every address together: a 4-digit PIN or a birth
-      // date cannot be found by trying from many addresses.
+      // Answers are counted per link too, from every address together, so that a 4-digit PIN or a birth
+      // date cannot be found by trying from many addresses. Each attempt is counted (one atomic step)
+      // before its answer is checked, so attempts sent all at once are counted too; a right answer
+      // takes its count back.
       const limitName = `share:${share.id}`;
-      const tried = await this.access.rateLimit(limitName, now);
-      if (tried && tried.hits >= this.config.auth.loginRateLimit)
+      const tried = await this.access.hitRateLimit(limitName, now, SHARE_ANSWER_WINDOW_MS);
+      if (tried.hits > this.config.auth.loginRateLimit)
         throw new DicomwebError(
           429,
           `too many wrong answers for this link: it can be tried again after ${new Date(tried.resetAt).toISOString()}, or ask for a new link`,
         );
-      const wrong = async (message: string) => {
-        await this.access.hitRateLimit(limitName, now, SHARE_ANSWER_WINDOW_MS);
-        return new Unauthorized(message);
-      };
       if (share.verify === 'pin' && !(await verifyPassword(String(answer.pin ?? ''), share.pinHash)))
-        throw await wrong('the PIN is not correct');
+        throw new Unauthorized('the PIN is not correct');
       if (share.verify === 'birthdate') {
         const given = normalizeBirthDate(String(answer.birthDate ?? ''));
         const expected = await this.patientBirthDate(share.studyInstanceUID);
         if (!expected || !given || !sameText(given, expected))
-          throw await wrong("the patient's birth date is not correct");
+          throw new Unauthorized("the patient's birth date is not correct");
       }
+      await this.access.unhitRateLimit(limitName);
     }
     if (share.grantee !== null) return { csrf: p?.csrf ?? '' };
     const sid = randomToken();
