@@ -42,6 +42,9 @@ export function createLogger(
 /** A logger that drops everything (tests that assert on responses, not logs). */
 export const silentLogger: Logger = createLogger('error', {}, () => {});
 
+/** /s/{token} and /api/share-links/{token}, with slashes as they are or percent-encoded. */
+const SHARE_LINK_PATH = /(^|\/|%2F)(s|api(?:\/|%2F)share-links)(\/|%2F)[^/?&#%]+/gi;
+
 /**
  * A request's URL as it may be written down. Share-link tokens (/s/{token}, /api/share-links/{token})
  * are credentials and are always replaced by "…". With `queryValues: false` (the access log on stdout,
@@ -49,10 +52,18 @@ export const silentLogger: Logger = createLogger('error', {}, () => {});
  * searched for are patient data; the audit trail, readable by administrators only, keeps them.
  */
 export function loggedUrl(url: string, opts: { queryValues: boolean }): string {
-  const at = url.indexOf('?');
-  const path = (at < 0 ? url : url.slice(0, at)).replace(/(^|\/)(s|api\/share-links)\/[^/]+/, '$1$2/…');
+  // A request line in absolute form (http://host/path) is written from its path; every share-link path
+  // loses its token, also one carried in a query value (?return=/s/{token}, percent-encoded or not).
+  const redacted = url
+    .replace(/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i, '')
+    .replace(
+      SHARE_LINK_PATH,
+      (_m, before: string, what: string, slash: string) => `${before}${what}${slash}…`,
+    );
+  const at = redacted.indexOf('?');
+  const path = at < 0 ? redacted : redacted.slice(0, at);
   if (at < 0) return path;
-  const query = url.slice(at + 1);
+  const query = redacted.slice(at + 1);
   if (opts.queryValues) return `${path}?${query}`;
   return `${path}?${query
     .split('&')
