@@ -24,7 +24,7 @@ import { ACCOUNT_ROLES, type User } from '../../storage/access';
 import type { OidcRoutes } from '../app';
 import type { Config, OidcConfig } from '../config';
 import type { Logger } from '../log';
-import { queryParams } from '../routes/common';
+import { publicOrigin, queryParams } from '../routes/common';
 import { type Auth, type Principal, principalOf } from './auth';
 import { sha256 } from './secrets';
 
@@ -406,7 +406,7 @@ class OidcSignIn {
   // ── the flow cookie ──
 
   private origin(req: Request): string {
-    return this.config.publicUrl || `${req.protocol}://${req.get('host') ?? 'localhost'}`;
+    return this.config.publicUrl || publicOrigin(req);
   }
 
   private flowCookieOptions(req: Request): CookieOptions {
@@ -463,8 +463,10 @@ export function safeReturnPath(value: string | null | undefined): string {
     return '/';
   const base = 'http://pacs.invalid';
   const url = URL.parse(value, base);
-  if (!url || url.origin !== base || value.startsWith('//') || url.pathname.startsWith('/api/')) return '/';
-  return `${url.pathname}${url.search}${url.hash}`;
+  if (!url || url.origin !== base || url.pathname.startsWith('/api/')) return '/';
+  // Checked on what is returned: '/.//host' and '/a/..//host' normalise to '//host', another origin.
+  const path = `${url.pathname}${url.search}${url.hash}`;
+  return /^\/[/\\]/.test(path) ? '/' : path;
 }
 
 /** A claim by name, or by dotted path into nested objects (realm_access.roles). */
