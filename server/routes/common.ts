@@ -33,16 +33,22 @@ export function acceptedTypes(req: Request, query: URLSearchParams = queryParams
 const HOST_HEADER = /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?$/;
 
 /**
- * Absolute DICOMweb root as the client reached it (for RetrieveURL and BulkDataURI), or PACS_PUBLIC_URL.
- * The Host header is checked: it is written into JSON and headers, and a forged one must not inject.
+ * Origin of the archive as the client reached it, or PACS_PUBLIC_URL: what links, RetrieveURL and
+ * BulkDataURI start with. The Host header is checked (it is written into JSON, headers, share links and
+ * their QR codes, and a forged one must not inject) and the protocol is http or https.
  */
-export function publicRoot(req: Request): string {
+export function publicOrigin(req: Request): string {
   const configured = req.app.locals.publicUrl as string | undefined;
-  if (configured) return `${configured.replace(/\/$/, '')}${DICOMWEB_ROOT}`;
+  if (configured) return configured.replace(/\/$/, '');
   const host = req.get('host') ?? 'localhost';
   if (!HOST_HEADER.test(host)) throw badRequest(`the Host header "${host.slice(0, 80)}" is not a host name`);
   const protocol = req.protocol === 'https' ? 'https' : 'http';
-  return `${protocol}://${host}${DICOMWEB_ROOT}`;
+  return `${protocol}://${host}`;
+}
+
+/** Absolute DICOMweb root as the client reached it (for RetrieveURL and BulkDataURI). */
+export function publicRoot(req: Request): string {
+  return `${publicOrigin(req)}${DICOMWEB_ROOT}`;
 }
 
 function uid(value: unknown, name: string): string {

@@ -14,19 +14,13 @@ import type { Share, ShareVerify } from '../../storage/access';
 import type { Index } from '../../storage/index';
 import { type Auth, type Principal, shareProblem } from '../auth/auth';
 import { hashPassword, randomToken } from '../auth/secrets';
+import { publicOrigin } from './common';
 
 const body = (req: Request) =>
   (typeof req.body === 'object' && req.body ? req.body : {}) as Record<string, unknown>;
 
-/** Origin of the viewer as clients reach it (PACS_PUBLIC_URL behind a proxy). */
-function origin(req: Request): string {
-  const configured = req.app.locals.publicUrl as string | undefined;
-  if (configured) return configured.replace(/\/$/, '');
-  return `${req.protocol}://${req.get('host') ?? 'localhost'}`;
-}
-
 function describe(auth: Auth, req: Request, s: Share) {
-  const url = `${origin(req)}/s/${auth.shareToken(s.id)}`;
+  const url = `${publicOrigin(req)}/s/${auth.shareToken(s.id)}`;
   return {
     id: s.id,
     studyInstanceUID: s.studyInstanceUID,
