@@ -6,7 +6,7 @@
  * stopped by hand.
  */
 import { rmSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 const RUN_DIR = 'run';
@@ -16,9 +16,16 @@ const SERVER_ENTRY = 'server/main.ts';
 /** Registers this process as a server of the folder; the returned function (synchronous) unregisters it. */
 export async function registerServer(dataDir: string, url: string): Promise<() => void> {
   const dir = path.join(dataDir, RUN_DIR);
-  await mkdir(dir, { recursive: true });
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await chmod(dir, 0o700); // only the archive's own user may put files there
   const file = path.join(dir, `${process.pid}.pid`);
-  await writeFile(file, `${JSON.stringify({ pid: process.pid, url, started: new Date().toISOString() })}\n`);
+  // A file left under this number (or a link planted there) is removed, and the new one is created
+  // exclusively: a symbolic link is never followed to overwrite another file.
+  await rm(file, { force: true });
+  await writeFile(file, `${JSON.stringify({ pid: process.pid, url, started: new Date().toISOString() })}\n`, {
+    flag: 'wx',
+    mode: 0o600,
+  });
   return () => rmSync(file, { force: true });
 }
 
