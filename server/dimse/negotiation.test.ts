@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../config';
 import {
+  addressMayConnect,
   callerRefusal,
   decideContext,
   isStorableTransferSyntax,
@@ -8,6 +9,7 @@ import {
   isValidAETitle,
   normalizeAddress,
   parseAllowedAEs,
+  PduLengthGuard,
   parseRemoteAEs,
 } from './negotiation';
 
@@ -151,5 +153,39 @@ describe('AE titles and remote AEs', () => {
     expect(() =>
       loadConfig({ PACS_DIMSE_PORT: '11112', PACS_DIMSE_REMOTE_AES: 'VIEWER@10.0.0.7:11112' }),
     ).toThrow(/PACS_DIMSE_ALLOWED_AES: required/);
+  });
+});
+
+describe('PduLengthGuard', () => {
+  const pdu = (type: number, length: number, body = length) => {
+    const b = Buffer.alloc(6 + body);
+    b[0] = type;
+    b.writeUInt32BE(length, 2);
+    return b;
+  };
+  it('follows PDUs across chunk boundaries and lets those of acceptable length through', () => {
+    const g = new PduLengthGuard(262144);
+    const stream = Buffer.concat([pdu(0x01, 300), pdu(0x04, 262144), pdu(0x05, 4)]);
+    for (let at = 0; at < stream.length; at += 7) expect(g.push(stream.subarray(at, at + 7))).toBeUndefined();
+  });
+  it('says so when a header declares more than that type may, even split over chunks', () => {
+    const g = new PduLengthGuard(262144);
+    const big = pdu(0x04, 16 * 262144 + 1, 0);
+    expect(g.push(big.subarray(0, 3))).toBeUndefined();
+    expect(g.push(big.subarray(3))).toMatch(
+      /type 0x04 declares 4194305 bytes, more than the 4194304 accepted/,
+    );
+    expect(new PduLengthGuard(262144).push(pdu(0x01, 2 * 1024 * 1024, 0))).toMatch(/type 0x01/);
+  });
+});
+
+describe('addressMayConnect', () => {
+  it('lets through only the addresses of the allowed AEs when every one is bound to an address', () => {
+    const bound = parseAllowedAEs('CT1@10.0.0.5,MR1@[::1]').aes;
+    expect(addressMayConnect(bound, '::ffff:10.0.0.5')).toBe(true);
+    expect(addressMayConnect(bound, '::1')).toBe(true);
+    expect(addressMayConnect(bound, '10.0.0.6')).toBe(false);
+    expect(addressMayConnect(parseAllowedAEs('CT1@10.0.0.5,WS1').aes, '10.0.0.6')).toBe(true);
+    expect(addressMayConnect('any', '203.0.113.1')).toBe(true);
   });
 });

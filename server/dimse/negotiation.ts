@@ -208,3 +208,67 @@ export function callerRefusal(
   if (entries.some((a) => a.address === undefined || a.address === from)) return undefined;
   return `calling AE title ${aet} is allowed only from ${entries.map((a) => a.address).join(', ')} (PACS_DIMSE_ALLOWED_AES), not from ${from}`;
 }
+
+/**
+ * Whether a TCP connection from this address may go on to an association request at all: with every
+ * allowed AE bound to an address, only those addresses may (others are closed at once, before the
+ * archive reads a byte from them); with 'any', or an AE allowed from anywhere, every address may.
+ */
+export function addressMayConnect(allowed: AllowedAE[] | 'any', address: string): boolean {
+  if (allowed === 'any' || allowed.some((a) => a.address === undefined)) return true;
+  const from = normalizeAddress(address) ?? address;
+  return allowed.some((a) => a.address === from);
+}
+
+/** PDU types of PS3.8 9.3 and the largest of each the archive reads before refusing the connection. */
+const PDU_A_ASSOCIATE_RQ = 0x01;
+const PDU_P_DATA_TF = 0x04;
+
+/**
+ * The largest PDU of a type a peer may send (PS3.8 9.3; the 6-byte header not counted). A P-DATA-TF may be
+ * as long as the maximum length this side announced; sixteen times that is allowed to peers that do not
+ * heed it. An A-ASSOCIATE-RQ of a few hundred presentation contexts stays far below 1 MiB; the other
+ * PDUs are a few bytes.
+ */
+export function maxPduLength(type: number, announced: number): number {
+  if (type === PDU_P_DATA_TF) return 16 * announced;
+  if (type === PDU_A_ASSOCIATE_RQ) return 1024 * 1024;
+  return 64 * 1024;
+}
+
+/**
+ * Follows the PDU headers of an incoming byte stream (type, reserved byte, 32-bit big-endian length)
+ * and says when a PDU declares a length above maxPduLength: the connection is then closed before its
+ * bytes are gathered (the network library would hold the whole declared length in memory).
+ */
+export class PduLengthGuard {
+  private header = Buffer.alloc(0);
+  private remaining = 0;
+
+  constructor(private readonly announced: number) {}
+
+  /** Undefined while every PDU header seen is acceptable; else why the connection must be closed. */
+  push(chunk: Buffer): string | undefined {
+    let at = 0;
+    while (at < chunk.length) {
+      if (this.remaining > 0) {
+        const n = Math.min(this.remaining, chunk.length - at);
+        this.remaining -= n;
+        at += n;
+        continue;
+      }
+      const need = 6 - this.header.length;
+      this.header = Buffer.concat([this.header, chunk.subarray(at, at + need)]);
+      at += Math.min(need, chunk.length - at);
+      if (this.header.length < 6) return undefined;
+      const type = this.header[0];
+      const length = this.header.readUInt32BE(2);
+      this.header = Buffer.alloc(0);
+      const max = maxPduLength(type, this.announced);
+      if (length > max)
+        return `PDU of type 0x${type.toString(16).padStart(2, '0')} declares ${length} bytes, more than the ${max} accepted`;
+      this.remaining = length;
+    }
+    return undefined;
+  }
+}

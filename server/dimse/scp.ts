@@ -43,7 +43,13 @@ import {
   type PresentationContext,
   type Response,
 } from './library';
-import { callerRefusal, decideContext, informationModel } from './negotiation';
+import {
+  addressMayConnect,
+  callerRefusal,
+  decideContext,
+  informationModel,
+  PduLengthGuard,
+} from './negotiation';
 import { fileMetaInformation } from './part10';
 import { findResponse, patientsOf, planFind, QRStatus, QueryError } from './query';
 import { instancesToRetrieve, outgoing } from './retrieve';
@@ -542,6 +548,9 @@ class ArchiveScp extends DimseConnection {
   }
 }
 
+/** Connections one address may hold at once (a modality opens a few; a flood must not fill the listener). */
+const MAX_CONNECTIONS_PER_ADDRESS = 32;
+
 /**
  * Starts the DICOM listener on host:port (port 0: any free port). close() stops listening, aborts the
  * open associations and waits for the C-STOREs being stored to settle.
@@ -555,10 +564,41 @@ export async function startDimseListener(
 ): Promise<DimseListener> {
   const gw: Gateway = { ctx, dimse: dimseConfig, log, ingests: new Set(), audit };
   const sockets = new Set<net.Socket>();
+  const perAddress = new Map<string, number>();
+  const announced = dimse.Implementation.getMaxPduLength();
   const server = net.createServer((socket) => {
+    const source = socket.remoteAddress ?? '';
+    // Before a byte is read: an address no allowed AE may call from, or one that already holds its
+    // share of connections, is closed at once (connections left idle would otherwise fill the listener).
+    const refused = !addressMayConnect(dimseConfig.allowedAEs, source)
+      ? 'address not in PACS_DIMSE_ALLOWED_AES'
+      : (perAddress.get(source) ?? 0) >= MAX_CONNECTIONS_PER_ADDRESS
+        ? `more than ${MAX_CONNECTIONS_PER_ADDRESS} connections from this address`
+        : undefined;
+    if (refused) {
+      log.warn('DICOM connection refused', { source, reason: refused });
+      socket.destroy();
+      return;
+    }
+    perAddress.set(source, (perAddress.get(source) ?? 0) + 1);
     sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
+    socket.once('close', () => {
+      sockets.delete(socket);
+      const n = (perAddress.get(source) ?? 1) - 1;
+      if (n > 0) perAddress.set(source, n);
+      else perAddress.delete(source);
+    });
     socket.setNoDelay(true);
+    // A PDU declaring more than it may be: closed before the network library gathers it in memory.
+    const guard = new PduLengthGuard(announced);
+    const watch = (chunk: Buffer) => {
+      const problem = guard.push(chunk);
+      if (problem === undefined) return;
+      socket.off('data', watch);
+      log.warn('DICOM connection closed', { source, reason: problem });
+      socket.destroy();
+    };
+    socket.on('data', watch);
     new ArchiveScp(socket, gw);
   });
   server.maxConnections = 256;

@@ -186,3 +186,54 @@ describe.skipIf(!hasDcmtk)('DIMSE access with PACS_AUTH=on (echoscu, findscu, ra
     expect(events.find((e) => e.user === 'AE:CT1')).toMatchObject({ status: 403, source: '127.0.0.3' });
   });
 });
+
+describe.skipIf(!hasDcmtk)('DIMSE connections before any association', () => {
+  let bound: Archive;
+  beforeAll(async () => {
+    bound = await startArchive({ ...SIGNED_IN, PACS_DIMSE_ALLOWED_AES: 'RAW@127.0.0.1' });
+  });
+  afterAll(async () => bound?.close());
+
+  /** Whether the archive closed the connection within ms, having sent nothing. */
+  async function closedAtOnce(peer: RawPeer, ms = 3000): Promise<boolean> {
+    const timer = new Promise<false>((resolve) => setTimeout(() => resolve(false), ms));
+    return Promise.race([peer.closed.then(() => true as const), timer]);
+  }
+
+  it('closes a connection from an address no allowed AE may call from, before reading anything', async () => {
+    const stranger = await RawPeer.connect(bound.dimsePort, '127.0.0.5');
+    expect(await closedAtOnce(stranger)).toBe(true);
+    expect((await associateFrom(bound, 'RAW', '127.0.0.1'))?.type).toBe(0x02);
+    expect(bound.logs.some((l) => l.msg === 'DICOM connection refused' && l.source === '127.0.0.5')).toBe(
+      true,
+    );
+  });
+
+  it('closes a connection whose PDU declares more than it may, before gathering it', async () => {
+    const peer = await RawPeer.connect(bound.dimsePort, '127.0.0.1');
+    const header = Buffer.alloc(6);
+    header[0] = 0x01; // A-ASSOCIATE-RQ of almost 4 GiB
+    header.writeUInt32BE(0xfffffff0, 2);
+    peer.send(Buffer.concat([header, Buffer.alloc(64 * 1024)]));
+    expect(await closedAtOnce(peer)).toBe(true);
+    expect(
+      bound.logs.some(
+        (l) => l.msg === 'DICOM connection closed' && /declares 4294967280 bytes/.test(String(l.reason)),
+      ),
+    ).toBe(true);
+  });
+
+  it('holds at most 32 connections from one address: idle ones cannot fill the listener', async () => {
+    const idle: RawPeer[] = [];
+    try {
+      for (let i = 0; i < 32; i++) idle.push(await RawPeer.connect(bound.dimsePort, '127.0.0.1'));
+      const extra = await RawPeer.connect(bound.dimsePort, '127.0.0.1');
+      expect(await closedAtOnce(extra)).toBe(true);
+      for (const p of idle.splice(0, 4)) p.destroy();
+      await new Promise((r) => setTimeout(r, 200));
+      expect((await associateFrom(bound, 'RAW', '127.0.0.1'))?.type).toBe(0x02);
+    } finally {
+      for (const p of idle) p.destroy();
+    }
+  });
+});
