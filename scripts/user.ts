@@ -12,13 +12,13 @@
  *   npm run user -- token list [<username>]
  *   npm run user -- token revoke <id>
  *   npm run user -- locked
- *   npm run user -- unlock <client address>
+ *   npm run user -- unlock <client address> | share:<id>
  *
  * Without --password a random one-time password is printed (to be changed at first sign-in);
  * `--password -` reads it from standard input (keeps it out of the process list and shell history).
  * `locked` lists the client addresses with failed sign-ins or share link checks counted in the current
- * window, marked LOCKED once they reach PACS_LOGIN_RATE_LIMIT; `unlock` clears an address's counts
- * before its window ends.
+ * window, and the share links with wrong birth dates or PINs counted (share:<id>), marked LOCKED once
+ * they reach PACS_LOGIN_RATE_LIMIT; `unlock` clears an address's or a link's counts before the window ends.
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
@@ -218,8 +218,15 @@ export async function runUserCommand(
       }
       case 'unlock': {
         const [address] = rest;
+        // A share link locked by wrong birth dates or PINs (share:<id>, as `locked` lists it).
+        if (address?.startsWith('share:')) {
+          if (!(await access.resetRateLimit(address)))
+            throw new UsageError(`no wrong answers counted for ${address}`);
+          out(`unlocked ${address}`);
+          return;
+        }
         if (!address || isIP(address) === 0)
-          throw new UsageError('unlock: a client address (IPv4 or IPv6) is needed');
+          throw new UsageError('unlock: a client address (IPv4 or IPv6), or share:<id>, is needed');
         let cleared = 0;
         for (const name of rateLimitNames(address)) if (await access.resetRateLimit(name)) cleared++;
         if (cleared === 0) throw new UsageError(`no failures counted for ${address}`);
