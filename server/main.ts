@@ -9,7 +9,7 @@ import { type Config, ConfigError, loadConfig, storageOptions } from './config';
 import { routeLibraryLog } from './dimse/library';
 import { type DimseListener, startDimseListener } from './dimse/scp';
 import { createLogger, type Logger } from './log';
-import { registerServer } from './run-registry';
+import { registerProcess, runningProcesses } from './run-registry';
 import { enableJpegExtended12 } from '../dicomweb/transfer-syntax';
 import { dcmtkJpegAvailable } from './transcode/dcmtk';
 import { configureTranscoder } from './transcode/pool';
@@ -142,17 +142,26 @@ async function main() {
     process.exit(0);
   }
   const log = createLogger(config.logLevel);
+  // Not under a reindex or fsck --repair of this folder (they refuse to run under a server, too).
+  const maintenance = cluster.isPrimary ? await runningProcesses(config.dataDir, 'maintenance') : [];
+  if (maintenance.length > 0) {
+    process.stderr.write(
+      `The archive did not start: maintenance (npm run reindex or fsck --repair) is running on ${config.dataDir} (process ${maintenance.join(', ')}); start it once that has finished\n`,
+    );
+    process.exit(1);
+  }
   if (config.workers > 1 && cluster.isPrimary) {
     await runPrimary(config, log);
     return;
   }
+  // Maintenance (npm run reindex, fsck --repair) refuses to run while this file says a server runs;
+  // written before the storage is opened, so a maintenance run starting meanwhile sees it.
+  const unregister = await registerProcess(config.dataDir, 'server', { port: config.port });
+  process.once('exit', unregister);
   const running = await startServer(
     config,
     cluster.isWorker ? log.child({ worker: cluster.worker?.id }) : log,
   );
-  // Maintenance (npm run reindex, fsck --repair) refuses to run while this file says a server runs.
-  const unregister = await registerServer(config.dataDir, running.url);
-  process.once('exit', unregister);
   let stopping = false;
   const stop = async (signal: string) => {
     // A signal sent twice (systemd to the whole group, and the primary or npm start to this process)

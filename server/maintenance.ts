@@ -13,7 +13,7 @@ import { Part10Error, Part10Scanner } from '../dicomweb/part10';
 import type { BlobStore } from '../storage/blob';
 import type { Index, InstanceRecord } from '../storage/index';
 import { openStorage } from '../storage/open';
-import { runningServers } from './run-registry';
+import { registerProcess, runningProcesses } from './run-registry';
 import { type Config, storageOptions } from './config';
 import { describeInstance, describePart10Error } from './ingest';
 import { originalOfDerivedKey } from './transcode/copies';
@@ -107,9 +107,15 @@ const REINDEX_PARALLEL = 8;
 /** Maintenance that changes the index while a server of this host runs on the same data folder. */
 export class ServerRunningError extends Error {}
 
-async function refuseUnderRunningServer(config: Config, what: string): Promise<void> {
-  const pids = await runningServers(config.dataDir);
-  if (pids.length === 0) return;
+/**
+ * Refuses while a server of this host runs on the folder; else registers this maintenance run (servers
+ * then refuse to start until it ends) and returns the function that ends its registration.
+ */
+async function refuseUnderRunningServer(config: Config, what: string): Promise<() => void> {
+  const unregister = await registerProcess(config.dataDir, 'maintenance', { what });
+  const pids = await runningProcesses(config.dataDir, 'server');
+  if (pids.length === 0) return unregister;
+  unregister();
   throw new ServerRunningError(
     `${what}: an archive server is running on ${config.dataDir} (process ${pids.join(', ')}); stop it first` +
       (config.databaseUrl ? ', and every server of other hosts on the same database' : ''),
@@ -128,7 +134,15 @@ export async function reindex(
   config: Config,
   onProgress?: (done: number) => void,
 ): Promise<MaintenanceReport> {
-  await refuseUnderRunningServer(config, 'reindex');
+  const unregister = await refuseUnderRunningServer(config, 'reindex');
+  try {
+    return await rebuild(config, onProgress);
+  } finally {
+    unregister();
+  }
+}
+
+async function rebuild(config: Config, onProgress?: (done: number) => void): Promise<MaintenanceReport> {
   const storage = await openStorage(storageOptions(config));
   const report = emptyReport();
   try {
@@ -170,7 +184,16 @@ export async function reindex(
  * stopped: a blob being stored right now has no index row yet.
  */
 export async function fsck(config: Config, opts: { repair: boolean }): Promise<MaintenanceReport> {
-  if (opts.repair) await refuseUnderRunningServer(config, 'fsck --repair');
+  if (!opts.repair) return check(config, opts);
+  const unregister = await refuseUnderRunningServer(config, 'fsck --repair');
+  try {
+    return await check(config, opts);
+  } finally {
+    unregister();
+  }
+}
+
+async function check(config: Config, opts: { repair: boolean }): Promise<MaintenanceReport> {
   const storage = await openStorage(storageOptions(config));
   const report = emptyReport();
   try {

@@ -1,20 +1,30 @@
 /**
- * Which archive processes serve a data folder: each writes `<PACS_DATA_DIR>/run/<pid>.pid` while it
- * runs, so that maintenance (reindex, fsck --repair) can refuse to work under a running server. A file
- * left by a process that died (or whose number now belongs to another program) is recognised and
- * removed. It only sees the servers of this host: with PostgreSQL, the servers of other hosts must be
- * stopped by hand.
+ * Which archive processes work on a data folder: each server, and each maintenance run that changes the
+ * index (reindex, fsck --repair), writes `<PACS_DATA_DIR>/run/<pid>.pid` while it runs, so that neither
+ * starts under the other. A file left by a process that died (or whose number now belongs to another
+ * program) is recognised and removed. It only sees the processes of this host: with PostgreSQL, the
+ * servers of other hosts must be stopped by hand.
  */
 import { rmSync } from 'node:fs';
 import { chmod, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 const RUN_DIR = 'run';
-/** What the command line of an archive process contains (`node --import tsx server/main.ts`). */
-const SERVER_ENTRY = 'server/main.ts';
 
-/** Registers this process as a server of the folder; the returned function (synchronous) unregisters it. */
-export async function registerServer(dataDir: string, url: string): Promise<() => void> {
+export type ProcessKind = 'server' | 'maintenance';
+
+/** What the command line of each kind of process contains (`node --import tsx server/main.ts`). */
+const ENTRY: Record<ProcessKind, string> = {
+  server: 'server/main.ts',
+  maintenance: 'scripts/maintenance.ts',
+};
+
+/** Registers this process on the folder; the returned function (synchronous) unregisters it. */
+export async function registerProcess(
+  dataDir: string,
+  kind: ProcessKind,
+  detail: Record<string, unknown> = {},
+): Promise<() => void> {
   const dir = path.join(dataDir, RUN_DIR);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await chmod(dir, 0o700); // only the archive's own user may put files there
@@ -22,15 +32,13 @@ export async function registerServer(dataDir: string, url: string): Promise<() =
   // A file left under this number (or a link planted there) is removed, and the new one is created
   // exclusively: a symbolic link is never followed to overwrite another file.
   await rm(file, { force: true });
-  await writeFile(file, `${JSON.stringify({ pid: process.pid, url, started: new Date().toISOString() })}\n`, {
-    flag: 'wx',
-    mode: 0o600,
-  });
+  const content = { pid: process.pid, kind, started: new Date().toISOString(), ...detail };
+  await writeFile(file, `${JSON.stringify(content)}\n`, { flag: 'wx', mode: 0o600 });
   return () => rmSync(file, { force: true });
 }
 
-/** Process numbers of the other archive servers running on the folder (this process excluded). */
-export async function runningServers(dataDir: string): Promise<number[]> {
+/** Process numbers of the other processes of that kind running on the folder (this one excluded). */
+export async function runningProcesses(dataDir: string, kind: ProcessKind): Promise<number[]> {
   const dir = path.join(dataDir, RUN_DIR);
   let names: string[];
   try {
@@ -45,23 +53,27 @@ export async function runningServers(dataDir: string): Promise<number[]> {
     if (!m) continue;
     const pid = Number(m[1]);
     if (pid === process.pid) continue;
-    if (await isServer(pid)) live.push(pid);
-    else await rm(path.join(dir, name), { force: true });
+    const found = await runningAs(pid);
+    if (found === undefined) await rm(path.join(dir, name), { force: true });
+    else if (found === kind || found === 'unknown') live.push(pid);
   }
   return live.sort((a, b) => a - b);
 }
 
-async function isServer(pid: number): Promise<boolean> {
+/** The kind of archive process a number belongs to; 'unknown' when alive but unreadable; undefined if gone. */
+async function runningAs(pid: number): Promise<ProcessKind | 'unknown' | undefined> {
   try {
     process.kill(pid, 0);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
+    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return undefined;
     // EPERM: alive, run by another user.
   }
+  let cmdline: string;
   try {
-    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8');
-    return cmdline.includes(SERVER_ENTRY);
+    cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8');
   } catch {
-    return true; // no /proc (not Linux) or not readable: alive is all we know
+    return 'unknown'; // no /proc (not Linux) or not readable: alive is all we know
   }
+  for (const kind of Object.keys(ENTRY) as ProcessKind[]) if (cmdline.includes(ENTRY[kind])) return kind;
+  return undefined; // the number now belongs to another program
 }

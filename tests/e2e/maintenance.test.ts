@@ -283,6 +283,23 @@ describe('maintenance under a running server', () => {
       // A file left by a process that died is recognised and removed.
       const stale = path.join(dataDir, 'run', '999999.pid');
       await writeFile(stale, '{}\n');
+      // A maintenance run in progress (a process running scripts/maintenance.ts, registered): the
+      // archive does not start under it.
+      const busy = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)', 'scripts/maintenance.ts'], {
+        stdio: 'ignore',
+      });
+      try {
+        await writeFile(path.join(dataDir, 'run', `${busy.pid}.pid`), '{"kind":"maintenance"}\n');
+        const refused = await runTs('server/main.ts', [], {
+          env: { ...process.env, PACS_DATA_DIR: dataDir, PACS_AUTH: 'off', PORT: '0' },
+        });
+        expect(refused.code).toBe(1);
+        expect(refused.output).toContain(
+          `The archive did not start: maintenance (npm run reindex or fsck --repair) is running on ${dataDir} (process ${busy.pid})`,
+        );
+      } finally {
+        busy.kill('SIGKILL');
+      }
       const r = await maintenance(dataDir, 'reindex');
       expect(r.code, r.out).toBe(0);
       expect(r.out).toMatch(/the database before the reindex: .*index\.sqlite\.before-reindex-/);
