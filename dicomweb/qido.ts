@@ -137,6 +137,15 @@ export function parseQuery(
       // accept and charset are content negotiation, handled by the server.
       continue;
     }
+    // PS3.18 8.3.4.1.1 lets a client say the offset of its dates and times; the archive matches them as
+    // the modalities wrote them (local time, which is what a hospital searches by) and says so.
+    if (rawName === 'TimezoneOffsetFromUTC' || rawName === '00080201') {
+      if (!/^[+-](?:0\d|1[0-4])[0-5]\d$/.test(value)) throw bad(rawName, value, 'expected +HHMM or -HHMM');
+      q.warnings.push(
+        `TimezoneOffsetFromUTC ${value}: ignored; dates and times match as stored (local time)`,
+      );
+      continue;
+    }
     const attr = resolveMatchingKey(level, rawName, value);
     if (seen.has(attr.tag)) throw bad(rawName, value, 'attribute given more than once');
     seen.add(attr.tag);
