@@ -279,50 +279,73 @@ function serveViewer(app: express.Express, dir: string, open: express.RequestHan
     return;
   }
   app.use(precompressed(dir));
-  app.use(express.static(dir, { index: 'index.html', maxAge: '1h', setHeaders: noCacheForHtml }));
+  app.use(
+    express.static(dir, {
+      index: 'index.html',
+      maxAge: '1h',
+      // The page at / is the study list: the viewer's code is prefetched with it (see below).
+      setHeaders: (res, file) => {
+        noCacheForHtml(res, file);
+        const links = file.endsWith('index.html') ? viewerPagePreload(dir, 'prefetch') : undefined;
+        if (links) res.setHeader('Link', links);
+      },
+    }),
+  );
   // Single-page app: /viewer/{study}, /?PatientName=... are all index.html.
   app.get('/*rest', open, (req, res) => {
     res.setHeader('Cache-Control', 'no-cache');
     // A study's address (or a share link) opens the image viewer: the browser fetches its code while it
-    // still runs the page's first script, instead of once that script asks for it.
-    const preload = /^\/(viewer|s)\//.test(req.path) ? viewerPagePreload(dir) : undefined;
-    if (preload) res.setHeader('Link', preload);
+    // still runs the page's first script, instead of once that script asks for it. The study list
+    // leads there too: its code is fetched at low priority (prefetch, not run) while the list is read,
+    // so that on a slow link the first study opened does not wait for 1 MB of code.
+    const opensViewer = /^\/(viewer|s)\//.test(req.path);
+    const admin = /^\/admin(\/|$)/.test(req.path);
+    const links = admin ? undefined : viewerPagePreload(dir, opensViewer ? 'modulepreload' : 'prefetch');
+    if (links) res.setHeader('Link', links);
     res.sendFile(path.join(dir, 'index.html'));
   });
 }
 
-const preloads = new Map<string, { mtimeMs: number; value: string | undefined }>();
+const preloads = new Map<string, { mtimeMs: number; files: string[] }>();
 
 /**
- * A Link header value preloading the image viewer's chunks (from the build's manifest), or undefined
- * when the build has no manifest. Parsed once per version of the manifest: the viewer may be rebuilt
- * while the server runs.
+ * A Link header value preloading (or prefetching) the image viewer's chunks (from the build's manifest),
+ * or undefined when the build has no manifest. Parsed once per version of the manifest: the viewer may
+ * be rebuilt while the server runs.
  */
-export function viewerPagePreload(dir: string): string | undefined {
+export function viewerPagePreload(
+  dir: string,
+  rel: 'modulepreload' | 'prefetch' = 'modulepreload',
+): string | undefined {
+  const files = viewerPageFiles(dir);
+  return files.map((f) => `</${f}>; rel=${rel}`).join(', ') || undefined;
+}
+
+function viewerPageFiles(dir: string): string[] {
   const file = path.join(dir, '.vite', 'manifest.json');
   let mtimeMs: number;
   try {
     mtimeMs = statSync(file).mtimeMs;
   } catch {
-    return undefined;
+    return [];
   }
   const cached = preloads.get(dir);
-  if (cached?.mtimeMs === mtimeMs) return cached.value;
-  const value = preloadFromManifest(file);
-  preloads.set(dir, { mtimeMs, value });
-  return value;
+  if (cached?.mtimeMs === mtimeMs) return cached.files;
+  const files = filesFromManifest(file);
+  preloads.set(dir, { mtimeMs, files });
+  return files;
 }
 
-function preloadFromManifest(file: string): string | undefined {
+function filesFromManifest(file: string): string[] {
   type Chunk = { file: string; imports?: string[]; isEntry?: boolean };
   let manifest: Record<string, Chunk>;
   try {
     manifest = JSON.parse(readFileSync(file, 'utf8'));
   } catch {
-    return undefined;
+    return [];
   }
   const key = Object.keys(manifest).find((k) => k.endsWith('features/viewer/viewer-page.tsx'));
-  if (!key) return undefined;
+  if (!key) return [];
   const files: string[] = [];
   const visit = (k: string) => {
     const chunk = manifest[k];
@@ -331,7 +354,7 @@ function preloadFromManifest(file: string): string | undefined {
     for (const i of chunk.imports ?? []) visit(i);
   };
   visit(key);
-  return files.map((f) => `</${f}>; rel=modulepreload`).join(', ') || undefined;
+  return files;
 }
 
 /**
