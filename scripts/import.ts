@@ -210,12 +210,18 @@ export async function importFolder(opts: ImportOptions): Promise<ImportSummary> 
 
   const totalBytes = candidates.reduce((n, c) => n + c.size, 0);
   const progress = new Progress('import', process.stderr, opts.progress ?? true);
+  // Files (and their bytes) with an outcome: a file sent again on its own is counted once.
   let done = 0;
+  let doneBytes = 0;
+  const finished = (files: Candidate[]) => {
+    done += files.length;
+    doneBytes += files.reduce((n, c) => n + c.size, 0);
+  };
   const tick = () =>
     progress.update({
       done,
       total: candidates.length,
-      bytes: summary.bytesSent,
+      bytes: doneBytes,
       totalBytes,
       detail: `${summary.stored.length + summary.warnings.length} stored, ${summary.failed.length} failed`,
     });
@@ -299,7 +305,7 @@ export async function importFolder(opts: ImportOptions): Promise<ImportSummary> 
       const single = await send([c]);
       if (unreachable || refused) return;
       record([c], single);
-      done++;
+      finished([c]);
       tick();
     }
   };
@@ -316,14 +322,14 @@ export async function importFolder(opts: ImportOptions): Promise<ImportSummary> 
       return;
     }
     const unmatched = record(batch, res);
-    done += batch.length - unmatched.length;
+    finished(batch.filter((c) => !unmatched.includes(c)));
     tick();
     // Files the response does not name unambiguously (a failure reported without a UID, two files
     // with the same UID): sent again one by one, so that each gets its own outcome. Sending again what
     // was stored is a success that changes nothing; what failed left no trace.
     await sendOneByOne(unmatched);
   });
-  progress.finish({ done, total: candidates.length, bytes: summary.bytesSent, totalBytes });
+  progress.finish({ done, total: candidates.length, bytes: doneBytes, totalBytes });
   if (unreachable) {
     throw new ServerUnreachableError(`cannot reach ${dicomwebRoot}: ${(unreachable as Error).message}`);
   }

@@ -345,9 +345,13 @@ describe.skipIf(!samplesPresent)('npm run import of the whole sample corpus', ()
   });
 
   it('gives every file its own outcome: the same in requests of 10 as one by one, and what QIDO finds', async () => {
-    const batched = await importJson([SAMPLES, '--url', server.baseUrl]);
+    const run = await runCli([SAMPLES, '--url', server.baseUrl, '--json']);
+    const batched = { code: run.code, summary: JSON.parse(run.stdout) as Summary };
     const s = batched.summary;
     expect(batched.code).toBe(1); // the malformed files cannot be stored
+    // The progress counts each file once, also those sent again on their own: it ends at its totals.
+    const last = run.stderr.trim().split('\n').pop() ?? '';
+    expect(last).toMatch(/^import 100% (\d+)\/\1 files, ([\d.]+ [KMG]?B)\/\2, /);
     expect(s.failed.filter((f) => /not listed/.test(f.reason))).toEqual([]);
     const outcome = outcomes(s);
     expect(outcome.get('malformed/meta_missing_tsyntax.dcm')).toMatch(/no Transfer Syntax UID/);
