@@ -10,6 +10,7 @@ import { badRequest, notAcceptable, notFound } from '../../dicomweb/status';
 import type { ImageInfo } from '../../dicomweb/transfer-syntax';
 import type { BlobStore } from '../../storage/blob';
 import type { Index, StoredInstance } from '../../storage/index';
+import { readBulk } from './wado';
 import {
   readModalityLut,
   readPalette,
@@ -32,6 +33,34 @@ import {
 export interface RenderedContext {
   blobs: BlobStore;
   index: Index;
+}
+
+/** Encapsulated PDF Storage (PS3.4 B.5). */
+const ENCAPSULATED_PDF = '1.2.840.10008.5.1.4.1.1.104.1';
+
+/**
+ * The PDF of an Encapsulated PDF instance, when the client accepts application/pdf (or anything): the
+ * Encapsulated Document (0042,0011) without its padding byte (Encapsulated Document Length, 0042,0015).
+ */
+async function renderedDocument(
+  ctx: RenderedContext,
+  inst: StoredInstance,
+  accept: MediaType[],
+): Promise<Uint8Array | undefined> {
+  if (inst.SOPClassUID !== ENCAPSULATED_PDF) return undefined;
+  if (!accept.some((m) => ['application/pdf', 'application/*', '*/*'].includes(m.type))) return undefined;
+  const [doc] = await ctx.index.metadata({
+    StudyInstanceUID: inst.StudyInstanceUID,
+    SeriesInstanceUID: inst.SeriesInstanceUID,
+    SOPInstanceUID: inst.SOPInstanceUID,
+  });
+  const json = JSON.parse(doc) as Record<string, { Value?: unknown[]; InlineBinary?: string }>;
+  // A small document is in the metadata itself (InlineBinary); a larger one is read from the object.
+  const inline = json['00420011']?.InlineBinary;
+  const data = inline !== undefined ? Buffer.from(inline, 'base64') : await readBulk(ctx, inst, '00420011');
+  if (!data) throw notFound(`instance ${inst.SOPInstanceUID} holds no document`);
+  const length = Number(json['00420015']?.Value?.[0]);
+  return Number.isInteger(length) && length > 0 && length <= data.length ? data.subarray(0, length) : data;
 }
 
 /** Size of a thumbnail when the request has no viewport. */
@@ -167,9 +196,20 @@ async function sendMultipart(
 export function retrieveRendered(ctx: RenderedContext) {
   return async (req: Request, res: Response) => {
     const query = queryParams(req);
-    const { format, multipart } = negotiateRendered(acceptedTypes(req, query));
-    const params = renderParams(query, format, false);
+    const accept = acceptedTypes(req, query);
     const list = await instancesInScope(ctx.index, req);
+    // An Encapsulated PDF (a scanned request form, a report) is rendered as itself (PS3.18 10.4.1.1.3).
+    if (req.params.instance !== undefined && req.params.frames === undefined) {
+      const pdf = await renderedDocument(ctx, list[0], accept);
+      if (pdf) {
+        res.status(200).type('application/pdf').setHeader('Content-Length', String(pdf.length));
+        res.setHeader('Content-Disposition', `inline; filename="${list[0].SOPInstanceUID}.pdf"`);
+        res.end(pdf);
+        return;
+      }
+    }
+    const { format, multipart } = negotiateRendered(accept);
+    const params = renderParams(query, format, false);
     const root = publicRoot(req);
     const at = (inst: StoredInstance) =>
       `${root}/studies/${inst.StudyInstanceUID}/series/${inst.SeriesInstanceUID}/instances/${inst.SOPInstanceUID}`;

@@ -295,6 +295,37 @@ export function retrieveFrames(ctx: WadoContext) {
   };
 }
 
+/**
+ * The value of a bulk data element of an instance ("7FE00010", "00540016/0/00181078"), little endian;
+ * undefined when the instance has none there. Only its bytes are read, unless the object is deflated.
+ */
+export async function readBulk(
+  ctx: Pick<WadoContext, 'blobs' | 'index'>,
+  inst: StoredInstance,
+  path: string,
+): Promise<Uint8Array | undefined> {
+  // Offsets of a deflated object refer to the inflated data set, not to the stored bytes.
+  const deflated = inst.TransferSyntaxUID === TransferSyntax.DeflatedExplicitVRLittleEndian;
+  const span = deflated ? undefined : inst.bulk[path];
+  if (span) {
+    const data = await readSpans(ctx.blobs, inst.blobKey, [span]);
+    if (inst.TransferSyntaxUID !== TransferSyntax.ExplicitVRBigEndian) return data;
+    const doc = (await ctx.index.metadata(scopeOfInstance(inst)))[0];
+    const vr = (JSON.parse(doc) as Record<string, { vr?: string }>)[path.split('/').pop() as string]?.vr;
+    const bits = vr === 'OL' || vr === 'OF' ? 32 : vr === 'OD' || vr === 'OV' ? 64 : vr === 'OW' ? 16 : 8;
+    return bits > 8 ? swapToLittleEndian(data, bits, vr) : data;
+  }
+  if (deflated || !inst.frames)
+    return readObjectInMemory(await readAll(await ctx.blobs.get(inst.blobKey))).bulk(path);
+  return undefined;
+}
+
+const scopeOfInstance = (inst: StoredInstance) => ({
+  StudyInstanceUID: inst.StudyInstanceUID,
+  SeriesInstanceUID: inst.SeriesInstanceUID,
+  SOPInstanceUID: inst.SOPInstanceUID,
+});
+
 /** GET .../instances/{i}/bulkdata/{path}: a BulkDataURI from the metadata. */
 export function retrieveBulkdata(ctx: WadoContext) {
   return async (req: Request, res: Response) => {
@@ -322,21 +353,7 @@ export function retrieveBulkdata(ctx: WadoContext) {
         path === '7FE00010' ? inst.TransferSyntaxUID : TransferSyntax.ExplicitVRLittleEndian,
       );
     }
-    let data: Uint8Array | undefined;
-    // Offsets of a deflated object refer to the inflated data set, not to the stored bytes.
-    const deflated = inst.TransferSyntaxUID === TransferSyntax.DeflatedExplicitVRLittleEndian;
-    const span = deflated ? undefined : inst.bulk[path];
-    if (span) {
-      data = await readSpans(ctx.blobs, inst.blobKey, [span]);
-      if (inst.TransferSyntaxUID === TransferSyntax.ExplicitVRBigEndian) {
-        const doc = (await ctx.index.metadata(scopeOf(req)))[0];
-        const vr = (JSON.parse(doc) as Record<string, { vr?: string }>)[path.split('/').pop() as string]?.vr;
-        const bits = vr === 'OL' || vr === 'OF' ? 32 : vr === 'OD' || vr === 'OV' ? 64 : vr === 'OW' ? 16 : 8;
-        if (bits > 8) data = swapToLittleEndian(data, bits, vr);
-      }
-    } else if (deflated || !inst.frames) {
-      data = readObjectInMemory(await readAll(await ctx.blobs.get(inst.blobKey))).bulk(path);
-    }
+    const data = await readBulk(ctx, inst, path);
     if (!data) throw notFound(`instance ${inst.SOPInstanceUID} has no bulk data at ${path}`);
     if (!rendering.multipart) {
       sendSinglePart(res, rendering.partType, data);

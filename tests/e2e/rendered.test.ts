@@ -5,7 +5,7 @@
  * resources answer with a representative image or every image.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { inflateSync } from 'node:zlib';
@@ -260,6 +260,44 @@ describe.skipIf(!samplesPresent)('WADO-RS rendered and thumbnail', () => {
     }
     expect((await get(`${inst(CT_JLS)}/rendered`, 'image/gif')).status).toBe(406);
     expect((await get(`${inst(CT_JLS)}/frames/2/rendered`)).status).toBe(404);
+  });
+
+  it('renders an Encapsulated PDF as the document itself (a report a referring doctor can read)', async () => {
+    const PDF = 'sr-pdf-seg/encapsulated_pdf_HelloWorld.dcm';
+    const bytes = readSample(PDF);
+    expect((await stow(server.baseUrl, [bytes])).status).toBe(200);
+    const ds = dicomParser.parseDicom(bytes);
+    const el = ds.elements.x00420011;
+    const length = ds.uint32('x00420015') ?? el.length;
+    const expected = Buffer.from(bytes.subarray(el.dataOffset, el.dataOffset + Math.min(length, el.length)));
+    expect(expected.subarray(0, 5).toString('latin1')).toBe('%PDF-');
+    for (const [query, accept] of [
+      ['?accept=application/pdf', undefined],
+      ['', 'application/pdf'],
+      ['', undefined],
+    ] as const) {
+      const r = await get(`${inst(PDF)}/rendered${query}`, accept);
+      expect(r.status, query || accept || 'no Accept').toBe(200);
+      expect(r.type).toBe('application/pdf');
+      expect(Buffer.compare(r.body, expected)).toBe(0);
+    }
+    expect((await get(`${inst(PDF)}/rendered`, 'image/jpeg')).status).toBe(406);
+
+    // A document above the inline size (1 KiB) is read from the object (here wrapped by dcmtk's pdf2dcm).
+    const dir = mkdtempSync(path.join(tmpdir(), 'pacs-pdf-'));
+    try {
+      const big = Buffer.concat([expected, Buffer.from(`%${'x'.repeat(20_000)}\n`)]);
+      writeFileSync(path.join(dir, 'big.pdf'), big);
+      execFileSync('pdf2dcm', [path.join(dir, 'big.pdf'), path.join(dir, 'big.dcm')], { stdio: 'pipe' });
+      const r = await stow(server.baseUrl, [readFileSync(path.join(dir, 'big.dcm'))]);
+      expect(r.status).toBe(200);
+      const url = String(r.json['00081199']?.Value?.[0]?.['00081190']?.Value?.[0]);
+      const got = await get(`${url}/rendered?accept=application/pdf`);
+      expect(got.status).toBe(200);
+      expect(Buffer.compare(got.body, big)).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('renders PALETTE COLOR through its lookup tables like dcmtk (dcm2pnm)', async () => {
