@@ -79,6 +79,7 @@ export const en = {
   'viewer.images': '{count} images',
   'viewer.frames': '{count} frames',
   'viewer.noImages': 'no images',
+  'viewer.openDocument': 'Open {title} (PDF)',
   'viewer.loadingStudy': 'Loading study…',
   'viewer.loadingSeries': 'Loading series…',
   'viewer.emptyViewport': 'Drag a series here, or click a series in the panel',

@@ -80,6 +80,7 @@ export const vi: Record<MessageKey, string> = {
   'viewer.images': '{count} ảnh',
   'viewer.frames': '{count} khung hình',
   'viewer.noImages': 'không có ảnh',
+  'viewer.openDocument': 'Mở {title} (PDF)',
   'viewer.loadingStudy': 'Đang tải ca chụp…',
   'viewer.loadingSeries': 'Đang tải loạt ảnh…',
   'viewer.emptyViewport': 'Kéo một loạt ảnh vào đây, hoặc bấm vào loạt ảnh ở bảng bên trái',

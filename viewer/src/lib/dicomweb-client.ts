@@ -120,6 +120,11 @@ export async function retrieveSeriesMetadata(
   return getJson<DicomJson[]>(`${env.dicomwebRoot}/studies/${studyUID}/series/${seriesUID}/metadata`, signal);
 }
 
+/** URL of an Encapsulated PDF instance rendered as its document (the archive answers application/pdf). */
+export function instanceDocumentUrl(studyUID: string, seriesUID: string, sopUID: string): string {
+  return `${env.dicomwebRoot}/studies/${studyUID}/series/${seriesUID}/instances/${sopUID}/rendered?accept=application/pdf`;
+}
+
 /** URL of WADO-RS RetrieveInstanceFrames for one frame (1-based). */
 export function instanceFramesUrl(
   studyUID: string,

@@ -1,7 +1,7 @@
 /** Turns a series' metadata (one WADO-RS request) into an ordered stack of `wadors:` image ids. */
 import { addInstanceMetadata } from '../../lib/cornerstone';
 import { type DicomJson, num, str, Tag } from '../../lib/dicom-json';
-import { instanceFramesUrl } from '../../lib/dicomweb-client';
+import { instanceDocumentUrl, instanceFramesUrl } from '../../lib/dicomweb-client';
 import { orderedImages } from './stack-order';
 
 export interface SeriesSummary {
@@ -23,7 +23,12 @@ export interface DisplaySet extends SeriesSummary {
   firstInstance?: DicomJson;
   /** Why nothing can be displayed, when imageIds is empty. */
   unsupported?: boolean;
+  /** Encapsulated PDF documents of the series (reports, scanned forms), opened in the browser. */
+  documents: { url: string; title: string }[];
 }
+
+/** Encapsulated PDF Storage (PS3.4 B.5). */
+const ENCAPSULATED_PDF = '1.2.840.10008.5.1.4.1.1.104.1';
 
 export function summarizeSeries(studyUID: string, s: DicomJson): SeriesSummary {
   return {
@@ -54,6 +59,16 @@ export function buildDisplaySet(summary: SeriesSummary, instances: DicomJson[]):
       );
     }
   }
+  const documents = instances
+    .filter((inst) => str(inst, '00080016') === ENCAPSULATED_PDF)
+    .map((inst) => ({
+      url: instanceDocumentUrl(
+        summary.StudyInstanceUID,
+        summary.SeriesInstanceUID,
+        str(inst, Tag.SOPInstanceUID),
+      ),
+      title: str(inst, '00420010') || summary.SeriesDescription || 'PDF',
+    }));
   const first = ordered[0] ?? instances[0];
   const bits = (num(first, '00280100') ?? 16) > 8 ? 2 : 1;
   const spp = num(first, '00280002') ?? 1;
@@ -69,6 +84,7 @@ export function buildDisplaySet(summary: SeriesSummary, instances: DicomJson[]):
     multiFrame,
     firstInstance: ordered[0],
     unsupported: imageIds.length === 0,
+    documents,
   };
 }
 

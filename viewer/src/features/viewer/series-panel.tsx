@@ -93,6 +93,11 @@ function SeriesItem({
           {viewports.length > 0 && <span className="shown-in">{viewports.map((v) => v + 1).join(', ')}</span>}
         </span>
       </button>
+      {ds?.documents.map((d) => (
+        <a key={d.url} className="series-document" href={d.url} target="_blank" rel="noopener" translate="no">
+          {t('viewer.openDocument', { title: d.title })}
+        </a>
+      ))}
     </li>
   );
 }
