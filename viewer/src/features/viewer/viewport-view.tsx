@@ -225,7 +225,7 @@ export function ViewportView({
       const imageId = vp.getCurrentImageId();
       const plane = imageId ? (metaData.get('imagePlaneModule', imageId) as any) : undefined;
       const props = vp.getProperties();
-      const wl = props.voiRange ? toWindowLevel(props.voiRange) : undefined;
+      const wl = props.voiRange ? toWindowLevel(props.voiRange, props.VOILUTFunction) : undefined;
       let markers: Markers | null = null;
       let zoom: number | undefined;
       try {
