@@ -121,7 +121,8 @@ describe.skipIf(Boolean(skipReason))('stack viewer (real browser)', () => {
     expect(cmp.worst, cmp.rows.join('\n')).toBeLessThanOrEqual(3);
     // overlays and the series panel
     expect(await page.textContent('[data-testid="overlay-image"]')).toBe(`Im: 1/${bySop.size}`);
-    expect(await page.textContent('[data-testid="overlay-wl"]')).toMatch(/^W: \d+ L: -?\d+$/);
+    // the file's own window (W 80 L 40), exactly as stored
+    expect(await page.textContent('[data-testid="overlay-wl"]')).toBe('W: 80 L: 40');
     expect(await page.$$eval('.series-item', (e) => e.length)).toBe(1);
   });
 
@@ -250,7 +251,13 @@ describe.skipIf(Boolean(skipReason))('stack viewer (real browser)', () => {
     await page.keyboard.press('2');
     await page.waitForTimeout(200);
     const lung = await vpState(page);
-    expect(lung.voiRange).toEqual({ lower: -1350, upper: 150 });
+    // DICOM linear VOI (PS3.3 C.11.2.1.2.1), as Cornerstone maps a file's window: -1350 to 149 HU
+    expect(lung.voiRange).toEqual({ lower: -1350, upper: 149 });
+    await page.waitForFunction(
+      () => document.querySelector('[data-testid="overlay-wl"]')?.textContent === 'W: 1,500 L: -600',
+      null,
+      { timeout: 5_000 },
+    );
     const cmp2 = await compareWithFile(page, img, lung.voiRange);
     expect(cmp2.worst, cmp2.rows.join('\n')).toBeLessThanOrEqual(3);
   });

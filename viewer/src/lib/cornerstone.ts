@@ -23,7 +23,6 @@ import {
   init as toolsInit,
   LengthTool,
   PanTool,
-  ProbeTool,
   RectangleROITool,
   StackScrollTool,
   WindowLevelTool,
@@ -40,6 +39,7 @@ import { acceptForFrame, frameCacheMode, noteStoredSyntax } from './transfer-set
 import { jpegLsPlanar } from '../../../dicomweb/codestream';
 import { expandYbrFull422, ybrFull422Length } from './frame-fixes';
 import { slots } from './slots';
+import { StackProbeTool } from './stack-probe-tool';
 
 const inflight = new Map<XMLHttpRequest, string>();
 let initialised = false;
@@ -319,7 +319,8 @@ export function initCornerstone(): void {
   addTool(AngleTool);
   addTool(RectangleROITool);
   addTool(EllipticalROITool);
-  addTool(ProbeTool);
+  // Under Cornerstone's name 'Probe': it reads the image shown (stack-probe-tool.ts).
+  addTool(StackProbeTool);
 }
 
 export const toolConfigurations: Record<string, Record<string, unknown>> = {
@@ -327,7 +328,7 @@ export const toolConfigurations: Record<string, Record<string, unknown>> = {
   [AngleTool.toolName]: { getTextLines: angleLines },
   [RectangleROITool.toolName]: { getTextLines: roiLines },
   [EllipticalROITool.toolName]: { getTextLines: roiLines },
-  [ProbeTool.toolName]: { getTextLines: probeLines },
+  [StackProbeTool.toolName]: { getTextLines: probeLines },
 };
 
 /**

@@ -1,3 +1,4 @@
+import { Enums, utilities } from '@cornerstonejs/core';
 import type { MessageKey } from '../../i18n';
 
 export interface VoiPreset {
@@ -17,11 +18,26 @@ export const CT_PRESETS: VoiPreset[] = [
   { id: 'mediastinum', label: 'preset.mediastinum', window: 350, level: 50, key: '5' },
 ];
 
-/** Window/level → the range cornerstone uses (linear VOI LUT, PS3.3 C.11.2.1.2). */
-export function toRange(window: number, level: number): { lower: number; upper: number } {
-  return { lower: level - window / 2, upper: level + window / 2 };
+/**
+ * Window width/centre → the VOI range Cornerstone uses, as it maps the file's own window: for LINEAR
+ * (PS3.3 C.11.2.1.2.1) the range runs from c − 0.5 − (w − 1)/2 to c − 0.5 + (w − 1)/2, so W 80 L 40 is
+ * 0 to 79; LINEAR_EXACT (C.11.2.1.3.2) is c ± w/2.
+ */
+export function toRange(
+  window: number,
+  level: number,
+  fn: Enums.VOILUTFunctionType = Enums.VOILUTFunctionType.LINEAR,
+): { lower: number; upper: number } {
+  return utilities.windowLevel.toLowHighRange(window, level, fn);
 }
 
-export function toWindowLevel(range: { lower: number; upper: number }): { window: number; level: number } {
-  return { window: range.upper - range.lower, level: (range.upper + range.lower) / 2 };
+/** The inverse of toRange: the window width/centre of a VOI range (what the overlay shows). */
+export function toWindowLevel(
+  range: { lower: number; upper: number },
+  fn: Enums.VOILUTFunctionType = Enums.VOILUTFunctionType.LINEAR,
+): { window: number; level: number } {
+  if (fn === Enums.VOILUTFunctionType.LINEAR_EXACT)
+    return { window: range.upper - range.lower, level: (range.upper + range.lower) / 2 };
+  const { windowWidth, windowCenter } = utilities.windowLevel.toWindowLevel(range.lower, range.upper);
+  return { window: windowWidth, level: windowCenter };
 }

@@ -6,7 +6,6 @@ import {
   Enums as ToolEnums,
   LengthTool,
   PanTool,
-  ProbeTool,
   RectangleROITool,
   StackScrollTool,
   ToolGroupManager,
@@ -15,6 +14,7 @@ import {
   ZoomTool,
 } from '@cornerstonejs/tools';
 import { initCornerstone, toolConfigurations } from '../../lib/cornerstone';
+import { StackProbeTool } from '../../lib/stack-probe-tool';
 
 export const ENGINE_ID = 'pacs-engine';
 export const TOOL_GROUP_ID = 'pacs-tools';
@@ -29,7 +29,7 @@ export const PRIMARY_TOOLS = {
   angle: AngleTool.toolName,
   rectangle: RectangleROITool.toolName,
   ellipse: EllipticalROITool.toolName,
-  probe: ProbeTool.toolName,
+  probe: StackProbeTool.toolName,
 } as const;
 export type PrimaryTool = keyof typeof PRIMARY_TOOLS;
 
@@ -38,7 +38,7 @@ export const MEASUREMENT_TOOLS = [
   AngleTool.toolName,
   RectangleROITool.toolName,
   EllipticalROITool.toolName,
-  ProbeTool.toolName,
+  StackProbeTool.toolName,
 ];
 
 export interface Session {

@@ -29,7 +29,9 @@ export function fileWindows(id: string): { window: number; level: number }[] {
 }
 
 export function setWindow(id: string, window: number, level: number): void {
-  withViewport(id, (vp) => vp.setProperties({ voiRange: toRange(window, level) }));
+  withViewport(id, (vp) =>
+    vp.setProperties({ voiRange: toRange(window, level, vp.getProperties().VOILUTFunction) }),
+  );
 }
 
 export function applyPreset(id: string, preset: string): void {

@@ -1,9 +1,11 @@
 import { cache, Enums, eventTarget, metaData, type Types } from '@cornerstonejs/core';
+import { wadors } from '@cornerstonejs/dicom-image-loader';
 import { useEffect, useMemo, useRef, useState } from 'react';
 import { formatDicomDate, formatNumber, type MessageKey, useLanguage, useT } from '../../i18n';
 import { describeError } from '../../lib/describe-error';
+import { type DicomJson, Tag, values } from '../../lib/dicom-json';
 import type { DisplaySet } from './display-sets';
-import { type Markers, markersFrom } from './orientation';
+import { type Markers, markersFrom, parsePatientOrientation, patientOrientationLetters } from './orientation';
 import { providePrefetchedFrame } from '../../lib/cornerstone';
 import { isLossySyntax } from '../../lib/transfer-policy';
 import { storedSyntaxOf } from '../../lib/transfer-settings';
@@ -225,30 +227,48 @@ export function ViewportView({
       const imageId = vp.getCurrentImageId();
       const plane = imageId ? (metaData.get('imagePlaneModule', imageId) as any) : undefined;
       const props = vp.getProperties();
-      const wl = props.voiRange ? toWindowLevel(props.voiRange) : undefined;
+      const wl = props.voiRange ? toWindowLevel(props.voiRange, props.VOILUTFunction) : undefined;
+      // Where the image lies in the patient: from its ImageOrientationPatient, not from the default
+      // Cornerstone places an image without one at (usingDefaultValues).
+      const json = imageId ? (wadors.metaDataManager.get(imageId) as DicomJson | undefined) : undefined;
+      const oriented =
+        Boolean(plane?.rowCosines && plane?.columnCosines) &&
+        (!plane.usingDefaultValues || values(json, Tag.ImageOrientationPatient).length === 6);
+      // Else the patient directions of its rows and columns (projection radiographs), if it has them.
+      const patientOrientation = oriented
+        ? null
+        : parsePatientOrientation(values(json, Tag.PatientOrientation));
       let markers: Markers | null = null;
       let zoom: number | undefined;
       try {
         const canvas = vp.canvas;
-        markers = plane?.rowCosines
-          ? markersFrom((p) => vp.canvasToWorld(p as Types.Point2), canvas.clientWidth, canvas.clientHeight)
-          : null;
+        const toWorld = (p: [number, number]) => vp.canvasToWorld(p as Types.Point2);
+        if (oriented) markers = markersFrom(toWorld, canvas.clientWidth, canvas.clientHeight);
+        else if (patientOrientation) {
+          const letters = patientOrientationLetters(
+            patientOrientation,
+            plane?.rowCosines ?? [1, 0, 0],
+            plane?.columnCosines ?? [0, 1, 0],
+          );
+          markers = markersFrom(toWorld, canvas.clientWidth, canvas.clientHeight, letters);
+        }
         zoom = vp.getZoom();
       } catch {
         markers = null;
       }
-      const normal =
-        plane?.rowCosines && plane?.columnCosines
-          ? [
-              plane.rowCosines[1] * plane.columnCosines[2] - plane.rowCosines[2] * plane.columnCosines[1],
-              plane.rowCosines[2] * plane.columnCosines[0] - plane.rowCosines[0] * plane.columnCosines[2],
-              plane.rowCosines[0] * plane.columnCosines[1] - plane.rowCosines[1] * plane.columnCosines[0],
-            ]
-          : null;
+      const normal = oriented
+        ? [
+            plane.rowCosines[1] * plane.columnCosines[2] - plane.rowCosines[2] * plane.columnCosines[1],
+            plane.rowCosines[2] * plane.columnCosines[0] - plane.rowCosines[0] * plane.columnCosines[2],
+            plane.rowCosines[0] * plane.columnCosines[1] - plane.rowCosines[1] * plane.columnCosines[0],
+          ]
+        : null;
       const ipp = plane?.imagePositionPatient;
-      const sliceLocation =
-        plane?.sliceLocation ??
-        (normal && ipp ? ipp[0] * normal[0] + ipp[1] * normal[1] + ipp[2] * normal[2] : undefined);
+      // No slice location for an image that is not placed in the patient.
+      const sliceLocation = oriented
+        ? (plane?.sliceLocation ??
+          (normal && ipp ? ipp[0] * normal[0] + ipp[1] * normal[1] + ipp[2] * normal[2] : undefined))
+        : undefined;
       setOverlay({
         index,
         count: imageIds.length,
