@@ -79,12 +79,19 @@ describe.skipIf(Boolean(skipReason))('probe (real browser)', () => {
     await page.keyboard.press('b');
     const [x, y] = await toPage(page, c, r);
     await page.mouse.click(Math.round(x), Math.round(y));
-    await page.waitForTimeout(400);
-    const m = (await page.evaluate(() => (window as any).__pacs.measurements())) as {
+    type Measurement = {
       toolName: string;
       stats: { index?: number[]; value?: number; modalityUnit?: string };
-    }[];
-    const probe = m.find((p) => p.toolName === 'Probe');
+    };
+    const probeOf = async () =>
+      ((await page.evaluate(() => (window as any).__pacs.measurements())) as Measurement[]).find(
+        (p) => p.toolName === 'Probe',
+      );
+    // The statistics are computed when the annotation is next rendered: wait for them (a loaded machine
+    // may take more than a frame).
+    await expect.poll(async () => (await probeOf())?.stats.index, { timeout: 10_000 }).toBeDefined();
+    const m = [await probeOf()];
+    const probe = m.find((p) => p?.toolName === 'Probe');
     expect(probe, JSON.stringify(m)).toBeDefined();
     const [i, j, k] = probe!.stats.index ?? [];
     expect(Math.abs(i - c) <= 1 && Math.abs(j - r) <= 1, `probed (${i}, ${j}) near (${c}, ${r})`).toBe(true);
