@@ -31,7 +31,7 @@ import {
 } from '@cornerstonejs/tools';
 import { env } from '../config/env';
 import { formatNumber, translate } from '../i18n';
-import { type DicomJson, num, str } from './dicom-json';
+import { type DicomJson, num, str, validSpacing } from './dicom-json';
 import { frameFromResponse } from './frame-bytes';
 import { type DecodedFrameReply, fetchFrameOffThread, warmFrameFetcher } from './frame-fetcher';
 import { imageFromDecoded, nativeFrameParams } from './native-image';
@@ -330,6 +330,9 @@ export const toolConfigurations: Record<string, Record<string, unknown>> = {
   [ProbeTool.toolName]: { getTextLines: probeLines },
 };
 
+/** PixelSpacing and ImagerPixelSpacing: each a row and a column spacing in mm. */
+const SPACING_TAGS = ['00280030', '00181164'];
+
 /**
  * Makes cornerstone's metadata providers answer for a `wadors:` image id from DICOM JSON, and notes
  * the instance's stored transfer syntax for the transfer policy.
@@ -359,6 +362,12 @@ export function addInstanceMetadata(imageId: string, instance: DicomJson): void 
       color,
       planar,
     });
+  }
+  // A pixel spacing that is zero, negative or not a number (RG1 of NEMA WG04 has PixelSpacing 0\\0)
+  // collapses the image's world extent, and with it the camera: the image is drawn black and its zoom
+  // is not a number. It is treated as absent: one unit per pixel, and lengths are given in pixels.
+  for (const tag of SPACING_TAGS) {
+    if (json[tag] && !validSpacing(json[tag].Value)) delete json[tag];
   }
   // dicom-image-loader 5.14 fails on an image with neither Modality nor ImageOrientationPatient (it
   // calls Modality.includes): an empty Modality lets it place the image.
