@@ -67,6 +67,7 @@ export const en = {
   'error.studyLoad': 'The study could not be loaded: {message}',
   'error.seriesLoad': 'This series could not be loaded: {message}',
   'error.imageLoad': 'This image could not be displayed: {message}',
+  'error.imageDecode': 'its pixel data could not be decoded',
   'error.unsupported':
     'This series cannot be displayed in the viewer (modality {modality}, no displayable images).',
   'error.demo': 'The demo study could not be loaded: {message}',

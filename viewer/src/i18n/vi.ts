@@ -68,6 +68,7 @@ export const vi: Record<MessageKey, string> = {
   'error.studyLoad': 'Không tải được ca chụp: {message}',
   'error.seriesLoad': 'Không tải được loạt ảnh này: {message}',
   'error.imageLoad': 'Không hiển thị được ảnh này: {message}',
+  'error.imageDecode': 'không giải mã được dữ liệu điểm ảnh',
   'error.unsupported':
     'Trình xem không hiển thị được loạt này (loại {modality}, không có ảnh hiển thị được).',
   'error.demo': 'Không nạp được ca chụp mẫu: {message}',

@@ -105,6 +105,11 @@ export function ViewportView({
   const drawnRef = useRef(false);
   const [overlay, setOverlay] = useState<OverlayState | null>(null);
   const [imageError, setImageError] = useState<string>('');
+  /**
+   * The slice in view whose image could not be loaded (or ''): the canvas still holds the slice shown
+   * before it, which is hidden, and the overlay gives no window, zoom or orientation for it.
+   */
+  const failedRef = useRef('');
   const [loaded, setLoaded] = useState<Uint8Array>(new Uint8Array(0));
   const [dragOver, setDragOver] = useState(false);
   const displaySet = content.kind === 'ready' ? content.displaySet : null;
@@ -214,6 +219,7 @@ export function ViewportView({
     const ids = new Set(imageIds);
     let cancelled = false;
     let frame = 0;
+    failedRef.current = '';
     setImageError('');
     setLoaded(new Uint8Array(imageIds.length));
 
@@ -224,16 +230,18 @@ export function ViewportView({
       const index = vp.getCurrentImageIdIndex();
       const imageId = vp.getCurrentImageId();
       const plane = imageId ? (metaData.get('imagePlaneModule', imageId) as any) : undefined;
+      const failed = Boolean(imageId) && imageId === failedRef.current;
       const props = vp.getProperties();
-      const wl = props.voiRange ? toWindowLevel(props.voiRange) : undefined;
+      const wl = props.voiRange && !failed ? toWindowLevel(props.voiRange) : undefined;
       let markers: Markers | null = null;
       let zoom: number | undefined;
       try {
         const canvas = vp.canvas;
-        markers = plane?.rowCosines
-          ? markersFrom((p) => vp.canvasToWorld(p as Types.Point2), canvas.clientWidth, canvas.clientHeight)
-          : null;
-        zoom = vp.getZoom();
+        markers =
+          plane?.rowCosines && !failed
+            ? markersFrom((p) => vp.canvasToWorld(p as Types.Point2), canvas.clientWidth, canvas.clientHeight)
+            : null;
+        zoom = failed ? undefined : vp.getZoom();
       } catch {
         markers = null;
       }
@@ -258,7 +266,7 @@ export function ViewportView({
         level: wl?.level,
         zoom,
         markers,
-        lossy: imageId ? isLossyImage(imageId) : false,
+        lossy: imageId && !failed ? isLossyImage(imageId) : false,
       });
     };
     const schedule = () => {
@@ -267,6 +275,7 @@ export function ViewportView({
     const onNewImage = (evt: Event) => {
       const { imageIdIndex, imageId } = (evt as CustomEvent).detail;
       moveStack(viewportId, imageIdIndex);
+      failedRef.current = '';
       setImageError('');
       onImageChangeRef.current(viewportId, imageId);
       schedule();
@@ -276,7 +285,9 @@ export function ViewportView({
       if (!ids.has(imageId)) return;
       const vp = getStackViewport(viewportId);
       if (vp?.getCurrentImageId() !== imageId) return;
+      failedRef.current = imageId;
       setImageError(t('error.imageLoad', { message: describeError(error, t) }));
+      schedule();
     };
     let loadedDirty = 0;
     const markLoaded = (evt: Event) => {
@@ -331,7 +342,9 @@ export function ViewportView({
         },
         (e) => {
           if (cancelled) return;
+          failedRef.current = imageIds[start];
           setImageError(t('error.imageLoad', { message: describeError(e, t) }));
+          schedule();
           showStack(viewportId, displaySet.SeriesInstanceUID, imageIds, start, displaySet.frameBytes);
         },
       );
@@ -380,7 +393,7 @@ export function ViewportView({
       {/* biome-ignore lint/a11y/noStaticElementInteractions: Cornerstone's canvas host; the context menu is suppressed for right-drag zoom */}
       <div
         ref={elementRef}
-        className="viewport-element"
+        className={`viewport-element${imageError ? ' failed' : ''}`}
         onContextMenu={(e) => e.preventDefault()}
         data-testid={`viewport-${viewportId}`}
       />
