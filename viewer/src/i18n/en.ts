@@ -20,6 +20,7 @@ export const en = {
   'search.dateFrom': 'From',
   'search.dateTo': 'To',
   'search.datePlaceholder': 'yyyy-mm-dd',
+  'search.dateOrder': 'The start date (From) is after the end date (To).',
   'search.modality': 'Modality',
   'search.anyModality': 'Any',
   'search.search': 'Search',

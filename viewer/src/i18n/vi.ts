@@ -21,6 +21,7 @@ export const vi: Record<MessageKey, string> = {
   'search.dateFrom': 'Từ ngày',
   'search.dateTo': 'Đến ngày',
   'search.datePlaceholder': 'nn/tt/nnnn',
+  'search.dateOrder': 'Ngày bắt đầu (Từ ngày) ở sau ngày kết thúc (Đến ngày).',
   'search.modality': 'Loại máy',
   'search.anyModality': 'Tất cả',
   'search.search': 'Tìm kiếm',
