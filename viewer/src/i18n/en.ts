@@ -20,6 +20,7 @@ export const en = {
   'search.dateFrom': 'From',
   'search.dateTo': 'To',
   'search.datePlaceholder': 'yyyy-mm-dd',
+  'search.dateOrder': 'The start date (From) is after the end date (To).',
   'search.modality': 'Modality',
   'search.anyModality': 'Any',
   'search.search': 'Search',
@@ -67,6 +68,7 @@ export const en = {
   'error.studyLoad': 'The study could not be loaded: {message}',
   'error.seriesLoad': 'This series could not be loaded: {message}',
   'error.imageLoad': 'This image could not be displayed: {message}',
+  'error.imageDecode': 'its pixel data could not be decoded',
   'error.unsupported':
     'This series cannot be displayed in the viewer (modality {modality}, no displayable images).',
   'error.demo': 'The demo study could not be loaded: {message}',

@@ -21,6 +21,7 @@ export const vi: Record<MessageKey, string> = {
   'search.dateFrom': 'Từ ngày',
   'search.dateTo': 'Đến ngày',
   'search.datePlaceholder': 'nn/tt/nnnn',
+  'search.dateOrder': 'Ngày bắt đầu (Từ ngày) ở sau ngày kết thúc (Đến ngày).',
   'search.modality': 'Loại máy',
   'search.anyModality': 'Tất cả',
   'search.search': 'Tìm kiếm',
@@ -68,6 +69,7 @@ export const vi: Record<MessageKey, string> = {
   'error.studyLoad': 'Không tải được ca chụp: {message}',
   'error.seriesLoad': 'Không tải được loạt ảnh này: {message}',
   'error.imageLoad': 'Không hiển thị được ảnh này: {message}',
+  'error.imageDecode': 'không giải mã được dữ liệu điểm ảnh',
   'error.unsupported':
     'Trình xem không hiển thị được loạt này (loại {modality}, không có ảnh hiển thị được).',
   'error.demo': 'Không nạp được ca chụp mẫu: {message}',

@@ -30,7 +30,8 @@ import {
 } from '@cornerstonejs/tools';
 import { env } from '../config/env';
 import { formatNumber, translate } from '../i18n';
-import { type DicomJson, num, str } from './dicom-json';
+import { ImageDecodeError } from './describe-error';
+import { type DicomJson, num, str, validSpacing } from './dicom-json';
 import { frameFromResponse } from './frame-bytes';
 import { type DecodedFrameReply, fetchFrameOffThread, warmFrameFetcher } from './frame-fetcher';
 import { imageFromDecoded, nativeFrameParams } from './native-image';
@@ -76,9 +77,32 @@ const decodedFrames = new Map<string, DecodedFrameReply & { fetched: number }>()
 
 /**
  * The `wadors:` image loader: an image whose frame the worker has decoded is made from those pixels
- * (native-image.ts); anything else goes to dicom-image-loader's own loader, as before.
+ * (native-image.ts); anything else goes to dicom-image-loader's own loader, as before. An image with
+ * no pixels is a failed load (see notEmpty).
  */
 function loadWadors(imageId: string, options: Record<string, any> = {}) {
+  const load = loadWadorsImage(imageId, options);
+  return { promise: load.promise.then(notEmpty), cancelFn: load.cancelFn };
+}
+
+/**
+ * The image, or an ImageDecodeError when it has no pixels. The loader's codecs report a frame they
+ * cannot read (a corrupt JPEG 2000 header, say) on the console and hand back a 0×0 image: shown, it
+ * is black, and it leaves the viewport's camera and VOI unusable for the slices that follow.
+ */
+function notEmpty(image: Types.IImage): Types.IImage {
+  const width = image?.width ?? 0;
+  const height = image?.height ?? 0;
+  const length = width > 0 && height > 0 ? (image.getPixelData?.()?.length ?? 0) : 0;
+  if (length < width * height || length === 0) {
+    throw new ImageDecodeError(
+      `${image?.imageId ?? 'image'}: decoded to ${width}×${height}, ${length} values`,
+    );
+  }
+  return image;
+}
+
+function loadWadorsImage(imageId: string, options: Record<string, any>) {
   const decoded = decodedFrames.get(imageId);
   if (decoded) {
     decodedFrames.delete(imageId);
@@ -331,6 +355,9 @@ export const toolConfigurations: Record<string, Record<string, unknown>> = {
   [StackProbeTool.toolName]: { getTextLines: probeLines },
 };
 
+/** PixelSpacing and ImagerPixelSpacing: each a row and a column spacing in mm. */
+const SPACING_TAGS = ['00280030', '00181164'];
+
 /**
  * Makes cornerstone's metadata providers answer for a `wadors:` image id from DICOM JSON, and notes
  * the instance's stored transfer syntax for the transfer policy.
@@ -360,6 +387,12 @@ export function addInstanceMetadata(imageId: string, instance: DicomJson): void 
       color,
       planar,
     });
+  }
+  // A pixel spacing that is zero, negative or not a number (RG1 of NEMA WG04 has PixelSpacing 0\\0)
+  // collapses the image's world extent, and with it the camera: the image is drawn black and its zoom
+  // is not a number. It is treated as absent: one unit per pixel, and lengths are given in pixels.
+  for (const tag of SPACING_TAGS) {
+    if (json[tag] && !validSpacing(json[tag].Value)) delete json[tag];
   }
   // dicom-image-loader 5.14 fails on an image with neither Modality nor ImageOrientationPatient (it
   // calls Modality.includes): an empty Modality lets it place the image.

@@ -1,8 +1,17 @@
 import type { T } from '../i18n';
 import { DicomwebError } from './dicomweb-client';
 
+/** An image whose pixel data could not be decoded (the codec failed, or gave no pixels). */
+export class ImageDecodeError extends Error {
+  constructor(detail: string) {
+    super(`The pixel data could not be decoded (${detail})`);
+    this.name = 'ImageDecodeError';
+  }
+}
+
 /** Puts an error into words for the user. */
 export function describeError(e: unknown, t: T): string {
+  if (e instanceof ImageDecodeError) return t('error.imageDecode');
   if (e instanceof DicomwebError) {
     if (e.status === 0) return t('error.network');
     let message = e.message;

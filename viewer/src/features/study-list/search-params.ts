@@ -80,6 +80,11 @@ export function hasCriteria(f: StudyFilter): boolean {
   return Boolean(f.name || f.id || f.acc || f.from || f.to || f.mod);
 }
 
+/** The range's start is after its end (both YYYYMMDD): there is nothing to search for. */
+export function datesReversed(f: Pick<StudyFilter, 'from' | 'to'>): boolean {
+  return Boolean(f.from && f.to && f.from > f.to);
+}
+
 /** DICOM date range for QIDO. */
 export function studyDateRange(f: StudyFilter): string {
   if (!f.from && !f.to) return '';

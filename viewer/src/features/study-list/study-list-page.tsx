@@ -6,6 +6,7 @@ import { loadDemoStudy, searchForStudies } from '../../lib/dicomweb-client';
 import { describeError } from '../../lib/describe-error';
 import { env } from '../../config/env';
 import {
+  datesReversed,
   daysAgo,
   emptyFilter,
   filterFromUrl,
@@ -18,6 +19,7 @@ import {
   studyDateRange,
 } from './search-params';
 import { Field } from '../../components/field';
+import { FormError } from '../../components/form-error';
 
 interface StudyRow {
   uid: string;
@@ -105,6 +107,11 @@ export function StudyListPage() {
 
   // biome-ignore lint/correctness/useExhaustiveDependencies: queryKey captures the filter fields that are sent
   useEffect(() => {
+    // A reversed range (from a bookmark or a typed URL) is not sent: the server would refuse it in English.
+    if (datesReversed(filter)) {
+      setState({ kind: 'error', message: t('search.dateOrder') });
+      return;
+    }
     const ac = new AbortController();
     setState({ kind: 'loading' });
     searchForStudies(
@@ -186,6 +193,8 @@ function SearchForm({
   const [from, setFrom] = useState(fmt(filter.from));
   const [to, setTo] = useState(fmt(filter.to));
   const [badDate, setBadDate] = useState(false);
+  /** the typed range starts after it ends */
+  const [reversed, setReversed] = useState(false);
   // biome-ignore lint/correctness/useExhaustiveDependencies: reset the fields when the URL changes
   useEffect(() => {
     setName(filter.name);
@@ -194,6 +203,7 @@ function SearchForm({
     setFrom(fmt(filter.from));
     setTo(fmt(filter.to));
     setBadDate(false);
+    setReversed(false);
   }, [filter.name, filter.id, filter.acc, filter.from, filter.to, lang]);
 
   const submit = (extra: Partial<StudyFilter> = {}) => {
@@ -201,8 +211,16 @@ function SearchForm({
     const tt = parseTypedDate(to);
     if (f === null || tt === null) {
       setBadDate(true);
+      setReversed(false);
       return;
     }
+    if (datesReversed({ from: f, to: tt })) {
+      setBadDate(true);
+      setReversed(true);
+      return;
+    }
+    setBadDate(false);
+    setReversed(false);
     onSearch({ name: name.trim(), id: id.trim(), acc: acc.trim(), from: f, to: tt, ...extra });
   };
   const quick = (fromDays: number | null, toDays: number | null) =>
@@ -283,6 +301,7 @@ function SearchForm({
           {t('search.clear')}
         </button>
       </div>
+      <FormError message={reversed ? t('search.dateOrder') : undefined} testId="search-date-error" />
       <div className="quick-dates">
         <button type="button" aria-pressed={isRange(0, 0)} onClick={() => quick(0, 0)}>
           {t('search.today')}

@@ -107,6 +107,11 @@ export function ViewportView({
   const drawnRef = useRef(false);
   const [overlay, setOverlay] = useState<OverlayState | null>(null);
   const [imageError, setImageError] = useState<string>('');
+  /**
+   * The slice in view whose image could not be loaded (or ''): the canvas still holds the slice shown
+   * before it, which is hidden, and the overlay gives no window, zoom or orientation for it.
+   */
+  const failedRef = useRef('');
   const [loaded, setLoaded] = useState<Uint8Array>(new Uint8Array(0));
   const [dragOver, setDragOver] = useState(false);
   const displaySet = content.kind === 'ready' ? content.displaySet : null;
@@ -216,6 +221,7 @@ export function ViewportView({
     const ids = new Set(imageIds);
     let cancelled = false;
     let frame = 0;
+    failedRef.current = '';
     setImageError('');
     setLoaded(new Uint8Array(imageIds.length));
 
@@ -226,18 +232,20 @@ export function ViewportView({
       const index = vp.getCurrentImageIdIndex();
       const imageId = vp.getCurrentImageId();
       const plane = imageId ? (metaData.get('imagePlaneModule', imageId) as any) : undefined;
+      const failed = Boolean(imageId) && imageId === failedRef.current;
       const props = vp.getProperties();
-      const wl = props.voiRange ? toWindowLevel(props.voiRange, props.VOILUTFunction) : undefined;
+      const wl = props.voiRange && !failed ? toWindowLevel(props.voiRange, props.VOILUTFunction) : undefined;
       // Where the image lies in the patient: from its ImageOrientationPatient, not from the default
-      // Cornerstone places an image without one at (usingDefaultValues).
+      // Cornerstone places an image without one at (usingDefaultValues). A slice that failed to load has
+      // no place, no window and no zoom: the picture of the slice before it is hidden.
       const json = imageId ? (wadors.metaDataManager.get(imageId) as DicomJson | undefined) : undefined;
       const oriented =
+        !failed &&
         Boolean(plane?.rowCosines && plane?.columnCosines) &&
         (!plane.usingDefaultValues || values(json, Tag.ImageOrientationPatient).length === 6);
       // Else the patient directions of its rows and columns (projection radiographs), if it has them.
-      const patientOrientation = oriented
-        ? null
-        : parsePatientOrientation(values(json, Tag.PatientOrientation));
+      const patientOrientation =
+        oriented || failed ? null : parsePatientOrientation(values(json, Tag.PatientOrientation));
       let markers: Markers | null = null;
       let zoom: number | undefined;
       try {
@@ -252,7 +260,7 @@ export function ViewportView({
           );
           markers = markersFrom(toWorld, canvas.clientWidth, canvas.clientHeight, letters);
         }
-        zoom = vp.getZoom();
+        zoom = failed ? undefined : vp.getZoom();
       } catch {
         markers = null;
       }
@@ -278,7 +286,7 @@ export function ViewportView({
         level: wl?.level,
         zoom,
         markers,
-        lossy: imageId ? isLossyImage(imageId) : false,
+        lossy: imageId && !failed ? isLossyImage(imageId) : false,
       });
     };
     const schedule = () => {
@@ -287,6 +295,7 @@ export function ViewportView({
     const onNewImage = (evt: Event) => {
       const { imageIdIndex, imageId } = (evt as CustomEvent).detail;
       moveStack(viewportId, imageIdIndex);
+      failedRef.current = '';
       setImageError('');
       onImageChangeRef.current(viewportId, imageId);
       schedule();
@@ -296,7 +305,9 @@ export function ViewportView({
       if (!ids.has(imageId)) return;
       const vp = getStackViewport(viewportId);
       if (vp?.getCurrentImageId() !== imageId) return;
+      failedRef.current = imageId;
       setImageError(t('error.imageLoad', { message: describeError(error, t) }));
+      schedule();
     };
     let loadedDirty = 0;
     const markLoaded = (evt: Event) => {
@@ -351,7 +362,9 @@ export function ViewportView({
         },
         (e) => {
           if (cancelled) return;
+          failedRef.current = imageIds[start];
           setImageError(t('error.imageLoad', { message: describeError(e, t) }));
+          schedule();
           showStack(viewportId, displaySet.SeriesInstanceUID, imageIds, start, displaySet.frameBytes);
         },
       );
@@ -400,7 +413,7 @@ export function ViewportView({
       {/* biome-ignore lint/a11y/noStaticElementInteractions: Cornerstone's canvas host; the context menu is suppressed for right-drag zoom */}
       <div
         ref={elementRef}
-        className="viewport-element"
+        className={`viewport-element${imageError ? ' failed' : ''}`}
         onContextMenu={(e) => e.preventDefault()}
         data-testid={`viewport-${viewportId}`}
       />
