@@ -2,7 +2,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { get, type IncomingMessage, request } from 'node:http';
+import { get, type IncomingMessage } from 'node:http';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,29 +10,10 @@ import { viewerPagePreload } from '../../server/app';
 import { loadConfig } from '../../server/config';
 import { createLogger } from '../../server/log';
 import { syntheticSeries } from '../../server/synthetic';
+import { rawGet } from '../helpers/http';
 import { REPO, startServer, stow, type TestServer } from '../helpers/server';
 
 /** A raw GET (fetch would decompress and hide Content-Encoding). */
-function rawGet(url: string, headers: Record<string, string>) {
-  return new Promise<{
-    status: number;
-    headers: Record<string, string | string[] | undefined>;
-    bytes: number;
-    body: Buffer;
-  }>((resolve, reject) => {
-    request(url, { headers }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => {
-        const body = Buffer.concat(chunks);
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, bytes: body.length, body });
-      });
-    })
-      .on('error', reject)
-      .end();
-  });
-}
-
 describe('HTTP behaviour', () => {
   let server: TestServer;
   beforeAll(async () => {
@@ -265,21 +246,9 @@ describe('what is written down, and forged Host headers', () => {
       for (const secret of [token, 'Nguy', '19800101']) expect(all).not.toContain(secret);
 
       // The Host header is written into RetrieveURL and BulkDataURI: a forged one is refused.
-      const forged = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-        const req = request(
-          `${server.dicomweb}/studies`,
-          { headers: { Host: 'evil"},"00100010":{"vr":"PN"}' } },
-          (res) => {
-            let body = '';
-            res.on('data', (c) => (body += c));
-            res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-          },
-        );
-        req.on('error', reject);
-        req.end();
-      });
+      const forged = await rawGet(`${server.dicomweb}/studies`, { Host: 'evil"},"00100010":{"vr":"PN"}' });
       expect(forged.status).toBe(400);
-      expect(JSON.parse(forged.body).message).toMatch(/Host header .* is not a host name/);
+      expect(JSON.parse(forged.body.toString()).message).toMatch(/Host header .* is not a host name/);
       const ok = await fetch(`${server.dicomweb}/studies`, { headers: { Host: '[::1]:8080' } });
       expect(ok.status).toBe(200);
     } finally {

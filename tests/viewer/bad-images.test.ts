@@ -4,7 +4,7 @@
  */
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { skipReason, startViewerEnv, type ViewerEnv } from './harness';
+import { drawLength, skipReason, startViewerEnv, type ViewerEnv } from './harness';
 
 /** NEMA WG04 NM1: image 1 (InstanceNumber 3) is a corrupt JPEG 2000, the other three decode. */
 const NM1_STUDY = '1.3.6.1.4.1.5962.1.2.8.20040826185059.5457';
@@ -151,22 +151,9 @@ describe.skipIf(Boolean(skipReason))(
 
       // The spacing is unknown: a length across 1000 image pixels is 1000 px, not millimetres.
       await page.keyboard.press('l');
-      const toPage = (col: number, row: number) =>
-        page.evaluate(([c, r]) => (window as any).__pacs.imageToPage('vp-0', c, r), [col, row] as const);
-      const [x1, y1] = await toPage(400, 900);
-      const [x2, y2] = await toPage(1400, 900);
-      await page.mouse.move(x1, y1);
-      await page.mouse.down();
-      await page.mouse.move(x2, y2, { steps: 10 });
-      await page.mouse.up();
-      await page.waitForTimeout(300);
-      const m = (await page.evaluate(() => (window as any).__pacs.measurements())) as {
-        toolName: string;
-        stats: { length?: number; unit?: string };
-      }[];
-      const length = m.find((x) => x.toolName === 'Length');
-      expect(length?.stats.unit).toBe('px');
-      expect(Math.abs((length?.stats.length ?? 0) - 1000)).toBeLessThan(8);
+      const length = await drawLength(page, [400, 900], [1400, 900]);
+      expect(length?.unit).toBe('px');
+      expect(Math.abs((length?.length ?? 0) - 1000)).toBeLessThan(8);
       const label = await page.$$eval('svg text', (ts) => ts.map((t) => t.textContent ?? '').join(' '));
       expect(label).toMatch(/\d px/);
       expect(label).not.toMatch(/mm/);

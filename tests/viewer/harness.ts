@@ -122,3 +122,31 @@ export async function waitForImage(page: Page, id = 'vp-0', timeout = 60_000): P
 }
 
 export { SAMPLES };
+
+/**
+ * Draws a Length measurement from one image pixel to another in viewport vp-0 (the Length tool must be
+ * active) and returns what the viewer measured.
+ */
+export async function drawLength(
+  page: Page,
+  from: [number, number],
+  to: [number, number],
+): Promise<{ length?: number; unit?: string } | undefined> {
+  const toPage = (col: number, row: number) =>
+    page.evaluate(([c, r]) => (window as any).__pacs.imageToPage('vp-0', c, r), [
+      col,
+      row,
+    ] as const) as Promise<[number, number]>;
+  const [x1, y1] = await toPage(...from);
+  const [x2, y2] = await toPage(...to);
+  await page.mouse.move(x1, y1);
+  await page.mouse.down();
+  await page.mouse.move(x2, y2, { steps: 10 });
+  await page.mouse.up();
+  await page.waitForTimeout(300);
+  const m = (await page.evaluate(() => (window as any).__pacs.measurements())) as {
+    toolName: string;
+    stats: { length?: number; unit?: string };
+  }[];
+  return m.find((x) => x.toolName === 'Length')?.stats;
+}

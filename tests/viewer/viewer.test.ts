@@ -13,6 +13,7 @@ import { ctPhantomSeries, demoUid } from '../../server/demo';
 import { listFiles } from '../helpers/server';
 import { type DicomImage, expectedGrey, flatPoints, readDicom } from './dicom-file';
 import {
+  drawLength,
   emulateSlowLink,
   SAMPLES,
   skipReason,
@@ -409,24 +410,11 @@ describe.skipIf(Boolean(skipReason))('stack viewer (real browser)', () => {
     await page.keyboard.press('l');
     const st = await vpState(page);
     const img = bySop.get(sopOf(st.imageId))!;
-    const [x1, y1] = await toPage(page, 100, 300);
-    const [x2, y2] = await toPage(page, 400, 300);
-    await page.mouse.move(x1, y1);
-    await page.mouse.down();
-    await page.mouse.move(x2, y2, { steps: 10 });
-    await page.mouse.up();
-    await page.waitForTimeout(300);
-    const m = (await page.evaluate(() => (window as any).__pacs.measurements())) as {
-      toolName: string;
-      stats: { length?: number; unit?: string };
-    }[];
-    const length = m.find((x) => x.toolName === 'Length')!;
-    expect(length.stats.unit).toBe('mm');
+    const length = (await drawLength(page, [100, 300], [400, 300]))!;
+    expect(length.unit).toBe('mm');
     // the drawn endpoints land on screen pixels: allow one image pixel of error
-    expect(length.stats.length!).toBeCloseTo(300 * img.pixelSpacing[1], -0.3);
-    expect(Math.abs(length.stats.length! - 300 * img.pixelSpacing[1])).toBeLessThan(
-      img.pixelSpacing[1] * 1.5,
-    );
+    expect(length.length!).toBeCloseTo(300 * img.pixelSpacing[1], -0.3);
+    expect(Math.abs(length.length! - 300 * img.pixelSpacing[1])).toBeLessThan(img.pixelSpacing[1] * 1.5);
     const label = await page.$$eval('svg text', (ts) => ts.map((t) => t.textContent ?? '').join(' '));
     expect(label).toMatch(/[\d,]+\.\d mm/);
     await env.screenshot(page, 'viewer-ct-length');
