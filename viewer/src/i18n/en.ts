@@ -32,6 +32,7 @@ export const en = {
   'search.anyDate': 'Any date',
 
   'list.patient': 'Patient',
+  'list.noName': '(no name)',
   'list.patientId': 'Patient ID',
   'list.birthDate': 'Birth date',
   'list.sex': 'Sex',
@@ -85,6 +86,8 @@ export const en = {
   'viewer.loadingStudy': 'Loading study…',
   'viewer.loadingSeries': 'Loading series…',
   'viewer.emptyViewport': 'Drag a series here, or click a series in the panel',
+  'viewer.noImagesInStudy': 'This study has no images the viewer can show.',
+  'viewer.onlyDocuments': 'This study has no images: open its documents from the series panel.',
   'viewer.sliceScrollbar': 'Image in the stack',
   'viewer.sliceValue': 'Image {index} of {count}',
   'viewer.layout': 'Layout',

@@ -33,6 +33,7 @@ export const vi: Record<MessageKey, string> = {
   'search.anyDate': 'Mọi ngày',
 
   'list.patient': 'Bệnh nhân',
+  'list.noName': '(không có tên)',
   'list.patientId': 'Mã BN',
   'list.birthDate': 'Ngày sinh',
   'list.sex': 'Giới',
@@ -86,6 +87,8 @@ export const vi: Record<MessageKey, string> = {
   'viewer.loadingStudy': 'Đang tải ca chụp…',
   'viewer.loadingSeries': 'Đang tải loạt ảnh…',
   'viewer.emptyViewport': 'Kéo một loạt ảnh vào đây, hoặc bấm vào loạt ảnh ở bảng bên trái',
+  'viewer.noImagesInStudy': 'Ca chụp này không có ảnh nào xem được trong trình xem.',
+  'viewer.onlyDocuments': 'Ca chụp này không có ảnh: mở tài liệu của nó ở bảng bên trái.',
   'viewer.sliceScrollbar': 'Ảnh trong loạt',
   'viewer.sliceValue': 'Ảnh {index}/{count}',
   'viewer.layout': 'Bố cục',

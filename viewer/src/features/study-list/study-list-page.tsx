@@ -421,7 +421,11 @@ function StudyTable({
                       navigate(studyHref(r.uid));
                     }}
                   >
-                    <span translate="no">{r.name}</span>
+                    {r.name ? (
+                      <span translate="no">{r.name}</span>
+                    ) : (
+                      <span className="muted">{t('list.noName')}</span>
+                    )}
                   </a>
                   {sk && <span className="sex"> ({t(sk)})</span>}
                 </td>

@@ -175,10 +175,15 @@ export default function ViewerPage({
   const slotCount = LAYOUT_SLOTS[layout];
   const contentFor = (i: number): ViewportContent => {
     const uid = slots[i];
-    if (!uid)
-      return studyState.kind === 'loading' || (series.some((s) => s.state === 'loading') && i === 0)
-        ? { kind: 'loading' }
-        : { kind: 'empty' };
+    if (!uid) {
+      if (studyState.kind === 'loading' || (series.some((s) => s.state === 'loading') && i === 0))
+        return { kind: 'loading' };
+      // A study of reports and other objects without images says so, not "drag a series here".
+      const ready = series.flatMap((s) => (s.state === 'ready' ? [s.displaySet] : []));
+      const noImages =
+        series.length > 0 && ready.length === series.length && ready.every((d) => d.unsupported);
+      return { kind: 'empty', noImages, documents: noImages && ready.some((d) => d.documents.length > 0) };
+    }
     const e = bySeries.get(uid);
     if (!e || e.state === 'loading') return { kind: 'loading' };
     if (e.state === 'error') return { kind: 'error', message: e.message };

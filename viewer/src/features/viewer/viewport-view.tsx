@@ -34,7 +34,8 @@ export interface StudyInfo {
 }
 
 export type ViewportContent =
-  | { kind: 'empty' }
+  /** noImages: the study has no series with images; documents: but it has PDF documents. */
+  | { kind: 'empty'; noImages?: boolean; documents?: boolean }
   | { kind: 'loading' }
   | { kind: 'error'; message: string }
   | { kind: 'ready'; displaySet: DisplaySet };
@@ -418,7 +419,17 @@ export function ViewportView({
         data-testid={`viewport-${viewportId}`}
       />
       <canvas ref={firstViewRef} className="first-view" data-testid={`first-view-${viewportId}`} />
-      {content.kind === 'empty' && <div className="viewport-message">{t('viewer.emptyViewport')}</div>}
+      {content.kind === 'empty' && (
+        <div className="viewport-message">
+          {t(
+            content.documents
+              ? 'viewer.onlyDocuments'
+              : content.noImages
+                ? 'viewer.noImagesInStudy'
+                : 'viewer.emptyViewport',
+          )}
+        </div>
+      )}
       {content.kind === 'loading' && <div className="viewport-message">{t('viewer.loadingSeries')}</div>}
       {content.kind === 'error' && (
         <div className="viewport-message error" role="alert">
