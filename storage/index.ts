@@ -71,6 +71,15 @@ export interface Scope {
   SOPInstanceUID?: string;
 }
 
+/** The scope naming exactly one stored instance. */
+export function instanceScope(inst: StoredInstance): Required<Scope> {
+  return {
+    StudyInstanceUID: inst.StudyInstanceUID,
+    SeriesInstanceUID: inst.SeriesInstanceUID,
+    SOPInstanceUID: inst.SOPInstanceUID,
+  };
+}
+
 export interface SearchResult {
   /** DICOM JSON datasets, already limited to the requested/included attributes. */
   matches: Record<string, unknown>[];

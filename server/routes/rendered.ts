@@ -9,7 +9,7 @@ import { newBoundary, type OutgoingPart, writeMultipart } from '../../dicomweb/m
 import { badRequest, notAcceptable, notFound } from '../../dicomweb/status';
 import type { ImageInfo } from '../../dicomweb/transfer-syntax';
 import type { BlobStore } from '../../storage/blob';
-import type { Index, StoredInstance } from '../../storage/index';
+import { type Index, instanceScope, type StoredInstance } from '../../storage/index';
 import { readBulk } from './wado';
 import {
   readModalityLut,
@@ -49,11 +49,7 @@ async function renderedDocument(
 ): Promise<Uint8Array | undefined> {
   if (inst.SOPClassUID !== ENCAPSULATED_PDF) return undefined;
   if (!accept.some((m) => ['application/pdf', 'application/*', '*/*'].includes(m.type))) return undefined;
-  const [doc] = await ctx.index.metadata({
-    StudyInstanceUID: inst.StudyInstanceUID,
-    SeriesInstanceUID: inst.SeriesInstanceUID,
-    SOPInstanceUID: inst.SOPInstanceUID,
-  });
+  const [doc] = await ctx.index.metadata(instanceScope(inst));
   const json = JSON.parse(doc) as Record<string, { Value?: unknown[]; InlineBinary?: string }>;
   // A small document is in the metadata itself (InlineBinary); a larger one is read from the object.
   const inline = json['00420011']?.InlineBinary;
@@ -126,11 +122,7 @@ async function renderOne(
   frame: number,
   params: RenderParams,
 ): Promise<Uint8Array> {
-  const scope = {
-    StudyInstanceUID: inst.StudyInstanceUID,
-    SeriesInstanceUID: inst.SeriesInstanceUID,
-    SOPInstanceUID: inst.SOPInstanceUID,
-  };
+  const scope = instanceScope(inst);
   const image: ImageInfo | undefined =
     inst.numberOfFrames > 0 ? await storedImageInfo(ctx.index, scope) : undefined;
   if (!image) throw notAcceptable(`instance ${inst.SOPInstanceUID} has no image to render`);

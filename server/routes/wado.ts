@@ -16,7 +16,13 @@ import {
 import { newBoundary, type OutgoingPart, writeMultipart } from '../../dicomweb/multipart';
 import { badRequest, DicomwebError, notAcceptable, notFound } from '../../dicomweb/status';
 import type { BlobStore } from '../../storage/blob';
-import { BULKDATA_BASE, type Index, type Span, type StoredInstance } from '../../storage/index';
+import {
+  BULKDATA_BASE,
+  type Index,
+  instanceScope,
+  type Span,
+  type StoredInstance,
+} from '../../storage/index';
 import { type FrameTranscoding, negotiateFrameSyntax } from '../../dicomweb/transfer-syntax';
 import type { Config } from '../config';
 import { HTJ2K_LOSSLESS, openHtj2kCopy } from '../transcode/copies';
@@ -310,7 +316,7 @@ export async function readBulk(
   if (span) {
     const data = await readSpans(ctx.blobs, inst.blobKey, [span]);
     if (inst.TransferSyntaxUID !== TransferSyntax.ExplicitVRBigEndian) return data;
-    const doc = (await ctx.index.metadata(scopeOfInstance(inst)))[0];
+    const doc = (await ctx.index.metadata(instanceScope(inst)))[0];
     const vr = (JSON.parse(doc) as Record<string, { vr?: string }>)[path.split('/').pop() as string]?.vr;
     const bits = vr === 'OL' || vr === 'OF' ? 32 : vr === 'OD' || vr === 'OV' ? 64 : vr === 'OW' ? 16 : 8;
     return bits > 8 ? swapToLittleEndian(data, bits, vr) : data;
@@ -319,12 +325,6 @@ export async function readBulk(
     return readObjectInMemory(await readAll(await ctx.blobs.get(inst.blobKey))).bulk(path);
   return undefined;
 }
-
-const scopeOfInstance = (inst: StoredInstance) => ({
-  StudyInstanceUID: inst.StudyInstanceUID,
-  SeriesInstanceUID: inst.SeriesInstanceUID,
-  SOPInstanceUID: inst.SOPInstanceUID,
-});
 
 /** GET .../instances/{i}/bulkdata/{path}: a BulkDataURI from the metadata. */
 export function retrieveBulkdata(ctx: WadoContext) {

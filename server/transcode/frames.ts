@@ -18,7 +18,7 @@ import {
 } from '../../dicomweb/transfer-syntax';
 import { readObjectInMemory, swapToLittleEndian } from '../../dicomweb/frames';
 import type { BlobStore } from '../../storage/blob';
-import type { Index, StoredInstance } from '../../storage/index';
+import { type Index, instanceScope, type StoredInstance } from '../../storage/index';
 import type { Palette, RenderParams } from './render';
 import { TranscodeError, transcoder } from './pool';
 
@@ -117,11 +117,7 @@ export async function sendTranscodedInstances(
   const images = new Map<string, ImageInfo | undefined>();
   for (const inst of list) {
     if (inst.TransferSyntaxUID === ts) continue;
-    const scope = {
-      StudyInstanceUID: inst.StudyInstanceUID,
-      SeriesInstanceUID: inst.SeriesInstanceUID,
-      SOPInstanceUID: inst.SOPInstanceUID,
-    };
+    const scope = instanceScope(inst);
     const image = inst.numberOfFrames > 0 ? await storedImageInfo(ctx.index, scope) : undefined;
     images.set(inst.SOPInstanceUID, image);
     const refusal =
@@ -182,11 +178,7 @@ export async function readPalette(
   index: Index,
   inst: StoredInstance,
 ): Promise<Palette | undefined> {
-  const scope = {
-    StudyInstanceUID: inst.StudyInstanceUID,
-    SeriesInstanceUID: inst.SeriesInstanceUID,
-    SOPInstanceUID: inst.SOPInstanceUID,
-  };
+  const scope = instanceScope(inst);
   const doc = (await index.metadata(scope))[0];
   if (!doc) return undefined;
   const ds = JSON.parse(doc) as Record<string, { Value?: number[]; InlineBinary?: string }>;
@@ -218,11 +210,7 @@ export async function readModalityLut(
   index: Index,
   inst: StoredInstance,
 ): Promise<{ first: number; values: Uint16Array } | undefined> {
-  const scope = {
-    StudyInstanceUID: inst.StudyInstanceUID,
-    SeriesInstanceUID: inst.SeriesInstanceUID,
-    SOPInstanceUID: inst.SOPInstanceUID,
-  };
+  const scope = instanceScope(inst);
   const doc = (await index.metadata(scope))[0];
   type Attr = { Value?: unknown[]; InlineBinary?: string; BulkDataURI?: string };
   const item = (doc ? (JSON.parse(doc) as Record<string, Attr>)['00283000']?.Value?.[0] : undefined) as
