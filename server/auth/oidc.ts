@@ -180,7 +180,7 @@ class OidcSignIn {
       state: client.randomState(),
       nonce: client.randomNonce(),
       verifier: client.randomPKCECodeVerifier(),
-      redirectUri: `${this.origin(req)}${OIDC_CALLBACK_PATH}`,
+      redirectUri: `${publicOrigin(req)}${OIDC_CALLBACK_PATH}`,
       returnTo,
       expiresAt: Date.now() + FLOW_MS,
     };
@@ -404,10 +404,6 @@ class OidcSignIn {
   }
 
   // ── the flow cookie ──
-
-  private origin(req: Request): string {
-    return this.config.publicUrl || publicOrigin(req);
-  }
 
   private flowCookieOptions(req: Request): CookieOptions {
     const https = req.secure || this.config.publicUrl.startsWith('https:');
