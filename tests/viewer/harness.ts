@@ -123,30 +123,56 @@ export async function waitForImage(page: Page, id = 'vp-0', timeout = 60_000): P
 
 export { SAMPLES };
 
+/** What the viewer shows in a viewport (window.__pacs, viewer/src/features/viewer/test-hooks.ts). */
+export interface VpState {
+  imageIndex: number;
+  count: number;
+  imageId: string;
+  voiRange: { lower: number; upper: number };
+  loaded: number;
+}
+
+export const vpState = (page: Page, id = 'vp-0') =>
+  page.evaluate((vid) => (window as any).__pacs.viewport(vid), id) as Promise<VpState>;
+
+/** Where an image pixel of a viewport is on the page. */
+export const toPage = (page: Page, col: number, row: number, id = 'vp-0') =>
+  page.evaluate(([vid, c, r]) => (window as any).__pacs.imageToPage(vid, c, r), [
+    id,
+    col,
+    row,
+  ] as const) as Promise<[number, number]>;
+
+/** The SOP Instance UID of a wadors: image id. */
+export function sopOf(imageId: string): string {
+  return /\/instances\/([^/]+)\/frames\//.exec(imageId)?.[1] ?? '';
+}
+
 /**
- * Draws a Length measurement from one image pixel to another in viewport vp-0 (the Length tool must be
- * active) and returns what the viewer measured.
+ * Drags the mouse from one image pixel to another in viewport vp-0 with the active tool (a measuring
+ * tool draws its annotation) and returns the statistics the viewer has for that tool's annotation.
  */
-export async function drawLength(
+export async function drawMeasurement<S = Record<string, number | string | undefined>>(
   page: Page,
+  toolName: string,
   from: [number, number],
   to: [number, number],
-): Promise<{ length?: number; unit?: string } | undefined> {
-  const toPage = (col: number, row: number) =>
-    page.evaluate(([c, r]) => (window as any).__pacs.imageToPage('vp-0', c, r), [
-      col,
-      row,
-    ] as const) as Promise<[number, number]>;
-  const [x1, y1] = await toPage(...from);
-  const [x2, y2] = await toPage(...to);
+  settleMs = 300,
+): Promise<S | undefined> {
+  const [x1, y1] = await toPage(page, ...from);
+  const [x2, y2] = await toPage(page, ...to);
   await page.mouse.move(x1, y1);
   await page.mouse.down();
   await page.mouse.move(x2, y2, { steps: 10 });
   await page.mouse.up();
-  await page.waitForTimeout(300);
+  await page.waitForTimeout(settleMs);
   const m = (await page.evaluate(() => (window as any).__pacs.measurements())) as {
     toolName: string;
-    stats: { length?: number; unit?: string };
+    stats: S;
   }[];
-  return m.find((x) => x.toolName === 'Length')?.stats;
+  return m.find((x) => x.toolName === toolName)?.stats;
 }
+
+/** A Length measurement from one image pixel to another (the Length tool active). */
+export const drawLength = (page: Page, from: [number, number], to: [number, number]) =>
+  drawMeasurement<{ length?: number; unit?: string }>(page, 'Length', from, to);

@@ -7,20 +7,18 @@ import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listFiles } from '../helpers/server';
 import { type DicomImage, readDicom } from './dicom-file';
-import { SAMPLES, skipReason, startViewerEnv, type ViewerEnv, waitForImage } from './harness';
+import {
+  SAMPLES,
+  skipReason,
+  sopOf,
+  startViewerEnv,
+  toPage,
+  type ViewerEnv,
+  vpState,
+  waitForImage,
+} from './harness';
 
 const CT_FOLDER = 'ct-series/philips-ingenuity-phantom-S2010';
-
-const vpState = (page: Page) =>
-  page.evaluate(() => (window as any).__pacs.viewport('vp-0')) as Promise<{
-    imageIndex: number;
-    imageId: string;
-  }>;
-const toPage = (page: Page, col: number, row: number) =>
-  page.evaluate(([c, r]) => (window as any).__pacs.imageToPage('vp-0', c, r), [col, row] as const) as Promise<
-    [number, number]
-  >;
-const sopOf = (imageId: string) => /\/instances\/([^/]+)\/frames\//.exec(imageId)?.[1] ?? '';
 
 describe.skipIf(Boolean(skipReason))('probe (real browser)', () => {
   let env: ViewerEnv;

@@ -14,6 +14,10 @@ import { listFiles } from '../helpers/server';
 import { type DicomImage, expectedGrey, flatPoints, readDicom } from './dicom-file';
 import {
   drawLength,
+  drawMeasurement,
+  sopOf,
+  toPage,
+  vpState,
   emulateSlowLink,
   SAMPLES,
   skipReason,
@@ -27,30 +31,10 @@ const CT_FOLDER = 'ct-series/philips-ingenuity-phantom-S2010';
 const MR_FOLDER = 'mr/philips-dual-echo';
 const JPEG_LS_LOSSLESS = '1.2.840.10008.1.2.4.80';
 
-interface VpState {
-  imageIndex: number;
-  count: number;
-  imageId: string;
-  voiRange: { lower: number; upper: number };
-  loaded: number;
-}
-
-const vpState = (page: Page, id = 'vp-0') =>
-  page.evaluate((vid) => (window as any).__pacs.viewport(vid), id) as Promise<VpState>;
 const sample = (page: Page, points: [number, number][], id = 'vp-0') =>
   page.evaluate(([vid, pts]) => (window as any).__pacs.sample(vid, pts), [id, points] as const) as Promise<
     number[][]
   >;
-const toPage = (page: Page, col: number, row: number, id = 'vp-0') =>
-  page.evaluate(([vid, c, r]) => (window as any).__pacs.imageToPage(vid, c, r), [
-    id,
-    col,
-    row,
-  ] as const) as Promise<[number, number]>;
-
-function sopOf(imageId: string): string {
-  return /\/instances\/([^/]+)\/frames\//.exec(imageId)?.[1] ?? '';
-}
 
 type VoiRange = { lower: number; upper: number };
 
@@ -429,19 +413,13 @@ describe.skipIf(Boolean(skipReason))('stack viewer (real browser)', () => {
     const r0 = 220;
     const c1 = 300;
     const r1 = 280;
-    const [x1, y1] = await toPage(page, c0, r0);
-    const [x2, y2] = await toPage(page, c1, r1);
-    await page.mouse.move(x1, y1);
-    await page.mouse.down();
-    await page.mouse.move(x2, y2, { steps: 10 });
-    await page.mouse.up();
-    await page.waitForTimeout(400);
-    const m = (await page.evaluate(() => (window as any).__pacs.measurements())) as {
-      toolName: string;
-      stats: { mean?: number; stdDev?: number; area?: number; modalityUnit?: string };
-    }[];
-    const roi = m.find((x) => x.toolName === 'RectangleROI')!;
-    expect(roi.stats.modalityUnit).toBe('HU');
+    const roi = (await drawMeasurement<{
+      mean?: number;
+      stdDev?: number;
+      area?: number;
+      modalityUnit?: string;
+    }>(page, 'RectangleROI', [c0, r0], [c1, r1], 400))!;
+    expect(roi.modalityUnit).toBe('HU');
     // Handles on the centres of pixels (c0,r0) and (c1,r1): the ROI holds columns c0..c1-1 and rows r0..r1-1.
     let sum = 0;
     let n = 0;
@@ -451,9 +429,9 @@ describe.skipIf(Boolean(skipReason))('stack viewer (real browser)', () => {
         n++;
       }
     const mean = sum / n;
-    expect(Math.abs(roi.stats.mean! - mean)).toBeLessThan(1);
+    expect(Math.abs(roi.mean! - mean)).toBeLessThan(1);
     const area = (c1 - c0) * (r1 - r0) * img.pixelSpacing[0] * img.pixelSpacing[1];
-    expect(Math.abs(roi.stats.area! - area) / area).toBeLessThan(0.03);
+    expect(Math.abs(roi.area! - area) / area).toBeLessThan(0.03);
     const label = await page.$$eval('svg text', (ts) => ts.map((t) => t.textContent ?? '').join(' '));
     expect(label).toMatch(/Mean: -?[\d,]+\.\d HU/);
     await env.screenshot(page, 'viewer-ct-rectangle-roi');
