@@ -140,6 +140,8 @@ export function migrations(d: Dialect): string[][] {
     [
       `CREATE TABLE rate_limits (name ${T} PRIMARY KEY, hits INTEGER NOT NULL, reset_at ${d.bigint} NOT NULL)`,
     ],
+    // 5: the studies that name a referring physician (referringStudiesSql), asked on each of their requests.
+    ['CREATE INDEX studies_referring_fold ON studies (referring_physician_name_fold)'],
   ];
 }
 
@@ -536,25 +538,30 @@ const LIKE = `LIKE ? ESCAPE '${ESCAPE}'`;
  * column is exactly " key"; one with ideographic or phonetic groups (folded after it in the same column)
  * is a candidate when that column starts with " key ", and referringStudyUids then compares its
  * alphabetic group. Plain SQL, the same on every dialect (rewrite the placeholders with Dialect.sql).
+ *
+ * An equality and a LIKE with a fixed prefix on the folded column only, so both are answered from its
+ * index (studies_referring_fold; SQLite's case_sensitive_like and PostgreSQL's "C" collation make the
+ * prefix usable): every request of a referring physician asks this, and a scan of the studies table
+ * would hold SQLite's event loop for the whole table.
  */
 export function referringStudiesSql(key: string): { sql: string; params: string[] } {
   return {
-    sql: `SELECT study_uid, referring_physician_name FROM studies
-      WHERE (referring_physician_name_fold = ? AND referring_physician_name NOT LIKE '%=%')
-        OR (referring_physician_name LIKE '%=%'
-          AND (referring_physician_name_fold = ? OR referring_physician_name_fold ${LIKE}))`,
-    params: [` ${key}`, ` ${key}`, ` ${likeLiteral(key)} %`],
+    sql: `SELECT study_uid, referring_physician_name, referring_physician_name_fold FROM studies
+      WHERE referring_physician_name_fold = ? OR referring_physician_name_fold ${LIKE}`,
+    params: [` ${key}`, ` ${likeLiteral(key)} %`],
   };
 }
 
-/** The study UIDs of referringStudiesSql's rows whose alphabetic group has the key. */
+/** The study UIDs of referringStudiesSql's rows whose name is, as a whole, the one of the key. */
 export function referringStudyUids(rows: Record<string, unknown>[], key: string): string[] {
   // The stored column is upper case: compare it with the key gone through the same case mapping.
   const upperKey = foldPersonName(personNameKey(key));
   return rows
     .filter((r) => {
       const name = String(r.referring_physician_name);
-      return !name.includes('=') || personNameMatchKey(name) === upperKey;
+      // One component group: the whole folded column (a longer name that starts with the key is not it).
+      if (!name.includes('=')) return r.referring_physician_name_fold === ` ${key}`;
+      return personNameMatchKey(name) === upperKey;
     })
     .map((r) => String(r.study_uid));
 }
