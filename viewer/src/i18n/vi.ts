@@ -96,6 +96,7 @@ export const vi: Record<MessageKey, string> = {
   'viewer.dropHint': 'Thả để hiển thị loạt này',
 
   'tool.windowLevel': 'Cửa sổ/mức',
+  'tool.scroll': 'Cuộn ảnh',
   'tool.pan': 'Di chuyển',
   'tool.zoom': 'Phóng to',
   'tool.length': 'Đo chiều dài',
@@ -146,10 +147,12 @@ export const vi: Record<MessageKey, string> = {
   'help.homeEnd': 'Ảnh đầu / ảnh cuối',
   'help.wheel': 'Con lăn chuột: cuộn ảnh',
   'help.leftDrag': 'Kéo chuột trái: công cụ đang chọn (mặc định cửa sổ/mức)',
+  'help.touch':
+    'Điện thoại, máy tính bảng: một ngón tay dùng công cụ đang chọn (mặc định cuộn ảnh), hai ngón tay chụm mở để phóng to',
   'help.rightDrag': 'Kéo chuột phải: phóng to',
   'help.middleDrag': 'Kéo chuột giữa: di chuyển',
   'help.tools':
-    'W cửa sổ/mức, P di chuyển, Z phóng to, L đo dài, A đo góc, R vùng chữ nhật, E vùng elip, B đo điểm',
+    'W cửa sổ/mức, S cuộn ảnh, P di chuyển, Z phóng to, L đo dài, A đo góc, R vùng chữ nhật, E vùng elip, B đo điểm',
   'help.presets': '1 não, 2 phổi, 3 xương, 4 ổ bụng, 5 trung thất, 0 theo ảnh',
   'help.view': 'F vừa khung, T xoay 90°, H lật ngang, V lật dọc, I đảo màu, Esc đặt lại',
   'help.cine': 'Phím cách: chạy / dừng ảnh',

@@ -9,6 +9,7 @@ const LINES: MessageKey[] = [
   'help.leftDrag',
   'help.rightDrag',
   'help.middleDrag',
+  'help.touch',
   'help.tools',
   'help.presets',
   'help.view',

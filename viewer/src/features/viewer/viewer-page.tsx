@@ -14,7 +14,13 @@ import { firstFrameArrived, loadStudy, viewerStarting } from './study-loader';
 import { installTestHooks } from './test-hooks';
 import { TransferSelect } from './transfer-select';
 import * as actions from './viewport-actions';
-import { destroySession, getSession, type PrimaryTool, setPrimaryTool } from './viewer-session';
+import {
+  defaultPrimaryTool,
+  destroySession,
+  getSession,
+  type PrimaryTool,
+  setPrimaryTool,
+} from './viewer-session';
 import { type StudyInfo, ViewportView, type ViewportContent } from './viewport-view';
 
 /** The longest Cornerstone's start waits for the first view. */
@@ -31,6 +37,7 @@ const VIEWPORT_IDS = ['vp-0', 'vp-1', 'vp-2', 'vp-3'];
 
 const TOOLS: { id: PrimaryTool; label: MessageKey; key: string }[] = [
   { id: 'windowLevel', label: 'tool.windowLevel', key: 'W' },
+  { id: 'scroll', label: 'tool.scroll', key: 'S' },
   { id: 'pan', label: 'tool.pan', key: 'P' },
   { id: 'zoom', label: 'tool.zoom', key: 'Z' },
   { id: 'length', label: 'tool.length', key: 'L' },
@@ -74,7 +81,7 @@ export default function ViewerPage({
   const [layout, setLayout] = useState<Layout>('1x1');
   const [slots, setSlots] = useState<(string | null)[]>([null, null, null, null]);
   const [active, setActive] = useState(0);
-  const [tool, setTool] = useState<PrimaryTool>('windowLevel');
+  const [tool, setTool] = useState<PrimaryTool>(defaultPrimaryTool);
   const [cine, setCine] = useState(false);
   const [fps, setFps] = useState(15);
   const [sync, setSync] = useState(true);

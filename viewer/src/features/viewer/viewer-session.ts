@@ -23,6 +23,7 @@ const { MouseBindings } = ToolEnums;
 /** Tools that the left button can carry, in toolbar order. */
 export const PRIMARY_TOOLS = {
   windowLevel: WindowLevelTool.toolName,
+  scroll: StackScrollTool.toolName,
   pan: PanTool.toolName,
   zoom: ZoomTool.toolName,
   length: LengthTool.toolName,
@@ -55,32 +56,43 @@ export function getSession(): Session {
   ToolGroupManager.destroyToolGroup(TOOL_GROUP_ID);
   const toolGroup = ToolGroupManager.createToolGroup(TOOL_GROUP_ID)!;
   for (const name of Object.values(PRIMARY_TOOLS)) toolGroup.addTool(name, toolConfigurations[name] ?? {});
-  toolGroup.addTool(StackScrollTool.toolName);
-  toolGroup.setToolActive(StackScrollTool.toolName, { bindings: [{ mouseButton: MouseBindings.Wheel }] });
   session = { engine, toolGroup };
-  setPrimaryTool('windowLevel');
+  setPrimaryTool(defaultPrimaryTool());
   return session;
 }
+
+/**
+ * The tool of the left button and of one finger when the viewer opens: window/level at a PC; on a phone
+ * or a tablet (a coarse primary pointer), scrolling through the images, which is what a patient or a
+ * referring doctor opening a link does first (window/level stays one tap away in the toolbar).
+ */
+export function defaultPrimaryTool(): PrimaryTool {
+  return typeof matchMedia === 'function' && matchMedia('(pointer: coarse)').matches
+    ? 'scroll'
+    : 'windowLevel';
+}
+
+/** Buttons and gestures a tool keeps when another one has the left button (and one finger). */
+const SECONDARY_BINDINGS: Record<string, ToolTypes.IToolBinding[]> = {
+  [StackScrollTool.toolName]: [{ mouseButton: MouseBindings.Wheel }],
+  [PanTool.toolName]: [{ mouseButton: MouseBindings.Auxiliary }],
+  // Two fingers pinch to zoom (ZoomTool's pinchToZoom).
+  [ZoomTool.toolName]: [{ mouseButton: MouseBindings.Secondary }, { numTouchPoints: 2 }],
+};
 
 export function setPrimaryTool(tool: PrimaryTool): void {
   const { toolGroup } = getSession();
   const name = PRIMARY_TOOLS[tool];
   for (const other of Object.values(PRIMARY_TOOLS)) {
-    if (other !== name) {
-      // Measurements stay visible and editable; navigation tools keep their other buttons.
-      if (other === PanTool.toolName) {
-        toolGroup.setToolActive(other, { bindings: [{ mouseButton: MouseBindings.Auxiliary }] });
-      } else if (other === ZoomTool.toolName) {
-        toolGroup.setToolActive(other, { bindings: [{ mouseButton: MouseBindings.Secondary }] });
-      } else {
-        toolGroup.setToolPassive(other);
-      }
-    }
+    if (other === name) continue;
+    // Measurements stay visible and editable; navigation tools keep their other buttons and gestures.
+    const kept = SECONDARY_BINDINGS[other];
+    if (kept) toolGroup.setToolActive(other, { bindings: kept });
+    else toolGroup.setToolPassive(other);
   }
-  const bindings: { mouseButton: number }[] = [{ mouseButton: MouseBindings.Primary }];
-  if (name === PanTool.toolName) bindings.push({ mouseButton: MouseBindings.Auxiliary });
-  if (name === ZoomTool.toolName) bindings.push({ mouseButton: MouseBindings.Secondary });
-  toolGroup.setToolActive(name, { bindings });
+  toolGroup.setToolActive(name, {
+    bindings: [{ mouseButton: MouseBindings.Primary }, ...(SECONDARY_BINDINGS[name] ?? [])],
+  });
 }
 
 export function destroySession(): void {
