@@ -1,8 +1,12 @@
 /**
  * The audit trail: every request to DICOMweb and the server API (who, role, action, study, patient,
  * result, time, source address) written to the index database. Events are queued and written in
- * batches (one transaction every AUDIT_FLUSH_MS), so a viewer fetching hundreds of frames does not pay
- * a database write per frame; the queue is written before the server closes.
+ * batches (one transaction every AUDIT_FLUSH_MS); the queue is written before the server closes.
+ *
+ * A viewer asks for each frame, thumbnail or rendered image of a study on its own: 300 requests for one
+ * CT series, a million rows a day for a radiology department. Successful requests of those kinds by one
+ * user from one address for one study are recorded as one event per COALESCE_MS, its detail giving the
+ * first request, how many more there were and until when; refusals and failures stay one event each.
  */
 import type { NextFunction, Request, Response } from 'express';
 import { parseQuery } from '../../dicomweb/qido';
@@ -18,6 +22,20 @@ const RETENTION_EVERY_MS = 6 * 3600_000;
 const DAY_MS = 86_400_000;
 const MAX_QUEUE = 10_000;
 const PATIENT_CACHE = 5_000;
+/** Actions whose successful requests are counted in one event per user, study, address and window. */
+const COALESCED_ACTIONS = new Set([
+  'retrieve-frames',
+  'retrieve-thumbnail',
+  'retrieve-rendered',
+  'retrieve-bulkdata',
+]);
+export const COALESCE_MS = 10_000;
+
+interface OpenEvent {
+  event: AuditEvent;
+  more: number;
+  last: number;
+}
 
 export class AuditTrail {
   private queue: AuditEvent[] = [];
@@ -26,6 +44,9 @@ export class AuditTrail {
   private readonly patients = new Map<string, string | null>();
   private retention: ReturnType<typeof setTimeout> | undefined;
   private pruning: Promise<unknown> = Promise.resolve();
+  /** Coalesced events still counting their requests, by who, what, which study, status and address. */
+  private readonly open = new Map<string, OpenEvent>();
+  private openTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     private readonly access: AccessStore,
@@ -34,12 +55,52 @@ export class AuditTrail {
   ) {}
 
   record(event: AuditEvent): void {
+    if (COALESCED_ACTIONS.has(event.action) && event.status < 400) {
+      const key = [
+        event.username,
+        event.role,
+        event.action,
+        event.studyInstanceUID,
+        event.status,
+        event.source,
+      ].join('\u0000');
+      const open = this.open.get(key);
+      if (open) {
+        open.more++;
+        open.last = Math.max(open.last, event.time);
+        return;
+      }
+      this.open.set(key, { event, more: 0, last: event.time });
+      this.openTimer ??= setTimeout(() => this.closeOpen(), COALESCE_MS);
+      return;
+    }
+    this.enqueue(event);
+  }
+
+  /** Queues the coalesced events, each with how many more requests it stands for. */
+  private closeOpen(): void {
+    clearTimeout(this.openTimer);
+    this.openTimer = undefined;
+    for (const { event, more, last } of this.open.values()) {
+      this.enqueue(
+        more === 0
+          ? event
+          : {
+              ...event,
+              detail: `${event.detail} and ${more} more ${event.action} request${more === 1 ? '' : 's'} until ${new Date(last).toISOString()}`,
+            },
+      );
+    }
+    this.open.clear();
+  }
+
+  private enqueue(event: AuditEvent): void {
     if (this.queue.length >= MAX_QUEUE) {
       this.log.error('audit queue full: event dropped', { event });
       return;
     }
     this.queue.push(event);
-    this.timer ??= setTimeout(() => void this.flush(), AUDIT_FLUSH_MS);
+    this.timer ??= setTimeout(() => void this.write(), AUDIT_FLUSH_MS);
   }
 
   /** Records an event, naming the study's patient (looked up once per study). */
@@ -48,8 +109,17 @@ export class AuditTrail {
     this.record({ ...event, patientID });
   }
 
-  /** Writes what is queued (also called on close). */
+  /**
+   * Writes everything recorded so far, the coalesced events still counting included (before the trail
+   * is read, and on close).
+   */
   flush(): Promise<void> {
+    this.closeOpen();
+    return this.write();
+  }
+
+  /** Writes what is queued. */
+  private write(): Promise<void> {
     clearTimeout(this.timer);
     this.timer = undefined;
     const batch = this.queue;
@@ -61,7 +131,7 @@ export class AuditTrail {
         // The database is down: keep the events in the log at least, and try them again with the next batch.
         this.log.error('audit events not written to the database', { err, count: batch.length });
         this.queue.unshift(...batch.slice(0, MAX_QUEUE - this.queue.length));
-        this.timer ??= setTimeout(() => void this.flush(), 5_000);
+        this.timer ??= setTimeout(() => void this.write(), 5_000);
       });
     return this.writing;
   }
@@ -72,6 +142,7 @@ export class AuditTrail {
     await this.pruning;
     await this.flush();
     clearTimeout(this.timer);
+    clearTimeout(this.openTimer);
   }
 
   /**
@@ -139,7 +210,10 @@ export class AuditTrail {
     return id;
   }
 
-  /** Express middleware: one event per DICOMweb or API request, when its answer is finished. */
+  /**
+   * Express middleware: an event per DICOMweb or API request, when its answer is finished (the
+   * coalesced actions counted, see record()).
+   */
   middleware() {
     return (req: Request, res: Response, next: NextFunction) => {
       if (!req.path.startsWith('/dicomweb') && !req.path.startsWith('/api/')) return next();

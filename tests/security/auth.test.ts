@@ -24,6 +24,7 @@ import {
 const run = promisify(execFile);
 
 interface AuditRow {
+  detail?: string | null;
   user: string | null;
   role: string | null;
   action: string;
@@ -178,6 +179,36 @@ describe('sign-in', () => {
       .map((l) => JSON.parse(l) as AuditRow);
     expect(lines.length).toBeGreaterThanOrEqual(2);
     expect(lines.every((l) => l.user === 'auditme')).toBe(true);
+  });
+});
+
+describe('audit of frame reads', () => {
+  it('counts the frames a viewer reads as one event per study, user and address, and keeps each failure', async () => {
+    const { A } = env;
+    await userWithToken(env.admin, 'framereader', 'radiologist');
+    const c = await login(env.base, 'framereader', PASSWORD);
+    const frame = (instance: string) =>
+      `/dicomweb/studies/${A.study}/series/${A.series}/instances/${instance}/frames/1`;
+    // What a viewer opening the series does: a request per frame (here the same frame, 12 times).
+    for (let i = 0; i < 12; i++) {
+      const r = await c.fetch(frame(A.instance));
+      expect(r.status).toBe(200);
+      await r.arrayBuffer();
+    }
+    const missing = await c.fetch(frame('1.2.3.404'));
+    expect(missing.status).toBe(404);
+    await missing.arrayBuffer();
+
+    const events = await audit('user=framereader&action=retrieve-frames');
+    expect(events.map((e) => e.status).sort()).toEqual([200, 404]);
+    const read = events.find((e) => e.status === 200)!;
+    expect(read).toMatchObject({ study: A.study, patient: 'PID-1', role: 'radiologist' });
+    expect(read.detail).toMatch(
+      new RegExp(
+        `^GET ${frame(A.instance).replaceAll('.', '\\.')} and 11 more retrieve-frames requests until \\d{4}-\\d\\d-\\d\\dT`,
+      ),
+    );
+    expect(events.find((e) => e.status === 404)?.detail).toBe(`GET ${frame('1.2.3.404')}`);
   });
 });
 
