@@ -95,6 +95,22 @@ describe('multipart/related', () => {
     await expect(collect(enc.encode('x'), 'bad"boundary', 8)).rejects.toThrow(/boundary/);
   });
 
+  it("accepts boundaries longer than RFC 2046's 70 characters, as Orthanc's DICOMweb client sends", async () => {
+    // Orthanc 1.10 / DICOMweb plugin 1.7, POST /dicom-web/servers/{name}/stow: two UUIDs, 73 characters.
+    const uuid = '6cb534fc-4ae8-4266-af81-46ff4f1c06f7';
+    const orthanc = `${uuid}-${uuid}`;
+    expect(orthanc.length).toBe(73);
+    const body = enc.encode(
+      `--${orthanc}\r\nContent-Type: application/dicom\r\nContent-Length: 3\r\n\r\nabc\r\n--${orthanc}--\r\n`,
+    );
+    const parts = await collect(body, orthanc, 7);
+    expect(parts).toHaveLength(1);
+    expect(new TextDecoder().decode(parts[0].body)).toBe('abc');
+    // Still bounded, and still RFC 2046 characters not ending in a space.
+    await expect(collect(enc.encode('x'), 'b'.repeat(201), 8)).rejects.toThrow(/boundary/);
+    await expect(collect(enc.encode('x'), 'ends in a space ', 8)).rejects.toThrow(/boundary/);
+  });
+
   it('finds byte sequences the same way without Node Buffer (browser path)', () => {
     const hay = new Uint8Array(5000).map((_, i) => (i * 7919) % 13);
     for (const [start, len] of [

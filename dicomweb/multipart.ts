@@ -52,9 +52,19 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   return out;
 }
 
+/**
+ * The longest boundary accepted. RFC 2046 allows 70 characters, but real senders exceed it: Orthanc's
+ * DICOMweb client (STOW-RS from `/dicom-web/servers/{name}/stow`) joins two UUIDs, 73 characters.
+ * A longer boundary is harmless to the parser; refusing it would fail every upload from such a sender.
+ */
+export const MAX_BOUNDARY_CHARS = 200;
+
 export function isValidBoundary(boundary: string): boolean {
-  // RFC 2046: 1..70 characters from bchars, not ending in a space.
-  return /^[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]$/.test(boundary);
+  // RFC 2046 bchars, not ending in a space; 1..MAX_BOUNDARY_CHARS characters (RFC 2046 says 70).
+  return (
+    boundary.length <= MAX_BOUNDARY_CHARS &&
+    /^[0-9A-Za-z'()+_,\-./:=? ]*[0-9A-Za-z'()+_,\-./:=?]$/.test(boundary)
+  );
 }
 
 /**
