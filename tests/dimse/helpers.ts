@@ -223,7 +223,7 @@ function commandElement(command: Buffer, group: number, element: number): string
  * A TCP proxy in front of a DICOM node that records, from the requester's P-DATA-TF PDUs, the data set
  * of each C-STORE request exactly as it went over the wire: what the archive must have stored.
  */
-export async function startRecordingProxy(targetPort: number): Promise<RecordingProxy> {
+export async function startRecordingProxy(targetPort: number, port = 0): Promise<RecordingProxy> {
   const datasets = new Map<string, Buffer>();
   const sockets = new Set<Socket>();
   const server = createServer((client) => {
@@ -273,7 +273,7 @@ export async function startRecordingProxy(targetPort: number): Promise<Recording
       }
     });
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', () => resolve()));
   const addr = server.address();
   return {
     port: typeof addr === 'object' && addr ? addr.port : 0,
