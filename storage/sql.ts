@@ -609,10 +609,29 @@ function termSql(attr: LevelAttribute, col: string, t: Term, params: unknown[]):
   }
 }
 
-function filterSql(q: Query, f: Filter, params: unknown[]): string {
+function filterSql(q: Query, f: Filter, params: unknown[], d: Dialect): string {
   const attr = matchingKey(f.tag)!;
-  const col = columnRef(q, attr);
   const m = f.match;
+  if (d.name === 'sqlite' && m.type === 'any' && viaStudyModalities(q, attr)) {
+    // SQLite would read every series of the modality from series_modality (hundreds of thousands after a
+    // few years) and sort them all by study date for one page. Instead: the studies in date order from
+    // studies_date, those whose ModalitiesInStudy names the modality (implied: it is computed from their
+    // series on every write), then their series; `+` keeps SQLite from choosing series_modality.
+    const own = matchSql(q, attr, m, `+${columnRef(q, attr)}`, params);
+    const mis = matchingKey('00080061')!;
+    const implied = m.terms.map((t) => termSql(mis, 'st.modalities', t, params));
+    return `${own} AND (${implied.join(' OR ')})`;
+  }
+  return matchSql(q, attr, m, columnRef(q, attr), params);
+}
+
+function matchSql(
+  q: Query,
+  attr: LevelAttribute,
+  m: Filter['match'],
+  col: string,
+  params: unknown[],
+): string {
   switch (m.type) {
     case 'universal':
       return '1 = 1';
@@ -667,6 +686,16 @@ function filterSql(q: Query, f: Filter, params: unknown[]): string {
   }
 }
 
+/** A series Modality filter across studies (no StudyInstanceUID), at series or instance level. */
+function viaStudyModalities(q: Query, attr: LevelAttribute): boolean {
+  return (
+    attr.level === 'series' &&
+    attr.column === 'modality' &&
+    q.level !== 'study' &&
+    q.StudyInstanceUID === undefined
+  );
+}
+
 /** Levels whose attribute JSON a search must read: those of any tag it returns. */
 function levelsRead(q: Query): Set<QueryLevel> {
   const out = new Set<QueryLevel>(q.returnLevels);
@@ -719,7 +748,7 @@ export function searchSql(q: Query, d: Dialect): { sql: string; params: unknown[
     where.push(`${ALIAS[q.level]}.series_uid = ?`);
     params.push(q.SeriesInstanceUID);
   }
-  for (const f of q.filters) if (f.match.type !== 'universal') where.push(filterSql(q, f, params));
+  for (const f of q.filters) if (f.match.type !== 'universal') where.push(filterSql(q, f, params, d));
 
   const order: string[] = [];
   if (q.level === 'study' || q.StudyInstanceUID === undefined) {
