@@ -142,6 +142,16 @@ export function migrations(d: Dialect): string[][] {
     ],
     // 5: the studies that name a referring physician (referringStudiesSql), asked on each of their requests.
     ['CREATE INDEX studies_referring_fold ON studies (referring_physician_name_fold)'],
+    // 6: the audit trail's filters (AccessStore.queryAudit lists newest first, ORDER BY id DESC LIMIT n):
+    // one index per filter key ending in id, so a user's, a patient's or an action's events are read in
+    // that order from their index instead of sorting all of them (a user's) or scanning the whole table
+    // (a patient, a rare action); failures (status >= 400, a few in a thousand) from a partial index.
+    [
+      'CREATE INDEX audit_user_id ON audit_events (username, id)',
+      'CREATE INDEX audit_patient_id ON audit_events (patient_id, id)',
+      'CREATE INDEX audit_action_id ON audit_events (action, id)',
+      'CREATE INDEX audit_failure_id ON audit_events (id) WHERE status >= 400',
+    ],
   ];
 }
 
@@ -599,10 +609,29 @@ function termSql(attr: LevelAttribute, col: string, t: Term, params: unknown[]):
   }
 }
 
-function filterSql(q: Query, f: Filter, params: unknown[]): string {
+function filterSql(q: Query, f: Filter, params: unknown[], opts: SearchOptions): string {
   const attr = matchingKey(f.tag)!;
-  const col = columnRef(q, attr);
   const m = f.match;
+  if (opts.modalityViaStudies && m.type === 'any' && viaStudyModalities(q, attr)) {
+    // SQLite would read every series of a common modality from series_modality (hundreds of thousands
+    // after a few years) and sort them all by study date for one page. Instead: the studies in date order
+    // from studies_date, those whose ModalitiesInStudy names the modality (implied: it is computed from
+    // their series on every write), then their series; `+` keeps SQLite from choosing series_modality.
+    const own = matchSql(q, attr, m, `+${columnRef(q, attr)}`, params);
+    const mis = matchingKey('00080061')!;
+    const implied = m.terms.map((t) => termSql(mis, 'st.modalities', t, params));
+    return `${own} AND (${implied.join(' OR ')})`;
+  }
+  return matchSql(q, attr, m, columnRef(q, attr), params);
+}
+
+function matchSql(
+  q: Query,
+  attr: LevelAttribute,
+  m: Filter['match'],
+  col: string,
+  params: unknown[],
+): string {
   switch (m.type) {
     case 'universal':
       return '1 = 1';
@@ -657,6 +686,40 @@ function filterSql(q: Query, f: Filter, params: unknown[]): string {
   }
 }
 
+/** A series Modality filter across studies (no StudyInstanceUID), at series or instance level. */
+function viaStudyModalities(q: Query, attr: LevelAttribute): boolean {
+  return (
+    attr.level === 'series' &&
+    attr.column === 'modality' &&
+    q.level !== 'study' &&
+    q.StudyInstanceUID === undefined
+  );
+}
+
+/** Series of one modality beyond which SQLite reads studies in date order rather than series_modality. */
+export const COMMON_MODALITY_SERIES = 2000;
+
+/**
+ * For a search that filters series by Modality across studies: a count of the matching series, up to
+ * COMMON_MODALITY_SERIES (read from series_modality: at most that many index entries). SQLite's backend
+ * asks it first, then searchSql with modalityViaStudies when the modality is that common: a rare one
+ * (a few NM series, none at all) is still found from series_modality, where walking every study by date
+ * would read the whole studies table for one page.
+ */
+export function modalityCountSql(q: Query): { sql: string; params: unknown[] } | undefined {
+  const f = q.filters.find((f) => f.match.type === 'any' && viaStudyModalities(q, matchingKey(f.tag)!));
+  if (!f) return undefined;
+  const params: unknown[] = [];
+  const where = matchSql(q, matchingKey(f.tag)!, f.match, 'se.modality', params);
+  params.push(COMMON_MODALITY_SERIES);
+  return { sql: `SELECT COUNT(*) AS n FROM (SELECT 1 FROM series se WHERE ${where} LIMIT ?)`, params };
+}
+
+export interface SearchOptions {
+  /** SQLite: a series Modality filter across studies read through studies in date order (see filterSql). */
+  modalityViaStudies?: boolean;
+}
+
 /** Levels whose attribute JSON a search must read: those of any tag it returns. */
 function levelsRead(q: Query): Set<QueryLevel> {
   const out = new Set<QueryLevel>(q.returnLevels);
@@ -682,7 +745,11 @@ function needsMetadata(q: Query): boolean {
 }
 
 /** SELECT … WHERE … ORDER BY … LIMIT limit+1 (the extra row tells whether there are more). */
-export function searchSql(q: Query, d: Dialect): { sql: string; params: unknown[] } {
+export function searchSql(
+  q: Query,
+  d: Dialect,
+  opts: SearchOptions = {},
+): { sql: string; params: unknown[] } {
   const read = levelsRead(q);
   const cols = ['st.study_uid'];
   if (read.has('study'))
@@ -709,7 +776,7 @@ export function searchSql(q: Query, d: Dialect): { sql: string; params: unknown[
     where.push(`${ALIAS[q.level]}.series_uid = ?`);
     params.push(q.SeriesInstanceUID);
   }
-  for (const f of q.filters) if (f.match.type !== 'universal') where.push(filterSql(q, f, params));
+  for (const f of q.filters) if (f.match.type !== 'universal') where.push(filterSql(q, f, params, opts));
 
   const order: string[] = [];
   if (q.level === 'study' || q.StudyInstanceUID === undefined) {

@@ -22,10 +22,12 @@ import type {
   StoredInstance,
 } from './index';
 import {
+  COMMON_MODALITY_SERIES,
   INDEXED_BLOBS_SQL,
   indexedBlob,
   type LevelRows,
   migrations,
+  modalityCountSql,
   multiValue,
   rowsFor,
   scopeDelete,
@@ -265,7 +267,12 @@ class SqliteIndex implements Index {
   }
 
   async search(query: Query): Promise<SearchResult> {
-    const q = searchSql(query, sqliteDialect);
+    const count = modalityCountSql(query);
+    const modalityViaStudies =
+      count !== undefined &&
+      (this.statement(count.sql).get(...(count.params as (string | number)[])) as { n: number }).n >=
+        COMMON_MODALITY_SERIES;
+    const q = searchSql(query, sqliteDialect, { modalityViaStudies });
     const rows = this.statement(q.sql).all(...(q.params as (string | number)[])) as Record<string, unknown>[];
     return searchResults(query, rows);
   }
