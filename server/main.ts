@@ -158,10 +158,7 @@ async function main() {
   // written before the storage is opened, so a maintenance run starting meanwhile sees it.
   const unregister = await registerProcess(config.dataDir, 'server', { port: config.port });
   process.once('exit', unregister);
-  const running = await startServer(
-    config,
-    cluster.isWorker ? log.child({ worker: cluster.worker?.id }) : log,
-  );
+  const started = startServer(config, cluster.isWorker ? log.child({ worker: cluster.worker?.id }) : log);
   let stopping = false;
   const stop = async (signal: string) => {
     // A signal sent twice (systemd to the whole group, and the primary or npm start to this process)
@@ -169,12 +166,18 @@ async function main() {
     if (stopping) return;
     stopping = true;
     log.info('shutting down', { signal });
+    // A signal during start: the start finishes first (a failed start exits on its own, with its reason).
+    const running = await started.catch(() => undefined);
+    if (!running) return;
     await running.close();
     unregister();
     process.exit(0);
   };
+  // Installed before the server listens (no await in between), so that a SIGTERM right after the
+  // "listening" line is a clean stop and never the default action, which kills the process.
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
+  await started;
 }
 
 /**
