@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listFiles } from '../helpers/server';
 import { readDicom } from './dicom-file';
 import {
+  drawLength,
   SAMPLES,
   skipReason,
   startViewerEnv,
@@ -135,6 +136,21 @@ describe.skipIf(Boolean(skipReason))('touch gestures (real browser)', () => {
     await page.mouse.wheel(0, 100);
     await page.waitForTimeout(300);
     expect((await vpState(page)).imageIndex).toBe(scrolled.imageIndex + 1);
+
+    // Each tool chosen after another has the left button alone: Scroll, then Pan pans (the image moves,
+    // the slice stays), then Length measures (the image stays).
+    await page.keyboard.press('s');
+    await page.keyboard.press('p');
+    const at = await vpState(page);
+    const [x0] = await toPage(page, 256, 256);
+    await drag(80, 0);
+    const [x1] = await toPage(page, 256, 256);
+    expect(x1 - x0).toBeGreaterThan(40);
+    expect((await vpState(page)).imageIndex).toBe(at.imageIndex);
+    await page.keyboard.press('l');
+    const length = await drawLength(page, [200, 200], [300, 200]);
+    expect(length?.length).toBeGreaterThan(0);
+    expect((await toPage(page, 256, 256))[0]).toBeCloseTo(x1, 0);
     await page.close();
   });
 });

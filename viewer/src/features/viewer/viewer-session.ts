@@ -86,9 +86,11 @@ export function setPrimaryTool(tool: PrimaryTool): void {
   for (const other of Object.values(PRIMARY_TOOLS)) {
     if (other === name) continue;
     // Measurements stay visible and editable; navigation tools keep their other buttons and gestures.
+    // setToolActive adds bindings to those a tool had, so the left button is taken away first
+    // (setToolPassive removes it): a tool chosen before must not keep it ahead of the new one.
+    toolGroup.setToolPassive(other);
     const kept = SECONDARY_BINDINGS[other];
     if (kept) toolGroup.setToolActive(other, { bindings: kept });
-    else toolGroup.setToolPassive(other);
   }
   toolGroup.setToolActive(name, {
     bindings: [{ mouseButton: MouseBindings.Primary }, ...(SECONDARY_BINDINGS[name] ?? [])],
