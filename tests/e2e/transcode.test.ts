@@ -12,8 +12,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { inflateRawSync } from 'node:zlib';
 import dicomParser from 'dicom-parser';
+import { parseDicom } from '../helpers/dicom-parse';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { imageInfo } from '../../dicomweb/transfer-syntax';
 import { transcoder } from '../../server/transcode/pool';
@@ -322,15 +322,7 @@ describe.skipIf(!samplesPresent)('WADO-RS frames with transcoding', () => {
     const ref = referencePixels(s, dir);
     const url = frameUrl(server.dicomweb, s, '1').replace(/\/frames\/1$/, '');
     const pixelsOf = (p10: Buffer) => {
-      const ds = dicomParser.parseDicom(new Uint8Array(p10), {
-        inflater: (arr: Uint8Array, pos: number) => {
-          const inflated = inflateRawSync(arr.subarray(pos));
-          const out = new Uint8Array(pos + inflated.length);
-          out.set(arr.subarray(0, pos));
-          out.set(inflated, pos);
-          return out;
-        },
-      } as dicomParser.ParseDicomOptions);
+      const ds = parseDicom(p10);
       const px = ds.elements.x7fe00010;
       return { ts: ds.string('x00020010'), sop: ds.string('x00080018'), px, ds };
     };

@@ -7,8 +7,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { inflateRawSync } from 'node:zlib';
-import dicomParser from 'dicom-parser';
+import { expect } from 'vitest';
+import type { Client } from '../security/setup';
+import { parseDicom } from './dicom-parse';
 
 export interface Orthanc {
   url: string;
@@ -121,15 +122,27 @@ export async function freePortFrom(from: number, taken = new Set<number>()): Pro
 }
 
 /** A file's data set up to its pixel data, for its UIDs (a deflated data set inflated). */
-export function parseHeader(bytes: Uint8Array): dicomParser.DataSet {
-  return dicomParser.parseDicom(bytes, {
-    untilTag: 'x7fe00010',
-    inflater: (all: Uint8Array, at: number) => {
-      const data = inflateRawSync(all.subarray(at));
-      const out = new Uint8Array(at + data.length);
-      out.set(all.subarray(0, at));
-      out.set(data, at);
-      return out;
-    },
-  } as never);
+export const parseHeader = (bytes: Uint8Array) => parseDicom(bytes, 'x7fe00010');
+
+export interface OrthancCounts {
+  CountPatients: number;
+  CountStudies: number;
+  CountSeries: number;
+  CountInstances: number;
+}
+
+/** What Orthanc holds. */
+export const orthancCounts = (orthanc: Orthanc) => orthanc.call<OrthancCounts>('GET', '/statistics');
+
+/**
+ * The studies, series and instances the archive lists (to its administrator) are as many as Orthanc
+ * holds; returns how many instances.
+ */
+export async function expectSameCounts(orthanc: Orthanc, admin: Client): Promise<number> {
+  const counts = await orthancCounts(orthanc);
+  const listed = async (level: string) =>
+    (await admin.json<unknown[]>(`/dicomweb/${level}?limit=1000`)).length;
+  const archive = [await listed('studies'), await listed('series'), await listed('instances')];
+  expect(archive).toEqual([counts.CountStudies, counts.CountSeries, counts.CountInstances]);
+  return archive[2];
 }

@@ -13,8 +13,8 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { inflateRawSync } from 'node:zlib';
-import dicomParser from 'dicom-parser';
+import type dicomParser from 'dicom-parser';
+import { parseDicom } from '../helpers/dicom-parse';
 
 export const REFERENCE_TOOLS = [
   'dcmconv',
@@ -57,18 +57,7 @@ function decoderFor(ts: string): string[] | undefined {
 }
 
 /** dicom-parser, with the inflater it needs for Deflated Explicit VR Little Endian in node. */
-function parse(bytes: Uint8Array, untilTag?: string): dicomParser.DataSet {
-  return dicomParser.parseDicom(new Uint8Array(bytes), {
-    untilTag,
-    inflater: (arr: Uint8Array, pos: number) => {
-      const inflated = inflateRawSync(arr.subarray(pos));
-      const out = new Uint8Array(pos + inflated.length);
-      out.set(arr.subarray(0, pos));
-      out.set(inflated, pos);
-      return out;
-    },
-  } as dicomParser.ParseDicomOptions);
-}
+const parse = parseDicom;
 
 const newUid = () => `2.25.${BigInt(`0x${randomBytes(15).toString('hex')}`).toString(10)}`;
 
