@@ -4,7 +4,8 @@
  *
  * - Sessions: a random id in an HttpOnly, SameSite=Strict cookie (Secure over HTTPS), stored hashed;
  *   requests that change something must echo the session's CSRF token in X-CSRF-Token.
- * - API tokens: `Authorization: Bearer <token>`, stored hashed, revocable, optionally expiring.
+ * - API tokens: `Authorization: Bearer <token>`, stored hashed, revocable, optionally expiring; or HTTP
+ *   Basic with the token as the password, for clients that can send nothing else.
  * - Share links: /s/{id}.{hmac}; opening one (after the birth date or PIN check it may require) gives a
  *   session of role link, valid for that study only, until the link expires or is revoked. A link made
  *   for a named account (a referring physician) opens only in that account's own signed-in session.
@@ -48,6 +49,8 @@ export const forbidden = (message: string) => new DicomwebError(403, message);
 
 /** Wrong birth dates or PINs for one link, from all addresses, are counted over this window. */
 const SHARE_ANSWER_WINDOW_MS = 24 * 3600_000;
+
+const UNKNOWN_TOKEN = 'unknown API token';
 
 /** Why a share link made for a named account does not open for whoever holds it. */
 export const NAMED_LINK_SIGN_IN =
@@ -112,12 +115,43 @@ export class Auth {
     const authorization = req.headers.authorization;
     if (authorization !== undefined) {
       const m = /^Bearer\s+([A-Za-z0-9._~+/=-]{16,512})\s*$/i.exec(authorization);
-      if (!m) throw new Unauthorized('the Authorization header must be "Bearer <token>"');
-      return this.fromToken(m[1]);
+      if (m) return this.fromToken(m[1]);
+      if (/^Basic\s/i.test(authorization)) return this.fromBasic(authorization, req);
+      throw new Unauthorized('the Authorization header must be "Bearer <token>" (or "Basic" with a token)');
     }
     const sid = readCookie(req.headers.cookie, SESSION_COOKIE);
     if (sid) return this.fromSession(sid);
     return undefined;
+  }
+
+  /**
+   * HTTP Basic, for DICOMweb clients that can send nothing else (Orthanc's `Username`/`Password`, many
+   * gateways): the user name is the token's account and the password an API token. An account's own
+   * password is never taken here: it would let anyone try passwords without the sign-in's rate limit.
+   * No response asks for Basic (a browser would pop up its own login box), and a browser's request
+   * from another site that carries it (credentials a browser remembered) is refused: Basic is for programs.
+   */
+  private async fromBasic(authorization: string, req: Request): Promise<Principal> {
+    const m = /^Basic\s+([A-Za-z0-9+/]+={0,2})\s*$/i.exec(authorization);
+    const decoded = m && m[1].length % 4 === 0 ? Buffer.from(m[1], 'base64').toString('utf8') : '';
+    const colon = decoded.indexOf(':');
+    if (colon < 1)
+      throw new Unauthorized('HTTP Basic credentials must be base64 of "<user name>:<API token>"');
+    const site = req.headers['sec-fetch-site'];
+    if (site !== undefined && site !== 'same-origin' && site !== 'none')
+      throw new Unauthorized('HTTP Basic is for programs: a request from another site may not carry it');
+    const username = decoded.slice(0, colon);
+    const secret = decoded.slice(colon + 1);
+    const notToken = 'the HTTP Basic password must be an API token (an account password is not accepted)';
+    if (!/^[A-Za-z0-9._~+/=-]{16,512}$/.test(secret)) throw new Unauthorized(notToken);
+    const p = await this.fromToken(secret).catch((err: unknown) => {
+      throw err instanceof Unauthorized && err.message === UNKNOWN_TOKEN
+        ? new Unauthorized(`${UNKNOWN_TOKEN}: ${notToken}`)
+        : err;
+    });
+    if (username !== p.username)
+      throw new Unauthorized(`the HTTP Basic user name must be the API token's account (${p.username})`);
+    return p;
   }
 
   private async fromToken(value: string): Promise<Principal> {
@@ -133,7 +167,7 @@ export class Auth {
       };
     const token = await this.access.findToken(sha256(value));
     const now = Date.now();
-    if (!token) throw new Unauthorized('unknown API token');
+    if (!token) throw new Unauthorized(UNKNOWN_TOKEN);
     if (token.revokedAt !== null) throw new Unauthorized('this API token has been revoked');
     if (token.expiresAt !== null && token.expiresAt <= now)
       throw new Unauthorized('this API token has expired');

@@ -138,6 +138,47 @@ describe('sign-in', () => {
     expect(refused.some((e) => e.action === 'whoami')).toBe(true);
   });
 
+  it('takes an API token as the password of HTTP Basic, never an account password', async () => {
+    const { base, admin, A } = env;
+    const token = await userWithToken(admin, 'basic-reader', 'radiologist');
+    const basic = (user: string, password: string, headers: Record<string, string> = {}) =>
+      fetch(`${base}/dicomweb/studies?StudyInstanceUID=${A.study}`, {
+        headers: {
+          Authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`,
+          ...headers,
+        },
+      });
+    const ok = await basic('basic-reader', token);
+    expect(ok.status).toBe(200);
+    expect(((await ok.json()) as unknown[]).length).toBe(1);
+    expect((await audit('user=basic-reader&action=search&result=success')).length).toBe(1);
+
+    // The account's password (it has one: userWithToken sets PASSWORD) is not a Basic password.
+    const password = await basic('basic-reader', PASSWORD);
+    expect(password.status).toBe(401);
+    expect(await password.text()).toMatch(/must be an API token/);
+    // The token of another account than the one named.
+    const other = await basic('admin', token);
+    expect(other.status).toBe(401);
+    expect(await other.text()).toMatch(/user name must be the API token's account/);
+    const unknown = await basic('basic-reader', 'pacs_forgedforgedforgedforgedforgedforged');
+    expect(unknown.status).toBe(401);
+    expect(await unknown.text()).toMatch(/unknown API token/);
+    const garbled = await fetch(`${base}/dicomweb/studies`, { headers: { Authorization: 'Basic %%%' } });
+    expect(garbled.status).toBe(401);
+    expect(await garbled.text()).toMatch(/HTTP Basic credentials must be base64 of/);
+    // A browser sends credentials it remembers with requests other sites make: those are refused.
+    const crossSite = await basic('basic-reader', token, { 'Sec-Fetch-Site': 'cross-site' });
+    expect(crossSite.status).toBe(401);
+    expect(await crossSite.text()).toMatch(/another site/);
+    expect((await basic('basic-reader', token, { 'Sec-Fetch-Site': 'same-origin' })).status).toBe(200);
+    // No answer asks for Basic: a browser would open its own login box over the viewer.
+    expect(password.headers.get('www-authenticate') ?? '').not.toMatch(/basic/i);
+    expect((await fetch(`${base}/dicomweb/studies`)).headers.get('www-authenticate')).toBe(
+      'Bearer realm="pacs"',
+    );
+  });
+
   it('answers forbidden actions with 403 and records them with who and what', async () => {
     const { base, admin, A } = env;
     await userWithToken(admin, 'reader', 'radiologist');
