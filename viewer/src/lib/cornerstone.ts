@@ -82,8 +82,23 @@ const decodedFrames = new Map<string, DecodedFrameReply & { fetched: number }>()
  */
 function loadWadors(imageId: string, options: Record<string, any> = {}) {
   const load = loadWadorsImage(imageId, options);
-  return { promise: load.promise.then(notEmpty), cancelFn: load.cancelFn };
+  return {
+    promise: load.promise.then(notEmpty).catch((err: unknown) => {
+      if (err !== null && (typeof err === 'object' || typeof err === 'function')) reportedLoadErrors.add(err);
+      throw err;
+    }),
+    cancelFn: load.cancelFn,
+  };
 }
+
+/**
+ * Failures of our image loader. Each is reported by Cornerstone's IMAGE_LOAD_FAILED event, which the
+ * viewport shows as its message; but Cornerstone's image cache also rethrows it from a promise no one
+ * handles (`putImageLoadObject`, called without a catch by `loadAndCacheImage`), which the browser
+ * would log as an uncaught error each time a broken slice is shown. Those, and only those, are marked
+ * handled (see initImageLoader).
+ */
+const reportedLoadErrors = new WeakSet<object>();
 
 /**
  * The image, or an ImageDecodeError when it has no pixels. The loader's codecs report a frame they
@@ -311,6 +326,10 @@ export function initImageLoader(): void {
   });
   registerImageLoader('wadors', loadWadors as any);
   cache.setMaxCacheSize(env.cacheBytes);
+  window.addEventListener('unhandledrejection', (e) => {
+    if (e.reason !== null && typeof e.reason === 'object' && reportedLoadErrors.has(e.reason))
+      e.preventDefault();
+  });
 }
 
 /**

@@ -90,18 +90,27 @@ export function reset(id: string): void {
   });
 }
 
+/**
+ * Shows image `index` of a stack. An image that fails to load or decode is reported by the
+ * IMAGE_LOAD_FAILED event, which the viewport turns into its message; the promise's rejection is
+ * therefore handled here, not left to the page as an unhandled error.
+ */
+export function showImage(vp: Types.IStackViewport, index: number): void {
+  vp.setImageIdIndex(index).catch(() => undefined);
+}
+
 export function scroll(id: string, delta: number): void {
   const vp = getStackViewport(id);
   if (!vp) return;
   const n = vp.getImageIds().length;
   const i = Math.max(0, Math.min(n - 1, vp.getCurrentImageIdIndex() + delta));
-  if (i !== vp.getCurrentImageIdIndex()) void vp.setImageIdIndex(i);
+  if (i !== vp.getCurrentImageIdIndex()) showImage(vp, i);
 }
 
 export function scrollTo(id: string, where: 'first' | 'last'): void {
   const vp = getStackViewport(id);
   if (!vp) return;
-  void vp.setImageIdIndex(where === 'first' ? 0 : vp.getImageIds().length - 1);
+  showImage(vp, where === 'first' ? 0 : vp.getImageIds().length - 1);
 }
 
 export function clearMeasurements(id: string): void {
@@ -154,7 +163,7 @@ export function syncSlices(sourceId: string, targetIds: string[]): void {
         best = i;
       }
     });
-    if (best >= 0 && best !== tgt.getCurrentImageIdIndex()) void tgt.setImageIdIndex(best);
+    if (best >= 0 && best !== tgt.getCurrentImageIdIndex()) showImage(tgt, best);
   }
 }
 

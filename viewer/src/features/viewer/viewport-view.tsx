@@ -22,6 +22,7 @@ import {
 import { peekPrefetchedFrame, takePrefetchedFrame } from './study-loader';
 import { trackGradient } from './scrollbar-track';
 import { getSession, getStackViewport, TOOL_GROUP_ID } from './viewer-session';
+import { showImage } from './viewport-actions';
 
 export interface StudyInfo {
   patientName: string;
@@ -542,7 +543,7 @@ function StackScrollbar({
   const t = useT();
   const go = (i: number) => {
     const vp = getStackViewport(viewportId);
-    if (vp) void vp.setImageIdIndex(Math.max(0, Math.min(count - 1, i)));
+    if (vp) showImage(vp, Math.max(0, Math.min(count - 1, i)));
   };
   const jump = (e: React.PointerEvent<HTMLDivElement>) => {
     const rect = e.currentTarget.getBoundingClientRect();
