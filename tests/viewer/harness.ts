@@ -66,6 +66,8 @@ export async function startViewerEnv(samples: string[]): Promise<ViewerEnv> {
   const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
   await mkdir(ARTIFACTS, { recursive: true });
   const pages: Page[] = [];
+  /** Uncaught errors and rejections of the viewer's pages: a suite that leaves one fails at close(). */
+  const pageErrors: string[] = [];
   return {
     baseUrl,
     browser,
@@ -74,7 +76,10 @@ export async function startViewerEnv(samples: string[]): Promise<ViewerEnv> {
         viewport: { width: opts.width ?? 1280, height: opts.height ?? 800 },
         locale: opts.locale ?? 'en-US',
       });
-      page.on('pageerror', (e) => console.error(`[page error] ${e.message}`));
+      page.on('pageerror', (e) => {
+        console.error(`[page error] ${e.message}`);
+        pageErrors.push(e.message);
+      });
       pages.push(page);
       return page;
     },
@@ -84,6 +89,8 @@ export async function startViewerEnv(samples: string[]): Promise<ViewerEnv> {
     async close() {
       await browser.close().catch(() => undefined);
       await closeServer();
+      if (pageErrors.length > 0)
+        throw new Error(`the viewer left uncaught errors in its pages:\n${pageErrors.join('\n')}`);
     },
   };
 }
