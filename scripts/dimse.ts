@@ -1,19 +1,24 @@
 /**
- * npm run dimse -- send <folder|file>... <AET@host:port> [--aet OURS] [--associations 1] [--quiet] [--json]
- * npm run dimse -- echo <AET@host:port> [--aet OURS]
+ * npm run dimse -- send <folder|file>... <AET@host:port[/tls]> [--aet OURS] [--associations 1] [--quiet] [--json]
+ * npm run dimse -- echo <AET@host:port[/tls]> [--aet OURS]
+ *   with /tls: --tls-cert our-cert.pem --tls-key our-key.pem [--tls-ca hospital-ca.pem]
  *
  * `send` stores every DICOM Part 10 file under the folders (or the files given) into a DICOM node by
  * C-STORE, each data set byte for byte as in the file (the File Meta Information is not sent: the
  * receiver writes its own). Files without 'DICM' at 128 are skipped and listed; so is a DICOMDIR.
  * `--associations N` sends over N associations at once. `echo` checks that the node answers (C-ECHO).
+ * A node given as AET@host:port/tls is reached over DICOM TLS, as the archive reaches a /tls remote AE:
+ * our certificate and key (--tls-cert, --tls-key) as the client certificate, the node's certificate
+ * verified against --tls-ca (default: the usual public CAs) and its host name or address.
  * Exit code: 0 when everything was stored, 1 when some instance failed, 2 on a usage error or when the
  * node cannot be reached.
  */
 import { open, readdir, readFile, stat } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { findElement, type ScanResult, scanPart10 } from '../dicomweb/part10';
+import { type DimseTls, readDimseTls } from '../server/config';
 import { type FileMetaRead, readFileMeta } from '../server/dimse/part10';
-import { isValidAETitle, parseRemoteAE, type RemoteAE } from '../server/dimse/negotiation';
+import { isValidAETitle, parseRemoteAE, type RemoteAE, remoteAEName } from '../server/dimse/negotiation';
 import {
   AssociationError,
   echo,
@@ -34,6 +39,8 @@ export interface SendOptions {
   associations?: number;
   progress?: boolean;
   json?: boolean;
+  /** Our certificate, key and trusted CAs, for a node reached over TLS. */
+  tls?: DimseTls;
 }
 
 export interface SendSummary {
@@ -105,7 +112,7 @@ export async function sendFiles(opts: SendOptions): Promise<SendSummary> {
   const base = opts.inputs.length === 1 ? resolve(opts.inputs[0]) : process.cwd();
   const rel = (p: string) => relative(base, p) || p;
   const summary: SendSummary = {
-    remote: `${opts.remote.aet}@${opts.remote.host}:${opts.remote.port}`,
+    remote: remoteAEName(opts.remote),
     scanned: files.length,
     stored: [],
     failed: [],
@@ -152,6 +159,7 @@ export async function sendFiles(opts: SendOptions): Promise<SendSummary> {
       let i = 0;
       const results = await storeInstances(opts.remote, lane, {
         callingAETitle: opts.aeTitle ?? 'OPENPACS',
+        tls: opts.tls,
         onResult: (r: StoreResult) => {
           const item = lane[i++];
           if (isStored(r))
@@ -179,12 +187,15 @@ export async function sendFiles(opts: SendOptions): Promise<SendSummary> {
   return summary;
 }
 
-const USAGE = `usage: npm run dimse -- send <folder|file>... <AET@host:port> [--aet OURS] [--associations N] [--quiet] [--json]
-       npm run dimse -- echo <AET@host:port> [--aet OURS]
+const USAGE = `usage: npm run dimse -- send <folder|file>... <AET@host:port[/tls]> [--aet OURS] [--associations N] [--quiet] [--json]
+       npm run dimse -- echo <AET@host:port[/tls]> [--aet OURS]
   --aet OURS          our calling AE title (default OPENPACS)
   --associations N    send over N associations at once (default 1)
   --quiet             no progress on stderr
-  --json              print the summary as JSON on stdout`;
+  --json              print the summary as JSON on stdout
+  --tls-cert FILE     with /tls (DICOM TLS): our certificate (PEM), sent as the client certificate
+  --tls-key FILE      its private key (PEM, not encrypted)
+  --tls-ca FILE       CAs (PEM) the node's certificate must be signed by (default: the usual public CAs)`;
 
 interface Command {
   command: 'send' | 'echo';
@@ -194,17 +205,22 @@ interface Command {
   associations: number;
   quiet: boolean;
   json: boolean;
+  tls?: DimseTls;
 }
 
 export function parseDimseArgs(argv: string[]): Command | string {
   const positional: string[] = [];
   const opts = { aeTitle: 'OPENPACS', associations: 1, quiet: false, json: false };
+  const tlsFiles = { cert: '', key: '', ca: '' };
   for (const a of commandLine(argv)) {
     if (a.flag === '-h' || a.flag === '--help') return USAGE;
     else if (a.flag === '--aet') opts.aeTitle = a.value();
     else if (a.flag === '--associations') opts.associations = a.int();
     else if (a.flag === '--quiet') opts.quiet = true;
     else if (a.flag === '--json') opts.json = true;
+    else if (a.flag === '--tls-cert') tlsFiles.cert = a.value();
+    else if (a.flag === '--tls-key') tlsFiles.key = a.value();
+    else if (a.flag === '--tls-ca') tlsFiles.ca = a.value();
     else if (a.flag.startsWith('--')) throw new Error(`unknown option ${a.flag}`);
     else positional.push(a.arg);
   }
@@ -217,16 +233,23 @@ export function parseDimseArgs(argv: string[]): Command | string {
   if (!isValidAETitle(opts.aeTitle)) throw new Error(`--aet ${opts.aeTitle}: not a valid AE title`);
   if (command === 'send' && rest.length === 0) throw new Error('send: expected a folder or files');
   if (command === 'echo' && rest.length > 0) throw new Error('echo takes only AET@host:port');
-  return { command, inputs: rest, remote, ...opts };
+  const errors: string[] = [];
+  const tls = readDimseTls(tlsFiles, errors, remote.tls ? remoteAEName(remote) : undefined, {
+    cert: '--tls-cert',
+    key: '--tls-key',
+    ca: '--tls-ca',
+  });
+  if (errors.length > 0) throw new Error(errors.join('; '));
+  return { command, inputs: rest, remote, ...opts, ...(tls ? { tls } : {}) };
 }
 
 async function main(): Promise<number> {
   const cmd = parseOrExit(parseDimseArgs, USAGE);
   if (typeof cmd === 'number') return cmd;
-  const where = `${cmd.remote.aet}@${cmd.remote.host}:${cmd.remote.port}`;
+  const where = remoteAEName(cmd.remote);
   try {
     if (cmd.command === 'echo') {
-      const status = await echo(cmd.remote, cmd.aeTitle);
+      const status = await echo(cmd.remote, cmd.aeTitle, cmd.tls);
       console.log(`C-ECHO ${where}: ${status === 0 ? 'success' : `status ${hex(status)}`}`);
       return status === 0 ? 0 : 1;
     }
@@ -236,6 +259,7 @@ async function main(): Promise<number> {
       aeTitle: cmd.aeTitle,
       associations: cmd.associations,
       progress: !cmd.quiet && !cmd.json,
+      tls: cmd.tls,
     });
     if (cmd.json) console.log(JSON.stringify(s, null, 2));
     else {

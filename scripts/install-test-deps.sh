@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite drives for real: headless Chromium (viewer tests), PostgreSQL
-# (a throwaway cluster for the PostgreSQL index tests), DCMTK (third-party DIMSE peers, reference decoders)
+# (a throwaway cluster for the PostgreSQL index tests), DCMTK (third-party DIMSE peers, reference decoders),
+# the openssl command (the throwaway CA and certificates of the DICOM TLS tests)
 # and GDCM's tools (the reference JPEG 2000 decoder of the transcoding and viewer pixel tests), and Orthanc
 # with its DICOMweb plugin (a third-party PACS: the DICOMweb client and DIMSE peer interoperability tests).
 # Idempotent: does nothing when they are already there. Needs root or passwordless sudo.
@@ -10,6 +11,7 @@ need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v gdcmconv >/dev/null 2>&1 || need+=(libgdcm-tools)
 command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ] || need+=(orthanc)
 [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need+=(orthanc-dicomweb)

@@ -2,8 +2,11 @@
  * The one configuration module: the only reader of process.env. Every variable is validated at
  * start-up and all problems are reported together (bulletproof-react's env schema idea).
  */
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
+import { createSecureContext } from 'node:tls';
 import { ACCOUNT_ROLES, type AccountRole } from '../storage/access';
 import {
   type AllowedAE,
@@ -102,6 +105,10 @@ export interface OidcConfig {
 export interface DimseConfig {
   /** TCP port of the DIMSE listener; undefined: no listener. */
   port?: number;
+  /** TCP port of the DICOM TLS listener (PS3.15 Annex B); undefined: none. */
+  tlsPort?: number;
+  /** Certificate, key and trusted CAs of DICOM TLS, both ways; undefined when not configured. */
+  tls?: DimseTls;
   aeTitle: string;
   /**
    * Calling AEs allowed to associate, each maybe bound to the address it must call from; 'any': every
@@ -110,6 +117,19 @@ export interface DimseConfig {
   allowedAEs: AllowedAE[] | 'any';
   /** Remote AEs by title: C-MOVE destinations and targets of "send study" (they grant no access). */
   remoteAEs: RemoteAE[];
+}
+
+/** DICOM TLS material, read from PEM files at start (PACS_DIMSE_TLS_CERT, _KEY, _CA). */
+export interface DimseTls {
+  /** Certificate chain: the TLS listener's, and our client certificate when we connect. */
+  cert: Buffer;
+  key: Buffer;
+  /**
+   * CAs trusted: a client certificate signed by one is required by the TLS listener, and the peers we
+   * connect to are verified against them. Undefined: Node's default CAs outgoing, no client certificate
+   * asked for incoming.
+   */
+  ca?: Buffer;
 }
 
 /** Variable, default and meaning; the README's configuration table is this list. */
@@ -165,6 +185,19 @@ export const VARIABLES = {
     '',
     'TCP port of the DICOM (DIMSE) listener (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET); empty: none.',
   ],
+  PACS_DIMSE_TLS_PORT: [
+    '',
+    'TCP port of the DICOM TLS listener (PS3.15 Annex B, TLS 1.2 or 1.3): the same services and PACS_DIMSE_ALLOWED_AES as PACS_DIMSE_PORT, over TLS; empty: none. Needs PACS_DIMSE_TLS_CERT and PACS_DIMSE_TLS_KEY.',
+  ],
+  PACS_DIMSE_TLS_CERT: [
+    '',
+    'PEM file of the certificate (chain) of DICOM TLS: the TLS listener presents it, and it is our client certificate towards /tls remote AEs. Required with PACS_DIMSE_TLS_PORT or a /tls remote AE.',
+  ],
+  PACS_DIMSE_TLS_KEY: ['', 'PEM file of the private key of PACS_DIMSE_TLS_CERT (not encrypted).'],
+  PACS_DIMSE_TLS_CA: [
+    '',
+    'PEM file of the CAs DICOM TLS trusts (the hospital CA). Set: the TLS listener requires a client certificate signed by one of them (others are refused at the handshake), and /tls remote AEs are verified against them. Empty: no client certificate is asked for (PACS_DIMSE_ALLOWED_AES is then the only check of the caller), and remote AEs are verified against the usual public CAs.',
+  ],
   PACS_DIMSE_AE_TITLE: ['PACS', 'AE title of the archive (the called AE title modalities use).'],
   PACS_DIMSE_ALLOWED_AES: [
     '',
@@ -172,7 +205,7 @@ export const VARIABLES = {
   ],
   PACS_DIMSE_REMOTE_AES: [
     '',
-    'Known remote AEs, comma-separated AET@host:port (C-MOVE destinations, send-study targets); they are not allowed to call in unless listed in PACS_DIMSE_ALLOWED_AES.',
+    'Known remote AEs, comma-separated AET@host:port, with /tls at the end for one reached over DICOM TLS (C-MOVE destinations, send-study targets); they are not allowed to call in unless listed in PACS_DIMSE_ALLOWED_AES.',
   ],
   PACS_AUTH: [
     'on',
@@ -313,10 +346,17 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 }
 
 function dimseConfig(get: (name: keyof typeof VARIABLES) => string, errors: string[]): DimseConfig {
-  const portText = get('PACS_DIMSE_PORT').trim();
-  const port = portText === '' ? undefined : Number(portText);
-  if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port <= 65535))
-    errors.push(`PACS_DIMSE_PORT=${portText}: expected empty (no listener) or an integer from 0 to 65535`);
+  const listenPort = (name: 'PACS_DIMSE_PORT' | 'PACS_DIMSE_TLS_PORT') => {
+    const text = get(name).trim();
+    const port = text === '' ? undefined : Number(text);
+    if (port !== undefined && !(Number.isInteger(port) && port >= 0 && port <= 65535))
+      errors.push(`${name}=${text}: expected empty (no listener) or an integer from 0 to 65535`);
+    return port;
+  };
+  const port = listenPort('PACS_DIMSE_PORT');
+  const tlsPort = listenPort('PACS_DIMSE_TLS_PORT');
+  if (port !== undefined && port !== 0 && port === tlsPort)
+    errors.push(`PACS_DIMSE_TLS_PORT=${tlsPort}: the same port as PACS_DIMSE_PORT`);
   const aeTitle = get('PACS_DIMSE_AE_TITLE').trim();
   if (!isValidAETitle(aeTitle))
     errors.push(`PACS_DIMSE_AE_TITLE=${aeTitle}: expected 1 to 16 characters, no backslash`);
@@ -326,14 +366,104 @@ function dimseConfig(get: (name: keyof typeof VARIABLES) => string, errors: stri
   let allowedAEs = allowed.aes;
   if (allowedAEs !== 'any' && allowedAEs.length === 0 && allowed.errors.length === 0) {
     if (get('PACS_AUTH') === 'off') allowedAEs = 'any';
-    else if (port !== undefined)
+    else if (port !== undefined || tlsPort !== undefined)
       errors.push(
-        'PACS_DIMSE_ALLOWED_AES: required with PACS_DIMSE_PORT (the DICOM listener has no sign-in; PACS_AUTH does not cover it): list the calling AEs it accepts, each bound to the address it calls from (CT1@10.0.0.5,MR1@10.0.0.6), or * to accept any AE on a closed network',
+        `PACS_DIMSE_ALLOWED_AES: required with ${port !== undefined ? 'PACS_DIMSE_PORT' : 'PACS_DIMSE_TLS_PORT'} (the DICOM listener has no sign-in; PACS_AUTH does not cover it): list the calling AEs it accepts, each bound to the address it calls from (CT1@10.0.0.5,MR1@10.0.0.6), or * to accept any AE on a closed network`,
       );
   }
   const remote = parseRemoteAEs(get('PACS_DIMSE_REMOTE_AES'));
   for (const e of remote.errors) errors.push(`PACS_DIMSE_REMOTE_AES: ${e}`);
-  return { port, aeTitle, allowedAEs, remoteAEs: remote.aes };
+  const tlsRemote = remote.aes.find((a) => a.tls);
+  const neededBy =
+    tlsPort !== undefined
+      ? 'PACS_DIMSE_TLS_PORT'
+      : tlsRemote
+        ? `the /tls remote AE ${tlsRemote.aet} (PACS_DIMSE_REMOTE_AES)`
+        : undefined;
+  const tls = readDimseTls(
+    {
+      cert: get('PACS_DIMSE_TLS_CERT').trim(),
+      key: get('PACS_DIMSE_TLS_KEY').trim(),
+      ca: get('PACS_DIMSE_TLS_CA').trim(),
+    },
+    errors,
+    neededBy,
+  );
+  return { port, tlsPort, tls, aeTitle, allowedAEs, remoteAEs: remote.aes };
+}
+
+/**
+ * PACS_DIMSE_TLS_CERT, _KEY and _CA (file names; '' when not set), read and checked: PEM, a key that
+ * goes with the certificate. The certificate and key are required when something needs them (neededBy
+ * names it). Problems are added to errors, each naming its variable (or option, through names).
+ */
+export function readDimseTls(
+  files: { cert: string; key: string; ca: string },
+  errors: string[],
+  neededBy: string | undefined,
+  names = { cert: 'PACS_DIMSE_TLS_CERT', key: 'PACS_DIMSE_TLS_KEY', ca: 'PACS_DIMSE_TLS_CA' },
+): DimseTls | undefined {
+  if (files.cert === '' && files.key === '' && files.ca === '' && neededBy === undefined) return undefined;
+  const before = errors.length;
+  const read = (name: string, file: string): Buffer | undefined => {
+    if (file === '') {
+      if (neededBy !== undefined) errors.push(`${name}: required with ${neededBy}`);
+      return undefined;
+    }
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      errors.push(
+        `${name}=${file}: cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+      );
+      return undefined;
+    }
+  };
+  const pemCertificates = (name: string, file: string, pem: Buffer | undefined) => {
+    if (!pem) return;
+    const blocks = pem
+      .toString('latin1')
+      .match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g);
+    if (!blocks) {
+      errors.push(`${name}=${file}: no PEM certificate in it (-----BEGIN CERTIFICATE-----)`);
+      return;
+    }
+    for (const block of blocks)
+      try {
+        new X509Certificate(block);
+      } catch (err) {
+        errors.push(`${name}=${file}: not a valid certificate (${(err as Error).message})`);
+        return;
+      }
+  };
+  const cert = read(names.cert, files.cert);
+  pemCertificates(names.cert, files.cert, cert);
+  const key = read(names.key, files.key);
+  if (key)
+    try {
+      createPrivateKey(key);
+    } catch (err) {
+      errors.push(
+        `${names.key}=${files.key}: not a PEM private key, or an encrypted one (${(err as Error).message})`,
+      );
+    }
+  const ca = files.ca === '' ? undefined : read(names.ca, files.ca);
+  pemCertificates(names.ca, files.ca, ca);
+  if (errors.length > before) return undefined;
+  if (!cert || !key) {
+    // Nothing uses a certificate without its key, nor a CA without a certificate of our own.
+    errors.push(`${names.cert} and ${names.key}: set both (with ${names.ca} if used), or none`);
+    return undefined;
+  }
+  try {
+    createSecureContext({ cert, key, ca });
+  } catch (err) {
+    errors.push(
+      `${names.key}=${files.key}: does not go with the certificate of ${names.cert} (${(err as Error).message})`,
+    );
+    return undefined;
+  }
+  return { cert, key, ...(ca ? { ca } : {}) };
 }
 
 function authConfig(

@@ -21,8 +21,8 @@ export interface RunningServer {
   /** The HTTP application (its router is the route table) and its security services. */
   app: Express;
   security: Security;
-  /** The DICOM (DIMSE) listener, when PACS_DIMSE_PORT is set. */
-  dimse?: { port: number; aeTitle: string };
+  /** The DICOM (DIMSE) listeners, when PACS_DIMSE_PORT or PACS_DIMSE_TLS_PORT is set. */
+  dimse?: { port?: number; tlsPort?: number; aeTitle: string };
   close(): Promise<void>;
 }
 
@@ -57,7 +57,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     await storage.close();
     throw err;
   }
-  if (config.dimse.port !== undefined) {
+  if (config.dimse.port !== undefined || config.dimse.tlsPort !== undefined) {
     routeLibraryLog(log, config.logLevel);
     try {
       dimse = await startDimseListener(
@@ -88,7 +88,12 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
         config.auth.enabled
           ? 'the DICOM listener accepts any calling AE from any address (PACS_DIMSE_ALLOWED_AES=*): closed networks only'
           : 'the DICOM listener accepts any calling AE (PACS_DIMSE_ALLOWED_AES empty, PACS_AUTH=off): development only',
-        { port: dimse.port },
+        { port: dimse.port, tlsPort: dimse.tlsPort },
+      );
+    if (dimse.tlsPort !== undefined && !config.dimse.tls?.ca)
+      log.warn(
+        'the DICOM TLS listener asks for no client certificate (PACS_DIMSE_TLS_CA not set): PACS_DIMSE_ALLOWED_AES is the only check of the caller',
+        { tlsPort: dimse.tlsPort },
       );
   }
   server.requestTimeout = 0; // large STOW bodies over slow links
@@ -96,7 +101,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.port;
   const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`;
-  const dicom = dimse && { aeTitle: dimse.aeTitle, port: dimse.port };
+  const dicom = dimse && { aeTitle: dimse.aeTitle, port: dimse.port, tlsPort: dimse.tlsPort };
   log.info('listening', {
     url,
     dicomweb: `${url}/dicomweb`,

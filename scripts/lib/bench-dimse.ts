@@ -77,7 +77,7 @@ export async function storeAll(
   for (const [i, inst] of instances.entries()) lanes[i % associations].push(inst);
   let bytes = 0;
   for (const inst of instances) bytes += (await inst.dataset()).length;
-  const remote = { aet: opts.calledAETitle ?? 'PACS', host: opts.host, port: opts.port };
+  const remote = { aet: opts.calledAETitle ?? 'PACS', host: opts.host, port: opts.port, tls: false };
   let failed = 0;
   let reported = false;
   const t0 = performance.now();

@@ -122,3 +122,12 @@ export class DimseConnection extends dimse.Scp {
   protected connectionClosed(): void {}
   protected networkError(_err: Error): void {}
 }
+
+/**
+ * What a TLS error says, without OpenSSL's decoration: "error:0A000418:SSL routines:ssl3_read_bytes:tlsv1
+ * alert unknown ca:../ssl/record/rec_layer_s3.c:1601:SSL alert number 48" is "tlsv1 alert unknown ca".
+ */
+export function tlsErrorReason(err: Error): string {
+  const m = /SSL routines:[^:]*:([^:]+)/.exec(err.message);
+  return m ? m[1].trim() : err.message.trim();
+}

@@ -11,6 +11,7 @@ import {
   parseAllowedAEs,
   PduLengthGuard,
   parseRemoteAEs,
+  remoteAEName,
 } from './negotiation';
 
 describe('presentation context decisions', () => {
@@ -59,17 +60,35 @@ describe('AE titles and remote AEs', () => {
   it('parses AET@host:port lists and reports every bad entry', () => {
     expect(parseRemoteAEs('STORESCP@127.0.0.1:11113, OTHER@pacs.local:104,V6@[::1]:4242')).toEqual({
       aes: [
-        { aet: 'STORESCP', host: '127.0.0.1', port: 11113 },
-        { aet: 'OTHER', host: 'pacs.local', port: 104 },
-        { aet: 'V6', host: '::1', port: 4242 },
+        { aet: 'STORESCP', host: '127.0.0.1', port: 11113, tls: false },
+        { aet: 'OTHER', host: 'pacs.local', port: 104, tls: false },
+        { aet: 'V6', host: '::1', port: 4242, tls: false },
       ],
       errors: [],
     });
-    const bad = parseRemoteAEs('NOPORT@host,A@h:0,WAY_TOO_LONG_AE_TITLE@h:1,A@h:2,A@h:3');
-    expect(bad.errors).toHaveLength(4);
+    const bad = parseRemoteAEs(
+      'NOPORT@host,A@h:0,WAY_TOO_LONG_AE_TITLE@h:1,A@h:2,A@h:3,B@h:4/ssl,C@h:5/tls/',
+    );
+    expect(bad.errors).toHaveLength(6);
+    expect(bad.errors[4]).toBe('"B@h:4/ssl": expected AET@host:port or AET@host:port/tls');
     expect(isValidAETitle('CT 1')).toBe(true);
     expect(isValidAETitle('A\\B')).toBe(false);
     expect(isValidAETitle('   ')).toBe(false);
+  });
+
+  it('parses /tls at the end of a remote AE: reached over DICOM TLS', () => {
+    expect(parseRemoteAEs('UPPER@pacs.bvtinh.vn:2762/tls,V6@[::1]:2762/tls,PLAIN@10.0.0.5:104')).toEqual({
+      aes: [
+        { aet: 'UPPER', host: 'pacs.bvtinh.vn', port: 2762, tls: true },
+        { aet: 'V6', host: '::1', port: 2762, tls: true },
+        { aet: 'PLAIN', host: '10.0.0.5', port: 104, tls: false },
+      ],
+      errors: [],
+    });
+    expect(remoteAEName({ aet: 'V6', host: '::1', port: 2762, tls: true })).toBe('V6@[::1]:2762/tls');
+    expect(remoteAEName({ aet: 'PLAIN', host: '10.0.0.5', port: 104, tls: false })).toBe(
+      'PLAIN@10.0.0.5:104',
+    );
   });
 
   it('parses allowed callers: AET or AET@IP address, or * alone; reports every bad entry', () => {
@@ -135,6 +154,35 @@ describe('AE titles and remote AEs', () => {
     ).toThrow(
       /PACS_DIMSE_PORT=70000[\s\S]*PACS_DIMSE_AE_TITLE[\s\S]*PACS_DIMSE_ALLOWED_AES: "CT1@ct1\.hospital\.vn"[\s\S]*PACS_DIMSE_REMOTE_AES/,
     );
+  });
+
+  it('configuration: DICOM TLS needs a certificate and key, readable; every problem reported', () => {
+    expect(() => loadConfig({ PACS_DIMSE_TLS_PORT: '2762', PACS_DIMSE_ALLOWED_AES: 'CT1' })).toThrow(
+      /PACS_DIMSE_TLS_CERT: required with PACS_DIMSE_TLS_PORT\n {2}PACS_DIMSE_TLS_KEY: required with PACS_DIMSE_TLS_PORT/,
+    );
+    expect(() => loadConfig({ PACS_DIMSE_REMOTE_AES: 'UPPER@pacs.bvtinh.vn:2762/tls' })).toThrow(
+      /PACS_DIMSE_TLS_CERT: required with the \/tls remote AE UPPER \(PACS_DIMSE_REMOTE_AES\)\n {2}PACS_DIMSE_TLS_KEY: required/,
+    );
+    expect(() =>
+      loadConfig({
+        PACS_DIMSE_PORT: '11112',
+        PACS_DIMSE_TLS_PORT: '11112',
+        PACS_DIMSE_ALLOWED_AES: 'CT1',
+        PACS_DIMSE_TLS_CERT: '/nonexistent/cert.pem',
+        PACS_DIMSE_TLS_KEY: '/nonexistent/key.pem',
+        PACS_DIMSE_TLS_CA: '/nonexistent/ca.pem',
+      }),
+    ).toThrow(
+      /PACS_DIMSE_TLS_PORT=11112: the same port as PACS_DIMSE_PORT\n {2}PACS_DIMSE_TLS_CERT=\/nonexistent\/cert\.pem: cannot be read \(ENOENT\)\n {2}PACS_DIMSE_TLS_KEY=\/nonexistent\/key\.pem: cannot be read \(ENOENT\)\n {2}PACS_DIMSE_TLS_CA=\/nonexistent\/ca\.pem: cannot be read \(ENOENT\)/,
+    );
+    // The TLS listener alone is a listener: the allow-list is required with it too.
+    expect(() =>
+      loadConfig({ PACS_DIMSE_TLS_PORT: '2762', PACS_DIMSE_TLS_CERT: '/x', PACS_DIMSE_TLS_KEY: '/y' }),
+    ).toThrow(
+      /PACS_DIMSE_ALLOWED_AES: required with PACS_DIMSE_TLS_PORT \(the DICOM listener has no sign-in/,
+    );
+    // A plain remote AE needs nothing.
+    expect(loadConfig({ PACS_DIMSE_REMOTE_AES: 'OLDPACS@10.0.0.5:104' }).dimse.tls).toBeUndefined();
   });
 
   it('configuration: with PACS_AUTH on, a DIMSE port needs PACS_DIMSE_ALLOWED_AES; * is any AE', () => {

@@ -93,18 +93,29 @@ export interface RemoteAE {
   aet: string;
   host: string;
   port: number;
+  /** DICOM TLS (PS3.15 Annex B): the association goes over TLS, the peer's certificate checked. */
+  tls: boolean;
 }
 
-/** "AET@host:port" (IPv6 hosts in brackets: "AET@[::1]:104"). */
+/**
+ * "AET@host:port" (IPv6 hosts in brackets: "AET@[::1]:104"), with "/tls" at the end for a peer reached
+ * over TLS ("UPPER@pacs.bvtinh.vn:2762/tls").
+ */
 export function parseRemoteAE(text: string): RemoteAE | string {
-  const m = /^(.{1,16})@(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(text.trim());
-  if (!m) return `"${text}": expected AET@host:port`;
-  const [, aet, host, portText] = m;
+  const m = /^(.{1,16})@(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})(\/tls)?$/.exec(text.trim());
+  if (!m) return `"${text}": expected AET@host:port or AET@host:port/tls`;
+  const [, aet, host, portText, tls] = m;
   const port = Number(portText);
   if (!isValidAETitle(aet))
     return `"${text}": "${aet}" is not a valid AE title (1-16 characters, no backslash)`;
   if (port < 1 || port > 65535) return `"${text}": port ${port} is out of range`;
-  return { aet, host: host.replace(/^\[|\]$/g, ''), port };
+  return { aet, host: host.replace(/^\[|\]$/g, ''), port, tls: tls !== undefined };
+}
+
+/** How a remote AE is named in messages: AET@host:port, with /tls when reached over TLS. */
+export function remoteAEName(remote: RemoteAE): string {
+  const host = remote.host.includes(':') ? `[${remote.host}]` : remote.host;
+  return `${remote.aet}@${host}:${remote.port}${remote.tls ? '/tls' : ''}`;
 }
 
 /** A comma-separated list of remote AEs; errors are returned as messages. */

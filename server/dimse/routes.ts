@@ -2,8 +2,9 @@
  * HTTP side of the DIMSE gateway (server API, not DICOMweb), listed in the route table of server/app.ts:
  * - POST /api/studies/{StudyInstanceUID}/send, JSON {"aet": "REMOTE"}: sends the study to a known remote
  *   AE (C-STORE SCU, each instance byte for byte as stored) and answers when it is done;
- * - GET /api/dimse: the gateway's configuration (AE title, listener port, allowed callers: "any" or
- *   [{aet, address?}], remote AEs).
+ * - GET /api/dimse: the gateway's configuration (AE title, listener port, TLS listener port and whether
+ *   it requires a client certificate, allowed callers: "any" or [{aet, address?}], remote AEs, each with
+ *   whether it is reached over TLS).
  */
 import type { Request, Response } from 'express';
 import { badRequest, notFound } from '../../dicomweb/status';
@@ -37,7 +38,7 @@ export function sendStudy(ctx: IngestContext) {
     const results = await storeInstances(
       remote,
       instances.map((i) => outgoing(ctx.blobs, i)),
-      { callingAETitle: aeTitle, log: ctx.log },
+      { callingAETitle: aeTitle, tls: ctx.config.dimse.tls, log: ctx.log },
     );
     const failures = results
       .filter((r) => !isStored(r))
@@ -71,7 +72,14 @@ export function sendStudy(ctx: IngestContext) {
 
 export function describeGateway(ctx: IngestContext) {
   return (_req: Request, res: Response) => {
-    const { aeTitle, port, allowedAEs, remoteAEs } = ctx.config.dimse;
-    res.json({ aeTitle, port: port ?? null, allowedAEs, remoteAEs });
+    const { aeTitle, port, tlsPort, tls, allowedAEs, remoteAEs } = ctx.config.dimse;
+    res.json({
+      aeTitle,
+      port: port ?? null,
+      tlsPort: tlsPort ?? null,
+      tlsClientCertificateRequired: tlsPort !== undefined && tls?.ca !== undefined,
+      allowedAEs,
+      remoteAEs: remoteAEs.map(({ aet, host, port, tls }) => ({ aet, host, port, tls })),
+    });
   };
 }

@@ -12,8 +12,15 @@
  * - C-MOVE to a known remote AE (PACS_DIMSE_REMOTE_AES), C-GET on the same association, with pending
  *   responses after each sub-operation and C-CANCEL.
  * Each association, its outcome and counts are logged (the audit trail, until one exists).
+ *
+ * The same SCP serves a plain TCP listener (PACS_DIMSE_PORT) and a DICOM TLS one (PACS_DIMSE_TLS_PORT,
+ * PS3.15 Annex B): TLS 1.2 or 1.3 with Node's default ciphers; with PACS_DIMSE_TLS_CA, a client
+ * certificate signed by one of its CAs is required, and a connection without one is closed right after the
+ * handshake, before a byte of DICOM is read. The allow-list, the per-address limits and the PDU length
+ * guard apply to both.
  */
 import net from 'node:net';
+import tls from 'node:tls';
 import { Writable } from 'node:stream';
 import { parseQuery } from '../../dicomweb/qido';
 import { DicomwebError, FailureReason } from '../../dicomweb/status';
@@ -22,7 +29,7 @@ import { type IngestContext, type IngestResult, ingestInstance } from '../ingest
 import type { Logger } from '../log';
 import { DICOMWEB_ROOT } from '../routes/common';
 import { deleteStoredBlob } from '../transcode/copies';
-import { ConnectionClosedError, DimseConnection } from './connection';
+import { ConnectionClosedError, DimseConnection, tlsErrorReason } from './connection';
 import {
   type Association,
   type CCancelRequest,
@@ -64,7 +71,10 @@ const MAX_FIND_MATCHES = 50_000;
 const STORE_BUFFER_BYTES = 4 * 1024 * 1024;
 
 export interface DimseListener {
-  port: number;
+  /** Port of the plain listener (PACS_DIMSE_PORT); undefined when there is none. */
+  port?: number;
+  /** Port of the TLS listener (PACS_DIMSE_TLS_PORT); undefined when there is none. */
+  tlsPort?: number;
   aeTitle: string;
   close(): Promise<void>;
 }
@@ -121,9 +131,11 @@ class ArchiveScp extends DimseConnection {
   constructor(
     socket: net.Socket,
     private readonly gw: Gateway,
+    /** On the TLS listener: the protocol and the client certificate's subject, on every log line. */
+    tlsFields?: { tls: string; clientCertificate?: string },
   ) {
     super(socket);
-    this.log = gw.log.child({ dimse: `${socket.remoteAddress}:${socket.remotePort}` });
+    this.log = gw.log.child({ dimse: `${socket.remoteAddress}:${socket.remotePort}`, ...tlsFields });
     this.source = socket.remoteAddress ?? '';
   }
 
@@ -491,6 +503,7 @@ class ArchiveScp extends DimseConnection {
       if (remote) {
         const results = await storeInstances(remote, items, {
           callingAETitle: this.gw.dimse.aeTitle,
+          tls: this.gw.dimse.tls,
           log: this.log,
           moveOriginator: { aeTitle: this.callingAETitle, messageId },
           onResult: tally,
@@ -550,10 +563,18 @@ class ArchiveScp extends DimseConnection {
 
 /** Connections one address may hold at once (a modality opens a few; a flood must not fill the listener). */
 const MAX_CONNECTIONS_PER_ADDRESS = 32;
+/** A TLS handshake not finished by then is dropped (half-open connections must not hold slots). */
+const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/** The subject of a certificate on one line ("C=VN, O=Benh vien tinh, CN=CT1"). */
+function subjectOf(cert: { subject: string } | undefined): string | undefined {
+  return cert?.subject.split('\n').join(', ');
+}
 
 /**
- * Starts the DICOM listener on host:port (port 0: any free port). close() stops listening, aborts the
- * open associations and waits for the C-STOREs being stored to settle.
+ * Starts the DICOM listeners on host: the plain one on PACS_DIMSE_PORT and the TLS one on
+ * PACS_DIMSE_TLS_PORT, those set (port 0: any free port). close() stops listening, aborts the open
+ * associations and waits for the C-STOREs being stored to settle.
  */
 export async function startDimseListener(
   ctx: IngestContext,
@@ -566,10 +587,14 @@ export async function startDimseListener(
   const sockets = new Set<net.Socket>();
   const perAddress = new Map<string, number>();
   const announced = dimse.Implementation.getMaxPduLength();
-  const server = net.createServer((socket) => {
+
+  /**
+   * Before a byte is read: an address no allowed AE may call from, or one that already holds its share
+   * of connections (both listeners together), is closed at once (connections left idle would otherwise
+   * fill the listener). True when the connection may go on.
+   */
+  const admit = (socket: net.Socket): boolean => {
     const source = socket.remoteAddress ?? '';
-    // Before a byte is read: an address no allowed AE may call from, or one that already holds its
-    // share of connections, is closed at once (connections left idle would otherwise fill the listener).
     const refused = !addressMayConnect(dimseConfig.allowedAEs, source)
       ? 'address not in PACS_DIMSE_ALLOWED_AES'
       : (perAddress.get(source) ?? 0) >= MAX_CONNECTIONS_PER_ADDRESS
@@ -578,7 +603,7 @@ export async function startDimseListener(
     if (refused) {
       log.warn('DICOM connection refused', { source, reason: refused });
       socket.destroy();
-      return;
+      return false;
     }
     perAddress.set(source, (perAddress.get(source) ?? 0) + 1);
     sockets.add(socket);
@@ -589,6 +614,12 @@ export async function startDimseListener(
       else perAddress.delete(source);
     });
     socket.setNoDelay(true);
+    return true;
+  };
+
+  /** The association layer on a connection (a TLS one once its handshake has passed). */
+  const serve = (socket: net.Socket, tlsFields?: { tls: string; clientCertificate?: string }) => {
+    const source = socket.remoteAddress ?? '';
     // A PDU declaring more than it may be: closed before the network library gathers it in memory.
     const guard = new PduLengthGuard(announced);
     const watch = (chunk: Buffer) => {
@@ -599,24 +630,91 @@ export async function startDimseListener(
       socket.destroy();
     };
     socket.on('data', watch);
-    new ArchiveScp(socket, gw);
-  });
-  server.maxConnections = 256;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(dimseConfig.port ?? 0, host, () => {
-      server.off('error', reject);
-      resolve();
+    new ArchiveScp(socket, gw, tlsFields);
+  };
+
+  const listen = async (server: net.Server, port: number, what: string): Promise<number> => {
+    server.maxConnections = 256;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-  });
-  server.on('error', (err) => log.error('DICOM listener error', { err }));
-  const addr = server.address();
-  const port = typeof addr === 'object' && addr ? addr.port : (dimseConfig.port ?? 0);
+    server.on('error', (err) => log.error(`${what} error`, { err }));
+    const addr = server.address();
+    return typeof addr === 'object' && addr ? addr.port : port;
+  };
+
+  const servers: net.Server[] = [];
+  const closeServers = () =>
+    Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+  let port: number | undefined;
+  let tlsPort: number | undefined;
+  try {
+    if (dimseConfig.port !== undefined) {
+      const server = net.createServer((socket) => {
+        if (admit(socket)) serve(socket);
+      });
+      servers.push(server);
+      port = await listen(server, dimseConfig.port, 'DICOM listener');
+    }
+    if (dimseConfig.tlsPort !== undefined) {
+      const credentials = dimseConfig.tls;
+      if (!credentials)
+        throw new Error('PACS_DIMSE_TLS_PORT needs PACS_DIMSE_TLS_CERT and PACS_DIMSE_TLS_KEY');
+      const requireCertificate = credentials.ca !== undefined;
+      // Handshakes only: the TCP connections come from the listener below, once admitted.
+      const handshakes = tls.createServer({
+        cert: credentials.cert,
+        key: credentials.key,
+        ...(credentials.ca ? { ca: credentials.ca } : {}),
+        minVersion: 'TLSv1.2',
+        requestCert: requireCertificate,
+        // Checked below, so that a refused certificate is logged with its reason.
+        rejectUnauthorized: false,
+        handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
+      });
+      handshakes.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
+        const reason =
+          err.code === 'ERR_SSL_WRONG_VERSION_NUMBER' || err.code === 'ERR_SSL_HTTP_REQUEST'
+            ? `not a TLS client (${tlsErrorReason(err)}): a plain association to the TLS port?`
+            : tlsErrorReason(err);
+        log.warn('DICOM TLS handshake failed', { source: socket.remoteAddress, reason });
+        socket.destroy();
+      });
+      handshakes.on('secureConnection', (socket: tls.TLSSocket) => {
+        const clientCertificate = subjectOf(socket.getPeerX509Certificate());
+        if (requireCertificate && !socket.authorized) {
+          const reason = clientCertificate
+            ? `client certificate not trusted (PACS_DIMSE_TLS_CA): ${socket.authorizationError}`
+            : 'no client certificate (PACS_DIMSE_TLS_CA requires one)';
+          log.warn('DICOM TLS handshake failed', { source: socket.remoteAddress, reason, clientCertificate });
+          socket.destroy();
+          return;
+        }
+        serve(socket, {
+          tls: socket.getProtocol() ?? 'TLS',
+          ...(clientCertificate ? { clientCertificate } : {}),
+        });
+      });
+      const server = net.createServer((socket) => {
+        if (admit(socket)) handshakes.emit('connection', socket);
+      });
+      servers.push(server);
+      tlsPort = await listen(server, dimseConfig.tlsPort, 'DICOM TLS listener');
+    }
+  } catch (err) {
+    await closeServers();
+    throw err;
+  }
   return {
     port,
+    tlsPort,
     aeTitle: dimseConfig.aeTitle,
     close: async () => {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      const closed = closeServers();
       for (const s of sockets) s.destroy();
       await closed;
       await Promise.allSettled([...gw.ingests]);

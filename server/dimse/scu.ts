@@ -7,15 +7,28 @@
  * those; an uncompressed instance is then converted by dcmjs, a compressed one fails (no transcoding).
  * At most 128 contexts fit in an association: more combinations are sent over several associations.
  * Instances are read one at a time, just before they are sent.
+ *
+ * A remote AE marked /tls is reached over DICOM TLS (PS3.15 Annex B): TLS 1.2 or 1.3, our certificate as
+ * the client certificate, the peer's certificate verified against PACS_DIMSE_TLS_CA (or the default CAs)
+ * and its name or IP address checked against the host we connect to.
  */
 import net from 'node:net';
+import tls from 'node:tls';
+import type { DimseTls } from '../config';
 import type { Logger } from '../log';
-import { ConnectionClosedError, DimseConnection, NATIVE_SYNTAXES, RawDataset } from './connection';
+import {
+  ConnectionClosedError,
+  DimseConnection,
+  NATIVE_SYNTAXES,
+  RawDataset,
+  tlsErrorReason,
+} from './connection';
 import { type Association, dimse, type Response } from './library';
 import {
   EXPLICIT_VR_LITTLE_ENDIAN,
   IMPLICIT_VR_LITTLE_ENDIAN,
   type RemoteAE,
+  remoteAEName,
   VERIFICATION,
 } from './negotiation';
 
@@ -44,6 +57,8 @@ export function isStored(r: StoreResult): boolean {
 
 export interface StoreOptions {
   callingAETitle: string;
+  /** Our certificate, key and trusted CAs, for remote AEs reached over TLS. */
+  tls?: DimseTls;
   log?: Logger;
   /** C-MOVE sub-operations carry the AE and message that asked for them (PS3.7 9.1.1.1). */
   moveOriginator?: { aeTitle: string; messageId: number };
@@ -106,16 +121,55 @@ function associationFor(
 
 /** An association we opened, as the SCU. */
 class OutboundConnection extends DimseConnection {
-  /** Connects and negotiates; rejects with AssociationError when refused or unreachable. */
-  static open(remote: RemoteAE, assoc: Association): Promise<OutboundConnection> {
-    const socket = net.connect({ host: remote.host, port: remote.port, noDelay: true });
+  /**
+   * Connects (over TLS for a /tls remote AE) and negotiates; rejects with AssociationError when refused,
+   * unreachable, or when the TLS handshake or the peer's certificate fails.
+   */
+  static open(remote: RemoteAE, assoc: Association, credentials?: DimseTls): Promise<OutboundConnection> {
+    const name = remoteAEName(remote);
+    if (remote.tls && !credentials)
+      return Promise.reject(
+        new AssociationError(
+          `${name}: TLS needs our certificate and key (PACS_DIMSE_TLS_CERT, PACS_DIMSE_TLS_KEY)`,
+        ),
+      );
+    const socket =
+      remote.tls && credentials
+        ? tls.connect({
+            host: remote.host,
+            port: remote.port,
+            // SNI and the certificate check use the host name; an IP address is checked as such.
+            ...(net.isIP(remote.host) === 0 ? { servername: remote.host } : {}),
+            cert: credentials.cert,
+            key: credentials.key,
+            ...(credentials.ca ? { ca: credentials.ca } : {}),
+            minVersion: 'TLSv1.2',
+          })
+        : net.connect({ host: remote.host, port: remote.port });
+    socket.setNoDelay(true);
+    // The socket's own error, before the library rewords it: TLS failures say what failed.
+    let socketError: NodeJS.ErrnoException | undefined;
+    socket.once('error', (err) => {
+      socketError ??= err;
+    });
     const conn = new OutboundConnection(socket);
     return new Promise((resolve, reject) => {
       const fail = (why: string) => {
         socket.destroy();
-        reject(new AssociationError(`${remote.aet}@${remote.host}:${remote.port}: ${why}`));
+        reject(new AssociationError(`${name}: ${why}`));
       };
-      conn.on('connect', () => conn.sendAssociationRequest(assoc));
+      const tlsFailure = (fallback: string) => {
+        if (!remote.tls) return fallback;
+        const secured = (socket as tls.TLSSocket).authorized;
+        if (socketError && !secured) return `TLS handshake failed: ${tlsErrorReason(socketError)}`;
+        // TLS 1.3: the peer checks our certificate after the handshake, and says so with an alert.
+        if (socketError && /^ERR_SSL_|^ERR_TLS_/.test(socketError.code ?? ''))
+          return `TLS: the peer refused the connection (${tlsErrorReason(socketError)})`;
+        return fallback;
+      };
+      if (remote.tls)
+        (socket as tls.TLSSocket).once('secureConnect', () => conn.sendAssociationRequest(assoc));
+      else conn.on('connect', () => conn.sendAssociationRequest(assoc));
       conn.on('associationAccepted', () => {
         conn.association = assoc;
         resolve(conn);
@@ -123,8 +177,8 @@ class OutboundConnection extends DimseConnection {
       conn.on('associationRejected', (r: { result: number; source: number; reason: number }) =>
         fail(`association rejected (result ${r.result}, source ${r.source}, reason ${r.reason})`),
       );
-      conn.once('networkError', (err: Error) => fail(err.message.replace(/^.*-> /, '')));
-      conn.once('close', () => fail('connection closed during association negotiation'));
+      conn.once('networkError', (err: Error) => fail(tlsFailure(err.message.replace(/^.*-> /, ''))));
+      conn.once('close', () => fail(tlsFailure('connection closed during association negotiation')));
     });
   }
 
@@ -234,7 +288,11 @@ export async function storeInstances(
       const rest = group.slice(i);
       let conn: OutboundConnection;
       try {
-        conn = await OutboundConnection.open(remote, associationFor(opts.callingAETitle, remote.aet, rest));
+        conn = await OutboundConnection.open(
+          remote,
+          associationFor(opts.callingAETitle, remote.aet, rest),
+          opts.tls,
+        );
       } catch (err) {
         opts.log?.warn('association to remote AE failed', { aet: remote.aet, err: (err as Error).message });
         for (; i < group.length; i++)
@@ -261,12 +319,16 @@ export async function storeInstances(
 }
 
 /** C-ECHO: opens an association with the Verification SOP Class and returns the echo status. */
-export async function echo(remote: RemoteAE, callingAETitle: string): Promise<number> {
+export async function echo(
+  remote: RemoteAE,
+  callingAETitle: string,
+  credentials?: DimseTls,
+): Promise<number> {
   const assoc = new dimse.association.Association(callingAETitle, remote.aet);
   const id = assoc.addPresentationContext(VERIFICATION);
   assoc.addTransferSyntaxToPresentationContext(id, EXPLICIT_VR_LITTLE_ENDIAN);
   assoc.addTransferSyntaxToPresentationContext(id, IMPLICIT_VR_LITTLE_ENDIAN);
-  const conn = await OutboundConnection.open(remote, assoc);
+  const conn = await OutboundConnection.open(remote, assoc, credentials);
   try {
     if (!assoc.getAcceptedPresentationContextFromRequest(new dimse.requests.CEchoRequest()))
       throw new AssociationError(`${remote.aet} does not accept the Verification SOP Class`);

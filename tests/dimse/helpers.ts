@@ -24,7 +24,10 @@ export const DCMTK_MISSING = `dcmtk (${DCMTK_TOOLS.join(', ')}) is not installed
 export interface Archive {
   baseUrl: string;
   dicomweb: string;
+  /** The plain DICOM listener's port (0 when started with only the TLS one). */
   dimsePort: number;
+  /** The DICOM TLS listener's port, when PACS_DIMSE_TLS_PORT was given. */
+  dimseTlsPort?: number;
   dataDir: string;
   /** Every JSON log line the server wrote. */
   logs: Record<string, unknown>[];
@@ -49,7 +52,8 @@ export async function startArchive(env: Record<string, string> = {}): Promise<Ar
   return {
     baseUrl: running.url,
     dicomweb: `${running.url}/dicomweb`,
-    dimsePort: running.dimse.port,
+    dimsePort: running.dimse.port ?? 0,
+    dimseTlsPort: running.dimse.tlsPort,
     dataDir,
     logs,
     close: async () => {
@@ -96,14 +100,14 @@ export interface StoreScp {
 
 /**
  * dcmtk storescp in a temporary folder: accepts every transfer syntax it knows (+xa) and writes each
- * received data set as it came (+B, bit preserving) behind its own File Meta Information.
+ * received data set as it came (+B, bit preserving) behind its own File Meta Information. `extra`: more
+ * options (TLS: +tls key cert -pw +cf ca).
  */
-export async function startStorescp(aeTitle = 'STORESCP'): Promise<StoreScp> {
+export async function startStorescp(aeTitle = 'STORESCP', extra: string[] = []): Promise<StoreScp> {
   const dir = await mkdtemp(path.join(tmpdir(), 'pacs-storescp-'));
   const port = await freePort();
-  const child: ChildProcess = spawn('storescp', ['-aet', aeTitle, '+xa', '+B', '-od', dir, String(port)], {
-    stdio: ['ignore', 'ignore', 'ignore'],
-  });
+  const args = ['-aet', aeTitle, '+xa', '+B', ...extra, '-od', dir, String(port)];
+  const child: ChildProcess = spawn('storescp', args, { stdio: ['ignore', 'ignore', 'ignore'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   await waitForPort(port);
   return {

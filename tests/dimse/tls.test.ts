@@ -1,0 +1,475 @@
+/**
+ * DICOM TLS (PS3.15 Annex B) both ways, against dcmtk peers built with OpenSSL and certificates made
+ * here with the openssl CLI: a hospital CA, the archive's certificate (IP:127.0.0.1, DNS:localhost), a
+ * modality's client certificate, and a second, unrelated CA with a client and a server certificate.
+ * - TLS listener with PACS_DIMSE_TLS_CA: C-ECHO, C-STORE (stored as sent) and C-MOVE with a client
+ *   certificate; refused and nothing stored without one, with one from the other CA, and for a plain
+ *   association to the TLS port; the server goes on serving.
+ * - TLS listener without PACS_DIMSE_TLS_CA: anonymous TLS accepted, the allow-list still applies.
+ * - Outgoing: "send study" and npm run dimse to /tls remote AEs (dcmtk storescp requiring our client
+ *   certificate), refused with the reason when the peer's certificate is not trusted or ours is not.
+ * - Configuration errors: missing, unreadable and mismatched PEM files, named by their variable.
+ */
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../server/config';
+import { getJson, type Json, value } from '../e2e/dicomweb';
+import { runTs } from '../helpers/process';
+import { loadSamples } from '../helpers/server';
+import { requireTools } from '../helpers/tools';
+import { SAMPLES, SAMPLES_MISSING, samplesPresent } from '../samples';
+import {
+  type Archive,
+  DCMTK_MISSING,
+  datasetOf,
+  dcmtkPresent,
+  eventually,
+  filesUnder,
+  metaOf,
+  retrieveInstance,
+  run,
+  type StoreScp,
+  startArchive,
+  startStorescp,
+} from './helpers';
+
+const hasDcmtk = await dcmtkPresent();
+const hasOpenssl = requireTools(['openssl'], 'openssl');
+
+/** PEM files of a throwaway PKI: `<name>.pem` (certificate) and `<name>.key` (private key). */
+interface Pki {
+  dir: string;
+  cert(name: string): string;
+  key(name: string): string;
+}
+
+async function openssl(args: string[]): Promise<void> {
+  const r = await run('openssl', args);
+  if (r.code !== 0) throw new Error(`openssl ${args.join(' ')}: ${r.output}`);
+}
+
+/**
+ * ca (the hospital CA) and other (an unrelated CA); archive (signed by ca, IP:127.0.0.1 and
+ * DNS:localhost), ct1 (ca), stranger (other, a client certificate), impostor (other, for 127.0.0.1).
+ */
+async function makePki(): Promise<Pki> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'pacs-tls-'));
+  const pki: Pki = {
+    dir,
+    cert: (name) => path.join(dir, `${name}.pem`),
+    key: (name) => path.join(dir, `${name}.key`),
+  };
+  const newKey = ['-newkey', 'rsa:2048', '-nodes'];
+  for (const [name, cn] of [
+    ['ca', 'Hospital CA'],
+    ['other', 'Other CA'],
+  ])
+    await openssl([
+      ...['req', '-x509', ...newKey, '-keyout', pki.key(name), '-out', pki.cert(name), '-days', '2'],
+      ...['-subj', `/O=Test/CN=${cn}`, '-addext', 'basicConstraints=critical,CA:TRUE'],
+      ...['-addext', 'keyUsage=critical,keyCertSign,cRLSign'],
+    ]);
+  const leaves = [
+    ['archive', 'ca', 'PACS', 'IP:127.0.0.1,DNS:localhost'],
+    ['ct1', 'ca', 'CT1', 'DNS:ct1.hospital.test'],
+    ['stranger', 'other', 'CT1', 'DNS:ct1.hospital.test'],
+    ['impostor', 'other', 'STORESCP', 'IP:127.0.0.1,DNS:localhost'],
+  ];
+  await Promise.all(
+    leaves.map(async ([name, ca, cn, san]) => {
+      const csr = path.join(dir, `${name}.csr`);
+      const ext = path.join(dir, `${name}.ext`);
+      await openssl(['req', ...newKey, '-keyout', pki.key(name), '-out', csr, '-subj', `/O=Test/CN=${cn}`]);
+      await writeFile(
+        ext,
+        `subjectAltName=${san}\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n`,
+      );
+      await openssl([
+        ...['x509', '-req', '-in', csr, '-CA', pki.cert(ca), '-CAkey', pki.key(ca)],
+        ...['-set_serial', String(Date.now() + Math.floor(Math.random() * 1e6))],
+        ...['-days', '2', '-out', pki.cert(name), '-extfile', ext],
+      ]);
+    }),
+  );
+  return pki;
+}
+
+/** Sample files dcmtk's storescu sends unchanged (checked against a bit-preserving storescp). */
+const SENT_AS_IS = ['dang-thu-thao-1.dcm', 'dang-thu-thao-2.dcm', 'le-hoang-nam-1.dcm'].map((f) =>
+  path.join(SAMPLES, 'vietnamese', f),
+);
+/** A file the refused associations try to store. */
+const REFUSED_FILE = path.join(SAMPLES, 'vietnamese', 'tran-thi-bich-ngoc-1.dcm');
+
+describe.skipIf(!samplesPresent || !hasDcmtk || !hasOpenssl)('DICOM TLS (PS3.15 Annex B)', () => {
+  let pki: Pki;
+  /**
+   * Client certificates required on the TLS port (PACS_DIMSE_TLS_CA); /tls remote AEs. Its plain port
+   * is for movescu, which dcmtk 3.6.7 builds without TLS.
+   */
+  let archive: Archive;
+  /** storescp with a certificate of the hospital CA, requiring a client certificate of it. */
+  let good: StoreScp;
+  /** storescp whose certificate comes from the other CA. */
+  let impostor: StoreScp;
+  /** storescp with a good certificate that trusts only the other CA (refuses ours). */
+  let picky: StoreScp;
+
+  const tls = (name: string) => ['+tls', pki.key(name), pki.cert(name), '-pw', '+cf', pki.cert('ca')];
+
+  beforeAll(async () => {
+    if (!samplesPresent) console.warn(SAMPLES_MISSING);
+    if (!hasDcmtk) console.warn(DCMTK_MISSING);
+    pki = await makePki();
+    [good, impostor, picky] = await Promise.all([
+      startStorescp('GOOD', ['+tls', pki.key('archive'), pki.cert('archive'), '-pw', '+cf', pki.cert('ca')]),
+      startStorescp('IMPOSTOR', [
+        ...['+tls', pki.key('impostor'), pki.cert('impostor'), '-pw', '+cf', pki.cert('ca')],
+      ]),
+      startStorescp('PICKY', [
+        '+tls',
+        pki.key('archive'),
+        pki.cert('archive'),
+        '-pw',
+        '+cf',
+        pki.cert('other'),
+      ]),
+    ]);
+    archive = await startArchive({
+      PACS_DIMSE_TLS_PORT: '0',
+      PACS_DIMSE_TLS_CERT: pki.cert('archive'),
+      PACS_DIMSE_TLS_KEY: pki.key('archive'),
+      PACS_DIMSE_TLS_CA: pki.cert('ca'),
+      PACS_DIMSE_ALLOWED_AES: 'CT1@127.0.0.1,VIEWER@127.0.0.1,OURSCU@127.0.0.1',
+      PACS_DIMSE_REMOTE_AES: [
+        `GOOD@127.0.0.1:${good.port}/tls`,
+        `IMPOSTOR@127.0.0.1:${impostor.port}/tls`,
+        `PICKY@127.0.0.1:${picky.port}/tls`,
+      ].join(','),
+    });
+  });
+  afterAll(async () => {
+    await archive?.close();
+    await Promise.all([good, impostor, picky].map((s) => s?.close()));
+    if (pki) await rm(pki.dir, { recursive: true, force: true });
+  });
+
+  const port = () => String(archive.dimseTlsPort);
+  const found = async (file: string) => {
+    const sop = metaOf(new Uint8Array(await readFile(file))).MediaStorageSOPInstanceUID;
+    return (await getJson<Json[]>(`${archive.dicomweb}/instances?SOPInstanceUID=${sop}`)).json.length;
+  };
+
+  it('C-ECHO and C-STORE over TLS with a client certificate: stored as sent, logged with the certificate', async () => {
+    const echo = await run('echoscu', ['-aet', 'CT1', '-aec', 'PACS', ...tls('ct1'), '127.0.0.1', port()]);
+    expect(echo.code, echo.output).toBe(0);
+    const store = await run('storescu', [
+      ...['-aet', 'CT1', '-aec', 'PACS', ...tls('ct1'), '127.0.0.1', port()],
+      ...SENT_AS_IS,
+    ]);
+    expect(store.code, store.output).toBe(0);
+    for (const file of SENT_AS_IS) {
+      const bytes = new Uint8Array(await readFile(file));
+      const { json } = await getJson<Json[]>(
+        `${archive.dicomweb}/instances?SOPInstanceUID=${metaOf(bytes).MediaStorageSOPInstanceUID}`,
+      );
+      expect(json.length, file).toBe(1);
+      const stored = await retrieveInstance(
+        archive.dicomweb,
+        value(json[0], '0020000D'),
+        value(json[0], '0020000E'),
+        value(json[0], '00080018'),
+      );
+      expect(stored, file).toBeDefined();
+      expect(
+        Buffer.compare(Buffer.from(datasetOf(new Uint8Array(stored!))), Buffer.from(datasetOf(bytes))),
+        file,
+      ).toBe(0);
+    }
+    const accepted = archive.logs.filter((l) => l.msg === 'association accepted');
+    expect(accepted.length).toBeGreaterThanOrEqual(2);
+    for (const l of accepted)
+      expect(l).toMatchObject({ callingAETitle: 'CT1', tls: expect.stringMatching(/^TLSv1\.[23]$/) });
+    expect(accepted[0].clientCertificate).toMatch(/CN=CT1/);
+  });
+
+  it('refuses, and stores nothing from, no client certificate, one of another CA, and plain DICOM', async () => {
+    const attempts = {
+      anonymous: ['+tla', '+cf', pki.cert('ca')],
+      'other CA': tls('stranger'),
+      plain: [],
+    };
+    for (const [what, opts] of Object.entries(attempts)) {
+      const r = await run('storescu', [
+        ...['-aet', 'CT1', '-aec', 'PACS', ...opts, '127.0.0.1', port(), REFUSED_FILE],
+      ]);
+      expect(r.code, `${what}: ${r.output}`).not.toBe(0);
+    }
+    expect(await found(REFUSED_FILE)).toBe(0);
+    const failures = () => archive.logs.filter((l) => l.msg === 'DICOM TLS handshake failed');
+    expect(await eventually(() => failures().length >= 3)).toBe(true);
+    expect(failures().map((l) => l.reason)).toEqual(
+      expect.arrayContaining([
+        'no client certificate (PACS_DIMSE_TLS_CA requires one)',
+        expect.stringMatching(/^client certificate not trusted \(PACS_DIMSE_TLS_CA\): /),
+        expect.stringMatching(/^not a TLS client .*a plain association to the TLS port\?$/),
+      ]),
+    );
+    expect(
+      failures().find((l) => String(l.reason).startsWith('client certificate not trusted')),
+    ).toMatchObject({ clientCertificate: expect.stringMatching(/CN=CT1/) });
+    // No association got as far as the DICOM layer, and the server goes on serving.
+    expect(
+      archive.logs.some((l) => l.msg === 'association accepted' && l.clientCertificate === undefined),
+    ).toBe(false);
+    const echo = await run('echoscu', ['-aet', 'CT1', '-aec', 'PACS', ...tls('ct1'), '127.0.0.1', port()]);
+    expect(echo.code, echo.output).toBe(0);
+  });
+
+  it('GET /api/dimse shows the TLS port, that client certificates are required, and which remote AEs use TLS', async () => {
+    const r = (await (await fetch(`${archive.baseUrl}/api/dimse`)).json()) as Record<string, unknown>;
+    expect(r).toMatchObject({
+      port: 0,
+      tlsPort: 0,
+      tlsClientCertificateRequired: true,
+      remoteAEs: [
+        { aet: 'GOOD', host: '127.0.0.1', port: good.port, tls: true },
+        { aet: 'IMPOSTOR', tls: true },
+        { aet: 'PICKY', tls: true },
+      ],
+    });
+  });
+
+  describe('outgoing', () => {
+    let study: string;
+    let instances: Json[];
+
+    beforeAll(async () => {
+      await loadSamples(
+        archive.baseUrl,
+        ['1', '2', '3'].map((n) => path.join(SAMPLES, 'vietnamese', `nguyen-van-an-nfc-${n}.dcm`)),
+      );
+      instances = (
+        await getJson<Json[]>(`${archive.dicomweb}/instances?PatientName=nguyen van an&fuzzymatching=true`)
+      ).json;
+      study = value(instances[0], '0020000D');
+    });
+
+    const send = async (aet: string) => {
+      const res = await fetch(`${archive.baseUrl}/api/studies/${study}/send`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ aet }),
+      });
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    };
+
+    it('send study to a /tls remote AE: every instance arrives, byte for byte', async () => {
+      const { status, body } = await send('GOOD');
+      expect(status, JSON.stringify(body)).toBe(200);
+      expect(body).toMatchObject({ instances: 3, sent: 3, failed: 0 });
+      const received = new Map<string, Uint8Array>();
+      for (const f of await filesUnder(good.dir)) {
+        const bytes = new Uint8Array(await readFile(f));
+        received.set(metaOf(bytes).MediaStorageSOPInstanceUID!, bytes);
+      }
+      for (const ds of instances) {
+        const stored = await retrieveInstance(
+          archive.dicomweb,
+          study,
+          value(ds, '0020000E'),
+          value(ds, '00080018'),
+        );
+        const got = received.get(value(ds, '00080018'));
+        expect(got).toBeDefined();
+        expect(
+          Buffer.compare(Buffer.from(datasetOf(got!)), Buffer.from(datasetOf(new Uint8Array(stored!)))),
+        ).toBe(0);
+      }
+    });
+
+    it('refuses a peer whose certificate is not trusted, and says so when the peer refuses ours: 502, nothing sent', async () => {
+      const impostorSend = await send('IMPOSTOR');
+      expect(impostorSend.status).toBe(502);
+      expect(impostorSend.body).toMatchObject({ sent: 0, failed: 3 });
+      expect(impostorSend.body.message).toMatch(
+        /^3 of 3 instances not stored by IMPOSTOR: IMPOSTOR@127\.0\.0\.1:\d+\/tls: TLS handshake failed: /,
+      );
+      expect(await filesUnder(impostor.dir)).toEqual([]);
+      const pickySend = await send('PICKY');
+      expect(pickySend.status).toBe(502);
+      expect(pickySend.body).toMatchObject({ sent: 0, failed: 3 });
+      expect(pickySend.body.message).toMatch(/PICKY@127\.0\.0\.1:\d+\/tls: TLS/);
+      expect(await filesUnder(picky.dir)).toEqual([]);
+    });
+
+    it('C-MOVE to a /tls destination goes over TLS; to an untrusted one, the failure status with the reason', async () => {
+      // What "send study" delivered is removed: the C-MOVE must bring the study again.
+      for (const f of await filesUnder(good.dir)) await rm(f);
+      const movescu = (dest: string) =>
+        run('movescu', [
+          ...['-v', '-S', '-aet', 'VIEWER', '-aec', 'PACS', '-aem', dest, '127.0.0.1'],
+          ...[String(archive.dimsePort), '-k', 'QueryRetrieveLevel=STUDY', '-k', `StudyInstanceUID=${study}`],
+        ]);
+      const ok = await movescu('GOOD');
+      expect(ok.output).toMatch(/Received Final Move Response \(Success\)/);
+      expect((await filesUnder(good.dir)).length).toBe(3);
+      const refused = await movescu('IMPOSTOR');
+      expect(refused.output).toMatch(/Received Final Move Response \(Refused: OutOfResourcesSubOperations\)/);
+      expect(
+        archive.logs.find((l) => l.msg === 'association to remote AE failed' && l.aet === 'IMPOSTOR'),
+      ).toMatchObject({
+        err: expect.stringMatching(/IMPOSTOR@127\.0\.0\.1:\d+\/tls: TLS handshake failed: /),
+      });
+      expect(await filesUnder(impostor.dir)).toEqual([]);
+    });
+
+    it('npm run dimse -- echo/send to AET@host:port/tls with --tls-cert/--tls-key/--tls-ca', async () => {
+      const cli = (args: string[]) =>
+        runTs('scripts/dimse.ts', [
+          ...args,
+          ...['--aet', 'OURSCU', '--tls-cert', pki.cert('archive'), '--tls-key', pki.key('archive')],
+          ...['--tls-ca', pki.cert('ca')],
+        ]);
+      // By name: the certificate's DNS:localhost is checked, and it is the name sent (SNI).
+      const echo = await cli(['echo', `PACS@localhost:${port()}/tls`]);
+      expect(echo.output).toMatch(/C-ECHO PACS@localhost:\d+\/tls: success/);
+      const file = path.join(SAMPLES, 'vietnamese', 'le-hoang-nam-2.dcm');
+      const sent = await cli(['send', file, `PACS@127.0.0.1:${port()}/tls`, '--quiet']);
+      expect(sent.code, sent.output).toBe(0);
+      expect(await found(file)).toBe(1);
+      const impostorEcho = await cli(['echo', `IMPOSTOR@127.0.0.1:${impostor.port}/tls`]);
+      expect(impostorEcho.code).toBe(2);
+      expect(impostorEcho.output).toMatch(
+        /cannot send to IMPOSTOR@127\.0\.0\.1:\d+\/tls: .*TLS handshake failed/,
+      );
+      const noCert = await runTs('scripts/dimse.ts', ['echo', `PACS@127.0.0.1:${port()}/tls`]);
+      expect(noCert.code).toBe(2);
+      expect(noCert.output).toMatch(/--tls-cert: required with PACS@127\.0\.0\.1:\d+\/tls/);
+    });
+  });
+
+  describe('without PACS_DIMSE_TLS_CA', () => {
+    let open: Archive;
+    beforeAll(async () => {
+      open = await startArchive({
+        PACS_DIMSE_PORT: '',
+        PACS_DIMSE_TLS_PORT: '0',
+        PACS_DIMSE_TLS_CERT: pki.cert('archive'),
+        PACS_DIMSE_TLS_KEY: pki.key('archive'),
+        PACS_DIMSE_ALLOWED_AES: 'CT1',
+      });
+    });
+    afterAll(async () => {
+      await open?.close();
+    });
+
+    it('accepts anonymous TLS; PACS_DIMSE_ALLOWED_AES is then the only check of the caller', async () => {
+      const echo = (aet: string) =>
+        run('echoscu', [
+          '-aet',
+          aet,
+          '-aec',
+          'PACS',
+          '+tla',
+          '+cf',
+          pki.cert('ca'),
+          '127.0.0.1',
+          String(open.dimseTlsPort),
+        ]);
+      const ok = await echo('CT1');
+      expect(ok.code, ok.output).toBe(0);
+      expect(open.logs.find((l) => l.msg === 'association accepted')).toMatchObject({
+        callingAETitle: 'CT1',
+        tls: expect.stringMatching(/^TLSv1\.[23]$/),
+      });
+      const intruder = await echo('INTRUDER');
+      expect(intruder.code).not.toBe(0);
+      expect(open.logs.some((l) => l.msg === 'association rejected' && l.callingAETitle === 'INTRUDER')).toBe(
+        true,
+      );
+      expect(open.logs.some((l) => /asks for no client certificate/.test(String(l.msg)))).toBe(true);
+      const r = (await (await fetch(`${open.baseUrl}/api/dimse`)).json()) as Record<string, unknown>;
+      expect(r).toMatchObject({ tlsClientCertificateRequired: false });
+    });
+  });
+});
+
+describe.skipIf(!hasOpenssl)('DICOM TLS configuration', () => {
+  let pki: Pki;
+  beforeAll(async () => {
+    pki = await makePki();
+  });
+  afterAll(async () => {
+    if (pki) await rm(pki.dir, { recursive: true, force: true });
+  });
+
+  const errorsOf = (env: Record<string, string>) => {
+    try {
+      loadConfig({ PACS_DIMSE_ALLOWED_AES: 'CT1', ...env });
+    } catch (err) {
+      if (err instanceof ConfigError) return err.message;
+      throw err;
+    }
+    return 'no error';
+  };
+
+  it('reads the PEM files and keeps them; a key of another certificate or a non-PEM file is an error naming the variable', () => {
+    const ok = loadConfig({
+      PACS_DIMSE_TLS_PORT: '2762',
+      PACS_DIMSE_TLS_CERT: pki.cert('archive'),
+      PACS_DIMSE_TLS_KEY: pki.key('archive'),
+      PACS_DIMSE_TLS_CA: pki.cert('ca'),
+      PACS_DIMSE_ALLOWED_AES: 'CT1',
+    });
+    expect(ok.dimse).toMatchObject({ port: undefined, tlsPort: 2762 });
+    expect(ok.dimse.tls?.cert.toString()).toMatch(/BEGIN CERTIFICATE/);
+    expect(ok.dimse.tls?.ca).toBeDefined();
+    expect(
+      errorsOf({
+        PACS_DIMSE_TLS_PORT: '2762',
+        PACS_DIMSE_TLS_CERT: pki.cert('archive'),
+        PACS_DIMSE_TLS_KEY: pki.key('ct1'),
+      }),
+    ).toMatch(/PACS_DIMSE_TLS_KEY=.*ct1\.key: does not go with the certificate of PACS_DIMSE_TLS_CERT/);
+    expect(
+      errorsOf({
+        PACS_DIMSE_TLS_PORT: '2762',
+        PACS_DIMSE_TLS_CERT: pki.key('archive'),
+        PACS_DIMSE_TLS_KEY: pki.cert('archive'),
+        PACS_DIMSE_TLS_CA: path.join(pki.dir, 'archive.ext'),
+      }),
+    ).toMatch(
+      /PACS_DIMSE_TLS_CERT=.*archive\.key: no PEM certificate[\s\S]*PACS_DIMSE_TLS_KEY=.*archive\.pem: not a PEM private key[\s\S]*PACS_DIMSE_TLS_CA=.*archive\.ext: no PEM certificate/,
+    );
+  });
+
+  it('npm start --check-config: exit 2 with every TLS problem', async () => {
+    const bad = await runTs('server/main.ts', ['--check-config'], {
+      env: {
+        ...process.env,
+        PACS_DIMSE_TLS_PORT: '2762',
+        PACS_DIMSE_ALLOWED_AES: 'CT1',
+        PACS_DIMSE_TLS_CERT: path.join(pki.dir, 'missing.pem'),
+        PACS_DIMSE_TLS_KEY: pki.key('archive'),
+      },
+    });
+    expect(bad.code).toBe(2);
+    expect(bad.output).toMatch(
+      /invalid configuration:\n {2}PACS_DIMSE_TLS_CERT=.*missing\.pem: cannot be read \(ENOENT\)/,
+    );
+    const ok = await runTs('server/main.ts', ['--check-config'], {
+      env: {
+        ...process.env,
+        PACS_DIMSE_TLS_PORT: '2762',
+        PACS_DIMSE_ALLOWED_AES: 'CT1',
+        PACS_DIMSE_TLS_CERT: pki.cert('archive'),
+        PACS_DIMSE_TLS_KEY: pki.key('archive'),
+        PACS_DIMSE_TLS_CA: pki.cert('ca'),
+      },
+    });
+    expect(ok).toEqual({ code: 0, output: 'configuration ok\n' });
+  });
+});
