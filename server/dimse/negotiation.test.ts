@@ -12,6 +12,7 @@ import {
   PduLengthGuard,
   parseRemoteAEs,
   remoteAEName,
+  serviceRefusal,
 } from './negotiation';
 
 describe('presentation context decisions', () => {
@@ -109,6 +110,38 @@ describe('AE titles and remote AEs', () => {
     expect(bad.errors).toHaveLength(5);
     expect(bad.errors[0]).toMatch(/CT1@pacs\.local.*not a host name/);
     expect(parseAllowedAEs('*,CT1').errors).toEqual(['"*" (any calling AE) must be the only entry']);
+  });
+
+  it('gives each allowed AE the services listed after =, every service without', () => {
+    const { aes, errors } = parseAllowedAEs('CT1@10.0.0.5=store, WS1@10.0.0.9 = Find+MOVE+store ,OLD');
+    expect(errors).toEqual([]);
+    expect(aes).toEqual([
+      { aet: 'CT1', address: '10.0.0.5', services: ['store'] },
+      { aet: 'WS1', address: '10.0.0.9', services: ['store', 'find', 'move'] },
+      { aet: 'OLD' },
+    ]);
+    expect(serviceRefusal(aes, 'CT1', '10.0.0.5', 'store')).toBeUndefined();
+    expect(serviceRefusal(aes, 'CT1', '::ffff:10.0.0.5', 'find')).toBe(
+      'CT1 may not find (PACS_DIMSE_ALLOWED_AES gives it store)',
+    );
+    expect(serviceRefusal(aes, 'WS1', '10.0.0.9', 'get')).toBe(
+      'WS1 may not get (PACS_DIMSE_ALLOWED_AES gives it store+find+move)',
+    );
+    expect(serviceRefusal(aes, 'WS1', '10.0.0.9', 'move')).toBeUndefined();
+    for (const s of ['store', 'find', 'move', 'get'] as const)
+      expect(serviceRefusal(aes, 'OLD', '192.168.1.2', s)).toBeUndefined();
+    expect(serviceRefusal('any', 'ANYONE', '192.168.1.2', 'get')).toBeUndefined();
+    // The same AE title from two addresses, with different services.
+    const two = parseAllowedAEs('WS@10.0.0.1=find,WS@10.0.0.2=find+get').aes;
+    expect(serviceRefusal(two, 'WS', '10.0.0.1', 'get')).toMatch(/may not get/);
+    expect(serviceRefusal(two, 'WS', '10.0.0.2', 'get')).toBeUndefined();
+
+    const bad = parseAllowedAEs('CT1=stor,MR1=,XA=store+delete');
+    expect(bad.errors).toEqual([
+      '"CT1=stor": unknown service "stor" (expected store, find, move, get, joined with +)',
+      '"MR1=": unknown service "" (expected store, find, move, get, joined with +)',
+      '"XA=store+delete": unknown service "delete" (expected store, find, move, get, joined with +)',
+    ]);
   });
 
   it('normalizes addresses as a listener reports them', () => {

@@ -138,6 +138,34 @@ export function parseRemoteAEs(text: string): { aes: RemoteAE[]; errors: string[
 export interface AllowedAE {
   aet: string;
   address?: string;
+  /** The services it may ask for; absent: all of them. */
+  services?: DimseService[];
+}
+
+/**
+ * What an allowed AE may ask the archive for (`=store+find` in PACS_DIMSE_ALLOWED_AES): `store`
+ * (C-STORE, and storage commitment of what it stored), `find` (C-FIND), `move` (C-MOVE), `get` (C-GET).
+ * C-ECHO is always allowed. A modality that only sends is `=store`: it can then read nothing back.
+ */
+export const DIMSE_SERVICES = ['store', 'find', 'move', 'get'] as const;
+export type DimseService = (typeof DIMSE_SERVICES)[number];
+
+/**
+ * Why a calling AE from an address may not use a service (refused with 0x0124, Refused: Not
+ * authorized), or undefined when it may. The association was accepted, so the AE is allowed from there.
+ */
+export function serviceRefusal(
+  allowed: AllowedAE[] | 'any',
+  aet: string,
+  address: string,
+  service: DimseService,
+): string | undefined {
+  if (allowed === 'any') return undefined;
+  const from = normalizeAddress(address) ?? address;
+  const entry = allowed.find((a) => a.aet === aet && (a.address === undefined || a.address === from));
+  if (!entry) return 'calling AE title not in PACS_DIMSE_ALLOWED_AES';
+  if (!entry.services || entry.services.includes(service)) return undefined;
+  return `${aet} may not ${service} (PACS_DIMSE_ALLOWED_AES gives it ${entry.services.join('+')})`;
 }
 
 /**
@@ -163,8 +191,9 @@ export function normalizeAddress(text: string): string | undefined {
 
 /**
  * PACS_DIMSE_ALLOWED_AES: comma-separated AET or AET@address (an IPv4 or IPv6 address, the latter with or
- * without brackets; not a host name), or * alone for any calling AE. An AE title may be listed with
- * several addresses, but not both with and without one. Errors are returned as messages.
+ * without brackets; not a host name), each optionally followed by =services (`CT1@10.0.0.5=store`,
+ * `WS1=find+move+store`; without it, every service), or * alone for any calling AE. An AE title may be
+ * listed with several addresses, but not both with and without one. Errors are returned as messages.
  */
 export function parseAllowedAEs(text: string): { aes: AllowedAE[] | 'any'; errors: string[] } {
   const items = text
@@ -177,7 +206,24 @@ export function parseAllowedAEs(text: string): { aes: AllowedAE[] | 'any'; error
   }
   const aes: AllowedAE[] = [];
   const errors: string[] = [];
-  for (const item of items) {
+  for (const entry of items) {
+    const eq = entry.lastIndexOf('=');
+    const item = (eq < 0 ? entry : entry.slice(0, eq)).trim();
+    let services: DimseService[] | undefined;
+    if (eq >= 0) {
+      const names = entry
+        .slice(eq + 1)
+        .split('+')
+        .map((n) => n.trim().toLowerCase());
+      const unknown = names.filter((n) => !(DIMSE_SERVICES as readonly string[]).includes(n));
+      if (unknown.length > 0 || names.length === 0) {
+        errors.push(
+          `"${entry}": unknown service ${unknown.map((n) => `"${n}"`).join(', ') || '""'} (expected ${DIMSE_SERVICES.join(', ')}, joined with +)`,
+        );
+        continue;
+      }
+      services = DIMSE_SERVICES.filter((n) => names.includes(n));
+    }
     const at = item.lastIndexOf('@');
     const aet = (at < 0 ? item : item.slice(0, at)).trim();
     if (!isValidAETitle(aet)) {
@@ -198,7 +244,7 @@ export function parseAllowedAEs(text: string): { aes: AllowedAE[] | 'any'; error
     if (same.some((a) => a.address === address)) errors.push(`"${item}": given twice`);
     else if (same.length > 0 && (address === undefined || same.some((a) => a.address === undefined)))
       errors.push(`"${item}": AE title ${aet} is listed both with and without an address`);
-    else aes.push(address === undefined ? { aet } : { aet, address });
+    else aes.push({ aet, ...(address === undefined ? {} : { address }), ...(services ? { services } : {}) });
   }
   return { aes, errors };
 }
