@@ -699,6 +699,11 @@ class ArchiveScp extends DimseConnection {
           });
       }
     }
+    if (this.gw.stopping.signal.aborted) {
+      // The listener is closing (its index may be too): the requester asks again later.
+      this.log.warn('storage commitment report not sent: the DICOM listener is closing', fields);
+      return;
+    }
     const remote = this.gw.dimse.remoteAEs.find((a) => a.aet === this.callingAETitle);
     if (!remote) {
       this.log.error(
