@@ -23,11 +23,13 @@ export type CStoreRequest = DimseModule.requests.CStoreRequest;
 export type CMoveRequest = DimseModule.requests.CMoveRequest;
 export type CGetRequest = DimseModule.requests.CGetRequest;
 export type CCancelRequest = DimseModule.requests.CCancelRequest;
+export type NActionRequest = DimseModule.requests.NActionRequest;
 export type CEchoResponse = DimseModule.responses.CEchoResponse;
 export type CFindResponse = DimseModule.responses.CFindResponse;
 export type CStoreResponse = DimseModule.responses.CStoreResponse;
 export type CMoveResponse = DimseModule.responses.CMoveResponse;
 export type CGetResponse = DimseModule.responses.CGetResponse;
+export type NActionResponse = DimseModule.responses.NActionResponse;
 
 /** The archive's Implementation Class UID (PS3.7 D.3.3.2): a UUID-derived UID, fixed for this software. */
 export const IMPLEMENTATION_CLASS_UID = '2.25.219073905118181423200485933454423799223';

@@ -55,6 +55,18 @@ describe('presentation context decisions', () => {
       reject: 'transfer-syntaxes-not-supported',
     });
   });
+
+  it('storage commitment push model: Explicit VR Little Endian first, else Implicit', () => {
+    expect(decideContext('1.2.840.10008.1.20.1', ['1.2.840.10008.1.2', '1.2.840.10008.1.2.1'])).toEqual({
+      accept: '1.2.840.10008.1.2.1',
+    });
+    expect(decideContext('1.2.840.10008.1.20.1', ['1.2.840.10008.1.2'])).toEqual({
+      accept: '1.2.840.10008.1.2',
+    });
+    expect(decideContext('1.2.840.10008.1.20.1', ['1.2.840.10008.1.2.4.90'])).toEqual({
+      reject: 'transfer-syntaxes-not-supported',
+    });
+  });
 });
 
 describe('AE titles and remote AEs', () => {

@@ -6,6 +6,8 @@
 import { isIP } from 'node:net';
 
 export const VERIFICATION = '1.2.840.10008.1.1';
+/** Storage Commitment Push Model SOP Class (PS3.4 J.3.5): commitment.ts. */
+export const STORAGE_COMMITMENT_PUSH_MODEL = '1.2.840.10008.1.20.1';
 export const IMPLICIT_VR_LITTLE_ENDIAN = '1.2.840.10008.1.2';
 export const EXPLICIT_VR_LITTLE_ENDIAN = '1.2.840.10008.1.2.1';
 
@@ -63,13 +65,17 @@ export type ContextDecision =
   | { reject: 'abstract-syntax-not-supported' | 'transfer-syntaxes-not-supported' };
 
 /**
- * The answer to one proposed presentation context. Verification and Query/Retrieve: Explicit VR Little
- * Endian when proposed, else Implicit (the identifiers are read and written by dcmjs). Storage: the first
+ * The answer to one proposed presentation context. Verification, Query/Retrieve and Storage Commitment:
+ * Explicit VR Little Endian when proposed, else Implicit (the data sets are read and written by dcmjs). Storage: the first
  * proposed syntax we can store, in the proposer's order of preference, so a modality's data set arrives
  * as it was made and is stored byte for byte.
  */
 export function decideContext(abstractSyntax: string, transferSyntaxes: readonly string[]): ContextDecision {
-  if (abstractSyntax === VERIFICATION || QR_UIDS.has(abstractSyntax)) {
+  if (
+    abstractSyntax === VERIFICATION ||
+    abstractSyntax === STORAGE_COMMITMENT_PUSH_MODEL ||
+    QR_UIDS.has(abstractSyntax)
+  ) {
     for (const ts of [EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN])
       if (transferSyntaxes.includes(ts)) return { accept: ts };
     return { reject: 'transfer-syntaxes-not-supported' };

@@ -10,7 +10,9 @@
  *   leaves nothing stored;
  * - C-FIND (patient and study root, every level): the identifier becomes a QIDO query (query.ts);
  * - C-MOVE to a known remote AE (PACS_DIMSE_REMOTE_AES), C-GET on the same association, with pending
- *   responses after each sub-operation and C-CANCEL.
+ *   responses after each sub-operation and C-CANCEL;
+ * - Storage Commitment Push Model (N-ACTION, then the N-EVENT-REPORT on this association or a new one):
+ *   commitment.ts.
  * Each association, its outcome and counts are logged (the audit trail, until one exists).
  *
  * The same SCP serves a plain TCP listener (PACS_DIMSE_PORT) and a DICOM TLS one (PACS_DIMSE_TLS_PORT,
@@ -29,6 +31,18 @@ import { type IngestContext, type IngestResult, ingestInstance } from '../ingest
 import type { Logger } from '../log';
 import { DICOMWEB_ROOT } from '../routes/common';
 import { deleteStoredBlob } from '../transcode/copies';
+import {
+  CommitmentFailureReason,
+  type CommitmentRequest,
+  type CommitmentResult,
+  decideCommitment,
+  parseCommitmentRequest,
+  reportOnNewAssociation,
+  reportWithRetries,
+  type StoredReference,
+  sendEventReport,
+  storedReferences,
+} from './commitment';
 import { ConnectionClosedError, DimseConnection, tlsErrorReason } from './connection';
 import {
   type Association,
@@ -47,6 +61,8 @@ import {
   dimse,
   FILE_META_VERSION_NAME,
   IMPLEMENTATION_CLASS_UID,
+  type NActionRequest,
+  type NActionResponse,
   type PresentationContext,
   type Response,
 } from './library';
@@ -87,6 +103,8 @@ interface Gateway {
   ingests: Set<Promise<unknown>>;
   /** The audit trail (server/auth/audit.ts): DIMSE operations are recorded like HTTP requests. */
   audit?: DimseAudit;
+  /** Aborted at close: storage commitment reports waiting to be tried again give up. */
+  stopping: AbortController;
 }
 
 /** Records one DIMSE operation in the audit trail; status as HTTP would say it (200, 403, 500…). */
@@ -115,18 +133,38 @@ interface Counts {
   finds: number;
   moves: number;
   gets: number;
+  commitments: number;
 }
+
+/**
+ * How long after its N-ACTION-RSP a storage commitment requester has to release its association before
+ * the report is sent on it: a requester that waits for the report on another association releases at
+ * once (Orthanc does), and a report sent across its A-RELEASE-RQ would be lost there.
+ */
+const REPORT_GRACE_MS = 500;
+
+const hex = (n: number) => `0x${n.toString(16).padStart(4, '0')}`;
 
 class ArchiveScp extends DimseConnection {
   private callingAETitle = '';
   private readonly started = Date.now();
-  private readonly counts: Counts = { stored: 0, storeFailed: 0, finds: 0, moves: 0, gets: 0 };
+  private readonly counts: Counts = {
+    stored: 0,
+    storeFailed: 0,
+    finds: 0,
+    moves: 0,
+    gets: 0,
+    commitments: 0,
+  };
   private outcome = 'closed';
   private readonly log: Logger;
   /** C-STOREs whose data set is being received or stored. */
   private readonly stores = new Map<CStoreRequest, { channel: Writable; result: Promise<IngestResult> }>();
   /** Message IDs of C-MOVE and C-GET requests the caller cancelled. */
   private readonly cancelled = new Set<number>();
+  /** Resolved when the association is released, aborted or lost. */
+  private readonly ended: Promise<void>;
+  private end: () => void = () => {};
 
   constructor(
     socket: net.Socket,
@@ -137,6 +175,9 @@ class ArchiveScp extends DimseConnection {
     super(socket);
     this.log = gw.log.child({ dimse: `${socket.remoteAddress}:${socket.remotePort}`, ...tlsFields });
     this.source = socket.remoteAddress ?? '';
+    this.ended = new Promise((resolve) => {
+      this.end = resolve;
+    });
   }
 
   private readonly source: string;
@@ -213,11 +254,13 @@ class ArchiveScp extends DimseConnection {
 
   override associationReleaseRequested(): void {
     this.outcome = 'released';
+    this.end();
     this.sendAssociationReleaseResponse();
   }
 
   override abort(source: number, reason: number): void {
     this.outcome = 'aborted';
+    this.end();
     this.log.warn('association aborted by the peer', { callingAETitle: this.callingAETitle, source, reason });
     this.failStores(new Error('association aborted'));
   }
@@ -229,6 +272,7 @@ class ArchiveScp extends DimseConnection {
   }
 
   protected override connectionClosed(): void {
+    this.end();
     if (this.outcome === 'accepted') this.outcome = 'closed without release';
     this.failStores(new Error('connection closed'));
     if (this.callingAETitle === '') return; // no association was ever requested (port probe, garbage)
@@ -555,6 +599,170 @@ class ArchiveScp extends DimseConnection {
     }
   }
 
+  // ── Storage Commitment Push Model (commitment.ts) ─────────────────────────────────────────────
+
+  override nActionRequest(request: NActionRequest, callback: (response: NActionResponse) => void): void {
+    const respond = (status: number, comment?: string) => {
+      const response = dimse.responses.NActionResponse.fromRequest(request);
+      response.setStatus(status);
+      if (comment) response.setErrorComment(errorComment(comment));
+      callback(response);
+    };
+    let parsed: CommitmentRequest;
+    try {
+      parsed = parseCommitmentRequest(
+        {
+          RequestedSOPClassUID: request.getRequestedSopClassUid(),
+          RequestedSOPInstanceUID: request.getRequestedSopInstanceUid(),
+          ActionTypeID: request.getActionTypeId(),
+        },
+        request.getDataset()?.getElements(),
+      );
+    } catch (err) {
+      const status = err instanceof QueryError ? err.status : 0x0110;
+      this.log.warn('storage commitment request refused', {
+        callingAETitle: this.callingAETitle,
+        status: hex(status),
+        reason: (err as Error).message,
+      });
+      this.audit('storage-commitment', 400, `N-ACTION refused ${hex(status)}: ${(err as Error).message}`);
+      respond(status, (err as Error).message);
+      return;
+    }
+    this.counts.commitments++;
+    respond(Status.Success);
+    void this.commit(parsed, Date.now());
+  }
+
+  /** Decides the commitment of each requested instance, records it, and sends the report. */
+  private async commit(request: CommitmentRequest, answeredAt: number): Promise<void> {
+    const { TransactionUID } = request;
+    let stored: Map<string, StoredReference> | 'unavailable';
+    try {
+      stored = await storedReferences(
+        this.gw.ctx.index,
+        request.references.map((r) => r.ReferencedSOPInstanceUID),
+      );
+    } catch (err) {
+      this.log.error('storage commitment: the index could not be asked', {
+        err,
+        transactionUID: TransactionUID,
+      });
+      stored = 'unavailable';
+    }
+    const result = decideCommitment(request, stored);
+    const reasons: Record<string, number> = {};
+    for (const f of result.failed) reasons[hex(f.FailureReason)] = (reasons[hex(f.FailureReason)] ?? 0) + 1;
+    this.log.info('storage commitment', {
+      callingAETitle: this.callingAETitle,
+      transactionUID: TransactionUID,
+      requested: request.references.length,
+      committed: result.committed.length,
+      failed: result.failed.length,
+      ...(result.failed.length > 0 ? { failureReasons: reasons } : {}),
+    });
+    this.auditCommitment(result, stored === 'unavailable' ? new Map() : stored);
+    await this.report(result, answeredAt);
+  }
+
+  /**
+   * One audit event per study of the committed instances (one without a study when none was), like
+   * C-MOVE and C-GET; the status as HTTP would say it: 200 all committed, 404 some not held, 409 held
+   * with another SOP Class, 500 the index could not be asked.
+   */
+  private auditCommitment(result: CommitmentResult, stored: ReadonlyMap<string, StoredReference>): void {
+    const reasons = new Set(result.failed.map((f) => f.FailureReason));
+    const status = reasons.has(CommitmentFailureReason.ProcessingFailure)
+      ? 500
+      : reasons.has(CommitmentFailureReason.ClassInstanceConflict)
+        ? 409
+        : reasons.size > 0
+          ? 404
+          : 200;
+    const detail = `Storage commitment ${result.TransactionUID}: ${result.committed.length} committed, ${result.failed.length} failed`;
+    const studies = new Set(
+      result.committed.map((r) => stored.get(r.ReferencedSOPInstanceUID)?.StudyInstanceUID),
+    );
+    if (studies.size === 0) studies.add(undefined);
+    for (const study of studies) this.audit('storage-commitment', status, detail, study);
+  }
+
+  /**
+   * Sends the report (PS3.4 J.3.3): on this association while the requester keeps it open, else on a new
+   * association to the requester's AE (PACS_DIMSE_REMOTE_AES), tried again a few times while it fails.
+   */
+  private async report(result: CommitmentResult, answeredAt: number): Promise<void> {
+    const fields = { callingAETitle: this.callingAETitle, transactionUID: result.TransactionUID };
+    const wait = REPORT_GRACE_MS - (Date.now() - answeredAt);
+    if (wait > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.ended, new Promise((resolve) => (timer = setTimeout(resolve, wait)))]);
+      clearTimeout(timer);
+    }
+    if (!this.closed && this.outcome === 'accepted') {
+      try {
+        await sendEventReport(this, this.getAssociation(), result, this.gw.dimse.aeTitle);
+        this.log.info('storage commitment report sent', { ...fields, association: 'same' });
+        return;
+      } catch (err) {
+        if (!(err instanceof ConnectionClosedError))
+          this.log.warn('storage commitment report not accepted on the same association', {
+            ...fields,
+            err: (err as Error).message,
+          });
+      }
+    }
+    if (this.gw.stopping.signal.aborted) {
+      // The listener is closing (its index may be too): the requester asks again later.
+      this.log.warn('storage commitment report not sent: the DICOM listener is closing', fields);
+      return;
+    }
+    const remote = this.gw.dimse.remoteAEs.find((a) => a.aet === this.callingAETitle);
+    if (!remote) {
+      this.log.error(
+        `storage commitment report not sent: the requester released its association and its AE title ${this.callingAETitle} is not in PACS_DIMSE_REMOTE_AES`,
+        fields,
+      );
+      this.audit(
+        'storage-commitment',
+        502,
+        `Storage commitment ${result.TransactionUID}: report not sent (AE not in PACS_DIMSE_REMOTE_AES)`,
+      );
+      return;
+    }
+    try {
+      const attempts = await reportWithRetries(
+        () => reportOnNewAssociation(remote, this.gw.dimse.aeTitle, result, this.gw.dimse.tls),
+        {
+          stopped: this.gw.stopping.signal,
+          onRetry: (err, attempt) =>
+            this.log.warn('storage commitment report failed, trying again', {
+              ...fields,
+              attempt,
+              err: err.message,
+            }),
+        },
+      );
+      this.log.info('storage commitment report sent', {
+        ...fields,
+        association: 'new',
+        aet: remote.aet,
+        attempts,
+      });
+    } catch (err) {
+      this.log.error('storage commitment report not sent', {
+        ...fields,
+        aet: remote.aet,
+        err: (err as Error).message,
+      });
+      this.audit(
+        'storage-commitment',
+        502,
+        `Storage commitment ${result.TransactionUID}: report not sent to ${remote.aet}: ${(err as Error).message}`,
+      );
+    }
+  }
+
   private getAssociation(): Association {
     if (!this.association) throw new Error('no association');
     return this.association;
@@ -583,7 +791,14 @@ export async function startDimseListener(
   log: Logger,
   audit?: DimseAudit,
 ): Promise<DimseListener> {
-  const gw: Gateway = { ctx, dimse: dimseConfig, log, ingests: new Set(), audit };
+  const gw: Gateway = {
+    ctx,
+    dimse: dimseConfig,
+    log,
+    ingests: new Set(),
+    audit,
+    stopping: new AbortController(),
+  };
   const sockets = new Set<net.Socket>();
   const perAddress = new Map<string, number>();
   const announced = dimse.Implementation.getMaxPduLength();
@@ -714,6 +929,7 @@ export async function startDimseListener(
     tlsPort,
     aeTitle: dimseConfig.aeTitle,
     close: async () => {
+      gw.stopping.abort();
       const closed = closeServers();
       for (const s of sockets) s.destroy();
       await closed;

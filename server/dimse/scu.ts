@@ -337,3 +337,21 @@ export async function echo(
     await conn.release();
   }
 }
+
+/**
+ * Opens an association to a remote AE with the presentation contexts of `assoc`, runs `use` on it, then
+ * releases it (also when `use` fails). Rejects with AssociationError when refused or unreachable.
+ */
+export async function onAssociation<T>(
+  remote: RemoteAE,
+  assoc: Association,
+  use: (conn: DimseConnection, accepted: Association) => Promise<T>,
+  credentials?: DimseTls,
+): Promise<T> {
+  const conn = await OutboundConnection.open(remote, assoc, credentials);
+  try {
+    return await use(conn, conn.getAssociation());
+  } finally {
+    await conn.release();
+  }
+}
