@@ -201,7 +201,7 @@ export const VARIABLES = {
   PACS_DIMSE_AE_TITLE: ['PACS', 'AE title of the archive (the called AE title modalities use).'],
   PACS_DIMSE_ALLOWED_AES: [
     '',
-    'The access control of the DICOM listener, which PACS_AUTH does not cover: calling AEs allowed to associate, comma-separated AET or AET@address (CT1@10.0.0.5, an IP address it must call from); * for any AE (closed networks only). Required with PACS_DIMSE_PORT unless PACS_AUTH=off (empty then: any AE).',
+    'The access control of the DICOM listener, which PACS_AUTH does not cover: calling AEs allowed to associate, comma-separated AET or AET@address (CT1@10.0.0.5, an IP address it must call from), each optionally =services it may use (CT1@10.0.0.5=store, WS1=find+move; store, find, move, get; without =: all); * for any AE (closed networks only). Required with PACS_DIMSE_PORT unless PACS_AUTH=off (empty then: any AE).',
   ],
   PACS_DIMSE_REMOTE_AES: [
     '',

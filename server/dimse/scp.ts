@@ -70,6 +70,8 @@ import {
   addressMayConnect,
   callerRefusal,
   decideContext,
+  type DimseService,
+  serviceRefusal,
   informationModel,
   PduLengthGuard,
 } from './negotiation';
@@ -197,6 +199,17 @@ class ArchiveScp extends DimseConnection {
    * The status of a query or retrieve that failed: the query's own status for a refused query, Unable
    * to process for a request the archive refused, 0xC001 for anything unexpected (logged as an error).
    */
+  /**
+   * Throws QueryError 0x0124 (Refused: Not authorized) when PACS_DIMSE_ALLOWED_AES does not give the
+   * calling AE this service; the refusal is logged and audited (403) by the caller's error path.
+   */
+  private requireService(service: DimseService, action: string, operation: string): void {
+    const refusal = serviceRefusal(this.gw.dimse.allowedAEs, this.callingAETitle, this.source, service);
+    if (!refusal) return;
+    this.audit(action, 403, `${operation} refused: ${refusal}`);
+    throw new QueryError(NOT_AUTHORIZED, refusal);
+  }
+
   private queryFailure(operation: string, err: unknown): number {
     if (err instanceof QueryError || err instanceof DicomwebError) {
       this.log.info(`${operation} refused`, { callingAETitle: this.callingAETitle, reason: err.message });
@@ -318,6 +331,15 @@ class ArchiveScp extends DimseConnection {
       });
       return discard;
     }
+    const refusal = serviceRefusal(this.gw.dimse.allowedAEs, this.callingAETitle, this.source, 'store');
+    if (refusal) {
+      const discard = new Writable({ write: (_chunk, _encoding, done) => done() });
+      this.stores.set(request, {
+        channel: discard,
+        result: Promise.resolve({ ok: false, failed: { failureReason: NOT_AUTHORIZED, message: refusal } }),
+      });
+      return discard;
+    }
     const channel = new DatasetChannel(STORE_BUFFER_BYTES, (full) => {
       if (full) this.socket.pause();
       else this.socket.resume();
@@ -388,7 +410,7 @@ class ArchiveScp extends DimseConnection {
       const { status, comment } = storeStatus(r);
       this.audit(
         'store',
-        r.ok ? 200 : 400,
+        r.ok ? 200 : r.failed.failureReason === NOT_AUTHORIZED ? 403 : 400,
         `C-STORE ${request.getAffectedSopInstanceUid()} 0x${status.toString(16).padStart(4, '0')}`,
         r.ok ? r.StudyInstanceUID : undefined,
       );
@@ -427,6 +449,7 @@ class ArchiveScp extends DimseConnection {
     const model = informationModel(sopClass);
     const elements = request.getDataset()?.getElements() ?? {};
     try {
+      this.requireService('find', 'search', 'C-FIND');
       if (!model) throw new QueryError(QRStatus.IdentifierDoesNotMatchSOPClass, 'not a query/retrieve model');
       const plan = planFind(model, elements);
       const query = parseQuery(plan.qidoLevel, plan.params);
@@ -526,6 +549,7 @@ class ArchiveScp extends DimseConnection {
     };
     const isCancelled = () => this.cancelled.has(messageId) || this.closed;
     try {
+      this.requireService(kind, 'retrieve', `C-${kind.toUpperCase()}`);
       const model = informationModel(sopClass);
       if (!model) throw new QueryError(QRStatus.IdentifierDoesNotMatchSOPClass, 'not a query/retrieve model');
       const destination =
@@ -610,6 +634,8 @@ class ArchiveScp extends DimseConnection {
     };
     let parsed: CommitmentRequest;
     try {
+      // Commitment of what an AE stored: for AEs that may store.
+      this.requireService('store', 'storage-commitment', 'N-ACTION');
       parsed = parseCommitmentRequest(
         {
           RequestedSOPClassUID: request.getRequestedSopClassUid(),
@@ -625,7 +651,8 @@ class ArchiveScp extends DimseConnection {
         status: hex(status),
         reason: (err as Error).message,
       });
-      this.audit('storage-commitment', 400, `N-ACTION refused ${hex(status)}: ${(err as Error).message}`);
+      if (status !== NOT_AUTHORIZED)
+        this.audit('storage-commitment', 400, `N-ACTION refused ${hex(status)}: ${(err as Error).message}`);
       respond(status, (err as Error).message);
       return;
     }
@@ -768,6 +795,9 @@ class ArchiveScp extends DimseConnection {
     return this.association;
   }
 }
+
+/** 0x0124 Refused: Not authorized (PS3.7 Annex C): a service PACS_DIMSE_ALLOWED_AES does not give the AE. */
+const NOT_AUTHORIZED = 0x0124;
 
 /** Connections one address may hold at once (a modality opens a few; a flood must not fill the listener). */
 const MAX_CONNECTIONS_PER_ADDRESS = 32;

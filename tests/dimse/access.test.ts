@@ -4,13 +4,25 @@
  * listed, or listed with another address than the caller's, is refused (A-ASSOCIATE-RJ, calling AE title
  * not recognized), logged and audited, while the same AE title from its own address is accepted.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../scripts/lib/net';
 import { runTs } from '../helpers/process';
-import { type Archive, DCMTK_MISSING, dcmtkPresent, eventually, run, startArchive } from './helpers';
+import { syntheticSeries } from '../../server/synthetic';
+import {
+  type Archive,
+  DCMTK_MISSING,
+  dcmtkPresent,
+  eventually,
+  filesUnder,
+  findResponses,
+  run,
+  type StoreScp,
+  startArchive,
+  startStorescp,
+} from './helpers';
 import { associateRQ, RawPeer, releaseRQ } from './pdu';
 
 const hasDcmtk = await dcmtkPresent();
@@ -235,5 +247,166 @@ describe.skipIf(!hasDcmtk)('DIMSE connections before any association', () => {
     } finally {
       for (const p of idle) p.destroy();
     }
+  });
+});
+
+describe.skipIf(!hasDcmtk)('DIMSE services per AE (PACS_DIMSE_ALLOWED_AES AET=services)', () => {
+  let archive: Archive;
+  let scp: StoreScp;
+  let dir: string;
+  let ct: string[];
+  let ws: string[];
+
+  beforeAll(async () => {
+    scp = await startStorescp('DEST');
+    archive = await startArchive({
+      ...SIGNED_IN,
+      // A modality that only stores, and a workstation that queries and pulls but may not store nor C-GET.
+      PACS_DIMSE_ALLOWED_AES: 'CT1@127.0.0.1=store,WS1@127.0.0.1=find+move',
+      PACS_DIMSE_REMOTE_AES: `DEST@127.0.0.1:${scp.port}`,
+    });
+    dir = await mkdtemp(path.join(tmpdir(), 'pacs-dimse-services-'));
+    const write = async (name: string, files: Iterable<Uint8Array>) =>
+      Promise.all(
+        [...files].map(async (f, i) => {
+          const file = path.join(dir, `${name}-${i}.dcm`);
+          await writeFile(file, f);
+          return file;
+        }),
+      );
+    ct = await write(
+      'ct',
+      syntheticSeries({ patientName: 'Services^CT', patientId: 'SVC1', instances: 2, seed: 71 }),
+    );
+    ws = await write(
+      'ws',
+      syntheticSeries({ patientName: 'Services^WS', patientId: 'SVC2', instances: 1, seed: 72 }),
+    );
+  });
+  afterAll(async () => {
+    await archive?.close();
+    await scp?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  const port = () => String(archive.dimsePort);
+  const instances = async () => {
+    const r = await fetch(`${archive.dicomweb}/instances?limit=1000`, {
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    });
+    return ((await r.json()) as unknown[]).length;
+  };
+  const find = (aet: string) =>
+    run('findscu', [
+      '-v',
+      '-S',
+      '-aet',
+      aet,
+      '-aec',
+      'PACS',
+      '-k',
+      'QueryRetrieveLevel=STUDY',
+      '-k',
+      'PatientID=SVC1',
+      '127.0.0.1',
+      port(),
+    ]);
+  /** C-MOVE and C-GET name the study by its UID (the unique key of the study level). */
+  let study = '';
+  const move = (aet: string) =>
+    run('movescu', [
+      '-v',
+      '-S',
+      '-aet',
+      aet,
+      '-aec',
+      'PACS',
+      '-aem',
+      'DEST',
+      '-k',
+      'QueryRetrieveLevel=STUDY',
+      '-k',
+      `StudyInstanceUID=${study}`,
+      '127.0.0.1',
+      port(),
+    ]);
+  const refused = async (aet: string, action: string) => {
+    const r = await fetch(
+      `${archive.baseUrl}/api/audit?user=AE:${aet}&action=${action}&result=403&limit=100`,
+      {
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      },
+    );
+    return ((await r.json()) as { events: AuditEvent[] }).events;
+  };
+
+  it('a modality given =store stores, and may not search nor pull back (0x0124, audited)', async () => {
+    const stored = await run('storescu', ['-v', '-aet', 'CT1', '-aec', 'PACS', '127.0.0.1', port(), ...ct]);
+    expect(stored.code, stored.output).toBe(0);
+    expect(await instances()).toBe(2);
+    const r = await fetch(`${archive.dicomweb}/studies?PatientID=SVC1`, {
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    });
+    study = ((await r.json()) as Record<string, { Value: string[] }>[])[0]['0020000D'].Value[0];
+
+    const f = await find('CT1');
+    expect(f.output).toMatch(/Final Find Response \((Unknown Status: 0x124|Refused: NotAuthorized)\)/);
+    expect(findResponses(f.output)).toEqual([]);
+    const m = await move('CT1');
+    expect(m.output).toMatch(/Final Move Response \((Unknown Status: 0x124|Refused: NotAuthorized)\)/);
+    expect(await scp.files()).toEqual([]);
+    expect(archive.logs).toContainEqual(
+      expect.objectContaining({
+        msg: 'C-FIND refused',
+        reason: 'CT1 may not find (PACS_DIMSE_ALLOWED_AES gives it store)',
+      }),
+    );
+    expect(await eventually(async () => (await refused('CT1', 'search')).length === 1)).toBe(true);
+    expect((await refused('CT1', 'retrieve'))[0]).toMatchObject({
+      status: 403,
+      detail: 'C-MOVE refused: CT1 may not move (PACS_DIMSE_ALLOWED_AES gives it store)',
+    });
+  });
+
+  it('a workstation given =find+move searches and pulls, and may neither store nor C-GET', async () => {
+    const f = await find('WS1');
+    expect(f.code, f.output).toBe(0);
+    expect(findResponses(f.output)).toHaveLength(1);
+    const m = await move('WS1');
+    expect(m.code, m.output).toBe(0);
+    expect(m.output).toMatch(/Received Final Move Response \(Success\)/);
+    expect(await eventually(async () => (await scp.files()).length === 2)).toBe(true);
+
+    const s = await run('storescu', ['-v', '-aet', 'WS1', '-aec', 'PACS', '127.0.0.1', port(), ...ws]);
+    expect(s.output).toMatch(/Store Response \((Unknown Status: 0x124|Refused: NotAuthorized)\)/);
+    expect(await instances()).toBe(2); // nothing of WS1's was stored
+    const getDir = await mkdtemp(path.join(tmpdir(), 'pacs-dimse-services-get-'));
+    try {
+      const g = await run('getscu', [
+        '-v',
+        '-S',
+        '-aet',
+        'WS1',
+        '-aec',
+        'PACS',
+        '-od',
+        getDir,
+        '-k',
+        'QueryRetrieveLevel=STUDY',
+        '-k',
+        `StudyInstanceUID=${study}`,
+        '127.0.0.1',
+        port(),
+      ]);
+      expect(g.output).toMatch(/Received C-GET Response \((Unknown Status: 0x124|Refused: NotAuthorized)\)/);
+      expect(await filesUnder(getDir)).toEqual([]);
+    } finally {
+      await rm(getDir, { recursive: true, force: true });
+    }
+    expect(await eventually(async () => (await refused('WS1', 'store')).length === 1)).toBe(true);
+    expect((await refused('WS1', 'retrieve'))[0]).toMatchObject({
+      status: 403,
+      detail: 'C-GET refused: WS1 may not get (PACS_DIMSE_ALLOWED_AES gives it find+move)',
+    });
   });
 });
