@@ -205,7 +205,7 @@ export const VARIABLES = {
   ],
   PACS_DIMSE_REMOTE_AES: [
     '',
-    'Known remote AEs, comma-separated AET@host:port, with /tls at the end for one reached over DICOM TLS (C-MOVE destinations, send-study targets); they are not allowed to call in unless listed in PACS_DIMSE_ALLOWED_AES.',
+    'Known remote AEs, comma-separated AET@host:port, with /tls at the end for one reached over DICOM TLS (C-MOVE destinations, send-study targets, storage commitment reports on a new association); they are not allowed to call in unless listed in PACS_DIMSE_ALLOWED_AES.',
   ],
   PACS_AUTH: [
     'on',
