@@ -111,8 +111,13 @@ class SqliteIndex implements Index {
       this.pending.push({ rec, rows, overwrite: opts.overwrite, resolve, reject });
       // A group closes when it is large, or shortly after its first put: a few milliseconds of latency
       // buy one WAL sync for many instances when several requests are storing at once.
-      if (this.pending.length === 1) this.timer = setTimeout(() => this.flush(), GROUP_COMMIT_MS);
-      else if (this.pending.length >= GROUP_COMMIT_MAX) this.flush();
+      if (this.pending.length === 1) {
+        // A lone writer (one DICOM association storing instance after instance, one STOW client)
+        // gains nothing from the wait: when the last group was a single put and no WAL sync is under
+        // way, the group closes at the next turn of the event loop instead.
+        const alone = this.lastGroup === 1 && this.syncing === 0;
+        this.timer = setTimeout(() => this.flush(), alone ? 0 : GROUP_COMMIT_MS);
+      } else if (this.pending.length >= GROUP_COMMIT_MAX) this.flush();
     });
   }
 
@@ -125,6 +130,9 @@ class SqliteIndex implements Index {
   }[] = [];
 
   private timer: ReturnType<typeof setTimeout> | undefined;
+  /** Size of the last group written, and the WAL syncs under way (putInstance's choice of wait). */
+  private lastGroup = 0;
+  private syncing = 0;
 
   private flush(): void {
     clearTimeout(this.timer);
@@ -149,17 +157,21 @@ class SqliteIndex implements Index {
       for (const p of batch) p.reject(err);
       return;
     }
-    this.syncWal().then(
-      () =>
-        batch.forEach((p, i) => {
-          const r = results[i];
-          if (r.ok) p.resolve(r.outcome);
-          else p.reject(r.err);
-        }),
-      (err) => {
-        for (const p of batch) p.reject(err);
-      },
-    );
+    this.lastGroup = batch.length;
+    this.syncing++;
+    this.syncWal()
+      .finally(() => this.syncing--)
+      .then(
+        () =>
+          batch.forEach((p, i) => {
+            const r = results[i];
+            if (r.ok) p.resolve(r.outcome);
+            else p.reject(r.err);
+          }),
+        (err) => {
+          for (const p of batch) p.reject(err);
+        },
+      );
   }
 
   /**
