@@ -53,6 +53,20 @@ async function associateFrom(archive: Archive, calling: string, localAddress: st
   }
 }
 
+/** findscu (study root, STUDY level) with these keys, as `aet`. */
+const findscu = (archive: Archive, aet: string, keys: string[]) =>
+  run('findscu', [
+    '-v',
+    '-S',
+    '-aet',
+    aet,
+    '-aec',
+    'PACS',
+    ...['QueryRetrieveLevel=STUDY', ...keys].flatMap((k) => ['-k', k]),
+    '127.0.0.1',
+    String(archive.dimsePort),
+  ]);
+
 type AuditEvent = { user: string; status: number; source: string; detail: string };
 
 /** The association refusals in an archive's audit trail, read as an administrator. */
@@ -129,21 +143,7 @@ describe.skipIf(!hasDcmtk)('DIMSE access with PACS_AUTH=on (echoscu, findscu, ra
     const intruder = await echo(listed, 'INTRUDER');
     expect(intruder.code).not.toBe(0);
     expect(intruder.output).toMatch(/Association Rejected[\s\S]*Calling AE Title Not Recognized/);
-    const find = (aet: string) =>
-      run('findscu', [
-        '-v',
-        '-S',
-        '-aet',
-        aet,
-        '-aec',
-        'PACS',
-        '-k',
-        'QueryRetrieveLevel=STUDY',
-        '-k',
-        'PatientName',
-        '127.0.0.1',
-        String(listed.dimsePort),
-      ]);
+    const find = (aet: string) => findscu(listed, aet, ['PatientName']);
     const allowedFind = await find('FINDSCU');
     expect(allowedFind.code, allowedFind.output).toBe(0);
     const refusedFind = await find('INTRUDER');
@@ -296,21 +296,7 @@ describe.skipIf(!hasDcmtk)('DIMSE services per AE (PACS_DIMSE_ALLOWED_AES AET=se
     });
     return ((await r.json()) as unknown[]).length;
   };
-  const find = (aet: string) =>
-    run('findscu', [
-      '-v',
-      '-S',
-      '-aet',
-      aet,
-      '-aec',
-      'PACS',
-      '-k',
-      'QueryRetrieveLevel=STUDY',
-      '-k',
-      'PatientID=SVC1',
-      '127.0.0.1',
-      port(),
-    ]);
+  const find = (aet: string) => findscu(archive, aet, ['PatientID=SVC1']);
   /** C-MOVE and C-GET name the study by its UID (the unique key of the study level). */
   let study = '';
   const move = (aet: string) =>

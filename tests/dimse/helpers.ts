@@ -5,7 +5,7 @@
  * File Meta Information).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -13,7 +13,8 @@ import { loadConfig } from '../../server/config';
 import { readFileMeta } from '../../server/dimse/part10';
 import { createLogger } from '../../server/log';
 import { startServer } from '../../server/main';
-import { getMultipart } from '../e2e/dicomweb';
+import { expect } from 'vitest';
+import { getMultipart, type Json, value } from '../e2e/dicomweb';
 import { requireTools } from '../helpers/tools';
 import { REPO } from '../samples';
 import { freePort } from '../../scripts/lib/net';
@@ -311,4 +312,31 @@ export async function eventually(
     await new Promise((r) => setTimeout(r, 50));
   }
   return true;
+}
+
+/** The DICOM files under a folder (what storescp or getscu received), by SOP Instance UID. */
+export async function receivedBySop(dir: string): Promise<Map<string, Uint8Array>> {
+  const out = new Map<string, Uint8Array>();
+  for (const f of await filesUnder(dir)) {
+    const bytes = new Uint8Array(await readFile(f));
+    out.set(metaOf(bytes).MediaStorageSOPInstanceUID!, bytes);
+  }
+  return out;
+}
+
+/** Each instance (QIDO-RS JSON of one study) was received with the data set the archive stores, byte for byte. */
+export async function expectReceivedAsStored(
+  dicomweb: string,
+  study: string,
+  instances: Json[],
+  received: Map<string, Uint8Array>,
+): Promise<void> {
+  for (const ds of instances) {
+    const stored = await retrieveInstance(dicomweb, study, value(ds, '0020000E'), value(ds, '00080018'));
+    const got = received.get(value(ds, '00080018'));
+    expect(got, value(ds, '00080018')).toBeDefined();
+    expect(
+      Buffer.compare(Buffer.from(datasetOf(got!)), Buffer.from(datasetOf(new Uint8Array(stored!)))),
+    ).toBe(0);
+  }
 }

@@ -4,7 +4,7 @@
  * equal the stored ones byte for byte (transfer syntax unchanged), for instances stored by C-STORE and
  * by STOW-RS alike. Unknown and unreachable destinations get their failure statuses.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,7 +17,7 @@ import {
   DCMTK_MISSING,
   datasetOf,
   dcmtkPresent,
-  filesUnder,
+  receivedBySop,
   metaOf,
   retrieveInstance,
   run,
@@ -60,16 +60,6 @@ describe.skipIf(!samplesPresent || !hasDcmtk)(
           ts: metaOf(file).TransferSyntaxUID!,
           dataset: Buffer.from(datasetOf(file)),
         });
-      }
-      return out;
-    }
-
-    /** The files received (by storescp or getscu), by SOP Instance UID. */
-    async function received(dir: string): Promise<Map<string, Uint8Array>> {
-      const out = new Map<string, Uint8Array>();
-      for (const f of await filesUnder(dir)) {
-        const bytes = new Uint8Array(await readFile(f));
-        out.set(metaOf(bytes).MediaStorageSOPInstanceUID!, bytes);
       }
       return out;
     }
@@ -136,7 +126,7 @@ describe.skipIf(!samplesPresent || !hasDcmtk)(
       expect(r.code, r.output).toBe(0);
       expect(r.output).toMatch(/Received Final Move Response \(Success\)/);
       expect((r.output.match(/Received Move Response \d+ \(Pending\)/g) ?? []).length).toBe(3);
-      expectReceived(await received(scp.dir), byCStore);
+      expectReceived(await receivedBySop(scp.dir), byCStore);
       const log = archive.logs.find((l) => l.msg === 'C-MOVE' && l.destination === 'STORESCP');
       expect(log).toMatchObject({ callingAETitle: 'VIEWER', instances: 3, completed: 3, failed: 0 });
     });
@@ -156,7 +146,7 @@ describe.skipIf(!samplesPresent || !hasDcmtk)(
         `SOPInstanceUID=${j2k.sop}`,
       ]);
       expect(image.output).toMatch(/Received Final Move Response \(Success\)/);
-      expectReceived(await received(scp.dir), [...byStow, j2k]);
+      expectReceived(await receivedBySop(scp.dir), [...byStow, j2k]);
     });
 
     it('C-GET on the same association: getscu receives studies stored by STOW-RS and by C-STORE byte for byte', async () => {
@@ -203,7 +193,7 @@ describe.skipIf(!samplesPresent || !hasDcmtk)(
           `SOPInstanceUID=${j2k.sop}`,
         ]);
         expect(r.code, r.output).toBe(0);
-        expectReceived(await received(dir), [...byStow, ...byCStore, j2k]);
+        expectReceived(await receivedBySop(dir), [...byStow, ...byCStore, j2k]);
       } finally {
         await rm(dir, { recursive: true, force: true });
       }

@@ -16,9 +16,9 @@ import {
   DCMTK_MISSING,
   datasetOf,
   dcmtkPresent,
-  filesUnder,
+  expectReceivedAsStored,
+  receivedBySop,
   metaOf,
-  retrieveInstance,
   run,
   type StoreScp,
   startArchive,
@@ -74,24 +74,7 @@ describe.skipIf(!samplesPresent || !hasDcmtk)(
         sent: 3,
         failed: 0,
       });
-      const received = new Map<string, Uint8Array>();
-      for (const f of await filesUnder(scp.dir)) {
-        const bytes = new Uint8Array(await readFile(f));
-        received.set(metaOf(bytes).MediaStorageSOPInstanceUID!, bytes);
-      }
-      for (const ds of json) {
-        const stored = await retrieveInstance(
-          archive.dicomweb,
-          study,
-          value(ds, '0020000E'),
-          value(ds, '00080018'),
-        );
-        const got = received.get(value(ds, '00080018'));
-        expect(got).toBeDefined();
-        expect(
-          Buffer.compare(Buffer.from(datasetOf(got!)), Buffer.from(datasetOf(new Uint8Array(stored!)))),
-        ).toBe(0);
-      }
+      await expectReceivedAsStored(archive.dicomweb, study, json, await receivedBySop(scp.dir));
       expect((await (await fetch(`${archive.baseUrl}/api/dimse`)).json()) as unknown).toMatchObject({
         aeTitle: 'PACS',
         remoteAEs: [{ aet: 'FORWARD', host: '127.0.0.1', port: scp.port }, { aet: 'DOWN' }],
@@ -132,11 +115,7 @@ describe.skipIf(!samplesPresent || !hasDcmtk)(
         };
         expect(summary.failed).toEqual([]);
         expect(summary.stored.length).toBe(20);
-        const received = new Map<string, Uint8Array>();
-        for (const f of await filesUnder(cli.dir)) {
-          const bytes = new Uint8Array(await readFile(f));
-          received.set(metaOf(bytes).MediaStorageSOPInstanceUID!, bytes);
-        }
+        const received = await receivedBySop(cli.dir);
         for (const s of summary.stored) {
           const file = new Uint8Array(
             await readFile(path.isAbsolute(s.path) ? s.path : path.join(process.cwd(), s.path)),

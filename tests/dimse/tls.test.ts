@@ -25,6 +25,8 @@ import {
   DCMTK_MISSING,
   datasetOf,
   dcmtkPresent,
+  expectReceivedAsStored,
+  receivedBySop,
   eventually,
   filesUnder,
   metaOf,
@@ -270,24 +272,7 @@ describe.skipIf(!samplesPresent || !hasDcmtk || !hasOpenssl)('DICOM TLS (PS3.15 
       const { status, body } = await send('GOOD');
       expect(status, JSON.stringify(body)).toBe(200);
       expect(body).toMatchObject({ instances: 3, sent: 3, failed: 0 });
-      const received = new Map<string, Uint8Array>();
-      for (const f of await filesUnder(good.dir)) {
-        const bytes = new Uint8Array(await readFile(f));
-        received.set(metaOf(bytes).MediaStorageSOPInstanceUID!, bytes);
-      }
-      for (const ds of instances) {
-        const stored = await retrieveInstance(
-          archive.dicomweb,
-          study,
-          value(ds, '0020000E'),
-          value(ds, '00080018'),
-        );
-        const got = received.get(value(ds, '00080018'));
-        expect(got).toBeDefined();
-        expect(
-          Buffer.compare(Buffer.from(datasetOf(got!)), Buffer.from(datasetOf(new Uint8Array(stored!)))),
-        ).toBe(0);
-      }
+      await expectReceivedAsStored(archive.dicomweb, study, instances, await receivedBySop(good.dir));
     });
 
     it('refuses a peer whose certificate is not trusted, and says so when the peer refuses ours: 502, nothing sent', async () => {
