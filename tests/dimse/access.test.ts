@@ -53,15 +53,22 @@ async function associateFrom(archive: Archive, calling: string, localAddress: st
   }
 }
 
-/** findscu (study root, STUDY level) with these keys, as `aet`. */
-const findscu = (archive: Archive, aet: string, keys: string[]) =>
-  run('findscu', [
+/** A dcmtk query/retrieve tool (study root, STUDY level) with these keys, as `aet`; `extra`: its own options. */
+const qrscu = (
+  tool: 'findscu' | 'movescu' | 'getscu',
+  archive: Archive,
+  aet: string,
+  keys: string[],
+  extra: string[] = [],
+) =>
+  run(tool, [
     '-v',
     '-S',
     '-aet',
     aet,
     '-aec',
     'PACS',
+    ...extra,
     ...['QueryRetrieveLevel=STUDY', ...keys].flatMap((k) => ['-k', k]),
     '127.0.0.1',
     String(archive.dimsePort),
@@ -143,7 +150,7 @@ describe.skipIf(!hasDcmtk)('DIMSE access with PACS_AUTH=on (echoscu, findscu, ra
     const intruder = await echo(listed, 'INTRUDER');
     expect(intruder.code).not.toBe(0);
     expect(intruder.output).toMatch(/Association Rejected[\s\S]*Calling AE Title Not Recognized/);
-    const find = (aet: string) => findscu(listed, aet, ['PatientName']);
+    const find = (aet: string) => qrscu('findscu', listed, aet, ['PatientName']);
     const allowedFind = await find('FINDSCU');
     expect(allowedFind.code, allowedFind.output).toBe(0);
     const refusedFind = await find('INTRUDER');
@@ -296,26 +303,11 @@ describe.skipIf(!hasDcmtk)('DIMSE services per AE (PACS_DIMSE_ALLOWED_AES AET=se
     });
     return ((await r.json()) as unknown[]).length;
   };
-  const find = (aet: string) => findscu(archive, aet, ['PatientID=SVC1']);
+  const find = (aet: string) => qrscu('findscu', archive, aet, ['PatientID=SVC1']);
   /** C-MOVE and C-GET name the study by its UID (the unique key of the study level). */
   let study = '';
   const move = (aet: string) =>
-    run('movescu', [
-      '-v',
-      '-S',
-      '-aet',
-      aet,
-      '-aec',
-      'PACS',
-      '-aem',
-      'DEST',
-      '-k',
-      'QueryRetrieveLevel=STUDY',
-      '-k',
-      `StudyInstanceUID=${study}`,
-      '127.0.0.1',
-      port(),
-    ]);
+    qrscu('movescu', archive, aet, [`StudyInstanceUID=${study}`], ['-aem', 'DEST']);
   const refused = async (aet: string, action: string) => {
     const r = await fetch(
       `${archive.baseUrl}/api/audit?user=AE:${aet}&action=${action}&result=403&limit=100`,
@@ -368,22 +360,7 @@ describe.skipIf(!hasDcmtk)('DIMSE services per AE (PACS_DIMSE_ALLOWED_AES AET=se
     expect(await instances()).toBe(2); // nothing of WS1's was stored
     const getDir = await mkdtemp(path.join(tmpdir(), 'pacs-dimse-services-get-'));
     try {
-      const g = await run('getscu', [
-        '-v',
-        '-S',
-        '-aet',
-        'WS1',
-        '-aec',
-        'PACS',
-        '-od',
-        getDir,
-        '-k',
-        'QueryRetrieveLevel=STUDY',
-        '-k',
-        `StudyInstanceUID=${study}`,
-        '127.0.0.1',
-        port(),
-      ]);
+      const g = await qrscu('getscu', archive, 'WS1', [`StudyInstanceUID=${study}`], ['-od', getDir]);
       expect(g.output).toMatch(/Received C-GET Response \((Unknown Status: 0x124|Refused: NotAuthorized)\)/);
       expect(await filesUnder(getDir)).toEqual([]);
     } finally {
