@@ -43,6 +43,22 @@ export const CHROMIUM_ARGS = [
   '--mute-audio',
 ];
 
+/**
+ * Records the uncaught errors and rejections of a page in `into` (and prints them); a suite checks the
+ * list is empty at its end with expectNoPageErrors.
+ */
+export function watchPageErrors(page: Page, into: string[]): void {
+  page.on('pageerror', (e) => {
+    console.error(`[page error] ${e.message}`);
+    into.push(e.message);
+  });
+}
+
+export function expectNoPageErrors(errors: string[]): void {
+  if (errors.length > 0)
+    throw new Error(`the viewer left uncaught errors in its pages:\n${errors.join('\n')}`);
+}
+
 export interface ViewerEnv {
   baseUrl: string;
   browser: Browser;
@@ -76,10 +92,7 @@ export async function startViewerEnv(samples: string[]): Promise<ViewerEnv> {
         viewport: { width: opts.width ?? 1280, height: opts.height ?? 800 },
         locale: opts.locale ?? 'en-US',
       });
-      page.on('pageerror', (e) => {
-        console.error(`[page error] ${e.message}`);
-        pageErrors.push(e.message);
-      });
+      watchPageErrors(page, pageErrors);
       pages.push(page);
       return page;
     },
@@ -89,8 +102,7 @@ export async function startViewerEnv(samples: string[]): Promise<ViewerEnv> {
     async close() {
       await browser.close().catch(() => undefined);
       await closeServer();
-      if (pageErrors.length > 0)
-        throw new Error(`the viewer left uncaught errors in its pages:\n${pageErrors.join('\n')}`);
+      expectNoPageErrors(pageErrors);
     },
   };
 }

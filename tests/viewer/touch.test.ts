@@ -10,6 +10,7 @@ import { listFiles } from '../helpers/server';
 import { readDicom } from './dicom-file';
 import {
   drawLength,
+  expectNoPageErrors,
   SAMPLES,
   skipReason,
   startViewerEnv,
@@ -17,6 +18,7 @@ import {
   type ViewerEnv,
   vpState,
   waitForImage,
+  watchPageErrors,
 } from './harness';
 
 const CT_FOLDER = 'ct-series/philips-ingenuity-phantom-S2010';
@@ -52,6 +54,8 @@ describe.skipIf(Boolean(skipReason))('touch gestures (real browser)', () => {
   let context: BrowserContext;
   let study = '';
 
+  /** Uncaught errors of the phone page (watchPageErrors): none may be left at the end. */
+  const pageErrors: string[] = [];
   beforeAll(async () => {
     const files = await listFiles(path.join(SAMPLES, CT_FOLDER));
     study = (await readDicom(files[0])).studyInstanceUID;
@@ -61,11 +65,12 @@ describe.skipIf(Boolean(skipReason))('touch gestures (real browser)', () => {
   afterAll(async () => {
     await context?.close();
     await env?.close();
+    expectNoPageErrors(pageErrors);
   });
 
   it('on a phone one finger scrolls through the images, two fingers zoom, and window/level is a tap away', async () => {
     const page = await context.newPage();
-    page.on('pageerror', (e) => console.error(`[page error] ${e.message}`));
+    watchPageErrors(page, pageErrors);
     await page.goto(`${env.baseUrl}/viewer/${study}`);
     await waitForImage(page);
     const cdp = await context.newCDPSession(page);
