@@ -6,7 +6,7 @@
 import type { Request, Response } from 'express';
 import type { MediaType } from '../../dicomweb/media-types';
 import { newBoundary, type OutgoingPart, writeMultipart } from '../../dicomweb/multipart';
-import { badRequest, notAcceptable, notFound } from '../../dicomweb/status';
+import { badRequest, DicomwebError, notAcceptable, notFound } from '../../dicomweb/status';
 import type { ImageInfo } from '../../dicomweb/transfer-syntax';
 import type { BlobStore } from '../../storage/blob';
 import { type Index, instanceScope, type StoredInstance } from '../../storage/index';
@@ -241,9 +241,37 @@ export function retrieveRendered(ctx: RenderedContext) {
   };
 }
 
+/** Images a study or series thumbnail may be made from before its request fails. */
+const THUMBNAIL_TRIES = 4;
+
 /**
- * GET .../thumbnail: one small image. A study or series is shown by a representative image: the middle
- * image (in the index's order) of the series, or of the study's first series with images.
+ * The images a study or series thumbnail is made from, best first: the middle image (in the index's
+ * order) of the first series with images, then that series' other images nearest to its middle, then
+ * the middle image of each other series; at most THUMBNAIL_TRIES.
+ */
+export function thumbnailCandidates(images: StoredInstance[]): StoredInstance[] {
+  const bySeries = new Map<string, StoredInstance[]>();
+  for (const i of images) {
+    const list = bySeries.get(i.SeriesInstanceUID);
+    if (list) list.push(i);
+    else bySeries.set(i.SeriesInstanceUID, [i]);
+  }
+  const [first, ...others] = [...bySeries.values()];
+  if (!first) return [];
+  const mid = Math.floor((first.length - 1) / 2);
+  const near = first
+    .map((inst, i) => ({ inst, d: Math.abs(i - mid) + (i < mid ? 0.5 : 0) }))
+    .sort((a, b) => a.d - b.d)
+    .map((x) => x.inst);
+  const rest = others.map((s) => s[Math.floor((s.length - 1) / 2)]);
+  return [...near.slice(0, THUMBNAIL_TRIES - Math.min(rest.length, 1)), ...rest].slice(0, THUMBNAIL_TRIES);
+}
+
+/**
+ * GET .../thumbnail: one small image. A study or series is shown by a representative image
+ * (thumbnailCandidates): when that one cannot be decoded (a corrupt frame, a syntax without a
+ * decoder), the next candidate is tried, so one broken image does not leave the study without a
+ * thumbnail. An instance or frame thumbnail is of that image only.
  */
 export function retrieveThumbnail(ctx: RenderedContext) {
   return async (req: Request, res: Response) => {
@@ -252,15 +280,27 @@ export function retrieveThumbnail(ctx: RenderedContext) {
     const params = renderParams(query, format, true);
     const list = (await instancesInScope(ctx.index, req)).filter((i) => i.numberOfFrames > 0);
     if (list.length === 0) throw notAcceptable(`${describeScope(scopeOf(req))} has no image for a thumbnail`);
-    let inst = list[0];
     let frame = 1;
+    let candidates = [list[0]];
     if (req.params.frames !== undefined)
-      frame = parseFrameList(req.params.frames as string, inst.numberOfFrames)[0];
-    else if (req.params.instance === undefined) {
-      const series = list.filter((i) => i.SeriesInstanceUID === list[0].SeriesInstanceUID);
-      inst = series[Math.floor((series.length - 1) / 2)];
+      frame = parseFrameList(req.params.frames as string, list[0].numberOfFrames)[0];
+    else if (req.params.instance === undefined) candidates = thumbnailCandidates(list);
+    let firstError: unknown;
+    for (const inst of candidates) {
+      let image: Uint8Array;
+      try {
+        image = await renderOne(ctx, inst, frame, params);
+      } catch (err) {
+        // A frame that cannot be decoded or rendered (500, 406): the next candidate. Anything else
+        // (the store unreachable, a bad request) fails the request at once.
+        if (!(err instanceof DicomwebError) || (err.status !== 500 && err.status !== 406)) throw err;
+        firstError ??= err;
+        continue;
+      }
+      res.setHeader('Cache-Control', 'private, max-age=300');
+      sendImage(res, format, image);
+      return;
     }
-    res.setHeader('Cache-Control', 'private, max-age=300');
-    sendImage(res, format, await renderOne(ctx, inst, frame, params));
+    throw firstError;
   };
 }

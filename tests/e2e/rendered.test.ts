@@ -364,6 +364,26 @@ describe.skipIf(!samplesPresent)('WADO-RS rendered and thumbnail', () => {
     }
   });
 
+  it('makes a series or study thumbnail from another image when the representative one cannot be decoded', async () => {
+    // NEMA NM1: the corrupt JPEG 2000 image is InstanceNumber 3; NM1_JPLL (JPEG lossless) is number 4 of
+    // the same series. With these two, the series' middle image is the corrupt one.
+    const corrupt = 'malformed/JPEG2000-embedded-sequence-delimiter.dcm';
+    const good = 'nm-pet/NM1_JPLL.dcm';
+    expect((await stow(server.baseUrl, [readSample(corrupt), readSample(good)])).status).toBe(200);
+    expect((await get(`${inst(corrupt)}/thumbnail`, 'image/png')).status).toBe(500);
+    const expected = await get(`${inst(good)}/thumbnail`, 'image/png');
+    expect(expected.status).toBe(200);
+    const u = uidsOf(corrupt);
+    for (const url of [
+      `${server.dicomweb}/studies/${u.study}/series/${u.series}/thumbnail`,
+      `${server.dicomweb}/studies/${u.study}/thumbnail`,
+    ]) {
+      const r = await get(url, 'image/png');
+      expect(r.status, url).toBe(200);
+      expect(Buffer.compare(r.body, expected.body), url).toBe(0);
+    }
+  });
+
   it('applies a Modality LUT Sequence and a window like dcmtk (dcm2pnm +Ww)', async () => {
     const file = 'cr-dx/mlut_18.dcm';
     expect((await stow(server.baseUrl, [readSample(file)])).status).toBe(200);
