@@ -274,7 +274,9 @@ async function main(): Promise<number> {
     return s.failed.length > 0 ? 1 : 0;
   } catch (err) {
     if (err instanceof AssociationError) {
-      console.error(`cannot send to ${where}: ${err.message}`);
+      // The error names the remote AE already (AET@host:port: why).
+      const why = err.message.startsWith(`${where}: `) ? err.message.slice(where.length + 2) : err.message;
+      console.error(`cannot ${cmd.command === 'echo' ? 'reach' : 'send to'} ${where}: ${why}`);
       return 2;
     }
     throw err;

@@ -151,7 +151,7 @@ describe.skipIf(!samplesPresent || !hasDcmtk)(
         ],
       ]);
       expect(unreachable.code).toBe(2);
-      expect(unreachable.output).toMatch(/cannot send to DOWN@/);
+      expect(unreachable.output).toMatch(/^cannot send to DOWN@127\.0\.0\.1:\d+: (?!DOWN@)/m);
     });
   },
 );
