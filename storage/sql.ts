@@ -152,6 +152,44 @@ export function migrations(d: Dialect): string[][] {
       'CREATE INDEX audit_action_id ON audit_events (action, id)',
       'CREATE INDEX audit_failure_id ON audit_events (id) WHERE status >= 400',
     ],
+    // 7: SQLite only: a trigram index of the study-level person names (fuzzy and infix searches, see
+    // NAME_FTS). PostgreSQL has its pg_trgm indexes since version 2.
+    pg ? [] : sqliteNameTrigrams(),
+  ];
+}
+
+/**
+ * The person-name columns that fuzzy matching (`<col>_fold`) and wildcards (`<col>`) read at study level,
+ * indexed by trigrams in an FTS5 table (SQLite's answer to pg_trgm): `<col> LIKE '%…%'` on it reads the
+ * studies that hold every trigram of the pattern's literal runs instead of every study.
+ */
+export const NAME_FTS = 'studies_names';
+const NAME_FTS_COLUMNS = [
+  'patient_name',
+  'patient_name_fold',
+  'referring_physician_name',
+  'referring_physician_name_fold',
+];
+
+/**
+ * NAME_FTS as an external-content FTS5 table over studies (it stores only the index; the text stays in
+ * studies, by rowid: VACUUM and VACUUM INTO keep the rowids of a rowid table), kept in step by triggers.
+ * The update trigger fires only when a name column is set to another value: the per-instance updates of a
+ * put (counts, ModalitiesInStudy) do not touch it; a replacement that renames the study does.
+ * detail=column: each trigram's studies and columns, no positions (the LIKE is checked on the text).
+ */
+function sqliteNameTrigrams(): string[] {
+  const cols = NAME_FTS_COLUMNS.join(', ');
+  const values = (row: string) => NAME_FTS_COLUMNS.map((c) => `${row}.${c}`).join(', ');
+  const remove = `INSERT INTO ${NAME_FTS} (${NAME_FTS}, rowid, ${cols}) VALUES ('delete', old.rowid, ${values('old')});`;
+  const add = `INSERT INTO ${NAME_FTS} (rowid, ${cols}) VALUES (new.rowid, ${values('new')});`;
+  const changed = NAME_FTS_COLUMNS.map((c) => `old.${c} IS NOT new.${c}`).join(' OR ');
+  return [
+    `CREATE VIRTUAL TABLE ${NAME_FTS} USING fts5(${cols}, content='studies', content_rowid='rowid', tokenize='trigram', detail='column')`,
+    `CREATE TRIGGER ${NAME_FTS}_insert AFTER INSERT ON studies BEGIN ${add} END`,
+    `CREATE TRIGGER ${NAME_FTS}_delete AFTER DELETE ON studies BEGIN ${remove} END`,
+    `CREATE TRIGGER ${NAME_FTS}_update AFTER UPDATE OF ${cols} ON studies WHEN ${changed} BEGIN ${remove} ${add} END`,
+    `INSERT INTO ${NAME_FTS} (${NAME_FTS}) VALUES ('rebuild')`,
   ];
 }
 
