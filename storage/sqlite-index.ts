@@ -23,12 +23,14 @@ import type {
 } from './index';
 import {
   COMMON_MODALITY_SERIES,
+  COMMON_NAME_STUDIES,
   INDEXED_BLOBS_SQL,
   indexedBlob,
   type LevelRows,
   migrations,
   modalityCountSql,
   multiValue,
+  nameCandidatesSql,
   rowsFor,
   scopeDelete,
   scopeQuery,
@@ -284,7 +286,14 @@ class SqliteIndex implements Index {
       count !== undefined &&
       (this.statement(count.sql).get(...(count.params as (string | number)[])) as { n: number }).n >=
         COMMON_MODALITY_SERIES;
-    const q = searchSql(query, sqliteDialect, { modalityViaStudies });
+    const names = nameCandidatesSql(query);
+    const candidates =
+      names &&
+      (this.statement(names.sql)
+        .pluck()
+        .all(...(names.params as (string | number)[])) as number[]);
+    const nameRowids = candidates && candidates.length < COMMON_NAME_STUDIES ? candidates : undefined;
+    const q = searchSql(query, sqliteDialect, { modalityViaStudies, nameRowids });
     const rows = this.statement(q.sql).all(...(q.params as (string | number)[])) as Record<string, unknown>[];
     return searchResults(query, rows);
   }
