@@ -175,7 +175,8 @@ const NAME_FTS_COLUMNS = [
 
 /**
  * NAME_FTS as an external-content FTS5 table over studies (it stores only the index; the text stays in
- * studies, by rowid: VACUUM and VACUUM INTO keep the rowids of a rowid table), kept in step by triggers.
+ * studies, by rowid), kept in step by triggers. SQLite documents that VACUUM may renumber the rowids of
+ * studies (a text primary key): openSqliteIndex checks the table against studies and rebuilds it then.
  * The update trigger fires only when a name column is set to another value: the per-instance updates of a
  * put (counts, ModalitiesInStudy) do not touch it; a replacement that renames the study does.
  * detail=column: each trigram's studies and columns, no positions (the LIKE is checked on the text).
