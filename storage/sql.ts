@@ -9,7 +9,9 @@
  * - multi-valued keys (ModalitiesInStudy, RequestAttributesSequence item IDs) as "\CT\MR\";
  * - each level's returnable attributes as a DICOM JSON text (attrs), the instance's full metadata as
  *   the JSON text it was serialized to once, never re-parsed to serve /metadata.
- * Missing values are NULL. Wildcards become LIKE patterns with ESCAPE '!'.
+ * Missing values are NULL. Wildcards become LIKE patterns with ESCAPE '!'. On SQLite, a study search by
+ * a fuzzy or infix name may also be restricted to the candidates of a trigram index (nameCandidatesSql): the
+ * LIKE on the column still decides, so the results are the same.
  */
 import {
   ATTRIBUTES,
@@ -152,6 +154,45 @@ export function migrations(d: Dialect): string[][] {
       'CREATE INDEX audit_action_id ON audit_events (action, id)',
       'CREATE INDEX audit_failure_id ON audit_events (id) WHERE status >= 400',
     ],
+    // 7: SQLite only: a trigram index of the study-level person names (fuzzy and infix searches, see
+    // NAME_FTS). PostgreSQL has its pg_trgm indexes since version 2.
+    pg ? [] : sqliteNameTrigrams(),
+  ];
+}
+
+/**
+ * The person-name columns that fuzzy matching (`<col>_fold`) and wildcards (`<col>`) read at study level,
+ * indexed by trigrams in an FTS5 table (SQLite's answer to pg_trgm): `<col> LIKE '%…%'` on it reads the
+ * studies that hold every trigram of the pattern's literal runs instead of every study.
+ */
+export const NAME_FTS = 'studies_names';
+const NAME_FTS_COLUMNS = [
+  'patient_name',
+  'patient_name_fold',
+  'referring_physician_name',
+  'referring_physician_name_fold',
+];
+
+/**
+ * NAME_FTS as an external-content FTS5 table over studies (it stores only the index; the text stays in
+ * studies, by rowid), kept in step by triggers. SQLite documents that VACUUM may renumber the rowids of
+ * studies (a text primary key): openSqliteIndex checks the table against studies and rebuilds it then.
+ * The update trigger fires only when a name column is set to another value: the per-instance updates of a
+ * put (counts, ModalitiesInStudy) do not touch it; a replacement that renames the study does.
+ * detail=column: each trigram's studies and columns, no positions (the LIKE is checked on the text).
+ */
+function sqliteNameTrigrams(): string[] {
+  const cols = NAME_FTS_COLUMNS.join(', ');
+  const values = (row: string) => NAME_FTS_COLUMNS.map((c) => `${row}.${c}`).join(', ');
+  const remove = `INSERT INTO ${NAME_FTS} (${NAME_FTS}, rowid, ${cols}) VALUES ('delete', old.rowid, ${values('old')});`;
+  const add = `INSERT INTO ${NAME_FTS} (rowid, ${cols}) VALUES (new.rowid, ${values('new')});`;
+  const changed = NAME_FTS_COLUMNS.map((c) => `old.${c} IS NOT new.${c}`).join(' OR ');
+  return [
+    `CREATE VIRTUAL TABLE ${NAME_FTS} USING fts5(${cols}, content='studies', content_rowid='rowid', tokenize='trigram', detail='column')`,
+    `CREATE TRIGGER ${NAME_FTS}_insert AFTER INSERT ON studies BEGIN ${add} END`,
+    `CREATE TRIGGER ${NAME_FTS}_delete AFTER DELETE ON studies BEGIN ${remove} END`,
+    `CREATE TRIGGER ${NAME_FTS}_update AFTER UPDATE OF ${cols} ON studies WHEN ${changed} BEGIN ${remove} ${add} END`,
+    `INSERT INTO ${NAME_FTS} (${NAME_FTS}) VALUES ('rebuild')`,
   ];
 }
 
@@ -666,7 +707,7 @@ function matchSql(
       return parts.join(' AND ');
     }
     case 'fuzzy':
-      params.push(`%${m.words.map((w) => ` ${likePattern(w)}`).join('%')}%`);
+      params.push(fuzzyPattern(m.words));
       return `${col}_fold ${LIKE}`;
     case 'datetime': {
       const timeCol = columnRef(q, matchingKey(m.timeTag)!);
@@ -685,6 +726,9 @@ function matchSql(
     }
   }
 }
+
+/** The LIKE pattern of fuzzy matching on a `<col>_fold` column: each word starts a word, in order. */
+const fuzzyPattern = (words: string[]) => `%${words.map((w) => ` ${likePattern(w)}`).join('%')}%`;
 
 /** A series Modality filter across studies (no StudyInstanceUID), at series or instance level. */
 function viaStudyModalities(q: Query, attr: LevelAttribute): boolean {
@@ -715,9 +759,61 @@ export function modalityCountSql(q: Query): { sql: string; params: unknown[] } |
   return { sql: `SELECT COUNT(*) AS n FROM (SELECT 1 FROM series se WHERE ${where} LIMIT ?)`, params };
 }
 
+/** Candidates from NAME_FTS up to which SQLite reads a name search's studies from it, not by date. */
+export const COMMON_NAME_STUDIES = 1000;
+
+/**
+ * The study-level name filter NAME_FTS can answer (SQLite): fuzzy matching, or one wildcard pattern that
+ * does not start with a literal (a fixed prefix is read from the column's own index), with a run of at
+ * least 3 literal characters (a trigram). `pattern` is a LIKE pattern for NAME_FTS's `column` that every
+ * name the filter matches also matches (a superset: the filter itself is still applied to the studies).
+ */
+function nameTrigramTerm(q: Query): { column: string; pattern: string } | undefined {
+  if (q.level !== 'study') return undefined;
+  for (const f of q.filters) {
+    const attr = matchingKey(f.tag)!;
+    if (attr.level !== 'study' || attr.match !== 'pn') continue;
+    const m = f.match;
+    let column: string;
+    let like: string;
+    if (m.type === 'fuzzy') {
+      column = `${attr.column}_fold`;
+      like = fuzzyPattern(m.words);
+    } else if (m.type === 'any' && m.terms.length === 1 && 'pattern' in m.terms[0]) {
+      column = attr.column!;
+      like = likePattern(m.terms[0].pattern);
+      if (!/^[%_]/.test(like)) continue;
+    } else continue;
+    // FTS5 answers a LIKE without ESCAPE only: an escaped % or _ becomes _ (any one character), and a
+    // trailing % also matches the "value=ideographic=phonetic" names that termSql's second LIKE accepts.
+    const loose = like.replace(/!(.)/gsu, (_, c: string) => (c === ESCAPE ? ESCAPE : '_'));
+    if (!loose.split(/[%_]/).some((run) => [...run].length >= 3)) continue;
+    return { column, pattern: loose.endsWith('%') ? loose : `${loose}%` };
+  }
+  return undefined;
+}
+
+/**
+ * For a study search by a fuzzy or infix name (nameTrigramTerm): the rowids of its candidate studies
+ * from NAME_FTS, up to COMMON_NAME_STUDIES. SQLite's backend asks it first; when there are fewer, it
+ * passes them to searchSql (nameRowids), which reads those studies only: a rare or absent name is then
+ * read from the trigram index, where walking the studies in date order would read every one of them. A
+ * common name (as many candidates as the limit) still fills its page early that way.
+ */
+export function nameCandidatesSql(q: Query): { sql: string; params: unknown[] } | undefined {
+  const t = nameTrigramTerm(q);
+  if (!t) return undefined;
+  return {
+    sql: `SELECT rowid FROM ${NAME_FTS} WHERE ${t.column} LIKE ? LIMIT ?`,
+    params: [t.pattern, COMMON_NAME_STUDIES],
+  };
+}
+
 export interface SearchOptions {
   /** SQLite: a series Modality filter across studies read through studies in date order (see filterSql). */
   modalityViaStudies?: boolean;
+  /** SQLite: the rowids of the only studies that may match (a name's candidates, see nameCandidatesSql). */
+  nameRowids?: number[];
 }
 
 /** Levels whose attribute JSON a search must read: those of any tag it returns. */
@@ -777,6 +873,11 @@ export function searchSql(
     params.push(q.SeriesInstanceUID);
   }
   for (const f of q.filters) if (f.match.type !== 'universal') where.push(filterSql(q, f, params, opts));
+  if (opts.nameRowids) {
+    // the filters above still decide: these are candidates (one JSON array: one statement for any number)
+    where.push('st.rowid IN (SELECT value FROM json_each(?))');
+    params.push(JSON.stringify(opts.nameRowids));
+  }
 
   const order: string[] = [];
   if (q.level === 'study' || q.StudyInstanceUID === undefined) {
