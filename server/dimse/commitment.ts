@@ -16,15 +16,10 @@ import { isAcceptableUID } from '../../dicomweb/uids';
 import type { Index } from '../../storage/index';
 import type { DimseConnection } from './connection';
 import { type Association, dimse } from './library';
-import {
-  EXPLICIT_VR_LITTLE_ENDIAN,
-  IMPLICIT_VR_LITTLE_ENDIAN,
-  type RemoteAE,
-  STORAGE_COMMITMENT_PUSH_MODEL,
-} from './negotiation';
+import { IMPLICIT_VR_LITTLE_ENDIAN, type RemoteAE, STORAGE_COMMITMENT_PUSH_MODEL } from './negotiation';
 import { QueryError } from './query';
 import type { DimseTls } from '../config';
-import { onAssociation } from './scu';
+import { onAssociation, singleContextAssociation } from './scu';
 
 /** The well-known SOP Instance of the Storage Commitment Push Model SOP Class (PS3.4 J.3.6). */
 export const STORAGE_COMMITMENT_PUSH_MODEL_INSTANCE = '1.2.840.10008.1.20.1.1';
@@ -267,10 +262,7 @@ export function reportOnNewAssociation(
   result: CommitmentResult,
   credentials?: DimseTls,
 ): Promise<void> {
-  const assoc = new dimse.association.Association(callingAETitle, remote.aet);
-  const id = assoc.addPresentationContext(STORAGE_COMMITMENT_PUSH_MODEL);
-  assoc.addTransferSyntaxToPresentationContext(id, EXPLICIT_VR_LITTLE_ENDIAN);
-  assoc.addTransferSyntaxToPresentationContext(id, IMPLICIT_VR_LITTLE_ENDIAN);
+  const { assoc, id } = singleContextAssociation(callingAETitle, remote.aet, STORAGE_COMMITMENT_PUSH_MODEL);
   const context = assoc.getPresentationContext(id);
   context.setUserRole(false);
   context.setProviderRole(true);

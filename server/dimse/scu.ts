@@ -318,24 +318,35 @@ export async function storeInstances(
   return results;
 }
 
-/** C-ECHO: opens an association with the Verification SOP Class and returns the echo status. */
-export async function echo(
-  remote: RemoteAE,
+/**
+ * An association proposing one SOP Class in Explicit then Implicit VR Little Endian (C-ECHO, the
+ * storage commitment report); the id of its presentation context.
+ */
+export function singleContextAssociation(
   callingAETitle: string,
-  credentials?: DimseTls,
-): Promise<number> {
-  const assoc = new dimse.association.Association(callingAETitle, remote.aet);
-  const id = assoc.addPresentationContext(VERIFICATION);
+  calledAETitle: string,
+  sopClassUID: string,
+): { assoc: Association; id: number } {
+  const assoc = new dimse.association.Association(callingAETitle, calledAETitle);
+  const id = assoc.addPresentationContext(sopClassUID);
   assoc.addTransferSyntaxToPresentationContext(id, EXPLICIT_VR_LITTLE_ENDIAN);
   assoc.addTransferSyntaxToPresentationContext(id, IMPLICIT_VR_LITTLE_ENDIAN);
-  const conn = await OutboundConnection.open(remote, assoc, credentials);
-  try {
-    if (!assoc.getAcceptedPresentationContextFromRequest(new dimse.requests.CEchoRequest()))
-      throw new AssociationError(`${remote.aet} does not accept the Verification SOP Class`);
-    return await conn.request(new dimse.requests.CEchoRequest());
-  } finally {
-    await conn.release();
-  }
+  return { assoc, id };
+}
+
+/** C-ECHO: opens an association with the Verification SOP Class and returns the echo status. */
+export function echo(remote: RemoteAE, callingAETitle: string, credentials?: DimseTls): Promise<number> {
+  const { assoc } = singleContextAssociation(callingAETitle, remote.aet, VERIFICATION);
+  return onAssociation(
+    remote,
+    assoc,
+    (conn, accepted) => {
+      if (!accepted.getAcceptedPresentationContextFromRequest(new dimse.requests.CEchoRequest()))
+        throw new AssociationError(`${remote.aet} does not accept the Verification SOP Class`);
+      return conn.request(new dimse.requests.CEchoRequest());
+    },
+    credentials,
+  );
 }
 
 /**
