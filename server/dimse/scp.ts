@@ -18,8 +18,9 @@
  * The same SCP serves a plain TCP listener (PACS_DIMSE_PORT) and a DICOM TLS one (PACS_DIMSE_TLS_PORT,
  * PS3.15 Annex B): TLS 1.2 or 1.3 with Node's default ciphers; with PACS_DIMSE_TLS_CA, a client
  * certificate signed by one of its CAs is required, and a connection without one is closed right after the
- * handshake, before a byte of DICOM is read. The allow-list, the per-address limits and the PDU length
- * guard apply to both.
+ * handshake, before a byte of DICOM is read; and, unless PACS_DIMSE_TLS_BIND_AE=off, an association whose
+ * calling AE title the certificate does not name (negotiation.ts certificateAETitles) is refused like an
+ * AE outside the allow-list. The allow-list, the per-address limits and the PDU length guard apply to both.
  */
 import net from 'node:net';
 import tls from 'node:tls';
@@ -69,6 +70,8 @@ import {
 import {
   addressMayConnect,
   callerRefusal,
+  certificateAETitles,
+  certificateRefusal,
   decideContext,
   type DimseService,
   serviceRefusal,
@@ -173,6 +176,11 @@ class ArchiveScp extends DimseConnection {
     private readonly gw: Gateway,
     /** On the TLS listener: the protocol and the client certificate's subject, on every log line. */
     tlsFields?: { tls: string; clientCertificate?: string },
+    /**
+     * On the TLS listener with PACS_DIMSE_TLS_BIND_AE: the AE titles the client certificate names, the
+     * only calling AE titles accepted (certificateAETitles).
+     */
+    private readonly certificateAETitles?: readonly string[],
   ) {
     super(socket);
     this.log = gw.log.child({ dimse: `${socket.remoteAddress}:${socket.remotePort}`, ...tlsFields });
@@ -237,7 +245,9 @@ class ArchiveScp extends DimseConnection {
       refuse(RejectReason.CalledAeNotRecognized, `called AE title is not ${this.gw.dimse.aeTitle}`);
       return;
     }
-    const refusal = callerRefusal(this.gw.dimse.allowedAEs, calling, this.source);
+    const refusal =
+      callerRefusal(this.gw.dimse.allowedAEs, calling, this.source) ??
+      (this.certificateAETitles && certificateRefusal(this.certificateAETitles, calling));
     if (refusal !== undefined) {
       refuse(RejectReason.CallingAeNotRecognized, refusal);
       return;
@@ -863,7 +873,11 @@ export async function startDimseListener(
   };
 
   /** The association layer on a connection (a TLS one once its handshake has passed). */
-  const serve = (socket: net.Socket, tlsFields?: { tls: string; clientCertificate?: string }) => {
+  const serve = (
+    socket: net.Socket,
+    tlsFields?: { tls: string; clientCertificate?: string },
+    aeTitles?: readonly string[],
+  ) => {
     const source = socket.remoteAddress ?? '';
     // A PDU declaring more than it may be: closed before the network library gathers it in memory.
     const guard = new PduLengthGuard(announced);
@@ -875,7 +889,7 @@ export async function startDimseListener(
       socket.destroy();
     };
     socket.on('data', watch);
-    new ArchiveScp(socket, gw, tlsFields);
+    new ArchiveScp(socket, gw, tlsFields, aeTitles);
   };
 
   const listen = async (server: net.Server, port: number, what: string): Promise<number> => {
@@ -939,10 +953,14 @@ export async function startDimseListener(
           socket.destroy();
           return;
         }
-        serve(socket, {
-          tls: socket.getProtocol() ?? 'TLS',
-          ...(clientCertificate ? { clientCertificate } : {}),
-        });
+        serve(
+          socket,
+          { tls: socket.getProtocol() ?? 'TLS', ...(clientCertificate ? { clientCertificate } : {}) },
+          // The calling AE titles the certificate may use (checked at the association request).
+          requireCertificate && dimseConfig.tlsBindAE
+            ? certificateAETitles(socket.getPeerCertificate())
+            : undefined,
+        );
       });
       const server = net.createServer((socket) => {
         if (admit(socket)) handshakes.emit('connection', socket);
