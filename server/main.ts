@@ -83,6 +83,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       await storage.close();
       throw err;
     }
+    // GET /api/dimse (dimse/routes.ts describeGateway) reports the ports actually listened on.
+    app.locals.dimseListening = dimse.listening;
     if (config.dimse.allowedAEs === 'any')
       log.warn(
         config.auth.enabled

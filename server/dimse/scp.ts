@@ -91,13 +91,25 @@ const MAX_FIND_MATCHES = 50_000;
 /** Received data set bytes buffered before the socket is paused (backpressure on the sender). */
 const STORE_BUFFER_BYTES = 4 * 1024 * 1024;
 
-export interface DimseListener {
-  /** Port of the plain listener (PACS_DIMSE_PORT); undefined when there is none. */
+/** The ports the DICOM listeners are bound to; undefined for one that is not listening. */
+export interface ListeningPorts {
+  /** The plain listener (PACS_DIMSE_PORT; the port the OS picked for 0). */
   port?: number;
-  /** Port of the TLS listener (PACS_DIMSE_TLS_PORT); undefined when there is none. */
+  /** The TLS listener (PACS_DIMSE_TLS_PORT). */
   tlsPort?: number;
+}
+
+export interface DimseListener extends ListeningPorts {
   aeTitle: string;
+  /** The ports listened on now (none once closed): what GET /api/dimse reports. */
+  listening(): ListeningPorts;
   close(): Promise<void>;
+}
+
+/** The port a server is bound to, or undefined when it is not listening. */
+function boundPort(server: net.Server | undefined): number | undefined {
+  const addr = server?.listening ? server.address() : null;
+  return typeof addr === 'object' && addr ? addr.port : undefined;
 }
 
 interface Gateway {
@@ -892,7 +904,7 @@ export async function startDimseListener(
     new ArchiveScp(socket, gw, tlsFields, aeTitles);
   };
 
-  const listen = async (server: net.Server, port: number, what: string): Promise<number> => {
+  const listen = async (server: net.Server, port: number, what: string): Promise<void> => {
     server.maxConnections = 256;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -902,22 +914,20 @@ export async function startDimseListener(
       });
     });
     server.on('error', (err) => log.error(`${what} error`, { err }));
-    const addr = server.address();
-    return typeof addr === 'object' && addr ? addr.port : port;
   };
 
   const servers: net.Server[] = [];
   const closeServers = () =>
     Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
-  let port: number | undefined;
-  let tlsPort: number | undefined;
+  let plain: net.Server | undefined;
+  let secure: net.Server | undefined;
   try {
     if (dimseConfig.port !== undefined) {
-      const server = net.createServer((socket) => {
+      plain = net.createServer((socket) => {
         if (admit(socket)) serve(socket);
       });
-      servers.push(server);
-      port = await listen(server, dimseConfig.port, 'DICOM listener');
+      servers.push(plain);
+      await listen(plain, dimseConfig.port, 'DICOM listener');
     }
     if (dimseConfig.tlsPort !== undefined) {
       const credentials = dimseConfig.tls;
@@ -962,20 +972,21 @@ export async function startDimseListener(
             : undefined,
         );
       });
-      const server = net.createServer((socket) => {
+      secure = net.createServer((socket) => {
         if (admit(socket)) handshakes.emit('connection', socket);
       });
-      servers.push(server);
-      tlsPort = await listen(server, dimseConfig.tlsPort, 'DICOM TLS listener');
+      servers.push(secure);
+      await listen(secure, dimseConfig.tlsPort, 'DICOM TLS listener');
     }
   } catch (err) {
     await closeServers();
     throw err;
   }
+  const listening = (): ListeningPorts => ({ port: boundPort(plain), tlsPort: boundPort(secure) });
   return {
-    port,
-    tlsPort,
+    ...listening(),
     aeTitle: dimseConfig.aeTitle,
+    listening,
     close: async () => {
       gw.stopping.abort();
       const closed = closeServers();

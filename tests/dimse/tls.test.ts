@@ -284,11 +284,17 @@ describe.skipIf(!samplesPresent || !hasDcmtk || !hasOpenssl)('DICOM TLS (PS3.15 
     });
   });
 
-  it('GET /api/dimse shows the TLS port, that client certificates are required, and which remote AEs use TLS', async () => {
+  it('GET /api/dimse shows the TLS port listened on, that client certificates are required, and which remote AEs use TLS', async () => {
     const r = (await (await fetch(`${archive.baseUrl}/api/dimse`)).json()) as Record<string, unknown>;
+    // Both listeners were configured with port 0: the ports shown are those the OS picked, which answer.
+    expect(r.tlsPort).not.toBe(0);
+    const echo = await run('echoscu', [
+      ...['-aet', 'CT1', '-aec', 'PACS', ...tls('ct1'), '127.0.0.1', String(r.tlsPort)],
+    ]);
+    expect(echo.code, echo.output).toBe(0);
     expect(r).toMatchObject({
-      port: 0,
-      tlsPort: 0,
+      port: archive.dimsePort,
+      tlsPort: archive.dimseTlsPort,
       tlsClientCertificateRequired: true,
       remoteAEs: [
         { aet: 'GOOD', host: '127.0.0.1', port: good.port, tls: true },
