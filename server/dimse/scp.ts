@@ -37,6 +37,7 @@ import {
   type CommitmentRequest,
   type CommitmentResult,
   decideCommitment,
+  duplicateTransaction,
   parseCommitmentRequest,
   reportOnNewAssociation,
   reportWithRetries,
@@ -122,6 +123,12 @@ interface Gateway {
   audit?: DimseAudit;
   /** Aborted at close: storage commitment reports waiting to be tried again give up. */
   stopping: AbortController;
+  /**
+   * Transaction UIDs of the storage commitment requests not reported yet, on every association: active
+   * until their N-EVENT-REPORT is sent or given up (PS3.4 J.3.3.1.2); another request with one is a
+   * duplicate (commitment.ts duplicateTransaction).
+   */
+  transactions: Set<string>;
 }
 
 /** Records one DIMSE operation in the audit trail; status as HTTP would say it (200, 403, 500…). */
@@ -679,8 +686,30 @@ class ArchiveScp extends DimseConnection {
       return;
     }
     this.counts.commitments++;
+    // Received (PS3.4 J.3.2.1.3): even a duplicate Transaction UID, which its report refuses.
     respond(Status.Success);
-    void this.commit(parsed, Date.now());
+    if (this.gw.transactions.has(parsed.TransactionUID)) {
+      void this.refuseDuplicate(parsed, Date.now());
+      return;
+    }
+    this.gw.transactions.add(parsed.TransactionUID);
+    void this.commit(parsed, Date.now()).finally(() => this.gw.transactions.delete(parsed.TransactionUID));
+  }
+
+  /**
+   * A request whose Transaction UID an earlier one, not reported yet, still uses: its report fails every
+   * instance with 0x0131 (commitment.ts duplicateTransaction); the earlier transaction is left alone.
+   */
+  private async refuseDuplicate(request: CommitmentRequest, answeredAt: number): Promise<void> {
+    const result = duplicateTransaction(request);
+    this.log.warn('storage commitment: Transaction UID already in use by a request not reported yet', {
+      callingAETitle: this.callingAETitle,
+      transactionUID: request.TransactionUID,
+      requested: request.references.length,
+      failureReasons: { [hex(CommitmentFailureReason.DuplicateTransactionUID)]: request.references.length },
+    });
+    this.auditCommitment(result, new Map());
+    await this.report(result, answeredAt);
   }
 
   /** Decides the commitment of each requested instance, records it, and sends the report. */
@@ -717,13 +746,14 @@ class ArchiveScp extends DimseConnection {
   /**
    * One audit event per study of the committed instances (one without a study when none was), like
    * C-MOVE and C-GET; the status as HTTP would say it: 200 all committed, 404 some not held, 409 held
-   * with another SOP Class, 500 the index could not be asked.
+   * with another SOP Class or a Transaction UID already in use, 500 the index could not be asked.
    */
   private auditCommitment(result: CommitmentResult, stored: ReadonlyMap<string, StoredReference>): void {
     const reasons = new Set(result.failed.map((f) => f.FailureReason));
     const status = reasons.has(CommitmentFailureReason.ProcessingFailure)
       ? 500
-      : reasons.has(CommitmentFailureReason.ClassInstanceConflict)
+      : reasons.has(CommitmentFailureReason.ClassInstanceConflict) ||
+          reasons.has(CommitmentFailureReason.DuplicateTransactionUID)
         ? 409
         : reasons.size > 0
           ? 404
@@ -850,6 +880,7 @@ export async function startDimseListener(
     ingests: new Set(),
     audit,
     stopping: new AbortController(),
+    transactions: new Set(),
   };
   const sockets = new Set<net.Socket>();
   const perAddress = new Map<string, number>();
