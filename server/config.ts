@@ -109,6 +109,11 @@ export interface DimseConfig {
   tlsPort?: number;
   /** Certificate, key and trusted CAs of DICOM TLS, both ways; undefined when not configured. */
   tls?: DimseTls;
+  /**
+   * With a CA (client certificates required): a TLS association is refused unless its calling AE title
+   * is one the client certificate names (PACS_DIMSE_TLS_BIND_AE, negotiation.ts certificateAETitles).
+   */
+  tlsBindAE: boolean;
   aeTitle: string;
   /**
    * Calling AEs allowed to associate, each maybe bound to the address it must call from; 'any': every
@@ -197,6 +202,10 @@ export const VARIABLES = {
   PACS_DIMSE_TLS_CA: [
     '',
     'PEM file of the CAs DICOM TLS trusts (the hospital CA). Set: the TLS listener requires a client certificate signed by one of them (others are refused at the handshake), and /tls remote AEs are verified against them. Empty: no client certificate is asked for (PACS_DIMSE_ALLOWED_AES is then the only check of the caller), and remote AEs are verified against the usual public CAs.',
+  ],
+  PACS_DIMSE_TLS_BIND_AE: [
+    'on',
+    'With PACS_DIMSE_TLS_CA: on, the TLS listener refuses an association whose calling AE title the client certificate does not name (its subject CN=CT1, or a subjectAltName URI:dicom-aet:CT1); off, any certificate of the CA may call as any allowed AE (for certificates that carry no AE title). No effect without PACS_DIMSE_TLS_CA.',
   ],
   PACS_DIMSE_AE_TITLE: ['PACS', 'AE title of the archive (the called AE title modalities use).'],
   PACS_DIMSE_ALLOWED_AES: [
@@ -389,7 +398,10 @@ function dimseConfig(get: (name: keyof typeof VARIABLES) => string, errors: stri
     errors,
     neededBy,
   );
-  return { port, tlsPort, tls, aeTitle, allowedAEs, remoteAEs: remote.aes };
+  const bindAE = get('PACS_DIMSE_TLS_BIND_AE').trim();
+  if (bindAE !== 'on' && bindAE !== 'off')
+    errors.push(`PACS_DIMSE_TLS_BIND_AE=${bindAE}: expected on or off`);
+  return { port, tlsPort, tls, tlsBindAE: bindAE !== 'off', aeTitle, allowedAEs, remoteAEs: remote.aes };
 }
 
 /**

@@ -83,6 +83,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       await storage.close();
       throw err;
     }
+    // GET /api/dimse (dimse/routes.ts describeGateway) reports the ports actually listened on.
+    app.locals.dimseListening = dimse.listening;
     if (config.dimse.allowedAEs === 'any')
       log.warn(
         config.auth.enabled
@@ -93,6 +95,11 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     if (dimse.tlsPort !== undefined && !config.dimse.tls?.ca)
       log.warn(
         'the DICOM TLS listener asks for no client certificate (PACS_DIMSE_TLS_CA not set): PACS_DIMSE_ALLOWED_AES is the only check of the caller',
+        { tlsPort: dimse.tlsPort },
+      );
+    else if (dimse.tlsPort !== undefined && !config.dimse.tlsBindAE)
+      log.warn(
+        'the DICOM TLS listener lets any certificate of PACS_DIMSE_TLS_CA call as any allowed AE (PACS_DIMSE_TLS_BIND_AE=off)',
         { tlsPort: dimse.tlsPort },
       );
   }

@@ -7,7 +7,8 @@
  * Class: an instance is indexed only once it is durable (ingest.ts), so nothing more is read. The result
  * goes back as an N-EVENT-REPORT (Event Type 1: all committed, 2: failures exist), on the requester's
  * association if it is still open, otherwise on a new association to the requester's AE as known from
- * PACS_DIMSE_REMOTE_AES, the archive in the SCP role (SCP/SCU Role Selection, PS3.7 D.3.3.4).
+ * PACS_DIMSE_REMOTE_AES, the archive in the SCP role (SCP/SCU Role Selection, PS3.7 D.3.3.4). A request
+ * that reuses the Transaction UID of one not reported yet fails whole with 0x0131 (duplicateTransaction).
  *
  * Request parsing, decision and the result data set are pure; sending is at the end.
  */
@@ -39,6 +40,8 @@ export const CommitmentFailureReason = {
   NoSuchObjectInstance: 0x0112,
   /** The archive holds the instance with another SOP Class UID. */
   ClassInstanceConflict: 0x0119,
+  /** The Transaction UID is that of a request the archive has not reported on yet (duplicateTransaction). */
+  DuplicateTransactionUID: 0x0131,
 } as const;
 
 /** N-ACTION-RSP statuses of a request the archive refuses (PS3.7 C and 10.1.4.1.10). */
@@ -158,6 +161,25 @@ export function decideCommitment(
     else committed.push(ref);
   }
   return { TransactionUID: request.TransactionUID, committed, failed };
+}
+
+/**
+ * The result of a request whose Transaction UID is still in use by an earlier request the archive has not
+ * yet sent the report of: a Transaction UID stays active until its N-EVENT-REPORT is sent (PS3.4
+ * J.3.3.1.2), and such a request is answered, in the N-EVENT-REPORT as for any failure to commit (J.3.2.1.3
+ * Note 1), with every referenced instance failed with 0x0131 Duplicate transaction UID (PS3.3 C.14.1.1).
+ * PS3.7 has no N-ACTION status for it, and a failed N-ACTION would end the Transaction UID (J.3.2.1.2)
+ * that the earlier request still uses. The earlier request goes on, and gets its own report.
+ */
+export function duplicateTransaction(request: CommitmentRequest): CommitmentResult {
+  return {
+    TransactionUID: request.TransactionUID,
+    committed: [],
+    failed: request.references.map((r) => ({
+      ...r,
+      FailureReason: CommitmentFailureReason.DuplicateTransactionUID,
+    })),
+  };
 }
 
 /** SOP Instance UIDs asked of the index at once. */

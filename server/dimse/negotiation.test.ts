@@ -3,6 +3,8 @@ import { loadConfig } from '../config';
 import {
   addressMayConnect,
   callerRefusal,
+  certificateAETitles,
+  certificateRefusal,
   decideContext,
   isStorableTransferSyntax,
   isStorageSOPClass,
@@ -178,7 +180,13 @@ describe('AE titles and remote AEs', () => {
 
   it('configuration: listener off by default, every bad DIMSE variable reported', () => {
     const c = loadConfig({});
-    expect(c.dimse).toEqual({ port: undefined, aeTitle: 'PACS', allowedAEs: [], remoteAEs: [] });
+    expect(c.dimse).toEqual({
+      port: undefined,
+      aeTitle: 'PACS',
+      allowedAEs: [],
+      remoteAEs: [],
+      tlsBindAE: true,
+    });
     const on = loadConfig({
       PACS_DIMSE_PORT: '11112',
       PACS_DIMSE_ALLOWED_AES: 'CT1@10.0.0.5, MR1',
@@ -246,6 +254,26 @@ describe('AE titles and remote AEs', () => {
     expect(() =>
       loadConfig({ PACS_DIMSE_PORT: '11112', PACS_DIMSE_REMOTE_AES: 'VIEWER@10.0.0.7:11112' }),
     ).toThrow(/PACS_DIMSE_ALLOWED_AES: required/);
+  });
+});
+
+describe('AE titles of a DICOM TLS client certificate (PACS_DIMSE_TLS_BIND_AE)', () => {
+  it('each subject CN and each subjectAltName URI dicom-aet:, as Node prints them; not DNS names nor IP addresses', () => {
+    expect(
+      certificateAETitles({
+        subject: { CN: ['CT1', 'CT 2'] },
+        // Node quotes a value with a comma in it (JSON), and prints the others as they are.
+        subjectaltname:
+          'DNS:ct3.hospital.test, URI:dicom-aet:CT%204, URI:"dicom-aet:A,B", URI:https://x.test/dicom-aet:CT5, IP Address:10.0.0.6, URI:DICOM-AET:MR1',
+      }),
+    ).toEqual(['CT1', 'CT 2', 'CT 4', 'A,B', 'MR1']);
+    // A CN that is no AE title (a host name of more than 16 characters) names none.
+    expect(certificateAETitles({ subject: { CN: 'pacs.bvtinh.gov.vn' } })).toEqual([]);
+    expect(certificateRefusal(['CT1'], 'CT1')).toBeUndefined();
+    expect(certificateRefusal(['CT1'], 'ct1')).toMatch(
+      /^the client certificate is for CT1, not for calling AE title ct1/,
+    );
+    expect(certificateRefusal([], 'CT1')).toMatch(/^the client certificate names no AE title/);
   });
 });
 

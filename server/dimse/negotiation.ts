@@ -273,6 +273,62 @@ export function callerRefusal(
 }
 
 /**
+ * The subjectAltName URI that names an AE title a client certificate may call as: `URI:dicom-aet:CT1`
+ * (percent-encoded where a URI needs it: `dicom-aet:CT%201` is the AE title "CT 1").
+ */
+export const AE_TITLE_URI_SCHEME = 'dicom-aet:';
+
+/** One entry of a subjectAltName as Node prints it: `TYPE:value`, a value with a comma or quote JSON-quoted. */
+const SAN_ENTRY = /([A-Za-z ]+):("(?:[^"\\]|\\.)*"|[^,]*)(?:, |$)/y;
+
+/**
+ * The AE titles a DICOM TLS client certificate names (PACS_DIMSE_TLS_BIND_AE): each subject CN
+ * (`CN=CT1`), and each subjectAltName URI `dicom-aet:<AE title>`; DNS names and IP addresses are host
+ * names, not AE titles. Input: the peer certificate as Node's TLS socket gives it (getPeerCertificate()).
+ */
+export function certificateAETitles(cert: {
+  subject?: { CN?: string | string[] };
+  subjectaltname?: string;
+}): string[] {
+  const titles = new Set<string>();
+  const cn = cert.subject?.CN;
+  for (const name of cn === undefined ? [] : Array.isArray(cn) ? cn : [cn]) titles.add(name.trim());
+  const san = cert.subjectaltname ?? '';
+  SAN_ENTRY.lastIndex = 0;
+  while (SAN_ENTRY.lastIndex < san.length) {
+    const m = SAN_ENTRY.exec(san);
+    if (!m) break;
+    if (m[1] !== 'URI') continue;
+    let uri: string;
+    try {
+      uri = m[2].startsWith('"') ? (JSON.parse(m[2]) as string) : m[2];
+    } catch {
+      continue;
+    }
+    if (!uri.toLowerCase().startsWith(AE_TITLE_URI_SCHEME)) continue;
+    let aet = uri.slice(AE_TITLE_URI_SCHEME.length);
+    try {
+      aet = decodeURIComponent(aet);
+    } catch {
+      // not percent-encoded: as written
+    }
+    titles.add(aet.trim());
+  }
+  return [...titles].filter(isValidAETitle);
+}
+
+/**
+ * Why a calling AE title is refused on the DICOM TLS listener given the AE titles its client
+ * certificate names (certificateAETitles), or undefined when the certificate names it (exactly).
+ */
+export function certificateRefusal(named: readonly string[], aet: string): string | undefined {
+  if (named.includes(aet)) return undefined;
+  return named.length === 0
+    ? `the client certificate names no AE title (subject CN or subjectAltName URI:${AE_TITLE_URI_SCHEME}), so it may not call as ${aet} (PACS_DIMSE_TLS_BIND_AE)`
+    : `the client certificate is for ${named.join(', ')}, not for calling AE title ${aet} (PACS_DIMSE_TLS_BIND_AE)`;
+}
+
+/**
  * Whether a TCP connection from this address may go on to an association request at all: with every
  * allowed AE bound to an address, only those addresses may (others are closed at once, before the
  * archive reads a byte from them); with 'any', or an AE allowed from anywhere, every address may.

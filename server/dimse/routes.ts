@@ -2,14 +2,15 @@
  * HTTP side of the DIMSE gateway (server API, not DICOMweb), listed in the route table of server/app.ts:
  * - POST /api/studies/{StudyInstanceUID}/send, JSON {"aet": "REMOTE"}: sends the study to a known remote
  *   AE (C-STORE SCU, each instance byte for byte as stored) and answers when it is done;
- * - GET /api/dimse: the gateway's configuration (AE title, listener port, TLS listener port and whether
- *   it requires a client certificate, allowed callers: "any" or [{aet, address?}], remote AEs, each with
- *   whether it is reached over TLS).
+ * - GET /api/dimse: the gateway's configuration (AE title, the ports its listeners are bound to, whether it
+ *   requires a client certificate and whether that certificate must name the calling AE title, allowed
+ *   callers: "any" or [{aet, address?}], remote AEs, each with whether it is reached over TLS).
  */
 import type { Request, Response } from 'express';
 import { badRequest, notFound } from '../../dicomweb/status';
 import { isAcceptableUID } from '../../dicomweb/uids';
 import type { IngestContext } from '../ingest';
+import type { ListeningPorts } from './scp';
 import { outgoing } from './retrieve';
 import { isStored, storeInstances } from './scu';
 
@@ -70,14 +71,22 @@ export function sendStudy(ctx: IngestContext) {
   };
 }
 
+/**
+ * The gateway's configuration, with the ports the listeners are bound to (server/main.ts sets
+ * app.locals.dimseListening once they listen): the port the OS picked for a configured 0, null for a
+ * listener that is not listening (none configured, or closed).
+ */
 export function describeGateway(ctx: IngestContext) {
-  return (_req: Request, res: Response) => {
-    const { aeTitle, port, tlsPort, tls, allowedAEs, remoteAEs } = ctx.config.dimse;
+  return (req: Request, res: Response) => {
+    const { aeTitle, tls, tlsBindAE, allowedAEs, remoteAEs } = ctx.config.dimse;
+    const listening = req.app.locals.dimseListening as (() => ListeningPorts) | undefined;
+    const { port, tlsPort } = listening?.() ?? {};
     res.json({
       aeTitle,
       port: port ?? null,
       tlsPort: tlsPort ?? null,
       tlsClientCertificateRequired: tlsPort !== undefined && tls?.ca !== undefined,
+      tlsClientCertificateNamesAE: tlsPort !== undefined && tls?.ca !== undefined && tlsBindAE,
       allowedAEs,
       remoteAEs: remoteAEs.map(({ aet, host, port, tls }) => ({ aet, host, port, tls })),
     });

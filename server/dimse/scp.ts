@@ -18,8 +18,9 @@
  * The same SCP serves a plain TCP listener (PACS_DIMSE_PORT) and a DICOM TLS one (PACS_DIMSE_TLS_PORT,
  * PS3.15 Annex B): TLS 1.2 or 1.3 with Node's default ciphers; with PACS_DIMSE_TLS_CA, a client
  * certificate signed by one of its CAs is required, and a connection without one is closed right after the
- * handshake, before a byte of DICOM is read. The allow-list, the per-address limits and the PDU length
- * guard apply to both.
+ * handshake, before a byte of DICOM is read; and, unless PACS_DIMSE_TLS_BIND_AE=off, an association whose
+ * calling AE title the certificate does not name (negotiation.ts certificateAETitles) is refused like an
+ * AE outside the allow-list. The allow-list, the per-address limits and the PDU length guard apply to both.
  */
 import net from 'node:net';
 import tls from 'node:tls';
@@ -36,6 +37,7 @@ import {
   type CommitmentRequest,
   type CommitmentResult,
   decideCommitment,
+  duplicateTransaction,
   parseCommitmentRequest,
   reportOnNewAssociation,
   reportWithRetries,
@@ -69,6 +71,8 @@ import {
 import {
   addressMayConnect,
   callerRefusal,
+  certificateAETitles,
+  certificateRefusal,
   decideContext,
   type DimseService,
   serviceRefusal,
@@ -88,13 +92,25 @@ const MAX_FIND_MATCHES = 50_000;
 /** Received data set bytes buffered before the socket is paused (backpressure on the sender). */
 const STORE_BUFFER_BYTES = 4 * 1024 * 1024;
 
-export interface DimseListener {
-  /** Port of the plain listener (PACS_DIMSE_PORT); undefined when there is none. */
+/** The ports the DICOM listeners are bound to; undefined for one that is not listening. */
+export interface ListeningPorts {
+  /** The plain listener (PACS_DIMSE_PORT; the port the OS picked for 0). */
   port?: number;
-  /** Port of the TLS listener (PACS_DIMSE_TLS_PORT); undefined when there is none. */
+  /** The TLS listener (PACS_DIMSE_TLS_PORT). */
   tlsPort?: number;
+}
+
+export interface DimseListener extends ListeningPorts {
   aeTitle: string;
+  /** The ports listened on now (none once closed): what GET /api/dimse reports. */
+  listening(): ListeningPorts;
   close(): Promise<void>;
+}
+
+/** The port a server is bound to, or undefined when it is not listening. */
+function boundPort(server: net.Server | undefined): number | undefined {
+  const addr = server?.listening ? server.address() : null;
+  return typeof addr === 'object' && addr ? addr.port : undefined;
 }
 
 interface Gateway {
@@ -107,6 +123,12 @@ interface Gateway {
   audit?: DimseAudit;
   /** Aborted at close: storage commitment reports waiting to be tried again give up. */
   stopping: AbortController;
+  /**
+   * Transaction UIDs of the storage commitment requests not reported yet, on every association: active
+   * until their N-EVENT-REPORT is sent or given up (PS3.4 J.3.3.1.2); another request with one is a
+   * duplicate (commitment.ts duplicateTransaction).
+   */
+  transactions: Set<string>;
 }
 
 /** Records one DIMSE operation in the audit trail; status as HTTP would say it (200, 403, 500…). */
@@ -173,6 +195,11 @@ class ArchiveScp extends DimseConnection {
     private readonly gw: Gateway,
     /** On the TLS listener: the protocol and the client certificate's subject, on every log line. */
     tlsFields?: { tls: string; clientCertificate?: string },
+    /**
+     * On the TLS listener with PACS_DIMSE_TLS_BIND_AE: the AE titles the client certificate names, the
+     * only calling AE titles accepted (certificateAETitles).
+     */
+    private readonly certificateAETitles?: readonly string[],
   ) {
     super(socket);
     this.log = gw.log.child({ dimse: `${socket.remoteAddress}:${socket.remotePort}`, ...tlsFields });
@@ -237,7 +264,9 @@ class ArchiveScp extends DimseConnection {
       refuse(RejectReason.CalledAeNotRecognized, `called AE title is not ${this.gw.dimse.aeTitle}`);
       return;
     }
-    const refusal = callerRefusal(this.gw.dimse.allowedAEs, calling, this.source);
+    const refusal =
+      callerRefusal(this.gw.dimse.allowedAEs, calling, this.source) ??
+      (this.certificateAETitles && certificateRefusal(this.certificateAETitles, calling));
     if (refusal !== undefined) {
       refuse(RejectReason.CallingAeNotRecognized, refusal);
       return;
@@ -657,8 +686,30 @@ class ArchiveScp extends DimseConnection {
       return;
     }
     this.counts.commitments++;
+    // Received (PS3.4 J.3.2.1.3): even a duplicate Transaction UID, which its report refuses.
     respond(Status.Success);
-    void this.commit(parsed, Date.now());
+    if (this.gw.transactions.has(parsed.TransactionUID)) {
+      void this.refuseDuplicate(parsed, Date.now());
+      return;
+    }
+    this.gw.transactions.add(parsed.TransactionUID);
+    void this.commit(parsed, Date.now()).finally(() => this.gw.transactions.delete(parsed.TransactionUID));
+  }
+
+  /**
+   * A request whose Transaction UID an earlier one, not reported yet, still uses: its report fails every
+   * instance with 0x0131 (commitment.ts duplicateTransaction); the earlier transaction is left alone.
+   */
+  private async refuseDuplicate(request: CommitmentRequest, answeredAt: number): Promise<void> {
+    const result = duplicateTransaction(request);
+    this.log.warn('storage commitment: Transaction UID already in use by a request not reported yet', {
+      callingAETitle: this.callingAETitle,
+      transactionUID: request.TransactionUID,
+      requested: request.references.length,
+      failureReasons: { [hex(CommitmentFailureReason.DuplicateTransactionUID)]: request.references.length },
+    });
+    this.auditCommitment(result, new Map());
+    await this.report(result, answeredAt);
   }
 
   /** Decides the commitment of each requested instance, records it, and sends the report. */
@@ -695,13 +746,14 @@ class ArchiveScp extends DimseConnection {
   /**
    * One audit event per study of the committed instances (one without a study when none was), like
    * C-MOVE and C-GET; the status as HTTP would say it: 200 all committed, 404 some not held, 409 held
-   * with another SOP Class, 500 the index could not be asked.
+   * with another SOP Class or a Transaction UID already in use, 500 the index could not be asked.
    */
   private auditCommitment(result: CommitmentResult, stored: ReadonlyMap<string, StoredReference>): void {
     const reasons = new Set(result.failed.map((f) => f.FailureReason));
     const status = reasons.has(CommitmentFailureReason.ProcessingFailure)
       ? 500
-      : reasons.has(CommitmentFailureReason.ClassInstanceConflict)
+      : reasons.has(CommitmentFailureReason.ClassInstanceConflict) ||
+          reasons.has(CommitmentFailureReason.DuplicateTransactionUID)
         ? 409
         : reasons.size > 0
           ? 404
@@ -828,6 +880,7 @@ export async function startDimseListener(
     ingests: new Set(),
     audit,
     stopping: new AbortController(),
+    transactions: new Set(),
   };
   const sockets = new Set<net.Socket>();
   const perAddress = new Map<string, number>();
@@ -863,7 +916,11 @@ export async function startDimseListener(
   };
 
   /** The association layer on a connection (a TLS one once its handshake has passed). */
-  const serve = (socket: net.Socket, tlsFields?: { tls: string; clientCertificate?: string }) => {
+  const serve = (
+    socket: net.Socket,
+    tlsFields?: { tls: string; clientCertificate?: string },
+    aeTitles?: readonly string[],
+  ) => {
     const source = socket.remoteAddress ?? '';
     // A PDU declaring more than it may be: closed before the network library gathers it in memory.
     const guard = new PduLengthGuard(announced);
@@ -875,10 +932,10 @@ export async function startDimseListener(
       socket.destroy();
     };
     socket.on('data', watch);
-    new ArchiveScp(socket, gw, tlsFields);
+    new ArchiveScp(socket, gw, tlsFields, aeTitles);
   };
 
-  const listen = async (server: net.Server, port: number, what: string): Promise<number> => {
+  const listen = async (server: net.Server, port: number, what: string): Promise<void> => {
     server.maxConnections = 256;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -888,22 +945,20 @@ export async function startDimseListener(
       });
     });
     server.on('error', (err) => log.error(`${what} error`, { err }));
-    const addr = server.address();
-    return typeof addr === 'object' && addr ? addr.port : port;
   };
 
   const servers: net.Server[] = [];
   const closeServers = () =>
     Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
-  let port: number | undefined;
-  let tlsPort: number | undefined;
+  let plain: net.Server | undefined;
+  let secure: net.Server | undefined;
   try {
     if (dimseConfig.port !== undefined) {
-      const server = net.createServer((socket) => {
+      plain = net.createServer((socket) => {
         if (admit(socket)) serve(socket);
       });
-      servers.push(server);
-      port = await listen(server, dimseConfig.port, 'DICOM listener');
+      servers.push(plain);
+      await listen(plain, dimseConfig.port, 'DICOM listener');
     }
     if (dimseConfig.tlsPort !== undefined) {
       const credentials = dimseConfig.tls;
@@ -939,25 +994,30 @@ export async function startDimseListener(
           socket.destroy();
           return;
         }
-        serve(socket, {
-          tls: socket.getProtocol() ?? 'TLS',
-          ...(clientCertificate ? { clientCertificate } : {}),
-        });
+        serve(
+          socket,
+          { tls: socket.getProtocol() ?? 'TLS', ...(clientCertificate ? { clientCertificate } : {}) },
+          // The calling AE titles the certificate may use (checked at the association request).
+          requireCertificate && dimseConfig.tlsBindAE
+            ? certificateAETitles(socket.getPeerCertificate())
+            : undefined,
+        );
       });
-      const server = net.createServer((socket) => {
+      secure = net.createServer((socket) => {
         if (admit(socket)) handshakes.emit('connection', socket);
       });
-      servers.push(server);
-      tlsPort = await listen(server, dimseConfig.tlsPort, 'DICOM TLS listener');
+      servers.push(secure);
+      await listen(secure, dimseConfig.tlsPort, 'DICOM TLS listener');
     }
   } catch (err) {
     await closeServers();
     throw err;
   }
+  const listening = (): ListeningPorts => ({ port: boundPort(plain), tlsPort: boundPort(secure) });
   return {
-    port,
-    tlsPort,
+    ...listening(),
     aeTitle: dimseConfig.aeTitle,
+    listening,
     close: async () => {
       gw.stopping.abort();
       const closed = closeServers();

@@ -67,6 +67,14 @@ describe.skipIf(!samplesPresent || !hasDcmtk)('DIMSE associations (echoscu, stor
     return { peer, ac };
   }
 
+  it('GET /api/dimse shows the port the listener is bound to (PACS_DIMSE_PORT=0: the one the OS picked), which answers C-ECHO', async () => {
+    const gateway = (await (await fetch(`${archive.baseUrl}/api/dimse`)).json()) as Record<string, unknown>;
+    expect(gateway).toMatchObject({ aeTitle: 'PACS', port: archive.dimsePort, tlsPort: null });
+    expect(gateway.port).toBeGreaterThan(0);
+    const r = await run('echoscu', ['-aet', 'ECHOSCU', '-aec', 'PACS', '127.0.0.1', String(gateway.port)]);
+    expect(r.code, r.output).toBe(0);
+  });
+
   it('answers C-ECHO; refuses a calling AE outside the allow-list and a wrong called AE', async () => {
     await stillServing();
     const intruder = await echo('INTRUDER');

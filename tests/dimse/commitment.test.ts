@@ -4,10 +4,12 @@
  * cannot reach (not in PACS_DIMSE_REMOTE_AES: the report is not sent, and the log says why). The peer
  * is dcmjs-dimse's own client, an N-ACTION SCU that stays associated for a while after its last
  * response (Orthanc, which releases at once and takes the report on a new association, is covered by
- * tests/orthanc-dimse-peer.test.ts). One instance is stored first with dcmtk storescu.
+ * tests/orthanc-dimse-peer.test.ts). One instance is stored first with dcmtk storescu. A request that
+ * reuses the Transaction UID of one whose report is still to be sent fails with 0x0131 (PS3.3 C.14.1.1).
  */
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../scripts/lib/net';
 import { dimse } from '../../server/dimse/library';
 import { SAMPLES, samplesPresent } from '../samples';
 import { type Archive, dcmtkPresent, eventually, run, startArchive } from './helpers';
@@ -62,7 +64,11 @@ describe.skipIf(!samplesPresent || !hasDcmtk)('storage commitment (dcmjs-dimse c
   let sop: string;
 
   beforeAll(async () => {
-    archive = await startArchive({ PACS_DIMSE_ALLOWED_AES: 'STORESCU,MODALITY,FORGOTTEN' });
+    archive = await startArchive({
+      PACS_DIMSE_ALLOWED_AES: 'STORESCU,MODALITY,FORGOTTEN,LATE',
+      // LATE takes its reports on a port where nothing listens: its report is tried again and again.
+      PACS_DIMSE_REMOTE_AES: `LATE@127.0.0.1:${await freePort()}`,
+    });
     const r = await run('storescu', [
       '-aet',
       'STORESCU',
@@ -141,5 +147,56 @@ describe.skipIf(!samplesPresent || !hasDcmtk)('storage commitment (dcmjs-dimse c
     expect(await eventually(() => archive.logs.some(notSent))).toBe(true);
     expect(archive.logs.find(notSent)).toMatchObject({ level: 'error', callingAETitle: 'FORGOTTEN' });
     expect(String(archive.logs.find(notSent)?.msg)).toMatch(/FORGOTTEN is not in PACS_DIMSE_REMOTE_AES/);
+  });
+
+  it('a request reusing the Transaction UID of one not reported yet: every instance fails with 0x0131, the first goes on', async () => {
+    const request = {
+      TransactionUID: '2.25.4244',
+      ReferencedSOPSequence: [{ ReferencedSOPClassUID: MR, ReferencedSOPInstanceUID: sop }],
+    };
+    expect(await requestCommitment(archive.dimsePort, 'LATE', request, 0)).toEqual({ actionStatus: 0 });
+    // LATE's report cannot be delivered yet: its Transaction UID is still in use.
+    const retrying = (l: Record<string, unknown>) =>
+      l.msg === 'storage commitment report failed, trying again' && l.transactionUID === '2.25.4244';
+    expect(await eventually(() => archive.logs.some(retrying))).toBe(true);
+    const duplicate = await requestCommitment(archive.dimsePort, 'MODALITY', request, 2_000);
+    // Received (0000); the refusal is in the report, as a Failure Reason.
+    expect(duplicate.actionStatus).toBe(0);
+    expect(duplicate.report?.eventTypeId).toBe(2);
+    expect(duplicate.report?.elements).toMatchObject({
+      TransactionUID: '2.25.4244',
+      FailedSOPSequence: [
+        { ReferencedSOPClassUID: MR, ReferencedSOPInstanceUID: sop, FailureReason: 0x0131 },
+      ],
+    });
+    expect(duplicate.report?.elements.ReferencedSOPSequence).toBeUndefined();
+    expect(archive.logs).toContainEqual(
+      expect.objectContaining({
+        level: 'warn',
+        msg: 'storage commitment: Transaction UID already in use by a request not reported yet',
+        callingAETitle: 'MODALITY',
+        transactionUID: '2.25.4244',
+      }),
+    );
+    const audit = await fetch(
+      `${archive.baseUrl}/api/audit?action=storage-commitment&user=AE:MODALITY&limit=100`,
+    );
+    expect(((await audit.json()) as { events: { status: number; detail: string }[] }).events).toContainEqual(
+      expect.objectContaining({ status: 409, detail: 'Storage commitment 2.25.4244: 0 committed, 1 failed' }),
+    );
+    // LATE's own transaction is still being reported, untouched.
+    expect(
+      archive.logs.filter(
+        (l) =>
+          String(l.msg).startsWith('storage commitment report not sent') && l.transactionUID === '2.25.4244',
+      ),
+    ).toEqual([]);
+    // Once reported, a Transaction UID is no longer in use (PS3.4 J.3.3.1.2): nothing else is kept.
+    const reported = { ...request, TransactionUID: '2.25.4245' };
+    for (let i = 0; i < 2; i++)
+      expect(await requestCommitment(archive.dimsePort, 'MODALITY', reported, 2_000)).toMatchObject({
+        actionStatus: 0,
+        report: { eventTypeId: 1, elements: { ReferencedSOPSequence: [{ ReferencedSOPInstanceUID: sop }] } },
+      });
   });
 });

@@ -54,7 +54,8 @@ async function openssl(args: string[]): Promise<void> {
 
 /**
  * ca (the hospital CA) and other (an unrelated CA); archive (signed by ca, IP:127.0.0.1 and
- * DNS:localhost), ct1 (ca), stranger (other, a client certificate), impostor (other, for 127.0.0.1).
+ * DNS:localhost), ct1 (ca, CN=CT1), mr1 (ca, URI:dicom-aet:MR1), stranger (other, a client certificate),
+ * impostor (other, for 127.0.0.1).
  */
 async function makePki(): Promise<Pki> {
   const dir = await mkdtemp(path.join(tmpdir(), 'pacs-tls-'));
@@ -76,6 +77,8 @@ async function makePki(): Promise<Pki> {
   const leaves = [
     ['archive', 'ca', 'PACS', 'IP:127.0.0.1,DNS:localhost'],
     ['ct1', 'ca', 'CT1', 'DNS:ct1.hospital.test'],
+    // Its AE title in its subjectAltName, not in its subject.
+    ['mr1', 'ca', 'mr1.hospital.test', 'DNS:mr1.hospital.test,URI:dicom-aet:MR1'],
     ['stranger', 'other', 'CT1', 'DNS:ct1.hospital.test'],
     ['impostor', 'other', 'STORESCP', 'IP:127.0.0.1,DNS:localhost'],
   ];
@@ -144,7 +147,7 @@ describe.skipIf(!samplesPresent || !hasDcmtk || !hasOpenssl)('DICOM TLS (PS3.15 
       PACS_DIMSE_TLS_CERT: pki.cert('archive'),
       PACS_DIMSE_TLS_KEY: pki.key('archive'),
       PACS_DIMSE_TLS_CA: pki.cert('ca'),
-      PACS_DIMSE_ALLOWED_AES: 'CT1@127.0.0.1,VIEWER@127.0.0.1,OURSCU@127.0.0.1',
+      PACS_DIMSE_ALLOWED_AES: 'CT1@127.0.0.1,MR1@127.0.0.1,VIEWER@127.0.0.1',
       PACS_DIMSE_REMOTE_AES: [
         `GOOD@127.0.0.1:${good.port}/tls`,
         `IMPOSTOR@127.0.0.1:${impostor.port}/tls`,
@@ -230,11 +233,68 @@ describe.skipIf(!samplesPresent || !hasDcmtk || !hasOpenssl)('DICOM TLS (PS3.15 
     expect(echo.code, echo.output).toBe(0);
   });
 
-  it('GET /api/dimse shows the TLS port, that client certificates are required, and which remote AEs use TLS', async () => {
+  it('a client certificate calls only as the AE title it names: another is refused, logged and audited, nothing stored', async () => {
+    // mr1 names MR1 in its subjectAltName (URI:dicom-aet:MR1), ct1 names CT1 as its subject CN.
+    const echo = await run('echoscu', ['-aet', 'MR1', '-aec', 'PACS', ...tls('mr1'), '127.0.0.1', port()]);
+    expect(echo.code, echo.output).toBe(0);
+    for (const [aet, cert] of [
+      ['MR1', 'ct1'],
+      ['CT1', 'mr1'],
+    ]) {
+      const r = await run('storescu', [
+        ...['-aet', aet, '-aec', 'PACS', ...tls(cert), '127.0.0.1', port(), REFUSED_FILE],
+      ]);
+      expect(r.code, `${aet} with ${cert}: ${r.output}`).not.toBe(0);
+      expect(r.output).toMatch(/Association Rejected[\s\S]*Calling AE Title Not Recognized/);
+    }
+    expect(await found(REFUSED_FILE)).toBe(0);
+    const rejected = archive.logs.filter((l) => l.msg === 'association rejected');
+    expect(rejected).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          level: 'warn',
+          callingAETitle: 'MR1',
+          clientCertificate: expect.stringMatching(/CN=CT1/),
+          reason: 'the client certificate is for CT1, not for calling AE title MR1 (PACS_DIMSE_TLS_BIND_AE)',
+        }),
+        expect.objectContaining({
+          callingAETitle: 'CT1',
+          // Its CN, a host name of 17 characters, is no AE title.
+          reason: 'the client certificate is for MR1, not for calling AE title CT1 (PACS_DIMSE_TLS_BIND_AE)',
+        }),
+      ]),
+    );
+    const audit = async () => {
+      const r = await fetch(`${archive.baseUrl}/api/audit?action=dimse-associate&limit=100`);
+      return ((await r.json()) as { events: { user: string; status: number; detail: string }[] }).events;
+    };
+    expect(await eventually(async () => (await audit()).length >= 2)).toBe(true);
+    expect(await audit()).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          user: 'AE:MR1',
+          status: 403,
+          detail: expect.stringMatching(/^association refused: the client certificate is for CT1, not/),
+        }),
+        expect.objectContaining({ user: 'AE:CT1', status: 403 }),
+      ]),
+    );
+    expect((await (await fetch(`${archive.baseUrl}/api/dimse`)).json()) as unknown).toMatchObject({
+      tlsClientCertificateNamesAE: true,
+    });
+  });
+
+  it('GET /api/dimse shows the TLS port listened on, that client certificates are required, and which remote AEs use TLS', async () => {
     const r = (await (await fetch(`${archive.baseUrl}/api/dimse`)).json()) as Record<string, unknown>;
+    // Both listeners were configured with port 0: the ports shown are those the OS picked, which answer.
+    expect(r.tlsPort).not.toBe(0);
+    const echo = await run('echoscu', [
+      ...['-aet', 'CT1', '-aec', 'PACS', ...tls('ct1'), '127.0.0.1', String(r.tlsPort)],
+    ]);
+    expect(echo.code, echo.output).toBe(0);
     expect(r).toMatchObject({
-      port: 0,
-      tlsPort: 0,
+      port: archive.dimsePort,
+      tlsPort: archive.dimseTlsPort,
       tlsClientCertificateRequired: true,
       remoteAEs: [
         { aet: 'GOOD', host: '127.0.0.1', port: good.port, tls: true },
@@ -315,7 +375,7 @@ describe.skipIf(!samplesPresent || !hasDcmtk || !hasOpenssl)('DICOM TLS (PS3.15 
       const cli = (args: string[]) =>
         runTs('scripts/dimse.ts', [
           ...args,
-          ...['--aet', 'OURSCU', '--tls-cert', pki.cert('archive'), '--tls-key', pki.key('archive')],
+          ...['--aet', 'CT1', '--tls-cert', pki.cert('ct1'), '--tls-key', pki.key('ct1')],
           ...['--tls-ca', pki.cert('ca')],
         ]);
       // By name: the certificate's DNS:localhost is checked, and it is the name sent (SNI).
@@ -381,6 +441,46 @@ describe.skipIf(!samplesPresent || !hasDcmtk || !hasOpenssl)('DICOM TLS (PS3.15 
       expect(r).toMatchObject({ tlsClientCertificateRequired: false });
     });
   });
+
+  describe('PACS_DIMSE_TLS_BIND_AE=off', () => {
+    let loose: Archive;
+    beforeAll(async () => {
+      loose = await startArchive({
+        PACS_DIMSE_PORT: '',
+        PACS_DIMSE_TLS_PORT: '0',
+        PACS_DIMSE_TLS_CERT: pki.cert('archive'),
+        PACS_DIMSE_TLS_KEY: pki.key('archive'),
+        PACS_DIMSE_TLS_CA: pki.cert('ca'),
+        PACS_DIMSE_TLS_BIND_AE: 'off',
+        PACS_DIMSE_ALLOWED_AES: 'MR1@127.0.0.1',
+      });
+    });
+    afterAll(async () => {
+      await loose?.close();
+    });
+
+    it('any certificate of the CA may call as any allowed AE, with a warning at start', async () => {
+      const r = await run('storescu', [
+        ...['-aet', 'MR1', '-aec', 'PACS', ...tls('ct1'), '127.0.0.1', String(loose.dimseTlsPort)],
+        REFUSED_FILE,
+      ]);
+      expect(r.code, r.output).toBe(0);
+      const sop = metaOf(new Uint8Array(await readFile(REFUSED_FILE))).MediaStorageSOPInstanceUID;
+      expect((await getJson<Json[]>(`${loose.dicomweb}/instances?SOPInstanceUID=${sop}`)).json).toHaveLength(
+        1,
+      );
+      expect(loose.logs.find((l) => l.msg === 'association accepted')).toMatchObject({
+        callingAETitle: 'MR1',
+        clientCertificate: expect.stringMatching(/CN=CT1/),
+      });
+      expect(loose.logs.some((l) => /PACS_DIMSE_TLS_BIND_AE=off/.test(String(l.msg)))).toBe(true);
+      const gateway = (await (await fetch(`${loose.baseUrl}/api/dimse`)).json()) as Record<string, unknown>;
+      expect(gateway).toMatchObject({
+        tlsClientCertificateRequired: true,
+        tlsClientCertificateNamesAE: false,
+      });
+    });
+  });
 });
 
 describe.skipIf(!hasOpenssl)('DICOM TLS configuration', () => {
@@ -410,7 +510,10 @@ describe.skipIf(!hasOpenssl)('DICOM TLS configuration', () => {
       PACS_DIMSE_TLS_CA: pki.cert('ca'),
       PACS_DIMSE_ALLOWED_AES: 'CT1',
     });
-    expect(ok.dimse).toMatchObject({ port: undefined, tlsPort: 2762 });
+    expect(ok.dimse).toMatchObject({ port: undefined, tlsPort: 2762, tlsBindAE: true });
+    expect(errorsOf({ PACS_DIMSE_TLS_BIND_AE: 'yes' })).toMatch(
+      /PACS_DIMSE_TLS_BIND_AE=yes: expected on or off/,
+    );
     expect(ok.dimse.tls?.cert.toString()).toMatch(/BEGIN CERTIFICATE/);
     expect(ok.dimse.tls?.ca).toBeDefined();
     expect(
