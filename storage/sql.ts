@@ -226,6 +226,11 @@ function sqliteNameKey(): string[] {
     `ALTER TABLE studies ADD COLUMN ${NAME_KEY} INTEGER`,
     `UPDATE studies SET ${NAME_KEY} = rowid`,
     `CREATE UNIQUE INDEX studies_${NAME_KEY} ON studies (${NAME_KEY})`,
+    // Statistics of the new index: without them, the PRAGMA optimize at close would analyze the whole
+    // table again, within its analysis_limit, replacing the statistics of its other indexes with coarser
+    // ones (at 300,000 studies: studies_patient_name 39 rows per name → 14, and PatientName=Nguyễn*
+    // sorted every Nguyễn instead of walking studies_date, 0.8 → 180 ms).
+    `ANALYZE studies_${NAME_KEY}`,
     ...sqliteNameTrigrams(NAME_KEY),
   ];
 }
