@@ -30,7 +30,6 @@ import {
   migrations,
   modalityCountSql,
   multiValue,
-  NAME_FTS,
   nameCandidatesSql,
   rowsFor,
   scopeDelete,
@@ -64,30 +63,10 @@ export async function openSqliteIndex(file: string): Promise<Index> {
     // Our LIKE patterns are built from already case-folded values: LIKE must be byte-exact (and can then use indexes).
     db.pragma('case_sensitive_like = ON');
     migrate(db);
-    checkNameTrigrams(db);
     return new SqliteIndex(db);
   } catch (e) {
     db.close();
     throw e;
-  }
-}
-
-/**
- * The name trigram table (NAME_FTS) refers to studies by rowid, and SQLite documents that VACUUM may
- * renumber the rowids of a table without an INTEGER PRIMARY KEY (studies has a text one): a database
- * vacuumed by hand, or restored from a VACUUM INTO copy, could then answer a name search without some
- * of its studies. So at every opening the table is checked against studies (FTS5's integrity-check with
- * its content: about 250 ms per 50,000 studies) and rebuilt from them when it disagrees (about 0.8 s
- * per 50,000). Returns whether it was rebuilt.
- */
-export function checkNameTrigrams(db: Db): boolean {
-  try {
-    db.prepare(`INSERT INTO ${NAME_FTS} (${NAME_FTS}, rank) VALUES ('integrity-check', 1)`).run();
-    return false;
-  } catch (err) {
-    if ((err as { code?: string }).code !== 'SQLITE_CORRUPT_VTAB') throw err;
-    db.prepare(`INSERT INTO ${NAME_FTS} (${NAME_FTS}) VALUES ('rebuild')`).run();
-    return true;
   }
 }
 
@@ -313,8 +292,8 @@ class SqliteIndex implements Index {
       (this.statement(names.sql)
         .pluck()
         .all(...(names.params as (string | number)[])) as number[]);
-    const nameRowids = candidates && candidates.length < COMMON_NAME_STUDIES ? candidates : undefined;
-    const q = searchSql(query, sqliteDialect, { modalityViaStudies, nameRowids });
+    const nameKeys = candidates && candidates.length < COMMON_NAME_STUDIES ? candidates : undefined;
+    const q = searchSql(query, sqliteDialect, { modalityViaStudies, nameKeys });
     const rows = this.statement(q.sql).all(...(q.params as (string | number)[])) as Record<string, unknown>[];
     return searchResults(query, rows);
   }
