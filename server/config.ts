@@ -124,7 +124,7 @@ export interface DimseConfig {
   remoteAEs: RemoteAE[];
 }
 
-/** DICOM TLS material, read from PEM files at start (PACS_DIMSE_TLS_CERT, _KEY, _CA). */
+/** DICOM TLS material, read from PEM files (PACS_DIMSE_TLS_CERT, _KEY, _CA, _CRL). */
 export interface DimseTls {
   /** Certificate chain: the TLS listener's, and our client certificate when we connect. */
   cert: Buffer;
@@ -135,6 +135,11 @@ export interface DimseTls {
    * asked for incoming.
    */
   ca?: Buffer;
+  /**
+   * CRLs of those CAs, one PEM block each (Node reads one CRL per entry): a peer certificate they list
+   * is refused, both ways. Undefined: no revocation check.
+   */
+  crl?: Buffer[];
 }
 
 /** Variable, default and meaning; the README's configuration table is this list. */
@@ -202,6 +207,10 @@ export const VARIABLES = {
   PACS_DIMSE_TLS_CA: [
     '',
     'PEM file of the CAs DICOM TLS trusts (the hospital CA). Set: the TLS listener requires a client certificate signed by one of them (others are refused at the handshake), and /tls remote AEs are verified against them. Empty: no client certificate is asked for (PACS_DIMSE_ALLOWED_AES is then the only check of the caller), and remote AEs are verified against the usual public CAs.',
+  ],
+  PACS_DIMSE_TLS_CRL: [
+    '',
+    'PEM file of the certificate revocation lists (CRLs) of the CAs of PACS_DIMSE_TLS_CA, one or more: a certificate they list is refused, by the TLS listener at the handshake and towards /tls remote AEs. Then every CA of PACS_DIMSE_TLS_CA must have its CRL in the file, and a CRL past its next update refuses every certificate of its CA: publish a new one before then. Empty: no revocation check. Needs PACS_DIMSE_TLS_CA.',
   ],
   PACS_DIMSE_TLS_BIND_AE: [
     'on',
@@ -394,6 +403,7 @@ function dimseConfig(get: (name: keyof typeof VARIABLES) => string, errors: stri
       cert: get('PACS_DIMSE_TLS_CERT').trim(),
       key: get('PACS_DIMSE_TLS_KEY').trim(),
       ca: get('PACS_DIMSE_TLS_CA').trim(),
+      crl: get('PACS_DIMSE_TLS_CRL').trim(),
     },
     errors,
     neededBy,
@@ -405,17 +415,26 @@ function dimseConfig(get: (name: keyof typeof VARIABLES) => string, errors: stri
 }
 
 /**
- * PACS_DIMSE_TLS_CERT, _KEY and _CA (file names; '' when not set), read and checked: PEM, a key that
- * goes with the certificate. The certificate and key are required when something needs them (neededBy
- * names it). Problems are added to errors, each naming its variable (or option, through names).
+ * PACS_DIMSE_TLS_CERT, _KEY, _CA and _CRL (file names; '' or absent when not set), read and checked:
+ * PEM, a key that goes with the certificate, CRLs that parse (and a CA for them). The certificate and
+ * key are required when something needs them (neededBy names it). Problems are added to errors, each
+ * naming its variable (or option, through names).
  */
 export function readDimseTls(
-  files: { cert: string; key: string; ca: string },
+  files: { cert: string; key: string; ca: string; crl?: string },
   errors: string[],
   neededBy: string | undefined,
-  names = { cert: 'PACS_DIMSE_TLS_CERT', key: 'PACS_DIMSE_TLS_KEY', ca: 'PACS_DIMSE_TLS_CA' },
+  names: { cert: string; key: string; ca: string; crl?: string } = {
+    cert: 'PACS_DIMSE_TLS_CERT',
+    key: 'PACS_DIMSE_TLS_KEY',
+    ca: 'PACS_DIMSE_TLS_CA',
+    crl: 'PACS_DIMSE_TLS_CRL',
+  },
 ): DimseTls | undefined {
-  if (files.cert === '' && files.key === '' && files.ca === '' && neededBy === undefined) return undefined;
+  const crlFile = files.crl ?? '';
+  const crlName = names.crl ?? 'PACS_DIMSE_TLS_CRL';
+  if (files.cert === '' && files.key === '' && files.ca === '' && crlFile === '' && neededBy === undefined)
+    return undefined;
   const before = errors.length;
   const read = (name: string, file: string): Buffer | undefined => {
     if (file === '') {
@@ -461,6 +480,26 @@ export function readDimseTls(
     }
   const ca = files.ca === '' ? undefined : read(names.ca, files.ca);
   pemCertificates(names.ca, files.ca, ca);
+  let crl: Buffer[] | undefined;
+  if (crlFile !== '') {
+    if (files.ca === '')
+      errors.push(`${crlName}=${crlFile}: needs ${names.ca} (the CAs whose revoked certificates it lists)`);
+    const pem = read(crlName, crlFile);
+    const blocks = pem?.toString('latin1').match(/-----BEGIN X509 CRL-----[\s\S]+?-----END X509 CRL-----/g);
+    if (pem && !blocks) errors.push(`${crlName}=${crlFile}: no PEM CRL in it (-----BEGIN X509 CRL-----)`);
+    else if (blocks) {
+      crl = blocks.map((b) => Buffer.from(`${b}\n`, 'latin1'));
+      for (const [i, block] of crl.entries())
+        try {
+          createSecureContext({ crl: block });
+        } catch (err) {
+          errors.push(
+            `${crlName}=${crlFile}: CRL ${i + 1} of ${crl.length} is not valid (${(err as Error).message})`,
+          );
+          break;
+        }
+    }
+  }
   if (errors.length > before) return undefined;
   if (!cert || !key) {
     // Nothing uses a certificate without its key, nor a CA without a certificate of our own.
@@ -475,7 +514,7 @@ export function readDimseTls(
     );
     return undefined;
   }
-  return { cert, key, ...(ca ? { ca } : {}) };
+  return { cert, key, ...(ca ? { ca } : {}), ...(crl ? { crl } : {}) };
 }
 
 function authConfig(

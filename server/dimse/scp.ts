@@ -17,8 +17,8 @@
  *
  * The same SCP serves a plain TCP listener (PACS_DIMSE_PORT) and a DICOM TLS one (PACS_DIMSE_TLS_PORT,
  * PS3.15 Annex B): TLS 1.2 or 1.3 with Node's default ciphers; with PACS_DIMSE_TLS_CA, a client
- * certificate signed by one of its CAs is required, and a connection without one is closed right after the
- * handshake, before a byte of DICOM is read; and, unless PACS_DIMSE_TLS_BIND_AE=off, an association whose
+ * certificate signed by one of its CAs (and not revoked by a CRL of PACS_DIMSE_TLS_CRL) is required, and a
+ * connection without one is closed right after the handshake, before a byte of DICOM is read; and, unless PACS_DIMSE_TLS_BIND_AE=off, an association whose
  * calling AE title the certificate does not name (negotiation.ts certificateAETitles) is refused like an
  * AE outside the allow-list. The allow-list, the per-address limits and the PDU length guard apply to both.
  */
@@ -861,6 +861,20 @@ function subjectOf(cert: { subject: string } | undefined): string | undefined {
   return cert?.subject.split('\n').join(', ');
 }
 
+/** Why a client certificate was refused, from OpenSSL's verification error code. */
+function untrustedReason(code: string): string {
+  switch (code) {
+    case 'CERT_REVOKED':
+      return 'client certificate revoked (PACS_DIMSE_TLS_CRL)';
+    case 'UNABLE_TO_GET_CRL':
+      return 'client certificate not checked: no CRL of its CA in PACS_DIMSE_TLS_CRL (UNABLE_TO_GET_CRL)';
+    case 'CRL_HAS_EXPIRED':
+      return 'client certificate not checked: the CRL of its CA is past its next update, publish a new one (PACS_DIMSE_TLS_CRL, CRL_HAS_EXPIRED)';
+    default:
+      return `client certificate not trusted (PACS_DIMSE_TLS_CA): ${code}`;
+  }
+}
+
 /**
  * Starts the DICOM listeners on host: the plain one on PACS_DIMSE_PORT and the TLS one on
  * PACS_DIMSE_TLS_PORT, those set (port 0: any free port). close() stops listening, aborts the open
@@ -970,6 +984,7 @@ export async function startDimseListener(
         cert: credentials.cert,
         key: credentials.key,
         ...(credentials.ca ? { ca: credentials.ca } : {}),
+        ...(credentials.crl ? { crl: credentials.crl } : {}),
         minVersion: 'TLSv1.2',
         requestCert: requireCertificate,
         // Checked below, so that a refused certificate is logged with its reason.
@@ -988,7 +1003,7 @@ export async function startDimseListener(
         const clientCertificate = subjectOf(socket.getPeerX509Certificate());
         if (requireCertificate && !socket.authorized) {
           const reason = clientCertificate
-            ? `client certificate not trusted (PACS_DIMSE_TLS_CA): ${socket.authorizationError}`
+            ? untrustedReason(String(socket.authorizationError))
             : 'no client certificate (PACS_DIMSE_TLS_CA requires one)';
           log.warn('DICOM TLS handshake failed', { source: socket.remoteAddress, reason, clientCertificate });
           socket.destroy();
