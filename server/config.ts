@@ -3,7 +3,7 @@
  * start-up and all problems are reported together (bulletproof-react's env schema idea).
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { createSecureContext } from 'node:tls';
@@ -107,8 +107,13 @@ export interface DimseConfig {
   port?: number;
   /** TCP port of the DICOM TLS listener (PS3.15 Annex B); undefined: none. */
   tlsPort?: number;
-  /** Certificate, key and trusted CAs of DICOM TLS, both ways; undefined when not configured. */
+  /**
+   * Certificate, key, trusted CAs and CRLs of DICOM TLS, both ways, as read at start; undefined when not
+   * configured. Handshakes use dimse/tls-files.ts currentDimseTls: tlsFiles read again when they change.
+   */
   tls?: DimseTls;
+  /** Where tls was read from, with tls. */
+  tlsFiles?: DimseTlsFiles;
   /**
    * With a CA (client certificates required): a TLS association is refused unless its calling AE title
    * is one the client certificate names (PACS_DIMSE_TLS_BIND_AE, negotiation.ts certificateAETitles).
@@ -124,7 +129,10 @@ export interface DimseConfig {
   remoteAEs: RemoteAE[];
 }
 
-/** DICOM TLS material, read from PEM files (PACS_DIMSE_TLS_CERT, _KEY, _CA, _CRL). */
+/**
+ * DICOM TLS material, read from PEM files (PACS_DIMSE_TLS_CERT, _KEY, _CA, _CRL): at start, and again
+ * when they change (dimse/tls-files.ts).
+ */
 export interface DimseTls {
   /** Certificate chain: the TLS listener's, and our client certificate when we connect. */
   cert: Buffer;
@@ -140,6 +148,33 @@ export interface DimseTls {
    * is refused, both ways. Undefined: no revocation check.
    */
   crl?: Buffer[];
+}
+
+/** The files of DICOM TLS ('' when not set), and their signature when read (dimse/tls-files.ts). */
+export interface DimseTlsFiles {
+  cert: string;
+  key: string;
+  ca: string;
+  crl: string;
+  signature: string;
+}
+
+/**
+ * What the DICOM TLS files are now (dimse/tls-files.ts): the inode, size and modification time of each
+ * one set, so that a file replaced or rewritten changes it.
+ */
+export function tlsFilesSignature(files: Omit<DimseTlsFiles, 'signature'>): string {
+  return [files.cert, files.key, files.ca, files.crl]
+    .map((file) => {
+      if (file === '') return '-';
+      try {
+        const s = statSync(file);
+        return `${s.ino}:${s.size}:${s.mtimeMs}`;
+      } catch (err) {
+        return `(${(err as NodeJS.ErrnoException).code ?? 'error'})`;
+      }
+    })
+    .join(' ');
 }
 
 /** Variable, default and meaning; the README's configuration table is this list. */
@@ -201,7 +236,7 @@ export const VARIABLES = {
   ],
   PACS_DIMSE_TLS_CERT: [
     '',
-    'PEM file of the certificate (chain) of DICOM TLS: the TLS listener presents it, and it is our client certificate towards /tls remote AEs. Required with PACS_DIMSE_TLS_PORT or a /tls remote AE.',
+    'PEM file of the certificate (chain) of DICOM TLS: the TLS listener presents it, and it is our client certificate towards /tls remote AEs. Required with PACS_DIMSE_TLS_PORT or a /tls remote AE. This file, the key, the CA and the CRL are read again when they change (checked at most every 3 s, on new connections), without a restart.',
   ],
   PACS_DIMSE_TLS_KEY: ['', 'PEM file of the private key of PACS_DIMSE_TLS_CERT (not encrypted).'],
   PACS_DIMSE_TLS_CA: [
@@ -398,20 +433,28 @@ function dimseConfig(get: (name: keyof typeof VARIABLES) => string, errors: stri
       : tlsRemote
         ? `the /tls remote AE ${tlsRemote.aet} (PACS_DIMSE_REMOTE_AES)`
         : undefined;
-  const tls = readDimseTls(
-    {
-      cert: get('PACS_DIMSE_TLS_CERT').trim(),
-      key: get('PACS_DIMSE_TLS_KEY').trim(),
-      ca: get('PACS_DIMSE_TLS_CA').trim(),
-      crl: get('PACS_DIMSE_TLS_CRL').trim(),
-    },
-    errors,
-    neededBy,
-  );
+  const files = {
+    cert: get('PACS_DIMSE_TLS_CERT').trim(),
+    key: get('PACS_DIMSE_TLS_KEY').trim(),
+    ca: get('PACS_DIMSE_TLS_CA').trim(),
+    crl: get('PACS_DIMSE_TLS_CRL').trim(),
+  };
+  // Before they are read: a file replaced meanwhile is read again at the first check.
+  const signature = tlsFilesSignature(files);
+  const tls = readDimseTls(files, errors, neededBy);
   const bindAE = get('PACS_DIMSE_TLS_BIND_AE').trim();
   if (bindAE !== 'on' && bindAE !== 'off')
     errors.push(`PACS_DIMSE_TLS_BIND_AE=${bindAE}: expected on or off`);
-  return { port, tlsPort, tls, tlsBindAE: bindAE !== 'off', aeTitle, allowedAEs, remoteAEs: remote.aes };
+  return {
+    port,
+    tlsPort,
+    tls,
+    ...(tls ? { tlsFiles: { ...files, signature } } : {}),
+    tlsBindAE: bindAE !== 'off',
+    aeTitle,
+    allowedAEs,
+    remoteAEs: remote.aes,
+  };
 }
 
 /**
