@@ -3,7 +3,7 @@
  * start-up and all problems are reported together (bulletproof-react's env schema idea).
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { createSecureContext } from 'node:tls';
@@ -107,8 +107,13 @@ export interface DimseConfig {
   port?: number;
   /** TCP port of the DICOM TLS listener (PS3.15 Annex B); undefined: none. */
   tlsPort?: number;
-  /** Certificate, key and trusted CAs of DICOM TLS, both ways; undefined when not configured. */
+  /**
+   * Certificate, key, trusted CAs and CRLs of DICOM TLS, both ways, as read at start; undefined when not
+   * configured. Handshakes use dimse/tls-files.ts currentDimseTls: tlsFiles read again when they change.
+   */
   tls?: DimseTls;
+  /** Where tls was read from, with tls. */
+  tlsFiles?: DimseTlsFiles;
   /**
    * With a CA (client certificates required): a TLS association is refused unless its calling AE title
    * is one the client certificate names (PACS_DIMSE_TLS_BIND_AE, negotiation.ts certificateAETitles).
@@ -124,7 +129,10 @@ export interface DimseConfig {
   remoteAEs: RemoteAE[];
 }
 
-/** DICOM TLS material, read from PEM files at start (PACS_DIMSE_TLS_CERT, _KEY, _CA). */
+/**
+ * DICOM TLS material, read from PEM files (PACS_DIMSE_TLS_CERT, _KEY, _CA, _CRL): at start, and again
+ * when they change (dimse/tls-files.ts).
+ */
 export interface DimseTls {
   /** Certificate chain: the TLS listener's, and our client certificate when we connect. */
   cert: Buffer;
@@ -135,6 +143,38 @@ export interface DimseTls {
    * asked for incoming.
    */
   ca?: Buffer;
+  /**
+   * CRLs of those CAs, one PEM block each (Node reads one CRL per entry): a peer certificate they list
+   * is refused, both ways. Undefined: no revocation check.
+   */
+  crl?: Buffer[];
+}
+
+/** The files of DICOM TLS ('' when not set), and their signature when read (dimse/tls-files.ts). */
+export interface DimseTlsFiles {
+  cert: string;
+  key: string;
+  ca: string;
+  crl: string;
+  signature: string;
+}
+
+/**
+ * What the DICOM TLS files are now (dimse/tls-files.ts): the inode, size and modification time of each
+ * one set, so that a file replaced or rewritten changes it.
+ */
+export function tlsFilesSignature(files: Omit<DimseTlsFiles, 'signature'>): string {
+  return [files.cert, files.key, files.ca, files.crl]
+    .map((file) => {
+      if (file === '') return '-';
+      try {
+        const s = statSync(file);
+        return `${s.ino}:${s.size}:${s.mtimeMs}`;
+      } catch (err) {
+        return `(${(err as NodeJS.ErrnoException).code ?? 'error'})`;
+      }
+    })
+    .join(' ');
 }
 
 /** Variable, default and meaning; the README's configuration table is this list. */
@@ -196,12 +236,16 @@ export const VARIABLES = {
   ],
   PACS_DIMSE_TLS_CERT: [
     '',
-    'PEM file of the certificate (chain) of DICOM TLS: the TLS listener presents it, and it is our client certificate towards /tls remote AEs. Required with PACS_DIMSE_TLS_PORT or a /tls remote AE.',
+    'PEM file of the certificate (chain) of DICOM TLS: the TLS listener presents it, and it is our client certificate towards /tls remote AEs. Required with PACS_DIMSE_TLS_PORT or a /tls remote AE. This file, the key, the CA and the CRL are read again when they change (checked at most every 3 s, on new connections), without a restart.',
   ],
   PACS_DIMSE_TLS_KEY: ['', 'PEM file of the private key of PACS_DIMSE_TLS_CERT (not encrypted).'],
   PACS_DIMSE_TLS_CA: [
     '',
     'PEM file of the CAs DICOM TLS trusts (the hospital CA). Set: the TLS listener requires a client certificate signed by one of them (others are refused at the handshake), and /tls remote AEs are verified against them. Empty: no client certificate is asked for (PACS_DIMSE_ALLOWED_AES is then the only check of the caller), and remote AEs are verified against the usual public CAs.',
+  ],
+  PACS_DIMSE_TLS_CRL: [
+    '',
+    'PEM file of the certificate revocation lists (CRLs) of the CAs of PACS_DIMSE_TLS_CA, one or more: a certificate they list is refused, by the TLS listener at the handshake and towards /tls remote AEs. Then every CA of PACS_DIMSE_TLS_CA must have its CRL in the file, and a CRL past its next update refuses every certificate of its CA: publish a new one before then. Empty: no revocation check. Needs PACS_DIMSE_TLS_CA.',
   ],
   PACS_DIMSE_TLS_BIND_AE: [
     'on',
@@ -389,33 +433,51 @@ function dimseConfig(get: (name: keyof typeof VARIABLES) => string, errors: stri
       : tlsRemote
         ? `the /tls remote AE ${tlsRemote.aet} (PACS_DIMSE_REMOTE_AES)`
         : undefined;
-  const tls = readDimseTls(
-    {
-      cert: get('PACS_DIMSE_TLS_CERT').trim(),
-      key: get('PACS_DIMSE_TLS_KEY').trim(),
-      ca: get('PACS_DIMSE_TLS_CA').trim(),
-    },
-    errors,
-    neededBy,
-  );
+  const files = {
+    cert: get('PACS_DIMSE_TLS_CERT').trim(),
+    key: get('PACS_DIMSE_TLS_KEY').trim(),
+    ca: get('PACS_DIMSE_TLS_CA').trim(),
+    crl: get('PACS_DIMSE_TLS_CRL').trim(),
+  };
+  // Before they are read: a file replaced meanwhile is read again at the first check.
+  const signature = tlsFilesSignature(files);
+  const tls = readDimseTls(files, errors, neededBy);
   const bindAE = get('PACS_DIMSE_TLS_BIND_AE').trim();
   if (bindAE !== 'on' && bindAE !== 'off')
     errors.push(`PACS_DIMSE_TLS_BIND_AE=${bindAE}: expected on or off`);
-  return { port, tlsPort, tls, tlsBindAE: bindAE !== 'off', aeTitle, allowedAEs, remoteAEs: remote.aes };
+  return {
+    port,
+    tlsPort,
+    tls,
+    ...(tls ? { tlsFiles: { ...files, signature } } : {}),
+    tlsBindAE: bindAE !== 'off',
+    aeTitle,
+    allowedAEs,
+    remoteAEs: remote.aes,
+  };
 }
 
 /**
- * PACS_DIMSE_TLS_CERT, _KEY and _CA (file names; '' when not set), read and checked: PEM, a key that
- * goes with the certificate. The certificate and key are required when something needs them (neededBy
- * names it). Problems are added to errors, each naming its variable (or option, through names).
+ * PACS_DIMSE_TLS_CERT, _KEY, _CA and _CRL (file names; '' or absent when not set), read and checked:
+ * PEM, a key that goes with the certificate, CRLs that parse (and a CA for them). The certificate and
+ * key are required when something needs them (neededBy names it). Problems are added to errors, each
+ * naming its variable (or option, through names).
  */
 export function readDimseTls(
-  files: { cert: string; key: string; ca: string },
+  files: { cert: string; key: string; ca: string; crl?: string },
   errors: string[],
   neededBy: string | undefined,
-  names = { cert: 'PACS_DIMSE_TLS_CERT', key: 'PACS_DIMSE_TLS_KEY', ca: 'PACS_DIMSE_TLS_CA' },
+  names: { cert: string; key: string; ca: string; crl?: string } = {
+    cert: 'PACS_DIMSE_TLS_CERT',
+    key: 'PACS_DIMSE_TLS_KEY',
+    ca: 'PACS_DIMSE_TLS_CA',
+    crl: 'PACS_DIMSE_TLS_CRL',
+  },
 ): DimseTls | undefined {
-  if (files.cert === '' && files.key === '' && files.ca === '' && neededBy === undefined) return undefined;
+  const crlFile = files.crl ?? '';
+  const crlName = names.crl ?? 'PACS_DIMSE_TLS_CRL';
+  if (files.cert === '' && files.key === '' && files.ca === '' && crlFile === '' && neededBy === undefined)
+    return undefined;
   const before = errors.length;
   const read = (name: string, file: string): Buffer | undefined => {
     if (file === '') {
@@ -461,6 +523,26 @@ export function readDimseTls(
     }
   const ca = files.ca === '' ? undefined : read(names.ca, files.ca);
   pemCertificates(names.ca, files.ca, ca);
+  let crl: Buffer[] | undefined;
+  if (crlFile !== '') {
+    if (files.ca === '')
+      errors.push(`${crlName}=${crlFile}: needs ${names.ca} (the CAs whose revoked certificates it lists)`);
+    const pem = read(crlName, crlFile);
+    const blocks = pem?.toString('latin1').match(/-----BEGIN X509 CRL-----[\s\S]+?-----END X509 CRL-----/g);
+    if (pem && !blocks) errors.push(`${crlName}=${crlFile}: no PEM CRL in it (-----BEGIN X509 CRL-----)`);
+    else if (blocks) {
+      crl = blocks.map((b) => Buffer.from(`${b}\n`, 'latin1'));
+      for (const [i, block] of crl.entries())
+        try {
+          createSecureContext({ crl: block });
+        } catch (err) {
+          errors.push(
+            `${crlName}=${crlFile}: CRL ${i + 1} of ${crl.length} is not valid (${(err as Error).message})`,
+          );
+          break;
+        }
+    }
+  }
   if (errors.length > before) return undefined;
   if (!cert || !key) {
     // Nothing uses a certificate without its key, nor a CA without a certificate of our own.
@@ -475,7 +557,7 @@ export function readDimseTls(
     );
     return undefined;
   }
-  return { cert, key, ...(ca ? { ca } : {}) };
+  return { cert, key, ...(ca ? { ca } : {}), ...(crl ? { crl } : {}) };
 }
 
 function authConfig(

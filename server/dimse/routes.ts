@@ -13,6 +13,7 @@ import type { IngestContext } from '../ingest';
 import type { ListeningPorts } from './scp';
 import { outgoing } from './retrieve';
 import { isStored, storeInstances } from './scu';
+import { currentDimseTls } from './tls-files';
 
 const hex = (n: number) => `0x${n.toString(16).toUpperCase().padStart(4, '0')}`;
 
@@ -39,7 +40,7 @@ export function sendStudy(ctx: IngestContext) {
     const results = await storeInstances(
       remote,
       instances.map((i) => outgoing(ctx.blobs, i)),
-      { callingAETitle: aeTitle, tls: ctx.config.dimse.tls, log: ctx.log },
+      { callingAETitle: aeTitle, tls: currentDimseTls(ctx.config.dimse, ctx.log), log: ctx.log },
     );
     const failures = results
       .filter((r) => !isStored(r))

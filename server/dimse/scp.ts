@@ -17,17 +17,19 @@
  *
  * The same SCP serves a plain TCP listener (PACS_DIMSE_PORT) and a DICOM TLS one (PACS_DIMSE_TLS_PORT,
  * PS3.15 Annex B): TLS 1.2 or 1.3 with Node's default ciphers; with PACS_DIMSE_TLS_CA, a client
- * certificate signed by one of its CAs is required, and a connection without one is closed right after the
- * handshake, before a byte of DICOM is read; and, unless PACS_DIMSE_TLS_BIND_AE=off, an association whose
- * calling AE title the certificate does not name (negotiation.ts certificateAETitles) is refused like an
- * AE outside the allow-list. The allow-list, the per-address limits and the PDU length guard apply to both.
+ * certificate signed by one of its CAs (and not revoked by a CRL of PACS_DIMSE_TLS_CRL) is required, and
+ * a connection without one is closed right after the handshake, before a byte of DICOM is read; and,
+ * unless PACS_DIMSE_TLS_BIND_AE=off, an association whose calling AE title the certificate does not name
+ * (negotiation.ts certificateAETitles) is refused like an AE outside the allow-list. The allow-list, the per-address limits and the PDU length guard apply to both.
+ * The TLS listener's certificate, key, CAs and CRLs follow their files (tls-files.ts): renewed ones are
+ * used from the next handshake on, by setSecureContext.
  */
 import net from 'node:net';
 import tls from 'node:tls';
 import { Writable } from 'node:stream';
 import { parseQuery } from '../../dicomweb/qido';
 import { DicomwebError, FailureReason } from '../../dicomweb/status';
-import type { DimseConfig } from '../config';
+import type { DimseConfig, DimseTls } from '../config';
 import { type IngestContext, type IngestResult, ingestInstance } from '../ingest';
 import type { Logger } from '../log';
 import { DICOMWEB_ROOT } from '../routes/common';
@@ -84,6 +86,7 @@ import { findResponse, patientsOf, planFind, QRStatus, QueryError } from './quer
 import { instancesToRetrieve, outgoing } from './retrieve';
 import { isStored, type StoreResult, sendInstance, storeInstances } from './scu';
 import { DatasetChannel } from './channel';
+import { currentDimseTls } from './tls-files';
 
 const { PresentationContextResult, RejectResult, RejectSource, RejectReason, Status } = dimse.constants;
 
@@ -600,7 +603,7 @@ class ArchiveScp extends DimseConnection {
       if (remote) {
         const results = await storeInstances(remote, items, {
           callingAETitle: this.gw.dimse.aeTitle,
-          tls: this.gw.dimse.tls,
+          tls: currentDimseTls(this.gw.dimse, this.log),
           log: this.log,
           moveOriginator: { aeTitle: this.callingAETitle, messageId },
           onResult: tally,
@@ -811,7 +814,13 @@ class ArchiveScp extends DimseConnection {
     }
     try {
       const attempts = await reportWithRetries(
-        () => reportOnNewAssociation(remote, this.gw.dimse.aeTitle, result, this.gw.dimse.tls),
+        () =>
+          reportOnNewAssociation(
+            remote,
+            this.gw.dimse.aeTitle,
+            result,
+            currentDimseTls(this.gw.dimse, this.log),
+          ),
         {
           stopped: this.gw.stopping.signal,
           onRetry: (err, attempt) =>
@@ -859,6 +868,20 @@ const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 /** The subject of a certificate on one line ("C=VN, O=Benh vien tinh, CN=CT1"). */
 function subjectOf(cert: { subject: string } | undefined): string | undefined {
   return cert?.subject.split('\n').join(', ');
+}
+
+/** Why a client certificate was refused, from OpenSSL's verification error code. */
+function untrustedReason(code: string): string {
+  switch (code) {
+    case 'CERT_REVOKED':
+      return 'client certificate revoked (PACS_DIMSE_TLS_CRL)';
+    case 'UNABLE_TO_GET_CRL':
+      return 'client certificate not checked: no CRL of its CA in PACS_DIMSE_TLS_CRL (UNABLE_TO_GET_CRL)';
+    case 'CRL_HAS_EXPIRED':
+      return 'client certificate not checked: the CRL of its CA is past its next update, publish a new one (PACS_DIMSE_TLS_CRL, CRL_HAS_EXPIRED)';
+    default:
+      return `client certificate not trusted (PACS_DIMSE_TLS_CA): ${code}`;
+  }
 }
 
 /**
@@ -965,12 +988,17 @@ export async function startDimseListener(
       if (!credentials)
         throw new Error('PACS_DIMSE_TLS_PORT needs PACS_DIMSE_TLS_CERT and PACS_DIMSE_TLS_KEY');
       const requireCertificate = credentials.ca !== undefined;
-      // Handshakes only: the TCP connections come from the listener below, once admitted.
-      const handshakes = tls.createServer({
-        cert: credentials.cert,
-        key: credentials.key,
-        ...(credentials.ca ? { ca: credentials.ca } : {}),
+      const contextOf = (material: DimseTls): tls.SecureContextOptions => ({
+        cert: material.cert,
+        key: material.key,
+        ...(material.ca ? { ca: material.ca } : {}),
+        ...(material.crl ? { crl: material.crl } : {}),
         minVersion: 'TLSv1.2',
+      });
+      // Handshakes only: the TCP connections come from the listener below, once admitted.
+      let inUse = credentials;
+      const handshakes = tls.createServer({
+        ...contextOf(credentials),
         requestCert: requireCertificate,
         // Checked below, so that a refused certificate is logged with its reason.
         rejectUnauthorized: false,
@@ -988,7 +1016,7 @@ export async function startDimseListener(
         const clientCertificate = subjectOf(socket.getPeerX509Certificate());
         if (requireCertificate && !socket.authorized) {
           const reason = clientCertificate
-            ? `client certificate not trusted (PACS_DIMSE_TLS_CA): ${socket.authorizationError}`
+            ? untrustedReason(String(socket.authorizationError))
             : 'no client certificate (PACS_DIMSE_TLS_CA requires one)';
           log.warn('DICOM TLS handshake failed', { source: socket.remoteAddress, reason, clientCertificate });
           socket.destroy();
@@ -1004,7 +1032,14 @@ export async function startDimseListener(
         );
       });
       secure = net.createServer((socket) => {
-        if (admit(socket)) handshakes.emit('connection', socket);
+        if (!admit(socket)) return;
+        // Renewed files (tls-files.ts): this handshake and the next ones use them.
+        const material = currentDimseTls(dimseConfig, log) ?? inUse;
+        if (material !== inUse) {
+          handshakes.setSecureContext(contextOf(material));
+          inUse = material;
+        }
+        handshakes.emit('connection', socket);
       });
       servers.push(secure);
       await listen(secure, dimseConfig.tlsPort, 'DICOM TLS listener');

@@ -10,7 +10,8 @@
  *
  * A remote AE marked /tls is reached over DICOM TLS (PS3.15 Annex B): TLS 1.2 or 1.3, our certificate as
  * the client certificate, the peer's certificate verified against PACS_DIMSE_TLS_CA (or the default CAs)
- * and its name or IP address checked against the host we connect to.
+ * and, with PACS_DIMSE_TLS_CRL, refused when revoked; its name or IP address checked against the host we
+ * connect to.
  */
 import net from 'node:net';
 import tls from 'node:tls';
@@ -143,6 +144,7 @@ class OutboundConnection extends DimseConnection {
             cert: credentials.cert,
             key: credentials.key,
             ...(credentials.ca ? { ca: credentials.ca } : {}),
+            ...(credentials.crl ? { crl: credentials.crl } : {}),
             minVersion: 'TLSv1.2',
           })
         : net.connect({ host: remote.host, port: remote.port });

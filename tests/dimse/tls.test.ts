@@ -6,15 +6,25 @@
  *   certificate; refused and nothing stored without one, with one from the other CA, and for a plain
  *   association to the TLS port; the server goes on serving.
  * - TLS listener without PACS_DIMSE_TLS_CA: anonymous TLS accepted, the allow-list still applies.
+ * - PACS_DIMSE_TLS_CRL (CRLs made with `openssl ca -gencrl`): a revoked client certificate refused at the
+ *   handshake, nothing stored, one of the same CA not revoked still stores; send study to a peer whose
+ *   certificate is revoked refused.
+ * - The files followed without a restart: a new CRL put in place is used for the next associations both
+ *   ways, a broken one leaves the previous in use with an error logged, a renewed certificate and key
+ *   are presented from the next handshake on.
  * - Outgoing: "send study" and npm run dimse to /tls remote AEs (dcmtk storescp requiring our client
  *   certificate), refused with the reason when the peer's certificate is not trusted or ours is not.
- * - Configuration errors: missing, unreadable and mismatched PEM files, named by their variable.
+ * - Configuration errors: missing, unreadable and mismatched PEM files and CRLs, named by their variable.
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../server/config';
+import { TLS_FILES_CHECK_MS } from '../../server/dimse/tls-files';
 import { getJson, type Json, value } from '../e2e/dicomweb';
 import { runTs } from '../helpers/process';
 import { loadSamples } from '../helpers/server';
@@ -55,7 +65,8 @@ async function openssl(args: string[]): Promise<void> {
 /**
  * ca (the hospital CA) and other (an unrelated CA); archive (signed by ca, IP:127.0.0.1 and
  * DNS:localhost), ct1 (ca, CN=CT1), mr1 (ca, URI:dicom-aet:MR1), stranger (other, a client certificate),
- * impostor (other, for 127.0.0.1).
+ * impostor (other, for 127.0.0.1); ct1-old (ca, CN=CT1) and gone (ca, for 127.0.0.1), for revoking;
+ * renewed (ca, like archive), its next certificate.
  */
 async function makePki(): Promise<Pki> {
   const dir = await mkdtemp(path.join(tmpdir(), 'pacs-tls-'));
@@ -81,6 +92,9 @@ async function makePki(): Promise<Pki> {
     ['mr1', 'ca', 'mr1.hospital.test', 'DNS:mr1.hospital.test,URI:dicom-aet:MR1'],
     ['stranger', 'other', 'CT1', 'DNS:ct1.hospital.test'],
     ['impostor', 'other', 'STORESCP', 'IP:127.0.0.1,DNS:localhost'],
+    ['ct1-old', 'ca', 'CT1', 'DNS:ct1.hospital.test'],
+    ['gone', 'ca', 'GONE', 'IP:127.0.0.1,DNS:localhost'],
+    ['renewed', 'ca', 'PACS', 'IP:127.0.0.1,DNS:localhost'],
   ];
   await Promise.all(
     leaves.map(async ([name, ca, cn, san]) => {
@@ -99,6 +113,25 @@ async function makePki(): Promise<Pki> {
     }),
   );
   return pki;
+}
+
+/**
+ * Writes to out a CRL of issuer (the hospital CA unless told) listing the certificates named, as a CA
+ * keeps it: `openssl ca -revoke` into its database (a fresh one in a folder of its own), then
+ * `openssl ca -gencrl`.
+ */
+async function makeCrl(pki: Pki, revoked: string[], out: string, issuer = 'ca'): Promise<void> {
+  const db = await mkdtemp(path.join(pki.dir, 'ca-db-'));
+  const conf = path.join(db, 'ca.cnf');
+  await writeFile(path.join(db, 'index.txt'), '');
+  await writeFile(path.join(db, 'crlnumber'), '01\n');
+  await writeFile(
+    conf,
+    `[ca]\ndefault_ca = hospital\n[hospital]\ndatabase = ${db}/index.txt\ncrlnumber = ${db}/crlnumber\ndefault_md = sha256\ndefault_crl_days = 2\n`,
+  );
+  const ca = ['-config', conf, '-keyfile', pki.key(issuer), '-cert', pki.cert(issuer)];
+  for (const name of revoked) await openssl(['ca', ...ca, '-revoke', pki.cert(name)]);
+  await openssl(['ca', ...ca, '-gencrl', '-out', out]);
 }
 
 /** Sample files dcmtk's storescu sends unchanged (checked against a bit-preserving storescp). */
@@ -481,6 +514,204 @@ describe.skipIf(!samplesPresent || !hasDcmtk || !hasOpenssl)('DICOM TLS (PS3.15 
       });
     });
   });
+
+  describe('PACS_DIMSE_TLS_CRL', () => {
+    /**
+     * Two CAs trusted, each with its CRL in the one file (the other CA's first): the hospital CA's revokes
+     * ct1-old (a modality's old certificate) and gone (a peer's).
+     */
+    let crlFile: string;
+    /** The archive's certificate and key: copies of archive's, to be renewed. */
+    let servedCert: string;
+    let servedKey: string;
+    let revoking: Archive;
+    /** storescp presenting the revoked certificate gone. */
+    let gone: StoreScp;
+    let study: string;
+
+    /** crlFile: the other CA's CRL (nothing revoked), then the hospital CA's, revoking those named. */
+    const publishCrl = async (revoked: string[]) => {
+      const [otherCrl, caCrl] = [path.join(pki.dir, 'other-crl.pem'), path.join(pki.dir, 'ca-crl.pem')];
+      await makeCrl(pki, [], otherCrl, 'other');
+      await makeCrl(pki, revoked, caCrl);
+      await writeFile(crlFile, (await readFile(otherCrl, 'utf8')) + (await readFile(caCrl, 'utf8')));
+    };
+
+    beforeAll(async () => {
+      crlFile = path.join(pki.dir, 'crl.pem');
+      const cas = path.join(pki.dir, 'cas.pem');
+      await writeFile(
+        cas,
+        (await readFile(pki.cert('other'), 'utf8')) + (await readFile(pki.cert('ca'), 'utf8')),
+      );
+      await publishCrl(['ct1-old', 'gone']);
+      servedCert = path.join(pki.dir, 'served.pem');
+      servedKey = path.join(pki.dir, 'served.key');
+      await copyFile(pki.cert('archive'), servedCert);
+      await copyFile(pki.key('archive'), servedKey);
+      gone = await startStorescp('GONE', [
+        '+tls',
+        pki.key('gone'),
+        pki.cert('gone'),
+        '-pw',
+        '+cf',
+        pki.cert('ca'),
+      ]);
+      revoking = await startArchive({
+        PACS_DIMSE_PORT: '',
+        PACS_DIMSE_TLS_PORT: '0',
+        PACS_DIMSE_TLS_CERT: servedCert,
+        PACS_DIMSE_TLS_KEY: servedKey,
+        PACS_DIMSE_TLS_CA: cas,
+        PACS_DIMSE_TLS_CRL: crlFile,
+        PACS_DIMSE_ALLOWED_AES: 'CT1@127.0.0.1,MR1@127.0.0.1',
+        PACS_DIMSE_REMOTE_AES: `GOOD@127.0.0.1:${good.port}/tls,GONE@127.0.0.1:${gone.port}/tls`,
+      });
+      const file = path.join(SAMPLES, 'vietnamese', 'le-hoang-nam-1.dcm');
+      await loadSamples(revoking.baseUrl, [file]);
+      const sop = metaOf(new Uint8Array(await readFile(file))).MediaStorageSOPInstanceUID;
+      const [instance] = (await getJson<Json[]>(`${revoking.dicomweb}/instances?SOPInstanceUID=${sop}`)).json;
+      study = value(instance, '0020000D');
+    });
+    afterAll(async () => {
+      await revoking?.close();
+      await gone?.close();
+    });
+
+    const storeAs = (cert: string, file: string) =>
+      run('storescu', [
+        ...['-aet', 'CT1', '-aec', 'PACS', ...tls(cert), '127.0.0.1', String(revoking.dimseTlsPort), file],
+      ]);
+    const echoAs = (aet: string, cert: string) =>
+      run('echoscu', ['-aet', aet, '-aec', 'PACS', ...tls(cert), '127.0.0.1', String(revoking.dimseTlsPort)]);
+    const send = async (aet: string) => {
+      const res = await fetch(`${revoking.baseUrl}/api/studies/${study}/send`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ aet }),
+      });
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    };
+    const foundIn = async (a: Archive, file: string) => {
+      const sop = metaOf(new Uint8Array(await readFile(file))).MediaStorageSOPInstanceUID;
+      return (await getJson<Json[]>(`${a.dicomweb}/instances?SOPInstanceUID=${sop}`)).json.length;
+    };
+
+    it('refuses a revoked client certificate at the handshake, logged, nothing stored; one of the same CA not revoked stores', async () => {
+      const refused = await storeAs('ct1-old', REFUSED_FILE);
+      expect(refused.code, refused.output).not.toBe(0);
+      expect(await foundIn(revoking, REFUSED_FILE)).toBe(0);
+      const failure = () => revoking.logs.find((l) => l.msg === 'DICOM TLS handshake failed');
+      expect(await eventually(() => failure() !== undefined)).toBe(true);
+      expect(failure()).toMatchObject({
+        level: 'warn',
+        reason: 'client certificate revoked (PACS_DIMSE_TLS_CRL)',
+        clientCertificate: expect.stringMatching(/CN=CT1/),
+      });
+      expect(revoking.logs.some((l) => l.msg === 'association accepted')).toBe(false);
+      const stored = await storeAs('ct1', REFUSED_FILE);
+      expect(stored.code, stored.output).toBe(0);
+      expect(await foundIn(revoking, REFUSED_FILE)).toBe(1);
+    });
+
+    it('send study: refused towards a peer whose certificate is revoked (502, nothing sent), sent to one whose is not', async () => {
+      const refused = await send('GONE');
+      expect(refused.status).toBe(502);
+      expect(refused.body.message).toMatch(
+        /GONE@127\.0\.0\.1:\d+\/tls: TLS handshake failed: certificate revoked/,
+      );
+      expect(await filesUnder(gone.dir)).toEqual([]);
+      const sent = await send('GOOD');
+      expect(sent.status, JSON.stringify(sent.body)).toBe(200);
+    });
+
+    /** Long enough for the next connection to look at the files again. */
+    const nextCheck = () => new Promise((resolve) => setTimeout(resolve, TLS_FILES_CHECK_MS + 500));
+    const revokedFailures = (subject: RegExp) =>
+      revoking.logs.filter(
+        (l) =>
+          l.msg === 'DICOM TLS handshake failed' &&
+          l.reason === 'client certificate revoked (PACS_DIMSE_TLS_CRL)' &&
+          subject.test(String(l.clientCertificate)),
+      );
+
+    it('a new CRL put in place of the file is used for the next associations, both ways, without a restart', async () => {
+      const before = await echoAs('MR1', 'mr1');
+      expect(before.code, before.output).toBe(0);
+      // mr1 revoked, and archive: the certificate GOOD presents.
+      await publishCrl(['ct1-old', 'gone', 'mr1', 'archive']);
+      await nextCheck();
+      // An outgoing association first: it finds the new CRL by itself.
+      const out = await send('GOOD');
+      expect(out.status).toBe(502);
+      expect(out.body.message).toMatch(
+        /GOOD@127\.0\.0\.1:\d+\/tls: TLS handshake failed: certificate revoked/,
+      );
+      const refused = await echoAs('MR1', 'mr1');
+      expect(refused.code, refused.output).not.toBe(0);
+      expect(await eventually(() => revokedFailures(/CN=mr1\.hospital\.test/).length === 1)).toBe(true);
+      expect(revoking.logs.filter((l) => l.msg === 'DICOM TLS files reloaded')).toEqual([
+        expect.objectContaining({ level: 'info', crls: 2, certificate: expect.stringMatching(/CN=PACS/) }),
+      ]);
+      const ct1 = await echoAs('CT1', 'ct1');
+      expect(ct1.code, ct1.output).toBe(0);
+    });
+
+    it('a broken replacement keeps the files in use, with an error in the log; the next good one is taken', async () => {
+      await writeFile(crlFile, '-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n');
+      await nextCheck();
+      const ct1 = await echoAs('CT1', 'ct1');
+      expect(ct1.code, ct1.output).toBe(0);
+      // Still the CRL that revokes mr1: not none.
+      const mr1 = await echoAs('MR1', 'mr1');
+      expect(mr1.code, mr1.output).not.toBe(0);
+      expect(await eventually(() => revokedFailures(/CN=mr1\.hospital\.test/).length === 2)).toBe(true);
+      expect(
+        revoking.logs.filter(
+          (l) =>
+            l.msg === 'DICOM TLS files not reloaded: the previous certificate, key, CA and CRL stay in use',
+        ),
+      ).toEqual([
+        expect.objectContaining({
+          level: 'error',
+          errors: [expect.stringMatching(/^PACS_DIMSE_TLS_CRL=.*crl\.pem: CRL 1 of 1 is not valid/)],
+        }),
+      ]);
+      await publishCrl(['ct1-old', 'gone']);
+      await nextCheck();
+      const again = await echoAs('MR1', 'mr1');
+      expect(again.code, again.output).toBe(0);
+      expect(revoking.logs.filter((l) => l.msg === 'DICOM TLS files reloaded')).toHaveLength(2);
+    });
+
+    it('a renewed certificate and key are presented from the next handshake on', async () => {
+      const presented = () =>
+        new Promise<string>((resolve, reject) => {
+          const socket = tlsConnect(
+            {
+              host: '127.0.0.1',
+              port: Number(revoking.dimseTlsPort),
+              ca: readFileSync(pki.cert('ca')),
+              cert: readFileSync(pki.cert('ct1')),
+              key: readFileSync(pki.key('ct1')),
+            },
+            () => {
+              resolve(socket.getPeerX509Certificate()?.serialNumber ?? '');
+              socket.destroy();
+            },
+          );
+          socket.once('error', reject);
+        });
+      const serial = (file: string) => new X509Certificate(readFileSync(file)).serialNumber;
+      expect(await presented()).toBe(serial(pki.cert('archive')));
+      await copyFile(pki.cert('renewed'), servedCert);
+      await copyFile(pki.key('renewed'), servedKey);
+      await nextCheck();
+      expect(await presented()).toBe(serial(pki.cert('renewed')));
+      const echo = await echoAs('CT1', 'ct1');
+      expect(echo.code, echo.output).toBe(0);
+    });
+  });
 });
 
 describe.skipIf(!hasOpenssl)('DICOM TLS configuration', () => {
@@ -532,6 +763,39 @@ describe.skipIf(!hasOpenssl)('DICOM TLS configuration', () => {
       }),
     ).toMatch(
       /PACS_DIMSE_TLS_CERT=.*archive\.key: no PEM certificate[\s\S]*PACS_DIMSE_TLS_KEY=.*archive\.pem: not a PEM private key[\s\S]*PACS_DIMSE_TLS_CA=.*archive\.ext: no PEM certificate/,
+    );
+  });
+
+  it('PACS_DIMSE_TLS_CRL: every CRL of the file kept; one without a CA, a file with no CRL or a broken one is an error naming the variable', async () => {
+    const crls = path.join(pki.dir, 'crls.pem');
+    await makeCrl(pki, ['ct1'], path.join(pki.dir, 'ca-crl.pem'));
+    await makeCrl(pki, [], path.join(pki.dir, 'other-crl.pem'), 'other');
+    await writeFile(
+      crls,
+      (await readFile(path.join(pki.dir, 'ca-crl.pem'), 'utf8')) +
+        (await readFile(path.join(pki.dir, 'other-crl.pem'), 'utf8')),
+    );
+    const tlsEnv = {
+      PACS_DIMSE_TLS_PORT: '2762',
+      PACS_DIMSE_TLS_CERT: pki.cert('archive'),
+      PACS_DIMSE_TLS_KEY: pki.key('archive'),
+      PACS_DIMSE_TLS_CA: pki.cert('ca'),
+    };
+    const ok = loadConfig({ ...tlsEnv, PACS_DIMSE_TLS_CRL: crls, PACS_DIMSE_ALLOWED_AES: 'CT1' });
+    expect(ok.dimse.tls?.crl).toHaveLength(2);
+    expect(errorsOf({ ...tlsEnv, PACS_DIMSE_TLS_CA: '', PACS_DIMSE_TLS_CRL: crls })).toMatch(
+      /PACS_DIMSE_TLS_CRL=.*crls\.pem: needs PACS_DIMSE_TLS_CA/,
+    );
+    expect(errorsOf({ ...tlsEnv, PACS_DIMSE_TLS_CRL: pki.cert('ca') })).toMatch(
+      /PACS_DIMSE_TLS_CRL=.*ca\.pem: no PEM CRL in it/,
+    );
+    const broken = path.join(pki.dir, 'broken-crl.pem');
+    await writeFile(broken, '-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n');
+    expect(errorsOf({ ...tlsEnv, PACS_DIMSE_TLS_CRL: broken })).toMatch(
+      /PACS_DIMSE_TLS_CRL=.*broken-crl\.pem: CRL 1 of 1 is not valid/,
+    );
+    expect(errorsOf({ ...tlsEnv, PACS_DIMSE_TLS_CRL: path.join(pki.dir, 'missing.pem') })).toMatch(
+      /PACS_DIMSE_TLS_CRL=.*missing\.pem: cannot be read \(ENOENT\)/,
     );
   });
 
