@@ -881,7 +881,9 @@ function countedFilter(
   q: Query,
   f: Filter,
 ): { table: string; index: string; attr: LevelAttribute } | undefined {
-  if (q.StudyInstanceUID !== undefined || f.match.type !== 'any') return undefined;
+  // within a study or a series, its own rows are few: their index is the way
+  if (q.StudyInstanceUID !== undefined || q.SeriesInstanceUID !== undefined) return undefined;
+  if (f.match.type !== 'any') return undefined;
   const attr = matchingKey(f.tag)!;
   if (attr.level === 'instance' && q.level !== 'instance') return undefined;
   const table = { study: 'studies', series: 'series', instance: 'instances' }[attr.level];
@@ -918,8 +920,15 @@ export function filterRowsSql(q: Query): { tag: string; sql: string; params: unk
   return out;
 }
 
-/** The index a search reads its rows from (INDEXED BY), by table alias: the least common counted filter's. */
+/** Study, series and instance UIDs: a list of them names its rows (a referring physician's studies). */
+const UNIQUE_KEYS = new Set(['0020000D', '0020000E', '00080018']);
+
+/**
+ * The index a search reads its rows from (INDEXED BY), by table alias: the least common counted filter's.
+ * None when a filter lists UIDs: their unique indexes give that many rows, which SQLite's estimate knows.
+ */
 function indexedBy(q: Query, opts: SearchOptions): Partial<Record<QueryLevel, string>> {
+  if (q.filters.some((f) => UNIQUE_KEYS.has(f.tag) && f.match.type === 'any')) return {};
   let best: { level: QueryLevel; index: string; n: number } | undefined;
   for (const f of q.filters) {
     const n = opts.filterRows?.get(f.tag);
