@@ -236,6 +236,63 @@ function sqliteNameKey(): string[] {
 }
 
 /**
+ * SQLite's planner statistics (sqlite_stat1 rows: table, index, "rows [rows per distinct prefix…]"),
+ * the archive's own, written at every opening (SqliteIndex: only when they differ) in place of whatever
+ * the file held, with no sqlite_stat4 samples; nothing analyzes the index afterwards (no PRAGMA optimize
+ * at close). They describe an archive of a provincial hospital after six years (docs/benchmarks.md,
+ * "Index at scale": the full ANALYZE of its 300,000 studies, rounded), whatever the size of this one.
+ *
+ * Why not SQLite's own: its plans then depended on how the statistics happened to be gathered. A young
+ * index has none until the first close, and a server started on it keeps planning without any for its
+ * whole life: every table looks the same size, and `/instances?limit=100` read every instance through
+ * instances_series and sorted them (6.6 s at 300,000 studies), `/series?limit=100` 1.0 s. The PRAGMA
+ * optimize at close analyzes within its analysis limit (approximate rows per value, no sqlite_stat4),
+ * and re-analyzes only after a tenfold growth: `PatientName=Nguyễn*` then read and sorted every Nguyễn
+ * (0.8 → 670 ms), `SOPClassUID=` a common class every instance of it (2 ms → 8 s). A full ANALYZE holds
+ * the write lock for seconds on a large index, and its per-value samples are what made Nguyễn* fast:
+ * the bounded counts of filterRowsSql now make that choice, the same way on every index. With fixed
+ * statistics the plans are the same on an empty, a young and a large index, as the tests check; SQLite
+ * documents this use of sqlite_stat1 ("Manual Control Of Query Plans Using SQLITE_STAT Tables",
+ * https://sqlite.org/optoverview.html#manctrl). A new index needs its row here (a test checks that every
+ * index of the schema has one).
+ */
+export const SQLITE_STATISTICS: [table: string, index: string, stat: string][] = [
+  ['studies', 'sqlite_autoindex_studies_1', '300000 1'],
+  ['studies', 'studies_accession', '300000 1'],
+  ['studies', 'studies_date', '300000 80 1 1'],
+  ['studies', `studies_${NAME_KEY}`, '300000 1'],
+  ['studies', 'studies_patient_id', '300000 3'],
+  ['studies', 'studies_patient_name', '300000 40'],
+  ['studies', 'studies_referring', '300000 1500'],
+  ['studies', 'studies_referring_fold', '300000 1500'],
+  ['series', 'sqlite_autoindex_series_1', '900000 1'],
+  ['series', 'series_study', '900000 3 1'],
+  ['series', 'series_modality', '900000 150000'],
+  ['instances', 'sqlite_autoindex_instances_1', '6000000 1'],
+  ['instances', 'instances_series', '6000000 7 1 1'],
+  ['instances', 'instances_study', '6000000 20'],
+  ['instances', 'instances_sop_class', '6000000 1000000'],
+  ['audit_events', 'audit_time', '3000000 1'],
+  ['audit_events', 'audit_user_time', '3000000 50000 1'],
+  ['audit_events', 'audit_study_time', '3000000 20 1'],
+  ['audit_events', 'audit_user_id', '3000000 50000 1'],
+  ['audit_events', 'audit_patient_id', '3000000 20 1'],
+  ['audit_events', 'audit_action_id', '3000000 300000 1'],
+  ['audit_events', 'audit_failure_id', '6000 1'],
+  ['users', 'sqlite_autoindex_users_1', '60 1'],
+  ['users', 'sqlite_autoindex_users_2', '60 1'],
+  ['api_tokens', 'sqlite_autoindex_api_tokens_1', '100 1'],
+  ['api_tokens', 'sqlite_autoindex_api_tokens_2', '100 1'],
+  ['shares', 'sqlite_autoindex_shares_1', '20000 1'],
+  ['shares', 'shares_study', '20000 1'],
+  ['shares', 'shares_grantee', '20000 500'],
+  ['sessions', 'sqlite_autoindex_sessions_1', '2000 1'],
+  ['sessions', 'sessions_expires', '2000 1'],
+  ['settings', 'sqlite_autoindex_settings_1', '20 1'],
+  ['rate_limits', 'sqlite_autoindex_rate_limits_1', '1000 1'],
+];
+
+/**
  * Security state (storage/access.ts). Secrets are never stored: passwords as scrypt hashes, tokens and
  * session ids as SHA-256 hashes. Times are milliseconds since the epoch (bigint). Audit rows are only
  * ever inserted, and deleted only by the retention (PACS_AUDIT_RETENTION_DAYS).
@@ -702,7 +759,11 @@ function filterSql(q: Query, f: Filter, params: unknown[], opts: SearchOptions):
     const implied = m.terms.map((t) => termSql(mis, 'st.modalities', t, params));
     return `${own} AND (${implied.join(' OR ')})`;
   }
-  return matchSql(q, attr, m, columnRef(q, attr), params);
+  const counted = opts.filterRows?.get(f.tag);
+  // As common as COMMON_FILTER_ROWS: `+` keeps SQLite from reading (and sorting) all its rows from the
+  // column's index; the study-date walk fills the page from the first ones (see filterRowsSql).
+  const common = counted !== undefined && counted >= COMMON_FILTER_ROWS;
+  return matchSql(q, attr, m, `${common ? '+' : ''}${columnRef(q, attr)}`, params);
 }
 
 function matchSql(
@@ -798,6 +859,86 @@ export function modalityCountSql(q: Query): { sql: string; params: unknown[] } |
   return { sql: `SELECT COUNT(*) AS n FROM (SELECT 1 FROM series se WHERE ${where} LIMIT ?)`, params };
 }
 
+/**
+ * The SQLite indexes of the filters whose selectivity decides the plan of a search across studies: a
+ * value or a prefix of one of these columns may match a handful of studies or a third of them (a
+ * family name), and SQLite's statistics cannot tell which (SQLITE_STATISTICS has no per-value
+ * samples). Keyed by table.column.
+ */
+const COUNTED_FILTERS: Record<string, string> = {
+  'studies.patient_name': 'studies_patient_name',
+  'studies.referring_physician_name': 'studies_referring',
+  'studies.patient_id': 'studies_patient_id',
+  'studies.accession_number': 'studies_accession',
+  'instances.sop_class_uid': 'instances_sop_class',
+};
+
+/** Rows of a filter (filterRowsSql) from which SQLite walks the studies in date order instead. */
+export const COMMON_FILTER_ROWS = 2000;
+
+/** A filter of COUNTED_FILTERS whose terms an index can search: exact values or literal prefixes. */
+function countedFilter(
+  q: Query,
+  f: Filter,
+): { table: string; index: string; attr: LevelAttribute } | undefined {
+  // within a study or a series, its own rows are few: their index is the way
+  if (q.StudyInstanceUID !== undefined || q.SeriesInstanceUID !== undefined) return undefined;
+  if (f.match.type !== 'any') return undefined;
+  const attr = matchingKey(f.tag)!;
+  if (attr.level === 'instance' && q.level !== 'instance') return undefined;
+  const table = { study: 'studies', series: 'series', instance: 'instances' }[attr.level];
+  const index = COUNTED_FILTERS[`${table}.${attr.column}`];
+  if (!index) return undefined;
+  const prefixed = f.match.terms.every((t) => 'exact' in t || !/^[%_]/.test(likePattern(t.pattern)));
+  return prefixed ? { table, index, attr } : undefined;
+}
+
+/**
+ * For a search across studies (SQLite): for each filter of COUNTED_FILTERS, a count of its rows up to
+ * COMMON_FILTER_ROWS, read from the column's index (at most that many index entries). SqliteIndex.search
+ * asks them first and passes the counts to searchSql (filterRows): a filter that common is written
+ * `+column`, and the search walks the studies in date order, where the page fills early (PatientName=
+ * Nguyễn*: 0.8 ms at 300,000 studies, against 180–670 ms to read and sort every Nguyễn); otherwise the
+ * least common such filter names its index (INDEXED BY): at most that many rows read and sorted, where a
+ * date walk would read every study for a rare name. Either way SQLite has one plan to choose, whatever
+ * its statistics.
+ */
+export function filterRowsSql(q: Query): { tag: string; sql: string; params: unknown[] }[] {
+  const out: { tag: string; sql: string; params: unknown[] }[] = [];
+  for (const f of q.filters) {
+    const c = countedFilter(q, f);
+    if (!c) continue;
+    const params: unknown[] = [];
+    const where = matchSql(q, c.attr, f.match, `${ALIAS[c.attr.level]}.${c.attr.column}`, params);
+    params.push(COMMON_FILTER_ROWS);
+    out.push({
+      tag: f.tag,
+      sql: `SELECT COUNT(*) AS n FROM (SELECT 1 FROM ${c.table} ${ALIAS[c.attr.level]} INDEXED BY ${c.index} WHERE ${where} LIMIT ?)`,
+      params,
+    });
+  }
+  return out;
+}
+
+/** Study, series and instance UIDs: a list of them names its rows (a referring physician's studies). */
+const UNIQUE_KEYS = new Set(['0020000D', '0020000E', '00080018']);
+
+/**
+ * The index a search reads its rows from (INDEXED BY), by table alias: the least common counted filter's.
+ * None when a filter lists UIDs: their unique indexes give that many rows, which SQLite's estimate knows.
+ */
+function indexedBy(q: Query, opts: SearchOptions): Partial<Record<QueryLevel, string>> {
+  if (q.filters.some((f) => UNIQUE_KEYS.has(f.tag) && f.match.type === 'any')) return {};
+  let best: { level: QueryLevel; index: string; n: number } | undefined;
+  for (const f of q.filters) {
+    const n = opts.filterRows?.get(f.tag);
+    const c = countedFilter(q, f);
+    if (n === undefined || !c || n >= COMMON_FILTER_ROWS || (best && best.n <= n)) continue;
+    best = { level: c.attr.level, index: c.index, n };
+  }
+  return best ? { [best.level]: ` INDEXED BY ${best.index}` } : {};
+}
+
 /** Candidates from NAME_FTS up to which SQLite reads a name search's studies from it, not by date. */
 export const COMMON_NAME_STUDIES = 1000;
 
@@ -853,6 +994,8 @@ export interface SearchOptions {
   modalityViaStudies?: boolean;
   /** SQLite: the NAME_KEY of the only studies that may match (a name's candidates, see nameCandidatesSql). */
   nameKeys?: number[];
+  /** SQLite: the rows of the filters of filterRowsSql, by tag, up to COMMON_FILTER_ROWS. */
+  filterRows?: Map<string, number>;
 }
 
 /** Levels whose attribute JSON a search must read: those of any tag it returns. */
@@ -894,11 +1037,12 @@ export function searchSql(
   if (q.level === 'instance') cols.push('i.sop_uid', 'i.attrs AS i_attrs', 'i.transfer_syntax_uid');
   if (needsMetadata(q)) cols.push('i.metadata');
 
-  let from = 'studies st';
-  if (q.level === 'series') from = 'series se JOIN studies st ON st.study_uid = se.study_uid';
+  const by = indexedBy(q, opts);
+  const st = `studies st${by.study ?? ''}`;
+  let from = st;
+  if (q.level === 'series') from = `series se JOIN ${st} ON st.study_uid = se.study_uid`;
   if (q.level === 'instance') {
-    from =
-      'instances i JOIN series se ON se.series_uid = i.series_uid JOIN studies st ON st.study_uid = i.study_uid';
+    from = `instances i${by.instance ?? ''} JOIN series se ON se.series_uid = i.series_uid JOIN ${st} ON st.study_uid = i.study_uid`;
   }
 
   const where: string[] = [];

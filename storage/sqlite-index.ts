@@ -24,6 +24,7 @@ import type {
 import {
   COMMON_MODALITY_SERIES,
   COMMON_NAME_STUDIES,
+  filterRowsSql,
   INDEXED_BLOBS_SQL,
   indexedBlob,
   type LevelRows,
@@ -36,6 +37,7 @@ import {
   scopeQuery,
   searchResults,
   searchSql,
+  SQLITE_STATISTICS,
   sqliteDialect,
   statements,
   storedInstance,
@@ -79,7 +81,52 @@ function migrate(db: Db): void {
     }
     for (let v = version; v < all.length; v++) for (const s of all[v]) db.exec(s);
     db.pragma(`user_version = ${all.length}`);
+    setStatistics(db);
   }).immediate();
+}
+
+/**
+ * The planner statistics of SQLITE_STATISTICS in place of the file's (from an earlier version's PRAGMA
+ * optimize, an ANALYZE run by hand, or none): every other row of sqlite_stat1 and every sqlite_stat4
+ * sample removed (those of FTS5's own tables too, which it reads by key), then loaded by this
+ * connection. Written only when they differ: a few rows, read at every opening.
+ */
+function setStatistics(db: Db): void {
+  const exists = (t: string) => db.prepare('SELECT 1 FROM sqlite_schema WHERE name = ?').get(t) !== undefined;
+  const rows = (sql: string) => (db.prepare(sql).raw().all() as unknown[][]).map((r) => r.join('|')).sort();
+  const want = SQLITE_STATISTICS.map((r) => r.join('|')).sort();
+  const have = exists('sqlite_stat1') ? rows('SELECT tbl, idx, stat FROM sqlite_stat1') : [];
+  const samples =
+    exists('sqlite_stat4') && db.prepare('SELECT 1 FROM sqlite_stat4 LIMIT 1').get() !== undefined;
+  if (!samples && have.length === want.length && have.every((r, k) => r === want[k])) return;
+  db.exec('ANALYZE sqlite_schema'); // creates the statistics tables when the file has none
+  db.exec('DELETE FROM sqlite_stat1');
+  db.exec('DELETE FROM sqlite_stat4');
+  const insert = db.prepare('INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES (?, ?, ?)');
+  for (const row of SQLITE_STATISTICS) insert.run(...row);
+  db.exec('ANALYZE sqlite_schema'); // the planner reads them again
+}
+
+/**
+ * The statement of a search on SQLite, after the counts that decide how its filters are read (a series
+ * Modality across studies, a fuzzy or infix name, the filters of filterRowsSql), each asked through
+ * `ask`: SqliteIndex.search runs it on its connection; the benchmark and the tests explain it.
+ */
+export async function searchStatement(
+  query: Query,
+  ask: (sql: string, params: unknown[]) => unknown[] | Promise<unknown[]>,
+): Promise<{ sql: string; params: unknown[] }> {
+  const first = async (c: { sql: string; params: unknown[] }) =>
+    ((await ask(c.sql, c.params))[0] as { n: number }).n;
+  const count = modalityCountSql(query);
+  const modalityViaStudies = count !== undefined && (await first(count)) >= COMMON_MODALITY_SERIES;
+  const names = nameCandidatesSql(query);
+  const candidates =
+    names && ((await ask(names.sql, names.params)) as { rowid: number }[]).map((r) => r.rowid);
+  const nameKeys = candidates && candidates.length < COMMON_NAME_STUDIES ? candidates : undefined;
+  const filterRows = new Map<string, number>();
+  for (const c of filterRowsSql(query)) filterRows.set(c.tag, await first(c));
+  return searchSql(query, sqliteDialect, { modalityViaStudies, nameKeys, filterRows });
 }
 
 const GROUP_COMMIT_MS = 2;
@@ -281,19 +328,9 @@ class SqliteIndex implements Index {
   }
 
   async search(query: Query): Promise<SearchResult> {
-    const count = modalityCountSql(query);
-    const modalityViaStudies =
-      count !== undefined &&
-      (this.statement(count.sql).get(...(count.params as (string | number)[])) as { n: number }).n >=
-        COMMON_MODALITY_SERIES;
-    const names = nameCandidatesSql(query);
-    const candidates =
-      names &&
-      (this.statement(names.sql)
-        .pluck()
-        .all(...(names.params as (string | number)[])) as number[]);
-    const nameKeys = candidates && candidates.length < COMMON_NAME_STUDIES ? candidates : undefined;
-    const q = searchSql(query, sqliteDialect, { modalityViaStudies, nameKeys });
+    const q = await searchStatement(query, (sql, params) =>
+      this.statement(sql).all(...(params as (string | number)[])),
+    );
     const rows = this.statement(q.sql).all(...(q.params as (string | number)[])) as Record<string, unknown>[];
     return searchResults(query, rows);
   }
@@ -365,7 +402,8 @@ class SqliteIndex implements Index {
   async close(): Promise<void> {
     if (!this.db.open) return;
     this.flush();
-    this.db.pragma('optimize');
+    // No PRAGMA optimize: the planner statistics are the archive's own (setStatistics); its ANALYZE
+    // within the analysis limit would replace them with approximate ones, and the plans with them.
     this.db.close();
   }
 
