@@ -150,6 +150,7 @@ export const en = {
   'overlay.currentStudy': 'Current study: {date}',
   'overlay.priorStudy': 'Prior study: {date}',
   'overlay.laterStudy': 'Later study: {date}',
+  'overlay.otherStudy': 'Other study: {date}',
 
   'help.title': 'Keyboard shortcuts',
   'help.scroll': 'Previous / next image',

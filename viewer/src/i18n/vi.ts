@@ -151,6 +151,7 @@ export const vi: Record<MessageKey, string> = {
   'overlay.currentStudy': 'Ca chụp hiện tại: {date}',
   'overlay.priorStudy': 'Ca chụp trước: {date}',
   'overlay.laterStudy': 'Ca chụp sau: {date}',
+  'overlay.otherStudy': 'Ca chụp khác: {date}',
 
   'help.title': 'Phím tắt',
   'help.scroll': 'Ảnh trước / ảnh sau',

@@ -15,7 +15,7 @@ export interface PriorStudy {
   summary: StudySummary;
   /** patient and study, for the overlay of a viewport showing one of its series */
   info: StudyInfo;
-  /** before (prior) or after (later) the study being read */
+  /** before (prior) or after (later) the study being read, or neither known (other) */
   mark: Exclude<StudyMark, 'current'>;
   expanded: boolean;
   /** its series: null until it is first expanded */

@@ -65,9 +65,16 @@ type StudyState =
   | { kind: 'error'; message: string }
   | { kind: 'ready'; info: StudyInfo; record: DicomJson };
 
-/** How a viewport showing a series of study `other` is marked, beside the study being read. */
-function markOf(other: StudySummary, current: StudyInfo): 'prior' | 'later' {
-  return other.StudyDate && current.studyDate && other.StudyDate > current.studyDate ? 'later' : 'prior';
+/**
+ * How a viewport showing a series of study `other` is marked beside the study being read: from before
+ * it (prior), after it (later), or neither known (other: no date, or the same date and time).
+ */
+function markOf(other: StudySummary, current: DicomJson): Exclude<StudyMark, 'current'> {
+  const date = str(current, Tag.StudyDate).trim();
+  if (!other.StudyDate || !date) return 'other';
+  const a = `${other.StudyDate}${other.StudyTime}`;
+  const b = `${date}${str(current, Tag.StudyTime).trim()}`;
+  return a < b ? 'prior' : a > b ? 'later' : 'other';
 }
 
 export default function ViewerPage({
@@ -138,6 +145,7 @@ export default function ViewerPage({
   useEffect(() => {
     let cancelled = false;
     setStudyState({ kind: 'loading' });
+    priorsAbort.current?.abort();
     setPriors({ kind: 'waiting' });
     setSeries([]);
     setSlots([null, null, null, null]);
@@ -210,7 +218,7 @@ export default function ViewerPage({
           studies: found.map((summary) => ({
             summary,
             info: studyInfo(summary.record),
-            mark: markOf(summary, studyState.info),
+            mark: markOf(summary, studyState.record),
             expanded: false,
             series: null,
           })),

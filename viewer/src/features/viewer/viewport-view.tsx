@@ -36,14 +36,15 @@ export interface StudyInfo {
 
 /**
  * How a viewport names its study when another study of the patient is in view: the study being read
- * (current), or one from before it (prior) or after it (later).
+ * (current), or one from before it (prior), after it (later), or of no known order (other).
  */
-export type StudyMark = 'current' | 'prior' | 'later';
+export type StudyMark = 'current' | 'prior' | 'later' | 'other';
 
 const MARK_LABEL: Record<StudyMark, MessageKey> = {
   current: 'overlay.currentStudy',
   prior: 'overlay.priorStudy',
   later: 'overlay.laterStudy',
+  other: 'overlay.otherStudy',
 };
 
 export type ViewportContent =
