@@ -1,8 +1,8 @@
 /**
  * The patient's other studies (priors), for comparison with the study being read: found with QIDO-RS
  * by the study's PatientID, and its IssuerOfPatientID when it has one, never by the patient's name.
- * The archive answers only what this user may read; nothing else is asked for or shown. Every request
- * goes with the fetch priority 'low', after the study's first image.
+ * The archive answers only what this user may read; nothing else is asked for or shown. The searches
+ * and the series' metadata go with the fetch priority 'low', after the study's first image.
  */
 import { type DicomJson, str, Tag, values } from '../../lib/dicom-json';
 import {
