@@ -22,6 +22,8 @@ import dcmjsModule from 'dcmjs';
 export interface SyntheticSeriesOptions {
   patientName: string;
   patientId: string;
+  /** IssuerOfPatientID (0010,0021): the authority that assigned patientId; none by default. */
+  issuerOfPatientId?: string;
   studyInstanceUID?: string;
   seriesInstanceUID?: string;
   /** YYYYMMDD; default 20240115. */
@@ -233,6 +235,7 @@ export function* syntheticSeries(opts: SyntheticSeriesOptions): Generator<Uint8A
     SeriesDescription: opts.seriesDescription ?? `Synthetic ${modality} series ${seriesNumber}`,
     PatientName: opts.patientName,
     PatientID: opts.patientId,
+    ...(opts.issuerOfPatientId ? { IssuerOfPatientID: opts.issuerOfPatientId } : {}),
     PatientBirthDate: opts.birthDate ?? '',
     PatientSex: opts.sex ?? '',
     SliceThickness: sliceThickness,

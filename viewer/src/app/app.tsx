@@ -105,12 +105,14 @@ export function App() {
     document.title = t(title);
   }, [title, t]);
 
-  const viewer = (study: string, opts: { home: boolean; share: boolean }) => (
+  // A share link's visitor reads one study: the patient's other studies are not listed (priors).
+  const viewer = (study: string, opts: { home: boolean; share: boolean; priors: boolean }) => (
     <Suspense fallback={<div className="viewport-message">{t('viewer.loadingStudy')}</div>}>
       <ViewerPage
         key={study}
         studyUID={study}
         home={opts.home}
+        priors={opts.priors}
         toolbarEnd={opts.share ? <ShareButton studyUID={study} /> : undefined}
       />
     </Suspense>
@@ -176,7 +178,8 @@ export function App() {
         if (auth.linkToken) return <LinkPage key={auth.linkToken} token={auth.linkToken} />;
         return <LoginPage config={auth.config} reason={auth.reason} />;
       case 'off':
-        if (route.name === 'viewer') return viewer(route.studyUID, { home: true, share: false });
+        if (route.name === 'viewer')
+          return viewer(route.studyUID, { home: true, share: false, priors: true });
         return <StudyListPage />;
       case 'signed-in':
         return signedIn(auth.me);
@@ -189,7 +192,7 @@ export function App() {
       // A share link's visitor sees that one study, read-only, and nothing else.
       const study = me.studyInstanceUID ?? '';
       if (route.name === 'viewer' && route.studyUID === study)
-        return viewer(study, { home: false, share: false });
+        return viewer(study, { home: false, share: false, priors: false });
       if (route.name === 'studies' || route.name === 'notFound') return <Redirect to={`/viewer/${study}`} />;
       return (
         <Refusal
@@ -209,7 +212,8 @@ export function App() {
         />
       );
     }
-    if (route.name === 'viewer') return viewer(route.studyUID, { home: true, share: canShare(me) });
+    if (route.name === 'viewer')
+      return viewer(route.studyUID, { home: true, share: canShare(me), priors: true });
     return <StudyListPage />;
   }
 }

@@ -22,6 +22,8 @@ export class DicomwebError extends Error {
 export interface StudySearch {
   PatientName?: string;
   PatientID?: string;
+  /** The assigning authority of PatientID (matched exactly, with PatientID). */
+  IssuerOfPatientID?: string;
   AccessionNumber?: string;
   /** DICOM range, e.g. '20240101-20240131', '20240101-', '-20240131' or one date. */
   StudyDate?: string;
@@ -39,6 +41,7 @@ const STUDY_FIELDS = [
   Tag.NumberOfStudyRelatedSeries,
   Tag.NumberOfStudyRelatedInstances,
   Tag.InstitutionName,
+  Tag.IssuerOfPatientID,
 ];
 const SERIES_FIELDS = [
   Tag.SeriesDescription,
@@ -48,10 +51,14 @@ const SERIES_FIELDS = [
   Tag.SeriesDate,
 ];
 
-async function getJson<T>(url: string, signal?: AbortSignal): Promise<T> {
+/**
+ * priority: the fetch priority; requests for what the user has not asked to see yet (the patient's
+ * other studies and their series) go 'low', behind those of the study being read.
+ */
+async function getJson<T>(url: string, signal?: AbortSignal, priority?: RequestPriority): Promise<T> {
   let res: Response;
   try {
-    res = await fetch(url, { headers: { Accept: 'application/dicom+json' }, signal });
+    res = await fetch(url, { headers: { Accept: 'application/dicom+json' }, signal, priority });
   } catch (e) {
     if ((e as Error).name === 'AbortError') throw e;
     throw new DicomwebError(0, (e as Error).message, url);
@@ -87,13 +94,18 @@ function wildcardIfPartial(value: string): string {
 }
 
 /** QIDO-RS: search for studies. */
-export async function searchForStudies(q: StudySearch, signal?: AbortSignal): Promise<DicomJson[]> {
+export async function searchForStudies(
+  q: StudySearch,
+  signal?: AbortSignal,
+  priority?: RequestPriority,
+): Promise<DicomJson[]> {
   const p = new URLSearchParams();
   if (q.PatientName) {
     p.set('PatientName', patientNameQuery(q.PatientName));
     p.set('fuzzymatching', 'true');
   }
   if (q.PatientID) p.set('PatientID', wildcardIfPartial(q.PatientID));
+  if (q.IssuerOfPatientID) p.set('IssuerOfPatientID', q.IssuerOfPatientID.trim());
   if (q.AccessionNumber) p.set('AccessionNumber', wildcardIfPartial(q.AccessionNumber));
   if (q.StudyDate) p.set('StudyDate', q.StudyDate);
   if (q.ModalitiesInStudy) p.set('ModalitiesInStudy', q.ModalitiesInStudy);
@@ -101,14 +113,18 @@ export async function searchForStudies(q: StudySearch, signal?: AbortSignal): Pr
   for (const f of STUDY_FIELDS) p.append('includefield', f);
   if (q.limit !== undefined) p.set('limit', String(q.limit));
   if (q.offset) p.set('offset', String(q.offset));
-  return getJson<DicomJson[]>(`${env.dicomwebRoot}/studies?${p}`, signal);
+  return getJson<DicomJson[]>(`${env.dicomwebRoot}/studies?${p}`, signal, priority);
 }
 
 /** QIDO-RS: search for series of a study. */
-export async function searchForSeries(studyUID: string, signal?: AbortSignal): Promise<DicomJson[]> {
+export async function searchForSeries(
+  studyUID: string,
+  signal?: AbortSignal,
+  priority?: RequestPriority,
+): Promise<DicomJson[]> {
   const p = new URLSearchParams();
   for (const f of SERIES_FIELDS) p.append('includefield', f);
-  return getJson<DicomJson[]>(`${env.dicomwebRoot}/studies/${studyUID}/series?${p}`, signal);
+  return getJson<DicomJson[]>(`${env.dicomwebRoot}/studies/${studyUID}/series?${p}`, signal, priority);
 }
 
 /** WADO-RS: every instance's metadata of one series, in one request. */
@@ -116,8 +132,13 @@ export async function retrieveSeriesMetadata(
   studyUID: string,
   seriesUID: string,
   signal?: AbortSignal,
+  priority?: RequestPriority,
 ): Promise<DicomJson[]> {
-  return getJson<DicomJson[]>(`${env.dicomwebRoot}/studies/${studyUID}/series/${seriesUID}/metadata`, signal);
+  return getJson<DicomJson[]>(
+    `${env.dicomwebRoot}/studies/${studyUID}/series/${seriesUID}/metadata`,
+    signal,
+    priority,
+  );
 }
 
 /** URL of an Encapsulated PDF instance rendered as its document (the archive answers application/pdf). */

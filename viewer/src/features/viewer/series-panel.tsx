@@ -1,41 +1,174 @@
 import { useEffect, useRef, useState } from 'react';
-import { useT } from '../../i18n';
+import { formatDicomDate, useLanguage, useT } from '../../i18n';
 import type { DisplaySet, SeriesSummary } from './display-sets';
+import type { StudySummary } from './priors';
 import { drawThumbnail } from './thumbnail';
-import { DRAG_TYPE } from './viewport-view';
+import { DRAG_TYPE, type StudyInfo, type StudyMark } from './viewport-view';
 
 export type SeriesEntry =
   | { summary: SeriesSummary; state: 'loading' }
   | { summary: SeriesSummary; state: 'error'; message: string }
   | { summary: SeriesSummary; state: 'ready'; displaySet: DisplaySet };
 
+/** Another study of the patient, listed under the current one. */
+export interface PriorStudy {
+  summary: StudySummary;
+  /** patient and study, for the overlay of a viewport showing one of its series */
+  info: StudyInfo;
+  /** before (prior) or after (later) the study being read, or neither known (other) */
+  mark: Exclude<StudyMark, 'current'>;
+  expanded: boolean;
+  /** its series: null until it is first expanded */
+  series:
+    | null
+    | { state: 'loading' }
+    | { state: 'error'; message: string }
+    | { state: 'ready'; entries: SeriesEntry[] };
+}
+
+export type PriorsState =
+  /** not listed (a share link's session) */
+  | { kind: 'off' }
+  /** asked for once the first image is shown */
+  | { kind: 'waiting' }
+  | { kind: 'loading' }
+  | { kind: 'error'; message: string }
+  | { kind: 'ready'; studies: PriorStudy[] };
+
 interface Props {
   series: SeriesEntry[];
+  /** the study being read (once known) */
+  current: StudyInfo | null;
+  currentModalities: string[];
+  priors: PriorsState;
   shownIn: Map<string, number[]>;
   thumbnailsEnabled: boolean;
   onSelect(seriesUID: string): void;
+  onTogglePrior(studyUID: string): void;
 }
 
-export function SeriesPanel({ series, shownIn, thumbnailsEnabled, onSelect }: Props) {
+export function SeriesPanel({
+  series,
+  current,
+  currentModalities,
+  priors,
+  shownIn,
+  thumbnailsEnabled,
+  onSelect,
+  onTogglePrior,
+}: Props) {
   const t = useT();
+  const others = priors.kind === 'ready' ? priors.studies : [];
+  const items = (entries: SeriesEntry[]) =>
+    entries.map((s) => (
+      <SeriesItem
+        key={s.summary.SeriesInstanceUID}
+        entry={s}
+        viewports={shownIn.get(s.summary.SeriesInstanceUID) ?? []}
+        thumbnailsEnabled={thumbnailsEnabled}
+        onSelect={onSelect}
+      />
+    ));
   return (
     <aside className="series-panel" aria-label={t('viewer.series')}>
       <h2>
         {t('viewer.series')}{' '}
         <span className="muted">({t('viewer.seriesCount', { count: series.length })})</span>
       </h2>
-      <ul>
-        {series.map((s) => (
-          <SeriesItem
-            key={s.summary.SeriesInstanceUID}
-            entry={s}
-            viewports={shownIn.get(s.summary.SeriesInstanceUID) ?? []}
-            thumbnailsEnabled={thumbnailsEnabled}
-            onSelect={onSelect}
+      {/* Beside other studies, the one being read comes first and says so. */}
+      {others.length > 0 && current && (
+        <div className="study-head current" data-testid="current-study">
+          <span className="study-badge">{t('viewer.currentStudy')}</span>
+          <StudyLine
+            date={current.studyDate}
+            modalities={currentModalities}
+            description={current.studyDescription}
           />
-        ))}
-      </ul>
+        </div>
+      )}
+      <ul>{items(series)}</ul>
+      {priors.kind === 'loading' && <p className="muted study-status">{t('viewer.otherStudiesLoading')}</p>}
+      {priors.kind === 'error' && (
+        <p className="error-text study-status" role="alert">
+          {priors.message}
+        </p>
+      )}
+      {others.length > 0 && (
+        <section className="other-studies" aria-label={t('viewer.otherStudies', { count: others.length })}>
+          <h2>{t('viewer.otherStudies', { count: others.length })}</h2>
+          {others.map((p) => (
+            <div
+              key={p.summary.StudyInstanceUID}
+              className={`other-study${p.expanded ? ' expanded' : ''}`}
+              data-testid="other-study"
+              data-study-uid={p.summary.StudyInstanceUID}
+            >
+              <button
+                type="button"
+                className="study-head"
+                aria-expanded={p.expanded}
+                title={t(p.expanded ? 'viewer.hideStudySeries' : 'viewer.showStudySeries')}
+                onClick={() => onTogglePrior(p.summary.StudyInstanceUID)}
+              >
+                <span className="caret" aria-hidden="true">
+                  {p.expanded ? '▾' : '▸'}
+                </span>
+                <StudyLine
+                  date={p.summary.StudyDate}
+                  modalities={p.summary.modalities}
+                  description={p.summary.StudyDescription}
+                />
+              </button>
+              {p.expanded && p.series?.state === 'loading' && (
+                <p className="muted study-status">{t('viewer.loadingSeries')}</p>
+              )}
+              {p.expanded && p.series?.state === 'error' && (
+                <p className="error-text study-status">{p.series.message}</p>
+              )}
+              {p.expanded && p.series?.state === 'ready' && (
+                <ul>
+                  {p.series.entries.length === 0 && (
+                    <li className="muted study-status">{t('viewer.noSeries')}</li>
+                  )}
+                  {items(p.series.entries)}
+                </ul>
+              )}
+            </div>
+          ))}
+        </section>
+      )}
     </aside>
+  );
+}
+
+/** A study's date, modalities and description, as listed in the panel. */
+function StudyLine({
+  date,
+  modalities,
+  description,
+}: {
+  date: string;
+  modalities: string[];
+  description: string;
+}) {
+  const t = useT();
+  const lang = useLanguage();
+  return (
+    <span className="study-text">
+      <span className="study-date" data-testid="study-date">
+        {date ? formatDicomDate(date, lang) : t('viewer.noStudyDate')}
+      </span>
+      {modalities.length > 0 && (
+        <span className="study-modalities" translate="no">
+          {modalities.join(', ')}
+        </span>
+      )}
+      {description && (
+        <span className="study-desc" translate="no">
+          {description}
+        </span>
+      )}
+    </span>
   );
 }
 

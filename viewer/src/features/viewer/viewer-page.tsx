@@ -2,13 +2,14 @@ import { type ReactNode, useCallback, useEffect, useMemo, useRef, useState } fro
 import { navigate } from '../../app/router';
 import { type MessageKey, useT } from '../../i18n';
 import { describeError } from '../../lib/describe-error';
-import { type DicomJson, str, Tag } from '../../lib/dicom-json';
+import { type DicomJson, str, Tag, values } from '../../lib/dicom-json';
 import { DicomwebError } from '../../lib/dicomweb-client';
 import { buildDisplaySet, type DisplaySet, summarizeSeries } from './display-sets';
 import { HelpPanel } from './help-panel';
+import { findPriorStudies, priorDisplaySet, priorSeries, type StudySummary } from './priors';
 import { resetPrefetch } from './prefetch';
 import { CT_PRESETS } from './presets';
-import { type SeriesEntry, SeriesPanel } from './series-panel';
+import { type PriorStudy, type PriorsState, type SeriesEntry, SeriesPanel } from './series-panel';
 import { firstViewSettled, resetFirstView } from './first-view';
 import { firstFrameArrived, loadStudy, viewerStarting } from './study-loader';
 import { installTestHooks } from './test-hooks';
@@ -21,7 +22,7 @@ import {
   type PrimaryTool,
   setPrimaryTool,
 } from './viewer-session';
-import { type StudyInfo, ViewportView, type ViewportContent } from './viewport-view';
+import { type StudyInfo, type StudyMark, ViewportView, type ViewportContent } from './viewport-view';
 
 /** The longest Cornerstone's start waits for the first view. */
 const FIRST_VIEW_WAIT_MS = 300;
@@ -62,18 +63,36 @@ function studyInfo(s: DicomJson): StudyInfo {
 type StudyState =
   | { kind: 'loading' }
   | { kind: 'error'; message: string }
-  | { kind: 'ready'; info: StudyInfo };
+  | { kind: 'ready'; info: StudyInfo; record: DicomJson };
+
+/**
+ * How a viewport showing a series of study `other` is marked beside the study being read: from before
+ * it (prior), after it (later), or neither known (other: no date, or the same date and time).
+ */
+function markOf(other: StudySummary, current: DicomJson): Exclude<StudyMark, 'current'> {
+  const date = str(current, Tag.StudyDate).trim();
+  if (!other.StudyDate || !date) return 'other';
+  const a = `${other.StudyDate}${other.StudyTime}`;
+  const b = `${date}${str(current, Tag.StudyTime).trim()}`;
+  return a < b ? 'prior' : a > b ? 'later' : 'other';
+}
 
 export default function ViewerPage({
   studyUID,
   toolbarEnd,
   home = true,
+  priors: priorsEnabled = true,
 }: {
   studyUID: string;
   /** Extra toolbar buttons of the shell (sharing), at the end of the toolbar. */
   toolbarEnd?: ReactNode;
   /** Whether the way back to the study list is offered (not to a share link's visitor). */
   home?: boolean;
+  /**
+   * Whether the patient's other studies are listed: not to a share link's visitor, whose session reads
+   * that one study only (the archive would answer it alone).
+   */
+  priors?: boolean;
 }) {
   const t = useT();
   const [studyState, setStudyState] = useState<StudyState>({ kind: 'loading' });
@@ -89,6 +108,9 @@ export default function ViewerPage({
   const [firstShown, setFirstShown] = useState(false);
   const [attempt, setAttempt] = useState(0);
   const [ready, setReady] = useState(false);
+  const [priors, setPriors] = useState<PriorsState>({ kind: 'waiting' });
+  /** The requests for other studies and their series, ended when the page or the study changes. */
+  const priorsAbort = useRef<AbortController | null>(null);
 
   // Cornerstone session for the page's lifetime. Its start (the WebGL context, the decode and
   // frame-fetch workers, the viewports) holds the main thread for about a second on a PC without a
@@ -123,13 +145,15 @@ export default function ViewerPage({
   useEffect(() => {
     let cancelled = false;
     setStudyState({ kind: 'loading' });
+    priorsAbort.current?.abort();
+    setPriors({ kind: 'waiting' });
     setSeries([]);
     setSlots([null, null, null, null]);
     const loaded = loadStudy(studyUID);
     loaded.record.then(
       ({ study, series: seriesJson }) => {
         if (cancelled) return;
-        setStudyState({ kind: 'ready', info: studyInfo(study) });
+        setStudyState({ kind: 'ready', info: studyInfo(study), record: study });
         const summaries = seriesJson.map((s) => summarizeSeries(studyUID, s));
         setSeries(summaries.map((summary) => ({ summary, state: 'loading' })));
         let placed = false;
@@ -178,7 +202,138 @@ export default function ViewerPage({
     };
   }, [studyUID, attempt]);
 
-  const bySeries = useMemo(() => new Map(series.map((s) => [s.summary.SeriesInstanceUID, s])), [series]);
+  // The patient's other studies: asked for once the study's first image is on screen (or after a
+  // while), with a low fetch priority, so that they never delay it.
+  // biome-ignore lint/correctness/useExhaustiveDependencies: t only formats messages
+  useEffect(() => {
+    if (!priorsEnabled || !firstShown || studyState.kind !== 'ready' || priors.kind !== 'waiting') return;
+    const abort = new AbortController();
+    priorsAbort.current = abort;
+    setPriors({ kind: 'loading' });
+    findPriorStudies(studyState.record, abort.signal).then(
+      (found) => {
+        if (abort.signal.aborted) return;
+        setPriors({
+          kind: 'ready',
+          studies: found.map((summary) => ({
+            summary,
+            info: studyInfo(summary.record),
+            mark: markOf(summary, studyState.record),
+            expanded: false,
+            series: null,
+          })),
+        });
+      },
+      (e) => {
+        if (abort.signal.aborted) return;
+        setPriors({
+          kind: 'error',
+          message: t('viewer.otherStudiesError', { message: describeError(e, t) }),
+        });
+      },
+    );
+  }, [priorsEnabled, firstShown, studyState, priors.kind]);
+  useEffect(
+    () => () => {
+      priorsAbort.current?.abort();
+    },
+    [],
+  );
+
+  const updatePrior = (uid: string, fn: (p: PriorStudy) => PriorStudy) =>
+    setPriors((prev) =>
+      prev.kind === 'ready'
+        ? {
+            ...prev,
+            studies: prev.studies.map((p) => (p.summary.StudyInstanceUID === uid ? fn(p) : p)),
+          }
+        : prev,
+    );
+
+  const priorsRef = useRef(priors);
+  priorsRef.current = priors;
+  /** Expands or collapses another study; its series are asked for the first time it is expanded. */
+  const togglePrior = (uid: string) => {
+    const now = priorsRef.current;
+    const prior =
+      now.kind === 'ready' ? now.studies.find((p) => p.summary.StudyInstanceUID === uid) : undefined;
+    if (!prior) return;
+    const fetchNow = !prior.expanded && (prior.series === null || prior.series.state === 'error');
+    updatePrior(uid, (p) => ({
+      ...p,
+      expanded: !p.expanded,
+      series: fetchNow ? { state: 'loading' } : p.series,
+    }));
+    if (fetchNow) loadPriorSeries(uid);
+  };
+
+  /** The series of another study (QIDO), then each one's metadata (WADO-RS), all with low priority. */
+  const loadPriorSeries = (uid: string) => {
+    const signal = priorsAbort.current?.signal;
+    priorSeries(uid, signal).then(
+      (summaries) => {
+        if (signal?.aborted) return;
+        updatePrior(uid, (p) => ({
+          ...p,
+          series: {
+            state: 'ready',
+            entries: summaries.map((summary) => ({ summary, state: 'loading' }) as SeriesEntry),
+          },
+        }));
+        for (const summary of summaries) {
+          const set = (entry: SeriesEntry) =>
+            updatePrior(uid, (p) =>
+              p.series?.state === 'ready'
+                ? {
+                    ...p,
+                    series: {
+                      state: 'ready',
+                      entries: p.series.entries.map((e) =>
+                        e.summary.SeriesInstanceUID === summary.SeriesInstanceUID ? entry : e,
+                      ),
+                    },
+                  }
+                : p,
+            );
+          priorDisplaySet(summary, signal).then(
+            (displaySet) => {
+              if (!signal?.aborted) set({ summary, state: 'ready', displaySet });
+            },
+            (e) => {
+              if (signal?.aborted) return;
+              set({
+                summary,
+                state: 'error',
+                message: t('error.seriesLoad', { message: describeError(e, t) }),
+              });
+            },
+          );
+        }
+      },
+      (e) => {
+        if (signal?.aborted) return;
+        updatePrior(uid, (p) => ({
+          ...p,
+          series: { state: 'error', message: t('error.seriesLoad', { message: describeError(e, t) }) },
+        }));
+      },
+    );
+  };
+
+  const priorStudies = useMemo(() => (priors.kind === 'ready' ? priors.studies : []), [priors]);
+  const bySeries = useMemo(() => {
+    const m = new Map<string, SeriesEntry>(series.map((s) => [s.summary.SeriesInstanceUID, s]));
+    for (const p of priorStudies) {
+      if (p.series?.state !== 'ready') continue;
+      for (const e of p.series.entries)
+        if (!m.has(e.summary.SeriesInstanceUID)) m.set(e.summary.SeriesInstanceUID, e);
+    }
+    return m;
+  }, [series, priorStudies]);
+  const priorByUID = useMemo(
+    () => new Map(priorStudies.map((p) => [p.summary.StudyInstanceUID, p])),
+    [priorStudies],
+  );
   const slotCount = LAYOUT_SLOTS[layout];
   const contentFor = (i: number): ViewportContent => {
     const uid = slots[i];
@@ -197,6 +352,17 @@ export default function ViewerPage({
     if (e.displaySet.unsupported)
       return { kind: 'error', message: t('error.unsupported', { modality: e.summary.Modality || '?' }) };
     return { kind: 'ready', displaySet: e.displaySet };
+  };
+
+  /** The study a viewport shows, and how it is marked beside the one being read. */
+  const studyOf = (i: number): { info: StudyInfo | null; mark?: StudyMark } => {
+    const current = studyState.kind === 'ready' ? studyState.info : null;
+    const uid = slots[i];
+    const entry = uid ? bySeries.get(uid) : undefined;
+    const other = entry && entry.summary.StudyInstanceUID !== studyUID;
+    if (!other) return { info: current };
+    const prior = priorByUID.get(entry.summary.StudyInstanceUID);
+    return { info: prior?.info ?? null, mark: prior?.mark ?? 'prior' };
   };
 
   const shownIn = useMemo(() => {
@@ -226,6 +392,9 @@ export default function ViewerPage({
     });
     if (active >= n) setActive(0);
   };
+
+  /** Some viewport shows another study: the others say they show the current one. */
+  const comparing = Array.from({ length: slotCount }, (_, i) => studyOf(i).mark).some(Boolean);
 
   const activeId = VIEWPORT_IDS[active];
   const activeSeries = slots[active] ? bySeries.get(slots[active]!) : undefined;
@@ -489,9 +658,15 @@ export default function ViewerPage({
       <div className="viewer-body">
         <SeriesPanel
           series={series}
+          current={studyState.kind === 'ready' ? studyState.info : null}
+          currentModalities={
+            studyState.kind === 'ready' ? values(studyState.record, Tag.ModalitiesInStudy).map(String) : []
+          }
+          priors={priorsEnabled ? priors : { kind: 'off' }}
           shownIn={shownIn}
           thumbnailsEnabled={firstShown && ready}
           onSelect={selectSeries}
+          onTogglePrior={togglePrior}
         />
         <div className={`viewport-grid layout-${layout}`}>
           {studyState.kind === 'loading' && (
@@ -503,7 +678,8 @@ export default function ViewerPage({
               viewportId={id}
               sessionReady={ready}
               content={contentFor(i)}
-              study={studyState.kind === 'ready' ? studyState.info : null}
+              study={studyOf(i).info}
+              mark={studyOf(i).mark ?? (comparing ? 'current' : undefined)}
               active={i === active && slotCount > 1}
               onActivate={() => setActive(i)}
               onDropSeries={(uid) =>

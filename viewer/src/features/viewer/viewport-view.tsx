@@ -34,6 +34,19 @@ export interface StudyInfo {
   institution: string;
 }
 
+/**
+ * How a viewport names its study when another study of the patient is in view: the study being read
+ * (current), or one from before it (prior), after it (later), or of no known order (other).
+ */
+export type StudyMark = 'current' | 'prior' | 'later' | 'other';
+
+const MARK_LABEL: Record<StudyMark, MessageKey> = {
+  current: 'overlay.currentStudy',
+  prior: 'overlay.priorStudy',
+  later: 'overlay.laterStudy',
+  other: 'overlay.otherStudy',
+};
+
 export type ViewportContent =
   /** noImages: the study has no series with images; documents: but it has PDF documents. */
   | { kind: 'empty'; noImages?: boolean; documents?: boolean }
@@ -74,6 +87,8 @@ interface Props {
   sessionReady: boolean;
   content: ViewportContent;
   study: StudyInfo | null;
+  /** which study it is, when the viewports show more than one */
+  mark?: StudyMark;
   active: boolean;
   onActivate(): void;
   onDropSeries(seriesUID: string): void;
@@ -96,6 +111,7 @@ export function ViewportView({
   sessionReady,
   content,
   study,
+  mark,
   active,
   onActivate,
   onDropSeries,
@@ -392,7 +408,7 @@ export function ViewportView({
   return (
     // biome-ignore lint/a11y/noStaticElementInteractions: a drop target and focus-on-click for the image canvas, driven by mouse and keyboard shortcuts
     <div
-      className={`viewport${active ? ' active' : ''}${dragOver ? ' drag-over' : ''}`}
+      className={`viewport${active ? ' active' : ''}${dragOver ? ' drag-over' : ''}${mark && mark !== 'current' ? ' other-study' : ''}`}
       data-viewport-id={viewportId}
       onMouseDownCapture={onActivate}
       onWheelCapture={active ? undefined : onActivate}
@@ -464,7 +480,19 @@ export function ViewportView({
               <>
                 <div translate="no">{study.institution}</div>
                 <div translate="no">{study.studyDescription}</div>
-                <div>{study.studyDate && formatDicomDate(study.studyDate, lang)}</div>
+                {mark ? (
+                  <div className={`study-mark ${mark}`} data-testid="overlay-study">
+                    {t(MARK_LABEL[mark], {
+                      date: study.studyDate
+                        ? formatDicomDate(study.studyDate, lang)
+                        : t('viewer.noStudyDate'),
+                    })}
+                  </div>
+                ) : (
+                  <div data-testid="overlay-study">
+                    {study.studyDate && formatDicomDate(study.studyDate, lang)}
+                  </div>
+                )}
               </>
             )}
             <div>
