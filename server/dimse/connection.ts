@@ -69,6 +69,13 @@ export class RawDataset extends dimse.Dataset {
 
 export class ConnectionClosedError extends Error {}
 
+/** The state of dcmjs-dimse's network class that `DimseConnection` corrects (not in its typings). */
+interface LibraryNetworkState {
+  /** Receives the PDVs of the message being read; parsed when its last fragment arrives. */
+  dimseStream: unknown;
+  _performDimse(context: unknown, message: { hasDataset(): boolean }): void;
+}
+
 export class DimseConnection extends dimse.Scp {
   protected association: Association | undefined;
   /** The request waiting for its final response, if any. */
@@ -95,6 +102,18 @@ export class DimseConnection extends dimse.Scp {
     });
     // After an A-ABORT, the receiver closes the transport connection (PS3.8 7.3.2).
     this.on('abort', () => this.socket.destroy());
+    // dcmjs-dimse starts a new buffer for the next message only after one with a data set: after a
+    // message without one (every C-STORE, C-ECHO and N-EVENT-REPORT response, a C-CANCEL) the next
+    // message's bytes are appended to it, and each is parsed together with all those before it. On an
+    // association sending a study, the n-th C-STORE response was parsed with the n - 1 before it (9 ms
+    // more per instance at the 1,400th); an element of an earlier response (an Error Comment) also
+    // stayed in the later ones that lack it.
+    const lib = this as unknown as LibraryNetworkState;
+    const perform = lib._performDimse.bind(this);
+    lib._performDimse = (context, message) => {
+      if (!message.hasDataset()) lib.dimseStream = undefined;
+      perform(context, message);
+    };
   }
 
   /** Sends a request and resolves with the status of its final response (not the pending ones). */

@@ -9,7 +9,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getJson, type Json, value } from '../e2e/dicomweb';
 import { loadSamples } from '../helpers/server';
+import { cstoreDataset } from '../../scripts/lib/bench-dimse';
 import { freePort } from '../../scripts/lib/net';
+import { isStored, storeInstances } from '../../server/dimse/scu';
 import { SAMPLES, SAMPLES_MISSING, samplesPresent } from '../samples';
 import {
   type Archive,
@@ -155,3 +157,31 @@ describe.skipIf(!samplesPresent || !hasDcmtk)(
     });
   },
 );
+
+describe.skipIf(!hasDcmtk)('C-STORE SCU: a long association', () => {
+  it('sends the last of 1,500 instances as fast as the first ones', async () => {
+    if (!hasDcmtk) console.warn(DCMTK_MISSING);
+    // storescp --ignore: a real peer that answers each C-STORE at once, so that our side shows.
+    const sink = await startStorescp('SINK', ['--ignore'], { TCP_NODELAY: '1' });
+    try {
+      const instances = cstoreDataset(1500, 4_200_000, 'LONG', 16);
+      const at: number[] = [];
+      const results = await storeInstances(
+        { aet: 'SINK', host: '127.0.0.1', port: sink.port, tls: false },
+        instances,
+        { callingAETitle: 'PACS', onResult: () => at.push(performance.now()) },
+      );
+      expect(results.filter((r) => !isStored(r))).toEqual([]);
+      // Milliseconds per instance between the n-th and the m-th result.
+      const perInstance = (n: number, m: number) => (at[m - 1] - at[n - 1]) / (m - n);
+      const start = perInstance(50, 250);
+      const end = perInstance(1300, 1500);
+      expect(
+        end,
+        `${start.toFixed(2)} ms per instance from the 50th, ${end.toFixed(2)} from the 1,300th`,
+      ).toBeLessThan(Math.max(2 * start, start + 2));
+    } finally {
+      await sink.close();
+    }
+  });
+});
