@@ -70,6 +70,7 @@ export function cstoreDataset(
         SOPClassUID: meta.MediaStorageSOPClassUID,
         SOPInstanceUID: meta.MediaStorageSOPInstanceUID,
         TransferSyntaxUID: meta.TransferSyntaxUID,
+        size: dataset.length,
         dataset: async () => dataset,
       });
     }

@@ -11,7 +11,7 @@ import { getJson, type Json, value } from '../e2e/dicomweb';
 import { loadSamples } from '../helpers/server';
 import { cstoreDataset } from '../../scripts/lib/bench-dimse';
 import { freePort } from '../../scripts/lib/net';
-import { isStored, storeInstances } from '../../server/dimse/scu';
+import { isStored, READ_AHEAD_MAX_BYTES, storeInstances } from '../../server/dimse/scu';
 import { SAMPLES, SAMPLES_MISSING, samplesPresent } from '../samples';
 import {
   type Archive,
@@ -180,6 +180,36 @@ describe.skipIf(!hasDcmtk)('C-STORE SCU: a long association', () => {
         end,
         `${start.toFixed(2)} ms per instance from the 50th, ${end.toFixed(2)} from the 1,300th`,
       ).toBeLessThan(Math.max(2 * start, start + 2));
+    } finally {
+      await sink.close();
+    }
+  });
+
+  it('reads each data set while the instance before it is in flight, unless it is very large', async () => {
+    const sink = await startStorescp('SINK', ['--ignore'], { TCP_NODELAY: '1' });
+    try {
+      const events: string[] = [];
+      const instances = cstoreDataset(20, 4_300_000, 'AHEAD', 16).map((inst, n) => ({
+        ...inst,
+        // The 12th declares a stored size above the read-ahead limit.
+        size: n === 11 ? READ_AHEAD_MAX_BYTES + 1 : inst.size,
+        dataset: () => {
+          events.push(`read ${n}`);
+          return inst.dataset();
+        },
+      }));
+      let done = 0;
+      const results = await storeInstances(
+        { aet: 'SINK', host: '127.0.0.1', port: sink.port, tls: false },
+        instances,
+        { callingAETitle: 'PACS', onResult: () => events.push(`stored ${done++}`) },
+      );
+      expect(results.filter((r) => !isStored(r))).toEqual([]);
+      const at = (e: string) => events.indexOf(e);
+      for (let n = 1; n < 20; n++) {
+        if (n === 11) expect(at('read 11'), events.join(', ')).toBeGreaterThan(at('stored 10'));
+        else expect(at(`read ${n}`), events.join(', ')).toBeLessThan(at(`stored ${n - 1}`));
+      }
     } finally {
       await sink.close();
     }
