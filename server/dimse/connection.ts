@@ -74,6 +74,27 @@ interface LibraryNetworkState {
   /** Receives the PDVs of the message being read; parsed when its last fragment arrives. */
   dimseStream: unknown;
   _performDimse(context: unknown, message: { hasDataset(): boolean }): void;
+  logId: string;
+  logCommandDatasets: boolean;
+  logDatasets: boolean;
+  datasetWriteOptions: unknown;
+  datasetNameMap: unknown;
+  statistics: { addBytesSent(n: number): void };
+}
+
+/** The largest P-DATA-TF PDU dcmjs-dimse sends, whatever the peer's maximum. */
+const LIBRARY_MAX_PDU_LENGTH = 4 * 1024 * 1024;
+
+/** A P-DATA-TF PDU of one PDV (PS3.8 9.3.5): its 12-byte header, then the fragment. */
+function pdvHeader(contextId: number, length: number, command: boolean, last: boolean): Buffer {
+  const h = Buffer.allocUnsafe(12);
+  h[0] = 0x04;
+  h[1] = 0;
+  h.writeUInt32BE(length + 6, 2);
+  h.writeUInt32BE(length + 2, 6);
+  h[10] = contextId;
+  h[11] = (last ? 2 : 0) | (command ? 1 : 0);
+  return h;
 }
 
 export class DimseConnection extends dimse.Scp {
@@ -114,6 +135,43 @@ export class DimseConnection extends dimse.Scp {
       if (!message.hasDataset()) lib.dimseStream = undefined;
       perform(context, message);
     };
+  }
+
+  /**
+   * Writes a message as dcmjs-dimse's own method does, byte for byte: the command in one P-DATA-TF
+   * PDU, then the data set in fragments of the peer's maximum PDU length less 6 bytes (at most 4 MiB),
+   * one PDV per PDU. But each fragment is written where it is, behind its 12-byte header, and all the
+   * PDUs of the message go to the socket in one write: the library copies every fragment twice, into
+   * buffers it grows as it writes, and makes one write per PDU.
+   */
+  _sendPDataTF(message: Request | Response, contextId: number, maxPduLength: number): void {
+    const lib = this as unknown as LibraryNetworkState;
+    const max = maxPduLength === 0 ? LIBRARY_MAX_PDU_LENGTH : Math.min(maxPduLength, LIBRARY_MAX_PDU_LENGTH);
+    const command = message.getCommandDataset().getDenaturalizedCommandDataset();
+    dimse.log.info(
+      `${lib.logId} -> ${message.toString({ includeCommandDataset: lib.logCommandDatasets, includeDataset: lib.logDatasets })} [pc: ${contextId}]`,
+    );
+    const chunks: Buffer[] = [pdvHeader(contextId, command.length, true, true), command];
+    const dataset = message.getDataset();
+    if (dataset) {
+      const bytes = dataset.getDenaturalizedDataset(
+        lib.datasetWriteOptions as never,
+        lib.datasetNameMap as never,
+      );
+      const fragment = max - 6;
+      for (let at = 0; at < bytes.length; at += fragment) {
+        const value = bytes.subarray(at, at + fragment);
+        chunks.push(pdvHeader(contextId, value.length, false, at + fragment >= bytes.length), value);
+      }
+    }
+    let sent = 0;
+    this.socket.cork();
+    for (const chunk of chunks) {
+      this.socket.write(chunk);
+      sent += chunk.length;
+    }
+    this.socket.uncork();
+    lib.statistics.addBytesSent(sent);
   }
 
   /** Sends a request and resolves with the status of its final response (not the pending ones). */
