@@ -73,6 +73,8 @@ export class ConnectionClosedError extends Error {}
 interface LibraryNetworkState {
   /** Receives the PDVs of the message being read; parsed when its last fragment arrives. */
   dimseStream: unknown;
+  /** The requests sent, searched in order for the Message ID of each response. */
+  pending: Request[];
   _performDimse(context: unknown, message: { hasDataset(): boolean }): void;
   logId: string;
   logCommandDatasets: boolean;
@@ -185,6 +187,12 @@ export class DimseConnection extends dimse.Scp {
       });
       req.on('done', () => {
         this.inFlight = undefined;
+        // dcmjs-dimse keeps every request of the association: each response was looked up among all
+        // of them, and once Message IDs wrapped (after 65,535) the first request with the ID, long
+        // answered, took the response, and the new one waited for ever.
+        const pending = (this as unknown as LibraryNetworkState).pending;
+        const at = pending.indexOf(req);
+        if (at >= 0) pending.splice(at, 1);
         if (status === undefined) reject(new Error('the request could not be sent'));
         else resolve(status);
       });

@@ -11,7 +11,15 @@ import { getJson, type Json, value } from '../e2e/dicomweb';
 import { loadSamples } from '../helpers/server';
 import { cstoreDataset } from '../../scripts/lib/bench-dimse';
 import { freePort } from '../../scripts/lib/net';
-import { isStored, READ_AHEAD_MAX_BYTES, storeInstances } from '../../server/dimse/scu';
+import { dimse } from '../../server/dimse/library';
+import { VERIFICATION } from '../../server/dimse/negotiation';
+import {
+  isStored,
+  onAssociation,
+  READ_AHEAD_MAX_BYTES,
+  singleContextAssociation,
+  storeInstances,
+} from '../../server/dimse/scu';
 import { SAMPLES, SAMPLES_MISSING, samplesPresent } from '../samples';
 import {
   type Archive,
@@ -214,4 +222,29 @@ describe.skipIf(!hasDcmtk)('C-STORE SCU: a long association', () => {
       await sink.close();
     }
   });
+
+  it('gets an answer to each of 66,000 requests on one association (Message IDs wrap after 65,535)', async () => {
+    const sink = await startStorescp('SINK', ['--ignore'], { TCP_NODELAY: '1' });
+    try {
+      const remote = { aet: 'SINK', host: '127.0.0.1', port: sink.port, tls: false };
+      const { assoc } = singleContextAssociation('PACS', 'SINK', VERIFICATION);
+      const answered = await onAssociation(remote, assoc, async (conn) => {
+        let n = 0;
+        const deadline = Date.now() + 100_000;
+        while (n < 66_000 && Date.now() < deadline) {
+          // A request whose response never comes stops the count, not the test.
+          const status = await Promise.race([
+            conn.request(new dimse.requests.CEchoRequest()),
+            new Promise<number>((resolve) => setTimeout(() => resolve(-1), 5000)),
+          ]);
+          if (status !== 0) break;
+          n++;
+        }
+        return n;
+      });
+      expect(answered).toBe(66_000);
+    } finally {
+      await sink.close();
+    }
+  }, 150_000);
 });
