@@ -129,6 +129,7 @@ export async function sendFiles(opts: SendOptions): Promise<SendSummary> {
     }
     items.push({
       path,
+      size: (await stat(path)).size,
       SOPClassUID: meta.MediaStorageSOPClassUID ?? '',
       SOPInstanceUID: meta.MediaStorageSOPInstanceUID ?? '',
       TransferSyntaxUID: meta.TransferSyntaxUID ?? '',
@@ -143,7 +144,7 @@ export async function sendFiles(opts: SendOptions): Promise<SendSummary> {
   }
   const progress = new Progress('send', process.stderr, opts.progress !== false);
   let totalBytes = 0;
-  for (const item of items) totalBytes += (await stat(item.path)).size;
+  for (const item of items) totalBytes += item.size ?? 0;
   const state = () => ({
     done: summary.stored.length + summary.failed.length,
     total: items.length,

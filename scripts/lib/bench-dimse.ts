@@ -40,8 +40,16 @@ export interface CStoreBenchOptions {
   log?: (line: string) => void;
 }
 
-/** `total` CT instances in series of up to 300, as C-STORE data sets (File Meta Information removed). */
-export function cstoreDataset(total: number, seedBase: number, label: string): OutgoingInstance[] {
+/**
+ * `total` CT instances in series of up to 300, as C-STORE data sets (File Meta Information removed),
+ * of `size`×`size` pixels (default 512).
+ */
+export function cstoreDataset(
+  total: number,
+  seedBase: number,
+  label: string,
+  size = 512,
+): OutgoingInstance[] {
   const out: OutgoingInstance[] = [];
   for (let s = 0; s * 300 < total; s++) {
     const series: SyntheticSeriesOptions = {
@@ -50,6 +58,8 @@ export function cstoreDataset(total: number, seedBase: number, label: string): O
       instances: Math.min(300, total - s * 300),
       seed: seedBase + s,
       studyDescription: `Bench ${label}`,
+      rows: size,
+      columns: size,
     };
     for (const file of syntheticSeries(series)) {
       const meta = readFileMeta(file);
@@ -60,6 +70,7 @@ export function cstoreDataset(total: number, seedBase: number, label: string): O
         SOPClassUID: meta.MediaStorageSOPClassUID,
         SOPInstanceUID: meta.MediaStorageSOPInstanceUID,
         TransferSyntaxUID: meta.TransferSyntaxUID,
+        size: dataset.length,
         dataset: async () => dataset,
       });
     }

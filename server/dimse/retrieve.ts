@@ -110,6 +110,7 @@ export function outgoing(blobs: BlobStore, inst: StoredInstance): OutgoingInstan
     SOPClassUID: inst.SOPClassUID,
     SOPInstanceUID: inst.SOPInstanceUID,
     TransferSyntaxUID: inst.TransferSyntaxUID,
+    size: inst.size,
     dataset: async () => {
       const file = await blobs.read(inst.blobKey, { start: 0, end: inst.size });
       const meta = readFileMeta(file);

@@ -6,7 +6,8 @@
  * go unchanged), plus one with Explicit and Implicit VR Little Endian in case the peer accepts none of
  * those; an uncompressed instance is then converted by dcmjs, a compressed one fails (no transcoding).
  * At most 128 contexts fit in an association: more combinations are sent over several associations.
- * Instances are read one at a time, just before they are sent.
+ * Each instance's data set is read while the one before it is in flight (at most two in memory), unless
+ * it is larger than READ_AHEAD_MAX_BYTES: then it is read once the one before it is done.
  *
  * A remote AE marked /tls is reached over DICOM TLS (PS3.15 Annex B): TLS 1.2 or 1.3, our certificate as
  * the client certificate, the peer's certificate verified against PACS_DIMSE_TLS_CA (or the default CAs)
@@ -39,6 +40,35 @@ export interface OutgoingInstance {
   TransferSyntaxUID: string;
   /** The data set bytes (without File Meta Information), encoded in TransferSyntaxUID. */
   dataset(): Promise<Uint8Array>;
+  /** Its size in bytes, or about (the stored file): read ahead only when known and small enough. */
+  size?: number;
+}
+
+/** The largest data set read while the instance before it is in flight. */
+export const READ_AHEAD_MAX_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The instance, with `readAhead()` to start reading its data set now: `dataset()` then returns that
+ * read (once: the bytes are not kept after).
+ */
+function readingAhead(inst: OutgoingInstance): OutgoingInstance & { readAhead(): void } {
+  let early: Promise<Uint8Array> | undefined;
+  return {
+    SOPClassUID: inst.SOPClassUID,
+    SOPInstanceUID: inst.SOPInstanceUID,
+    TransferSyntaxUID: inst.TransferSyntaxUID,
+    readAhead() {
+      if (early || inst.size === undefined || inst.size > READ_AHEAD_MAX_BYTES) return;
+      early = inst.dataset();
+      // A failed read is reported when the instance's turn comes.
+      early.catch(() => {});
+    },
+    dataset() {
+      const bytes = early ?? inst.dataset();
+      early = undefined;
+      return bytes;
+    },
+  };
 }
 
 export interface StoreResult {
@@ -284,7 +314,8 @@ export async function storeInstances(
     results.push(r);
     opts.onResult?.(r);
   };
-  for (const group of planAssociations(instances)) {
+  for (const planned of planAssociations(instances)) {
+    const group = planned.map(readingAhead);
     let i = 0;
     while (i < group.length && !opts.cancelled?.()) {
       const rest = group.slice(i);
@@ -307,7 +338,10 @@ export async function storeInstances(
       }
       try {
         for (; i < group.length && !opts.cancelled?.(); i++) {
-          report(await sendInstance(conn, conn.getAssociation(), group[i], opts.moveOriginator));
+          const sent = sendInstance(conn, conn.getAssociation(), group[i], opts.moveOriginator);
+          // Its data set is being read (or already sent): the next one is read while it is in flight.
+          group[i + 1]?.readAhead();
+          report(await sent);
         }
       } catch (err) {
         // The peer dropped the association during this instance: it failed; the next ones get a new one.

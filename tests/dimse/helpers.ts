@@ -102,13 +102,22 @@ export interface StoreScp {
 /**
  * dcmtk storescp in a temporary folder: accepts every transfer syntax it knows (+xa) and writes each
  * received data set as it came (+B, bit preserving) behind its own File Meta Information. `extra`: more
- * options (TLS: +tls key cert -pw +cf ca).
+ * options (TLS: +tls key cert -pw +cf ca). `env`: more environment variables; with TCP_NODELAY=1 it
+ * answers each C-STORE at once (without, Debian's dcmtk leaves Nagle's algorithm on, and the second of
+ * the two writes of each response waits for the delayed ACK of the first, about 40 ms).
  */
-export async function startStorescp(aeTitle = 'STORESCP', extra: string[] = []): Promise<StoreScp> {
+export async function startStorescp(
+  aeTitle = 'STORESCP',
+  extra: string[] = [],
+  env: Record<string, string> = {},
+): Promise<StoreScp> {
   const dir = await mkdtemp(path.join(tmpdir(), 'pacs-storescp-'));
   const port = await freePort();
   const args = ['-aet', aeTitle, '+xa', '+B', ...extra, '-od', dir, String(port)];
-  const child: ChildProcess = spawn('storescp', args, { stdio: ['ignore', 'ignore', 'ignore'] });
+  const child: ChildProcess = spawn('storescp', args, {
+    stdio: ['ignore', 'ignore', 'ignore'],
+    env: { ...process.env, ...env },
+  });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   await waitForPort(port);
   return {

@@ -9,7 +9,17 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getJson, type Json, value } from '../e2e/dicomweb';
 import { loadSamples } from '../helpers/server';
+import { cstoreDataset } from '../../scripts/lib/bench-dimse';
 import { freePort } from '../../scripts/lib/net';
+import { dimse } from '../../server/dimse/library';
+import { VERIFICATION } from '../../server/dimse/negotiation';
+import {
+  isStored,
+  onAssociation,
+  READ_AHEAD_MAX_BYTES,
+  singleContextAssociation,
+  storeInstances,
+} from '../../server/dimse/scu';
 import { SAMPLES, SAMPLES_MISSING, samplesPresent } from '../samples';
 import {
   type Archive,
@@ -155,3 +165,86 @@ describe.skipIf(!samplesPresent || !hasDcmtk)(
     });
   },
 );
+
+describe.skipIf(!hasDcmtk)('C-STORE SCU: a long association', () => {
+  it('sends the last of 1,500 instances as fast as the first ones', async () => {
+    if (!hasDcmtk) console.warn(DCMTK_MISSING);
+    // storescp --ignore: a real peer that answers each C-STORE at once, so that our side shows.
+    const sink = await startStorescp('SINK', ['--ignore'], { TCP_NODELAY: '1' });
+    try {
+      const instances = cstoreDataset(1500, 4_200_000, 'LONG', 16);
+      const at: number[] = [];
+      const results = await storeInstances(
+        { aet: 'SINK', host: '127.0.0.1', port: sink.port, tls: false },
+        instances,
+        { callingAETitle: 'PACS', onResult: () => at.push(performance.now()) },
+      );
+      expect(results.filter((r) => !isStored(r))).toEqual([]);
+      // Milliseconds per instance between the n-th and the m-th result.
+      const perInstance = (n: number, m: number) => (at[m - 1] - at[n - 1]) / (m - n);
+      const start = perInstance(50, 250);
+      const end = perInstance(1300, 1500);
+      expect(
+        end,
+        `${start.toFixed(2)} ms per instance from the 50th, ${end.toFixed(2)} from the 1,300th`,
+      ).toBeLessThan(Math.max(2 * start, start + 2));
+    } finally {
+      await sink.close();
+    }
+  });
+
+  it('reads each data set while the instance before it is in flight, unless it is very large', async () => {
+    const sink = await startStorescp('SINK', ['--ignore'], { TCP_NODELAY: '1' });
+    try {
+      const events: string[] = [];
+      const instances = cstoreDataset(20, 4_300_000, 'AHEAD', 16).map((inst, n) => ({
+        ...inst,
+        // The 12th declares a stored size above the read-ahead limit.
+        size: n === 11 ? READ_AHEAD_MAX_BYTES + 1 : inst.size,
+        dataset: () => {
+          events.push(`read ${n}`);
+          return inst.dataset();
+        },
+      }));
+      let done = 0;
+      const results = await storeInstances(
+        { aet: 'SINK', host: '127.0.0.1', port: sink.port, tls: false },
+        instances,
+        { callingAETitle: 'PACS', onResult: () => events.push(`stored ${done++}`) },
+      );
+      expect(results.filter((r) => !isStored(r))).toEqual([]);
+      const at = (e: string) => events.indexOf(e);
+      for (let n = 1; n < 20; n++) {
+        if (n === 11) expect(at('read 11'), events.join(', ')).toBeGreaterThan(at('stored 10'));
+        else expect(at(`read ${n}`), events.join(', ')).toBeLessThan(at(`stored ${n - 1}`));
+      }
+    } finally {
+      await sink.close();
+    }
+  });
+
+  it('gets an answer to each of 66,000 requests on one association (Message IDs wrap after 65,535)', async () => {
+    const sink = await startStorescp('SINK', ['--ignore'], { TCP_NODELAY: '1' });
+    try {
+      const remote = { aet: 'SINK', host: '127.0.0.1', port: sink.port, tls: false };
+      const { assoc } = singleContextAssociation('PACS', 'SINK', VERIFICATION);
+      const answered = await onAssociation(remote, assoc, async (conn) => {
+        let n = 0;
+        const deadline = Date.now() + 100_000;
+        while (n < 66_000 && Date.now() < deadline) {
+          // A request whose response never comes stops the count, not the test.
+          const status = await Promise.race([
+            conn.request(new dimse.requests.CEchoRequest()),
+            new Promise<number>((resolve) => setTimeout(() => resolve(-1), 5000)),
+          ]);
+          if (status !== 0) break;
+          n++;
+        }
+        return n;
+      });
+      expect(answered).toBe(66_000);
+    } finally {
+      await sink.close();
+    }
+  }, 150_000);
+});
