@@ -103,7 +103,11 @@ export async function startOrthanc(opts: OrthancOptions): Promise<Orthanc> {
   return { url, log: () => log, call, close };
 }
 
-/** A free TCP port in [from, from + 1000) (the range a test may use), not among `taken`. */
+/**
+ * A free TCP port in [from, from + 1000) (the range a test may use), not among `taken`. Keep `from`
+ * below Linux's ephemeral range (32768-60999): a port found free there can be taken by another test's
+ * outgoing connection before the peer started on it binds it.
+ */
 export async function freePortFrom(from: number, taken = new Set<number>()): Promise<number> {
   for (let attempt = 0; attempt < 100; attempt++) {
     const port = from + Math.floor(Math.random() * 1000);
