@@ -1,7 +1,7 @@
 /**
  * npm run dimse -- send <folder|file>... <AET@host:port[/tls]> [--aet OURS] [--associations 1] [--quiet] [--json]
  * npm run dimse -- echo <AET@host:port[/tls]> [--aet OURS]
- *   with /tls: --tls-cert our-cert.pem --tls-key our-key.pem [--tls-ca hospital-ca.pem]
+ *   with /tls: --tls-cert our-cert.pem --tls-key our-key.pem [--tls-ca hospital-ca.pem] [--tls-crl hospital.crl]
  *
  * `send` stores every DICOM Part 10 file under the folders (or the files given) into a DICOM node by
  * C-STORE, each data set byte for byte as in the file (the File Meta Information is not sent: the
@@ -196,7 +196,8 @@ const USAGE = `usage: npm run dimse -- send <folder|file>... <AET@host:port[/tls
   --json              print the summary as JSON on stdout
   --tls-cert FILE     with /tls (DICOM TLS): our certificate (PEM), sent as the client certificate
   --tls-key FILE      its private key (PEM, not encrypted)
-  --tls-ca FILE       CAs (PEM) the node's certificate must be signed by (default: the usual public CAs)`;
+  --tls-ca FILE       CAs (PEM) the node's certificate must be signed by (default: the usual public CAs)
+  --tls-crl FILE      CRLs (PEM, one or more): a node whose certificate is revoked is refused`;
 
 interface Command {
   command: 'send' | 'echo';
@@ -212,7 +213,7 @@ interface Command {
 export function parseDimseArgs(argv: string[]): Command | string {
   const positional: string[] = [];
   const opts = { aeTitle: 'OPENPACS', associations: 1, quiet: false, json: false };
-  const tlsFiles = { cert: '', key: '', ca: '' };
+  const tlsFiles = { cert: '', key: '', ca: '', crl: '' };
   for (const a of commandLine(argv)) {
     if (a.flag === '-h' || a.flag === '--help') return USAGE;
     else if (a.flag === '--aet') opts.aeTitle = a.value();
@@ -222,6 +223,7 @@ export function parseDimseArgs(argv: string[]): Command | string {
     else if (a.flag === '--tls-cert') tlsFiles.cert = a.value();
     else if (a.flag === '--tls-key') tlsFiles.key = a.value();
     else if (a.flag === '--tls-ca') tlsFiles.ca = a.value();
+    else if (a.flag === '--tls-crl') tlsFiles.crl = a.value();
     else if (a.flag.startsWith('--')) throw new Error(`unknown option ${a.flag}`);
     else positional.push(a.arg);
   }
@@ -239,6 +241,7 @@ export function parseDimseArgs(argv: string[]): Command | string {
     cert: '--tls-cert',
     key: '--tls-key',
     ca: '--tls-ca',
+    crl: '--tls-crl',
   });
   if (errors.length > 0) throw new Error(errors.join('; '));
   return { command, inputs: rest, remote, ...opts, ...(tls ? { tls } : {}) };

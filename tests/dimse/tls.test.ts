@@ -625,6 +625,27 @@ describe.skipIf(!samplesPresent || !hasDcmtk || !hasOpenssl)('DICOM TLS (PS3.15 
       expect(sent.status, JSON.stringify(sent.body)).toBe(200);
     });
 
+    it('npm run dimse with --tls-crl refuses a node whose certificate is revoked', async () => {
+      const echo = (crl: string[]) =>
+        runTs('scripts/dimse.ts', [
+          ...['echo', `GONE@127.0.0.1:${gone.port}/tls`, '--aet', 'CT1'],
+          ...['--tls-cert', pki.cert('ct1'), '--tls-key', pki.key('ct1'), '--tls-ca', pki.cert('ca'), ...crl],
+        ]);
+      const unchecked = await echo([]);
+      expect(unchecked.code, unchecked.output).toBe(0);
+      const refused = await echo(['--tls-crl', crlFile]);
+      expect(refused.code).toBe(2);
+      expect(refused.output).toMatch(
+        /^cannot reach GONE@127\.0\.0\.1:\d+\/tls: TLS handshake failed: certificate revoked/m,
+      );
+      const noCa = await runTs('scripts/dimse.ts', [
+        ...['echo', `GONE@127.0.0.1:${gone.port}/tls`, '--tls-crl', crlFile],
+        ...['--tls-cert', pki.cert('ct1'), '--tls-key', pki.key('ct1')],
+      ]);
+      expect(noCa.code).toBe(2);
+      expect(noCa.output).toMatch(/--tls-crl=.*crl\.pem: needs --tls-ca/);
+    });
+
     /** Long enough for the next connection to look at the files again. */
     const nextCheck = () => new Promise((resolve) => setTimeout(resolve, TLS_FILES_CHECK_MS + 500));
     const revokedFailures = (subject: RegExp) =>
