@@ -27,6 +27,7 @@ import {
 } from './connection';
 import { type Association, dimse, type Response } from './library';
 import {
+  certificateAETitles,
   EXPLICIT_VR_LITTLE_ENDIAN,
   IMPLICIT_VR_LITTLE_ENDIAN,
   type RemoteAE,
@@ -150,6 +151,25 @@ function associationFor(
   return assoc;
 }
 
+/**
+ * The check of a /tls remote AE's certificate when our own CAs are set (PACS_DIMSE_TLS_CA, --tls-ca):
+ * it names the host we connect to (the usual TLS check), or the called AE title, as a subject CN or a
+ * subjectAltName URI dicom-aet: (the names PACS_DIMSE_TLS_BIND_AE takes from a caller's certificate), so
+ * that one certificate made for a modality's AE title serves it both ways. Only with our own CAs: a
+ * public CA vouches for host names, not for AE titles.
+ */
+function peerIdentity(remote: RemoteAE): (host: string, cert: tls.PeerCertificate) => Error | undefined {
+  return (host, cert) => {
+    const hostError = tls.checkServerIdentity(host, cert);
+    if (!hostError || certificateAETitles(cert).includes(remote.aet)) return undefined;
+    const err = new Error(
+      `the certificate names neither ${host} nor the called AE title ${remote.aet} (${hostError.message})`,
+    ) as NodeJS.ErrnoException;
+    err.code = 'ERR_TLS_CERT_ALTNAME_INVALID';
+    return err;
+  };
+}
+
 /** An association we opened, as the SCU. */
 class OutboundConnection extends DimseConnection {
   /**
@@ -175,6 +195,7 @@ class OutboundConnection extends DimseConnection {
             key: credentials.key,
             ...(credentials.ca ? { ca: credentials.ca } : {}),
             ...(credentials.crl ? { crl: credentials.crl } : {}),
+            ...(credentials.ca ? { checkServerIdentity: peerIdentity(remote) } : {}),
             minVersion: 'TLSv1.2',
           })
         : net.connect({ host: remote.host, port: remote.port });

@@ -154,6 +154,8 @@ describe.skipIf(!samplesPresent || !hasDcmtk || !hasOpenssl)('DICOM TLS (PS3.15 
   let impostor: StoreScp;
   /** storescp with a good certificate that trusts only the other CA (refuses ours). */
   let picky: StoreScp;
+  /** storescp with ct1's certificate (CN=CT1, DNS:ct1.hospital.test): its AE title, not 127.0.0.1. */
+  let ct1Peer: StoreScp;
 
   const tls = (name: string) => ['+tls', pki.key(name), pki.cert(name), '-pw', '+cf', pki.cert('ca')];
 
@@ -161,7 +163,7 @@ describe.skipIf(!samplesPresent || !hasDcmtk || !hasOpenssl)('DICOM TLS (PS3.15 
     if (!samplesPresent) console.warn(SAMPLES_MISSING);
     if (!hasDcmtk) console.warn(DCMTK_MISSING);
     pki = await makePki();
-    [good, impostor, picky] = await Promise.all([
+    [good, impostor, picky, ct1Peer] = await Promise.all([
       startStorescp('GOOD', ['+tls', pki.key('archive'), pki.cert('archive'), '-pw', '+cf', pki.cert('ca')]),
       startStorescp('IMPOSTOR', [
         ...['+tls', pki.key('impostor'), pki.cert('impostor'), '-pw', '+cf', pki.cert('ca')],
@@ -174,6 +176,7 @@ describe.skipIf(!samplesPresent || !hasDcmtk || !hasOpenssl)('DICOM TLS (PS3.15 
         '+cf',
         pki.cert('other'),
       ]),
+      startStorescp('CT1', tls('ct1')),
     ]);
     archive = await startArchive({
       PACS_DIMSE_TLS_PORT: '0',
@@ -185,12 +188,14 @@ describe.skipIf(!samplesPresent || !hasDcmtk || !hasOpenssl)('DICOM TLS (PS3.15 
         `GOOD@127.0.0.1:${good.port}/tls`,
         `IMPOSTOR@127.0.0.1:${impostor.port}/tls`,
         `PICKY@127.0.0.1:${picky.port}/tls`,
+        `CT1@127.0.0.1:${ct1Peer.port}/tls`,
+        `CT2@127.0.0.1:${ct1Peer.port}/tls`,
       ].join(','),
     });
   });
   afterAll(async () => {
     await archive?.close();
-    await Promise.all([good, impostor, picky].map((s) => s?.close()));
+    await Promise.all([good, impostor, picky, ct1Peer].map((s) => s?.close()));
     if (pki) await rm(pki.dir, { recursive: true, force: true });
   });
 
@@ -333,6 +338,8 @@ describe.skipIf(!samplesPresent || !hasDcmtk || !hasOpenssl)('DICOM TLS (PS3.15 
         { aet: 'GOOD', host: '127.0.0.1', port: good.port, tls: true },
         { aet: 'IMPOSTOR', tls: true },
         { aet: 'PICKY', tls: true },
+        { aet: 'CT1', tls: true },
+        { aet: 'CT2', tls: true },
       ],
     });
   });
@@ -366,6 +373,39 @@ describe.skipIf(!samplesPresent || !hasDcmtk || !hasOpenssl)('DICOM TLS (PS3.15 
       expect(status, JSON.stringify(body)).toBe(200);
       expect(body).toMatchObject({ instances: 3, sent: 3, failed: 0 });
       await expectReceivedAsStored(archive.dicomweb, study, instances, await receivedBySop(good.dir));
+    });
+
+    it("a peer's certificate of the hospital CA naming the called AE title, not the host, is accepted; naming another AE, refused", async () => {
+      const byAeTitle = await send('CT1');
+      expect(byAeTitle.status, JSON.stringify(byAeTitle.body)).toBe(200);
+      expect(byAeTitle.body).toMatchObject({ instances: 3, sent: 3, failed: 0 });
+      await expectReceivedAsStored(archive.dicomweb, study, instances, await receivedBySop(ct1Peer.dir));
+      // The same peer called as CT2: its certificate names CT1 and ct1.hospital.test only.
+      const otherAe = await send('CT2');
+      expect(otherAe.status).toBe(502);
+      expect(otherAe.body).toMatchObject({ sent: 0, failed: 3 });
+      expect(otherAe.body.message).toMatch(
+        /CT2@127\.0\.0\.1:\d+\/tls: TLS handshake failed: the certificate names neither 127\.0\.0\.1 nor the called AE title CT2/,
+      );
+      expect((await filesUnder(ct1Peer.dir)).length).toBe(3);
+      // npm run dimse the same way; mr1's certificate names its AE title as URI:dicom-aet:MR1.
+      const mr1 = await startStorescp('MR1', tls('mr1'));
+      try {
+        const echo = (node: string) =>
+          runTs('scripts/dimse.ts', [
+            ...['echo', node, '--aet', 'PACS', '--tls-cert', pki.cert('archive')],
+            ...['--tls-key', pki.key('archive'), '--tls-ca', pki.cert('ca')],
+          ]);
+        const byUri = await echo(`MR1@127.0.0.1:${mr1.port}/tls`);
+        expect(byUri.output).toMatch(/C-ECHO MR1@127\.0\.0\.1:\d+\/tls: success/);
+        const wrong = await echo(`MR2@127.0.0.1:${mr1.port}/tls`);
+        expect(wrong.code).toBe(2);
+        expect(wrong.output).toMatch(
+          /^cannot reach MR2@127\.0\.0\.1:\d+\/tls: TLS handshake failed: the certificate names neither/m,
+        );
+      } finally {
+        await mr1.close();
+      }
     });
 
     it('refuses a peer whose certificate is not trusted, and says so when the peer refuses ours: 502, nothing sent', async () => {
