@@ -97,6 +97,13 @@ export const en = {
   'viewer.otherStudies': 'Other studies of this patient ({count})',
   'viewer.otherStudiesLoading': 'Looking for other studies of this patient…',
   'viewer.otherStudiesError': 'Other studies could not be listed: {message}',
+  'viewer.otherStudiesMore':
+    'Only the newest {count} are listed: the archive holds more studies with this PatientID.',
+  'viewer.otherPatientStudies':
+    'Not listed (possibly another patient): studies with this PatientID but another issuer, name or birth date ({count})',
+  'viewer.otherPatientIssuer': 'another issuer of the PatientID (hospital), or none: {count}',
+  'viewer.otherPatientName': 'another patient name: {count}',
+  'viewer.otherPatientBirthDate': 'another birth date: {count}',
   'viewer.showStudySeries': 'Show the series of this study',
   'viewer.hideStudySeries': 'Hide the series of this study',
   'viewer.noSeries': 'No series',

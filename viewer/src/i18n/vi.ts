@@ -98,6 +98,13 @@ export const vi: Record<MessageKey, string> = {
   'viewer.otherStudies': 'Ca chụp khác của bệnh nhân ({count})',
   'viewer.otherStudiesLoading': 'Đang tìm các ca chụp khác của bệnh nhân…',
   'viewer.otherStudiesError': 'Không lấy được danh sách ca chụp khác: {message}',
+  'viewer.otherStudiesMore':
+    'Chỉ liệt kê {count} ca chụp mới nhất: kho lưu trữ còn ca chụp khác có mã bệnh nhân này.',
+  'viewer.otherPatientStudies':
+    'Không liệt kê (có thể là người khác): ca chụp có mã bệnh nhân này nhưng khác nơi cấp mã, họ tên hoặc ngày sinh ({count})',
+  'viewer.otherPatientIssuer': 'khác nơi cấp mã bệnh nhân (bệnh viện), hoặc không có: {count}',
+  'viewer.otherPatientName': 'khác họ tên: {count}',
+  'viewer.otherPatientBirthDate': 'khác ngày sinh: {count}',
   'viewer.showStudySeries': 'Hiện các loạt ảnh của ca chụp này',
   'viewer.hideStudySeries': 'Ẩn các loạt ảnh của ca chụp này',
   'viewer.noSeries': 'Không có loạt ảnh nào',

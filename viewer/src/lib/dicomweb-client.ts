@@ -56,6 +56,15 @@ const SERIES_FIELDS = [
  * other studies and their series) go 'low', behind those of the study being read.
  */
 async function getJson<T>(url: string, signal?: AbortSignal, priority?: RequestPriority): Promise<T> {
+  return (await getJsonResponse<T>(url, signal, priority)).body;
+}
+
+/** getJson, with the response's headers. */
+async function getJsonResponse<T>(
+  url: string,
+  signal?: AbortSignal,
+  priority?: RequestPriority,
+): Promise<{ body: T; headers: Headers }> {
   let res: Response;
   try {
     res = await fetch(url, { headers: { Accept: 'application/dicom+json' }, signal, priority });
@@ -63,7 +72,7 @@ async function getJson<T>(url: string, signal?: AbortSignal, priority?: RequestP
     if ((e as Error).name === 'AbortError') throw e;
     throw new DicomwebError(0, (e as Error).message, url);
   }
-  if (res.status === 204) return [] as T;
+  if (res.status === 204) return { body: [] as T, headers: res.headers };
   if (!res.ok) {
     let message = res.statusText;
     try {
@@ -75,7 +84,7 @@ async function getJson<T>(url: string, signal?: AbortSignal, priority?: RequestP
     throw new DicomwebError(res.status, message, url);
   }
   const text = await res.text();
-  return (text ? JSON.parse(text) : []) as T;
+  return { body: (text ? JSON.parse(text) : []) as T, headers: res.headers };
 }
 
 /** Turns what a user typed into a QIDO PatientName value: words in order, each a prefix. */
@@ -99,6 +108,27 @@ export async function searchForStudies(
   signal?: AbortSignal,
   priority?: RequestPriority,
 ): Promise<DicomJson[]> {
+  return getJson<DicomJson[]>(studiesUrl(q), signal, priority);
+}
+
+/**
+ * QIDO-RS: one page of a search for studies, and whether the archive has more after it: it said so
+ * (Warning 299 "There are additional results that can be requested", PS3.18 8.3.4.1, also sent when it
+ * lowered a limit larger than its maximum), or the page is as long as the limit asked for.
+ */
+export async function searchForStudiesPage(
+  q: StudySearch,
+  signal?: AbortSignal,
+  priority?: RequestPriority,
+): Promise<{ studies: DicomJson[]; more: boolean }> {
+  const { body, headers } = await getJsonResponse<DicomJson[]>(studiesUrl(q), signal, priority);
+  const more =
+    /additional results/i.test(headers.get('Warning') ?? '') ||
+    (q.limit !== undefined && body.length >= q.limit);
+  return { studies: body, more: body.length > 0 && more };
+}
+
+function studiesUrl(q: StudySearch): string {
   const p = new URLSearchParams();
   if (q.PatientName) {
     p.set('PatientName', patientNameQuery(q.PatientName));
@@ -113,7 +143,7 @@ export async function searchForStudies(
   for (const f of STUDY_FIELDS) p.append('includefield', f);
   if (q.limit !== undefined) p.set('limit', String(q.limit));
   if (q.offset) p.set('offset', String(q.offset));
-  return getJson<DicomJson[]>(`${env.dicomwebRoot}/studies?${p}`, signal, priority);
+  return `${env.dicomwebRoot}/studies?${p}`;
 }
 
 /** QIDO-RS: search for series of a study. */

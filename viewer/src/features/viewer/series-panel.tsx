@@ -1,7 +1,7 @@
 import { useEffect, useRef, useState } from 'react';
 import { formatDicomDate, useLanguage, useT } from '../../i18n';
 import type { DisplaySet, SeriesSummary } from './display-sets';
-import type { StudySummary } from './priors';
+import type { StudySummary, Withheld } from './priors';
 import { drawThumbnail } from './thumbnail';
 import { DRAG_TYPE, type StudyInfo, type StudyMark } from './viewport-view';
 
@@ -33,7 +33,15 @@ export type PriorsState =
   | { kind: 'waiting' }
   | { kind: 'loading' }
   | { kind: 'error'; message: string }
-  | { kind: 'ready'; studies: PriorStudy[] };
+  | {
+      kind: 'ready';
+      /** the patient's other studies, newest first */
+      studies: PriorStudy[];
+      /** studies of the same PatientID that are another patient's: not listed, only counted */
+      withheld: Withheld;
+      /** the archive has more studies of this PatientID than were listed */
+      more: boolean;
+    };
 
 interface Props {
   series: SeriesEntry[];
@@ -135,9 +143,42 @@ export function SeriesPanel({
               )}
             </div>
           ))}
+          {priors.kind === 'ready' && priors.more && (
+            <p className="muted study-status" data-testid="other-studies-more">
+              {t('viewer.otherStudiesMore', { count: others.length })}
+            </p>
+          )}
         </section>
       )}
+      {priors.kind === 'ready' && priors.withheld.count > 0 && <WithheldNote withheld={priors.withheld} />}
     </aside>
+  );
+}
+
+/**
+ * Studies that share the PatientID but not the issuer, name or birth date: another patient as far as
+ * the viewer can tell. Only counted, with why: nothing of them is shown or offered for comparison.
+ */
+function WithheldNote({ withheld }: { withheld: Withheld }) {
+  const t = useT();
+  const reasons = [
+    ['issuer', 'viewer.otherPatientIssuer'],
+    ['name', 'viewer.otherPatientName'],
+    ['birthDate', 'viewer.otherPatientBirthDate'],
+  ] as const;
+  return (
+    <div className="other-patient-studies" data-testid="other-patient-studies" role="note">
+      <p>{t('viewer.otherPatientStudies', { count: withheld.count })}</p>
+      <ul>
+        {reasons
+          .filter(([r]) => withheld.reasons[r] > 0)
+          .map(([r, key]) => (
+            <li key={r} data-reason={r}>
+              {t(key, { count: withheld.reasons[r] })}
+            </li>
+          ))}
+      </ul>
+    </div>
   );
 }
 

@@ -215,7 +215,9 @@ export default function ViewerPage({
         if (abort.signal.aborted) return;
         setPriors({
           kind: 'ready',
-          studies: found.map((summary) => ({
+          withheld: found.withheld,
+          more: found.more,
+          studies: found.studies.map((summary) => ({
             summary,
             info: studyInfo(summary.record),
             mark: markOf(summary, studyState.record),
