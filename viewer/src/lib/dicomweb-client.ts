@@ -98,7 +98,8 @@ export function patientNameQuery(typed: string): string {
     .join('*')}*`;
 }
 
-function wildcardIfPartial(value: string): string {
+/** An ID as typed, without surrounding spaces: matched exactly (a * or ? typed is the user's wildcard). */
+function trimmed(value: string): string {
   return value.trim();
 }
 
@@ -134,9 +135,9 @@ function studiesUrl(q: StudySearch): string {
     p.set('PatientName', patientNameQuery(q.PatientName));
     p.set('fuzzymatching', 'true');
   }
-  if (q.PatientID) p.set('PatientID', wildcardIfPartial(q.PatientID));
+  if (q.PatientID) p.set('PatientID', trimmed(q.PatientID));
   if (q.IssuerOfPatientID) p.set('IssuerOfPatientID', q.IssuerOfPatientID.trim());
-  if (q.AccessionNumber) p.set('AccessionNumber', wildcardIfPartial(q.AccessionNumber));
+  if (q.AccessionNumber) p.set('AccessionNumber', trimmed(q.AccessionNumber));
   if (q.StudyDate) p.set('StudyDate', q.StudyDate);
   if (q.ModalitiesInStudy) p.set('ModalitiesInStudy', q.ModalitiesInStudy);
   if (q.StudyInstanceUID) p.set('StudyInstanceUID', q.StudyInstanceUID);
