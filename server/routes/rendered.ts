@@ -3,6 +3,7 @@
  * and frames as image/jpeg or image/png, with the query parameters window, viewport and quality
  * (PS3.18 8.3.5.1). Decoding and rendering run in the worker pool (server/transcode).
  */
+import { createHash } from 'node:crypto';
 import type { Request, Response } from 'express';
 import type { MediaType } from '../../dicomweb/media-types';
 import { newBoundary, type OutgoingPart, writeMultipart } from '../../dicomweb/multipart';
@@ -267,6 +268,9 @@ export function thumbnailCandidates(images: StoredInstance[]): StoredInstance[] 
   return [...near.slice(0, THUMBNAIL_TRIES - Math.min(rest.length, 1)), ...rest].slice(0, THUMBNAIL_TRIES);
 }
 
+/** Changed when the thumbnails made from the same image and parameters change (their ETag with it). */
+const THUMBNAIL_RENDERING = 1;
+
 /**
  * GET .../thumbnail: one small image. A study or series is shown by a representative image
  * (thumbnailCandidates): when that one cannot be decoded (a corrupt frame, a syntax without a
@@ -285,6 +289,22 @@ export function retrieveThumbnail(ctx: RenderedContext) {
     if (req.params.frames !== undefined)
       frame = parseFrameList(req.params.frames as string, list[0].numberOfFrames)[0];
     else if (req.params.instance === undefined) candidates = thumbnailCandidates(list);
+    // Revalidated on every use (no-cache), answered 304 without rendering when nothing changed: cheap on
+    // a slow link, and a revoked link or ended session is refused at once instead of shown from cache.
+    // The tag follows the stored bytes of every candidate, the frame and the rendering parameters.
+    const etag = `"t${THUMBNAIL_RENDERING}-${createHash('sha1')
+      .update(JSON.stringify([candidates.map((i) => i.sha256), frame, params]))
+      .digest('hex')
+      .slice(0, 32)}"`;
+    const cacheHeaders = () => {
+      res.setHeader('ETag', etag);
+      res.setHeader('Cache-Control', 'private, no-cache');
+    };
+    if (req.headers['if-none-match'] === etag) {
+      cacheHeaders();
+      res.status(304).end();
+      return;
+    }
     let firstError: unknown;
     for (const inst of candidates) {
       let image: Uint8Array;
@@ -297,7 +317,7 @@ export function retrieveThumbnail(ctx: RenderedContext) {
         firstError ??= err;
         continue;
       }
-      res.setHeader('Cache-Control', 'private, max-age=300');
+      cacheHeaders();
       sendImage(res, format, image);
       return;
     }

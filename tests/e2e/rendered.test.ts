@@ -236,6 +236,28 @@ describe.skipIf(!samplesPresent)('WADO-RS rendered and thumbnail', () => {
       expect(r.type).toBe('image/jpeg');
       expect(r.body.subarray(0, 2).toString('hex')).toBe('ffd8');
     }
+    // Revalidated, not re-rendered: the same thumbnail asked with its ETag is 304 without a body; other
+    // parameters, another tag.
+    const study = `${server.dicomweb}/studies/${u.study}/thumbnail`;
+    const tagged = await fetch(study);
+    const etag = tagged.headers.get('etag') ?? '';
+    expect(
+      Buffer.from(await tagged.arrayBuffer())
+        .subarray(0, 2)
+        .toString('hex'),
+    ).toBe('ffd8');
+    expect(tagged.headers.get('cache-control')).toBe('private, no-cache');
+    const again = await fetch(study, { headers: { 'If-None-Match': etag } });
+    expect(again.status).toBe(304);
+    expect((await again.arrayBuffer()).byteLength).toBe(0);
+    const larger = await fetch(`${study}?viewport=256,256`, { headers: { 'If-None-Match': etag } });
+    expect(larger.status).toBe(200);
+    expect(larger.headers.get('etag')).not.toBe(etag);
+    expect(
+      Buffer.from(await larger.arrayBuffer())
+        .subarray(0, 2)
+        .toString('hex'),
+    ).toBe('ffd8');
     const series = await get(
       `${server.dicomweb}/studies/${u.study}/series/${u.series}/rendered`,
       'multipart/related; type="image/png"',
