@@ -291,7 +291,19 @@ export function reportOnNewAssociation(
   return onAssociation(
     remote,
     assoc,
-    (conn, accepted) => sendEventReport(conn, accepted, result, callingAETitle),
+    (conn, accepted) => {
+      const negotiated = accepted.getPresentationContext(id);
+      if (negotiated.getResult() !== dimse.constants.PresentationContextResult.Accept)
+        throw new Error(
+          `${remote.aet} did not accept the Storage Commitment Push Model presentation context (${negotiated.getResultDescription()})`,
+        );
+      // Without it, the peer takes the archive for the SCU, and an N-EVENT-REPORT from us is not one it expects.
+      if (negotiated.getProviderRole() !== true)
+        throw new Error(
+          `${remote.aet} did not accept the archive in the SCP role for Storage Commitment Push Model (SCP/SCU Role Selection, PS3.7 D.3.3.4)`,
+        );
+      return sendEventReport(conn, accepted, result, callingAETitle);
+    },
     credentials,
   );
 }
