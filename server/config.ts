@@ -127,6 +127,13 @@ export interface DimseConfig {
   allowedAEs: AllowedAE[] | 'any';
   /** Remote AEs by title: C-MOVE destinations and targets of "send study" (they grant no access). */
   remoteAEs: RemoteAE[];
+  /**
+   * How long a storage commitment report that cannot be delivered is tried again, from its N-ACTION
+   * (PACS_DIMSE_COMMIT_RETRY_HOURS), and the longest wait between two attempts
+   * (PACS_DIMSE_COMMIT_MAX_WAIT), in milliseconds.
+   */
+  commitRetryMs: number;
+  commitRetryMaxDelayMs: number;
 }
 
 /**
@@ -259,6 +266,14 @@ export const VARIABLES = {
   PACS_DIMSE_REMOTE_AES: [
     '',
     'Known remote AEs, comma-separated AET@host:port, with /tls at the end for one reached over DICOM TLS (C-MOVE destinations, send-study targets, storage commitment reports on a new association); they are not allowed to call in unless listed in PACS_DIMSE_ALLOWED_AES.',
+  ],
+  PACS_DIMSE_COMMIT_RETRY_HOURS: [
+    '24',
+    'How long a storage commitment report that cannot be delivered (the requester released its association and its AE cannot be reached) is tried again, from its N-ACTION, before it is given up (an error in the log, audited with 502); decimals allowed. The pending requests are kept in the index database, across restarts and for every server process.',
+  ],
+  PACS_DIMSE_COMMIT_MAX_WAIT: [
+    '600',
+    'Longest wait between two attempts at a storage commitment report (seconds): the waits start at 2 s and double up to it.',
   ],
   PACS_AUTH: [
     'on',
@@ -454,6 +469,28 @@ function dimseConfig(get: (name: keyof typeof VARIABLES) => string, errors: stri
     aeTitle,
     allowedAEs,
     remoteAEs: remote.aes,
+    ...commitRetry(get, errors),
+  };
+}
+
+/** PACS_DIMSE_COMMIT_RETRY_HOURS and _MAX_SECONDS, in milliseconds. */
+function commitRetry(
+  get: (name: keyof typeof VARIABLES) => string,
+  errors: string[],
+): Pick<DimseConfig, 'commitRetryMs' | 'commitRetryMaxDelayMs'> {
+  const hours = Number(get('PACS_DIMSE_COMMIT_RETRY_HOURS'));
+  if (!(hours > 0 && hours <= 720))
+    errors.push(
+      `PACS_DIMSE_COMMIT_RETRY_HOURS=${get('PACS_DIMSE_COMMIT_RETRY_HOURS')}: expected a number of hours above 0, at most 720`,
+    );
+  const seconds = Number(get('PACS_DIMSE_COMMIT_MAX_WAIT'));
+  if (!(Number.isInteger(seconds) && seconds >= 1 && seconds <= 86_400))
+    errors.push(
+      `PACS_DIMSE_COMMIT_MAX_WAIT=${get('PACS_DIMSE_COMMIT_MAX_WAIT')}: expected an integer from 1 to 86400`,
+    );
+  return {
+    commitRetryMs: hours > 0 && hours <= 720 ? Math.round(hours * 3_600_000) : 24 * 3_600_000,
+    commitRetryMaxDelayMs: Number.isInteger(seconds) && seconds >= 1 ? seconds * 1000 : 600_000,
   };
 }
 

@@ -87,6 +87,43 @@ export interface SearchResult {
   more: boolean;
 }
 
+/** One instance a storage commitment request names (PS3.4 J.3.2, Referenced SOP Sequence item). */
+export interface CommitmentReference {
+  ReferencedSOPClassUID: string;
+  ReferencedSOPInstanceUID: string;
+}
+
+/**
+ * A Storage Commitment Push Model request whose N-EVENT-REPORT the requester has not answered yet
+ * (server/dimse/commitment.ts), kept from its N-ACTION until the report is delivered or given up, in
+ * the index's database: every server process sees it, and it outlives a restart. Times in ms since the
+ * epoch.
+ */
+export interface PendingCommitment {
+  TransactionUID: string;
+  /** The requester (the calling AE title of the N-ACTION's association), where the report goes. */
+  callingAETitle: string;
+  /** The archive's AE title the requester called. */
+  calledAETitle: string;
+  /** The Referenced SOP Sequence, in order. */
+  references: CommitmentReference[];
+  /**
+   * received: answered, its report about to go on the requester's association; delivering: an attempt
+   * on a new association is under way; waiting: to be tried again at nextAttempt.
+   */
+  state: 'received' | 'delivering' | 'waiting';
+  receivedAt: number;
+  /** Attempts at the report that failed. */
+  attempts: number;
+  /**
+   * When it may next be tried: while received or delivering, the end of the lease of the process
+   * reporting it (another process takes it over only after that).
+   */
+  nextAttempt: number;
+  /** Why the last attempt failed. */
+  lastError: string | null;
+}
+
 export interface Index {
   /** One transaction: study, series and instance rows, counts and ModalitiesInStudy brought up to date. */
   putInstance(rec: InstanceRecord, opts: { overwrite: boolean }): Promise<PutOutcome>;
@@ -103,6 +140,26 @@ export interface Index {
   deleteInstances(scope: Scope): Promise<string[]>;
   /** Removes every study, series and instance at once (reindex starts from an empty index). */
   clear(): Promise<void>;
+  /**
+   * Records a storage commitment request; false (nothing changed) when one with its Transaction UID is
+   * pending already (a duplicate, PS3.4 J.3.3.1.2), whichever process recorded it. Durable once resolved.
+   */
+  addCommitment(c: PendingCommitment): Promise<boolean>;
+  /** The pending commitments whose nextAttempt is at or before now, earliest first, at most limit. */
+  dueCommitments(now: number, limit: number): Promise<PendingCommitment[]>;
+  /**
+   * Takes a due commitment for one attempt: its state becomes delivering and its nextAttempt leaseUntil,
+   * if its nextAttempt is still at or before now. Of processes claiming it at once, one gets it; the
+   * others (and any claim of one not due or gone) get undefined.
+   */
+  claimCommitment(uid: string, now: number, leaseUntil: number): Promise<PendingCommitment | undefined>;
+  /** After an attempt that failed (or none was made): waiting until nextAttempt, with its attempts and error. */
+  deferCommitment(
+    uid: string,
+    next: { nextAttempt: number; attempts: number; error: string | null },
+  ): Promise<void>;
+  /** Removes a commitment (its report delivered, or given up); false when it was not there. */
+  removeCommitment(uid: string): Promise<boolean>;
   /** The index's database, for the tables kept beside the index (users, shares, audit: storage/access.ts). */
   sql(): SqlRunner;
   close(): Promise<void>;

@@ -24,17 +24,21 @@ import type {
   Index,
   IndexedBlob,
   InstanceRecord,
+  PendingCommitment,
   PutOutcome,
   Scope,
   SearchResult,
   StoredInstance,
 } from './index';
 import {
+  COMMITMENT_SQL,
+  commitmentValues,
   INDEXED_BLOBS_SQL,
   indexedBlob,
   type LevelRows,
   migrations,
   multiValue,
+  pendingCommitment,
   postgresDialect,
   type Row,
   rowsFor,
@@ -339,6 +343,41 @@ class PgIndex implements Index {
   /** TRUNCATE: immediate at any size; it waits for (and blocks) every other use of the tables meanwhile. */
   async clear(): Promise<void> {
     await this.pool.query('TRUNCATE instances, series, studies');
+  }
+
+  async addCommitment(c: PendingCommitment): Promise<boolean> {
+    const r = await this.pool.query(postgresDialect.sql(COMMITMENT_SQL.add), commitmentValues(c));
+    return r.rowCount === 1;
+  }
+
+  async dueCommitments(now: number, limit: number): Promise<PendingCommitment[]> {
+    const r = await this.pool.query(postgresDialect.sql(COMMITMENT_SQL.due), [now, limit]);
+    return r.rows.map(pendingCommitment);
+  }
+
+  async claimCommitment(
+    uid: string,
+    now: number,
+    leaseUntil: number,
+  ): Promise<PendingCommitment | undefined> {
+    const r = await this.pool.query(postgresDialect.sql(COMMITMENT_SQL.claim), [leaseUntil, uid, now]);
+    return r.rows[0] ? pendingCommitment(r.rows[0]) : undefined;
+  }
+
+  async deferCommitment(
+    uid: string,
+    next: { nextAttempt: number; attempts: number; error: string | null },
+  ): Promise<void> {
+    await this.pool.query(postgresDialect.sql(COMMITMENT_SQL.defer), [
+      next.nextAttempt,
+      next.attempts,
+      next.error,
+      uid,
+    ]);
+  }
+
+  async removeCommitment(uid: string): Promise<boolean> {
+    return (await this.pool.query(postgresDialect.sql(COMMITMENT_SQL.remove), [uid])).rowCount === 1;
   }
 
   sql(): SqlRunner {

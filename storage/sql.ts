@@ -24,7 +24,7 @@ import {
 } from '../dicomweb/attributes';
 import { foldPersonName, personNameKey, personNameMatchKey, personNameString } from '../dicomweb/names';
 import { dateTimeKey, type Filter, type Query, type Term, timeKey } from '../dicomweb/qido';
-import type { IndexedBlob, InstanceRecord, Scope, StoredInstance } from './index';
+import type { IndexedBlob, InstanceRecord, PendingCommitment, Scope, StoredInstance } from './index';
 
 export interface Dialect {
   name: string;
@@ -159,6 +159,22 @@ export function migrations(d: Dialect): string[][] {
     pg ? [] : sqliteNameTrigrams('rowid'),
     // 8: SQLite only: NAME_FTS keyed by studies.name_key, which VACUUM cannot renumber (see NAME_KEY).
     pg ? [] : sqliteNameKey(),
+    // 9: storage commitment requests whose report is not delivered yet (COMMITMENT_SQL), shared by every
+    // server process and kept across restarts.
+    [
+      `CREATE TABLE commitments (
+        transaction_uid ${T} PRIMARY KEY,
+        calling_aet ${T} NOT NULL,
+        called_aet ${T} NOT NULL,
+        refs ${d.json} NOT NULL,
+        state ${T} NOT NULL,
+        received_at ${d.bigint} NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt ${d.bigint} NOT NULL,
+        last_error ${T}
+      )`,
+      'CREATE INDEX commitments_due ON commitments (next_attempt)',
+    ],
   ];
 }
 
@@ -290,6 +306,8 @@ export const SQLITE_STATISTICS: [table: string, index: string, stat: string][] =
   ['sessions', 'sessions_expires', '2000 1'],
   ['settings', 'sqlite_autoindex_settings_1', '20 1'],
   ['rate_limits', 'sqlite_autoindex_rate_limits_1', '1000 1'],
+  ['commitments', 'sqlite_autoindex_commitments_1', '100 1'],
+  ['commitments', 'commitments_due', '100 1'],
 ];
 
 /**
@@ -588,6 +606,52 @@ function emptyRows(): LevelRows {
 }
 
 /** The query of Index.indexedBlobs(), and its rows turned into IndexedBlob. */
+/**
+ * The pending storage commitments (schema 9; storage/index.ts PendingCommitment), `?` placeholders.
+ * add: insert-or-detect on the Transaction UID, the primary key, so a duplicate is seen whichever process
+ * recorded the first. claim: takes a due row for one attempt; the WHERE on next_attempt makes two claims
+ * of one row exclusive (SQLite: one writer at a time; PostgreSQL: the second UPDATE waits for the first
+ * and re-checks the condition on the row it wrote, READ COMMITTED), the changed row count says who won.
+ */
+export const COMMITMENT_SQL = {
+  add: `INSERT INTO commitments
+      (transaction_uid, calling_aet, called_aet, refs, state, received_at, attempts, next_attempt, last_error)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT (transaction_uid) DO NOTHING`,
+  due: 'SELECT * FROM commitments WHERE next_attempt <= ? ORDER BY next_attempt, transaction_uid LIMIT ?',
+  claim: `UPDATE commitments SET state = 'delivering', next_attempt = ?
+      WHERE transaction_uid = ? AND next_attempt <= ? RETURNING *`,
+  defer: `UPDATE commitments SET state = 'waiting', next_attempt = ?, attempts = ?, last_error = ?
+      WHERE transaction_uid = ?`,
+  remove: 'DELETE FROM commitments WHERE transaction_uid = ?',
+};
+
+/** The values of COMMITMENT_SQL.add. */
+export const commitmentValues = (c: PendingCommitment): (string | number | null)[] => [
+  c.TransactionUID,
+  c.callingAETitle,
+  c.calledAETitle,
+  JSON.stringify(c.references),
+  c.state,
+  c.receivedAt,
+  c.attempts,
+  c.nextAttempt,
+  c.lastError,
+];
+
+/** A commitments row as a PendingCommitment. */
+export const pendingCommitment = (r: Record<string, unknown>): PendingCommitment => ({
+  TransactionUID: r.transaction_uid as string,
+  callingAETitle: r.calling_aet as string,
+  calledAETitle: r.called_aet as string,
+  references: JSON.parse(r.refs as string) as PendingCommitment['references'],
+  state: r.state as PendingCommitment['state'],
+  receivedAt: Number(r.received_at),
+  attempts: Number(r.attempts),
+  nextAttempt: Number(r.next_attempt),
+  lastError: (r.last_error as string | null) ?? null,
+});
+
 export const INDEXED_BLOBS_SQL = 'SELECT blob_key, study_uid, series_uid, sop_uid FROM instances';
 export const indexedBlob = (r: Record<string, unknown>): IndexedBlob => ({
   blobKey: r.blob_key as string,

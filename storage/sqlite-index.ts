@@ -16,13 +16,16 @@ import type {
   Index,
   IndexedBlob,
   InstanceRecord,
+  PendingCommitment,
   PutOutcome,
   Scope,
   SearchResult,
   StoredInstance,
 } from './index';
 import {
+  COMMITMENT_SQL,
   COMMON_MODALITY_SERIES,
+  commitmentValues,
   COMMON_NAME_STUDIES,
   filterRowsSql,
   INDEXED_BLOBS_SQL,
@@ -32,6 +35,7 @@ import {
   modalityCountSql,
   multiValue,
   nameCandidatesSql,
+  pendingCommitment,
   rowsFor,
   scopeDelete,
   scopeQuery,
@@ -353,6 +357,40 @@ class SqliteIndex implements Index {
       })
       .immediate();
     await this.syncWal();
+  }
+
+  async addCommitment(c: PendingCommitment): Promise<boolean> {
+    const added = this.statement(COMMITMENT_SQL.add).run(...commitmentValues(c)).changes === 1;
+    // The requester is told 0000 once this resolves: it must survive a power cut.
+    if (added) await this.syncWal();
+    return added;
+  }
+
+  async dueCommitments(now: number, limit: number): Promise<PendingCommitment[]> {
+    const rows = this.statement(COMMITMENT_SQL.due).all(now, limit) as Record<string, unknown>[];
+    return rows.map(pendingCommitment);
+  }
+
+  async claimCommitment(
+    uid: string,
+    now: number,
+    leaseUntil: number,
+  ): Promise<PendingCommitment | undefined> {
+    const row = this.statement(COMMITMENT_SQL.claim).get(leaseUntil, uid, now) as
+      | Record<string, unknown>
+      | undefined;
+    return row ? pendingCommitment(row) : undefined;
+  }
+
+  async deferCommitment(
+    uid: string,
+    next: { nextAttempt: number; attempts: number; error: string | null },
+  ): Promise<void> {
+    this.statement(COMMITMENT_SQL.defer).run(next.nextAttempt, next.attempts, next.error, uid);
+  }
+
+  async removeCommitment(uid: string): Promise<boolean> {
+    return this.statement(COMMITMENT_SQL.remove).run(uid).changes === 1;
   }
 
   sql(): SqlRunner {

@@ -10,6 +10,7 @@ import {
   reportWithRetries,
   STORAGE_COMMITMENT_PUSH_MODEL_INSTANCE,
 } from './commitment';
+import { retryDelay } from './commitment-reports';
 import { dimse } from './library';
 import { QueryError } from './query';
 
@@ -155,5 +156,15 @@ describe('report on a new association: tried again while the association fails',
     });
     await expect(stopped).rejects.toThrow('connection refused');
     expect([calls, ...retries]).toEqual([1, 1]);
+  });
+});
+
+describe('report kept until delivered: waits between attempts', () => {
+  it('start at 2 s and double up to the longest wait (PACS_DIMSE_COMMIT_MAX_WAIT)', () => {
+    expect([1, 2, 3, 4, 5, 6, 7, 8, 9, 10].map((n) => retryDelay(n, 600_000) / 1000)).toEqual([
+      2, 4, 8, 16, 32, 64, 128, 256, 512, 600,
+    ]);
+    expect(retryDelay(1_000, 600_000)).toBe(600_000);
+    expect(retryDelay(1, 1_000)).toBe(1_000);
   });
 });

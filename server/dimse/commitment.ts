@@ -9,6 +9,7 @@
  * association if it is still open, otherwise on a new association to the requester's AE as known from
  * PACS_DIMSE_REMOTE_AES, the archive in the SCP role (SCP/SCU Role Selection, PS3.7 D.3.3.4). A request
  * that reuses the Transaction UID of one not reported yet fails whole with 0x0131 (duplicateTransaction).
+ * The requests not reported yet are kept in the index database until they are (commitment-reports.ts).
  *
  * Request parsing, decision and the result data set are pure; sending is at the end.
  */
@@ -291,12 +292,27 @@ export function reportOnNewAssociation(
   return onAssociation(
     remote,
     assoc,
-    (conn, accepted) => sendEventReport(conn, accepted, result, callingAETitle),
+    (conn, accepted) => {
+      const negotiated = accepted.getPresentationContext(id);
+      if (negotiated.getResult() !== dimse.constants.PresentationContextResult.Accept)
+        throw new Error(
+          `${remote.aet} did not accept the Storage Commitment Push Model presentation context (${negotiated.getResultDescription()})`,
+        );
+      // Without it, the peer takes the archive for the SCU, and an N-EVENT-REPORT from us is not one it expects.
+      if (negotiated.getProviderRole() !== true)
+        throw new Error(
+          `${remote.aet} did not accept the archive in the SCP role for Storage Commitment Push Model (SCP/SCU Role Selection, PS3.7 D.3.3.4)`,
+        );
+      return sendEventReport(conn, accepted, result, callingAETitle);
+    },
     credentials,
   );
 }
 
-/** Waits between attempts at a report on a new association (then gives up). */
+/**
+ * Waits between attempts at a report kept in memory only (then given up): the report of a duplicate
+ * request, which has no pending request of its own (commitment-reports.ts keeps the others).
+ */
 export const REPORT_RETRY_DELAYS_MS = [2_000, 10_000, 30_000];
 
 /**

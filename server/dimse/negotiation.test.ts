@@ -186,7 +186,13 @@ describe('AE titles and remote AEs', () => {
       allowedAEs: [],
       remoteAEs: [],
       tlsBindAE: true,
+      // storage commitment reports tried again for 24 hours, at most 10 minutes apart
+      commitRetryMs: 86_400_000,
+      commitRetryMaxDelayMs: 600_000,
     });
+    expect(
+      loadConfig({ PACS_DIMSE_COMMIT_RETRY_HOURS: '0.5', PACS_DIMSE_COMMIT_MAX_WAIT: '30' }).dimse,
+    ).toMatchObject({ commitRetryMs: 1_800_000, commitRetryMaxDelayMs: 30_000 });
     const on = loadConfig({
       PACS_DIMSE_PORT: '11112',
       PACS_DIMSE_ALLOWED_AES: 'CT1@10.0.0.5, MR1',
@@ -203,9 +209,11 @@ describe('AE titles and remote AEs', () => {
         PACS_DIMSE_AE_TITLE: 'THIS_IS_TOO_LONG_A_TITLE',
         PACS_DIMSE_ALLOWED_AES: 'CT1@ct1.hospital.vn',
         PACS_DIMSE_REMOTE_AES: 'X@h',
+        PACS_DIMSE_COMMIT_RETRY_HOURS: '0',
+        PACS_DIMSE_COMMIT_MAX_WAIT: '1.5',
       }),
     ).toThrow(
-      /PACS_DIMSE_PORT=70000[\s\S]*PACS_DIMSE_AE_TITLE[\s\S]*PACS_DIMSE_ALLOWED_AES: "CT1@ct1\.hospital\.vn"[\s\S]*PACS_DIMSE_REMOTE_AES/,
+      /PACS_DIMSE_PORT=70000[\s\S]*PACS_DIMSE_AE_TITLE[\s\S]*PACS_DIMSE_ALLOWED_AES: "CT1@ct1\.hospital\.vn"[\s\S]*PACS_DIMSE_REMOTE_AES[\s\S]*PACS_DIMSE_COMMIT_RETRY_HOURS=0[\s\S]*PACS_DIMSE_COMMIT_MAX_WAIT=1\.5/,
     );
   });
 

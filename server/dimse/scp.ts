@@ -12,7 +12,7 @@
  * - C-MOVE to a known remote AE (PACS_DIMSE_REMOTE_AES), C-GET on the same association, with pending
  *   responses after each sub-operation and C-CANCEL;
  * - Storage Commitment Push Model (N-ACTION, then the N-EVENT-REPORT on this association or a new one):
- *   commitment.ts.
+ *   commitment.ts, the requests kept in the index database until reported (commitment-reports.ts).
  * Each association, its outcome and counts are logged (the audit trail, until one exists).
  *
  * The same SCP serves a plain TCP listener (PACS_DIMSE_PORT) and a DICOM TLS one (PACS_DIMSE_TLS_PORT,
@@ -28,6 +28,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { Writable } from 'node:stream';
 import { parseQuery } from '../../dicomweb/qido';
+import type { PendingCommitment } from '../../storage/index';
 import { DicomwebError, FailureReason } from '../../dicomweb/status';
 import type { DimseConfig, DimseTls } from '../config';
 import { type IngestContext, type IngestResult, ingestInstance } from '../ingest';
@@ -35,18 +36,19 @@ import type { Logger } from '../log';
 import { DICOMWEB_ROOT } from '../routes/common';
 import { deleteStoredBlob } from '../transcode/copies';
 import {
-  CommitmentFailureReason,
   type CommitmentRequest,
-  type CommitmentResult,
-  decideCommitment,
   duplicateTransaction,
+  NActionStatus,
   parseCommitmentRequest,
-  reportOnNewAssociation,
-  reportWithRetries,
-  type StoredReference,
   sendEventReport,
-  storedReferences,
 } from './commitment';
+import {
+  CommitmentReports,
+  commitmentAudits,
+  type DimseAudit,
+  failureReasons,
+  type RequesterAssociation,
+} from './commitment-reports';
 import { ConnectionClosedError, DimseConnection, tlsErrorReason } from './connection';
 import {
   type Association,
@@ -124,25 +126,16 @@ interface Gateway {
   ingests: Set<Promise<unknown>>;
   /** The audit trail (server/auth/audit.ts): DIMSE operations are recorded like HTTP requests. */
   audit?: DimseAudit;
-  /** Aborted at close: storage commitment reports waiting to be tried again give up. */
+  /** Aborted at close: storage commitment reports stop being tried (their requests stay recorded). */
   stopping: AbortController;
   /**
-   * Transaction UIDs of the storage commitment requests not reported yet, on every association: active
-   * until their N-EVENT-REPORT is sent or given up (PS3.4 J.3.3.1.2); another request with one is a
-   * duplicate (commitment.ts duplicateTransaction).
+   * Storage commitment requests not reported yet, recorded in the index database (every server process
+   * sees them, a restart keeps them) and their reports (commitment-reports.ts).
    */
-  transactions: Set<string>;
+  reports: CommitmentReports;
 }
 
-/** Records one DIMSE operation in the audit trail; status as HTTP would say it (200, 403, 500…). */
-export type DimseAudit = (e: {
-  callingAETitle: string;
-  action: string;
-  status: number;
-  study?: string;
-  source: string;
-  detail: string;
-}) => void;
+export type { DimseAudit };
 
 type FindElements = Record<string, unknown>;
 
@@ -162,13 +155,6 @@ interface Counts {
   gets: number;
   commitments: number;
 }
-
-/**
- * How long after its N-ACTION-RSP a storage commitment requester has to release its association before
- * the report is sent on it: a requester that waits for the report on another association releases at
- * once (Orthanc does), and a report sent across its A-RELEASE-RQ would be lost there.
- */
-const REPORT_GRACE_MS = 500;
 
 const hex = (n: number) => `0x${n.toString(16).padStart(4, '0')}`;
 
@@ -689,166 +675,63 @@ class ArchiveScp extends DimseConnection {
       return;
     }
     this.counts.commitments++;
-    // Received (PS3.4 J.3.2.1.3): even a duplicate Transaction UID, which its report refuses.
-    respond(Status.Success);
-    if (this.gw.transactions.has(parsed.TransactionUID)) {
-      void this.refuseDuplicate(parsed, Date.now());
-      return;
-    }
-    this.gw.transactions.add(parsed.TransactionUID);
-    void this.commit(parsed, Date.now()).finally(() => this.gw.transactions.delete(parsed.TransactionUID));
+    void this.recordCommitment(parsed, respond);
   }
 
   /**
-   * A request whose Transaction UID an earlier one, not reported yet, still uses: its report fails every
-   * instance with 0x0131 (commitment.ts duplicateTransaction); the earlier transaction is left alone.
+   * Records the request in the index database, then answers it (0000: received, PS3.4 J.3.2.1.3; even
+   * a duplicate Transaction UID, which its report refuses), so that an acknowledged request is never
+   * lost; 0x0110 when it cannot be recorded. Then reports (commitment-reports.ts).
    */
-  private async refuseDuplicate(request: CommitmentRequest, answeredAt: number): Promise<void> {
+  private async recordCommitment(
+    request: CommitmentRequest,
+    respond: (status: number, comment?: string) => void,
+  ): Promise<void> {
+    let pending: PendingCommitment | undefined;
+    try {
+      pending = await this.gw.reports.record(request, this.callingAETitle, this.gw.dimse.aeTitle, Date.now());
+    } catch (err) {
+      this.log.error('storage commitment request not recorded: the index could not be written', {
+        err,
+        callingAETitle: this.callingAETitle,
+        transactionUID: request.TransactionUID,
+      });
+      this.audit('storage-commitment', 500, `Storage commitment ${request.TransactionUID}: not recorded`);
+      respond(NActionStatus.ProcessingFailure, 'the request could not be recorded');
+      return;
+    }
+    respond(Status.Success);
+    const answeredAt = Date.now();
+    if (pending) this.gw.reports.reportReceived(pending, this.requester(), answeredAt);
+    else this.refuseDuplicate(request, answeredAt);
+  }
+
+  /** This association, as the place for a storage commitment report while the requester keeps it open. */
+  private requester(): RequesterAssociation {
+    return {
+      open: () => !this.closed && this.outcome === 'accepted',
+      ended: this.ended,
+      send: (result) => sendEventReport(this, this.getAssociation(), result, this.gw.dimse.aeTitle),
+      source: this.source,
+    };
+  }
+
+  /**
+   * A request whose Transaction UID an earlier one, not reported yet, still uses (in any server process):
+   * its report fails every instance with 0x0131 (commitment.ts duplicateTransaction); the earlier
+   * transaction is left alone.
+   */
+  private refuseDuplicate(request: CommitmentRequest, answeredAt: number): void {
     const result = duplicateTransaction(request);
     this.log.warn('storage commitment: Transaction UID already in use by a request not reported yet', {
       callingAETitle: this.callingAETitle,
       transactionUID: request.TransactionUID,
       requested: request.references.length,
-      failureReasons: { [hex(CommitmentFailureReason.DuplicateTransactionUID)]: request.references.length },
+      failureReasons: failureReasons(result),
     });
-    this.auditCommitment(result, new Map());
-    await this.report(result, answeredAt);
-  }
-
-  /** Decides the commitment of each requested instance, records it, and sends the report. */
-  private async commit(request: CommitmentRequest, answeredAt: number): Promise<void> {
-    const { TransactionUID } = request;
-    let stored: Map<string, StoredReference> | 'unavailable';
-    try {
-      stored = await storedReferences(
-        this.gw.ctx.index,
-        request.references.map((r) => r.ReferencedSOPInstanceUID),
-      );
-    } catch (err) {
-      this.log.error('storage commitment: the index could not be asked', {
-        err,
-        transactionUID: TransactionUID,
-      });
-      stored = 'unavailable';
-    }
-    const result = decideCommitment(request, stored);
-    const reasons: Record<string, number> = {};
-    for (const f of result.failed) reasons[hex(f.FailureReason)] = (reasons[hex(f.FailureReason)] ?? 0) + 1;
-    this.log.info('storage commitment', {
-      callingAETitle: this.callingAETitle,
-      transactionUID: TransactionUID,
-      requested: request.references.length,
-      committed: result.committed.length,
-      failed: result.failed.length,
-      ...(result.failed.length > 0 ? { failureReasons: reasons } : {}),
-    });
-    this.auditCommitment(result, stored === 'unavailable' ? new Map() : stored);
-    await this.report(result, answeredAt);
-  }
-
-  /**
-   * One audit event per study of the committed instances (one without a study when none was), like
-   * C-MOVE and C-GET; the status as HTTP would say it: 200 all committed, 404 some not held, 409 held
-   * with another SOP Class or a Transaction UID already in use, 500 the index could not be asked.
-   */
-  private auditCommitment(result: CommitmentResult, stored: ReadonlyMap<string, StoredReference>): void {
-    const reasons = new Set(result.failed.map((f) => f.FailureReason));
-    const status = reasons.has(CommitmentFailureReason.ProcessingFailure)
-      ? 500
-      : reasons.has(CommitmentFailureReason.ClassInstanceConflict) ||
-          reasons.has(CommitmentFailureReason.DuplicateTransactionUID)
-        ? 409
-        : reasons.size > 0
-          ? 404
-          : 200;
-    const detail = `Storage commitment ${result.TransactionUID}: ${result.committed.length} committed, ${result.failed.length} failed`;
-    const studies = new Set(
-      result.committed.map((r) => stored.get(r.ReferencedSOPInstanceUID)?.StudyInstanceUID),
-    );
-    if (studies.size === 0) studies.add(undefined);
-    for (const study of studies) this.audit('storage-commitment', status, detail, study);
-  }
-
-  /**
-   * Sends the report (PS3.4 J.3.3): on this association while the requester keeps it open, else on a new
-   * association to the requester's AE (PACS_DIMSE_REMOTE_AES), tried again a few times while it fails.
-   */
-  private async report(result: CommitmentResult, answeredAt: number): Promise<void> {
-    const fields = { callingAETitle: this.callingAETitle, transactionUID: result.TransactionUID };
-    const wait = REPORT_GRACE_MS - (Date.now() - answeredAt);
-    if (wait > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([this.ended, new Promise((resolve) => (timer = setTimeout(resolve, wait)))]);
-      clearTimeout(timer);
-    }
-    if (!this.closed && this.outcome === 'accepted') {
-      try {
-        await sendEventReport(this, this.getAssociation(), result, this.gw.dimse.aeTitle);
-        this.log.info('storage commitment report sent', { ...fields, association: 'same' });
-        return;
-      } catch (err) {
-        if (!(err instanceof ConnectionClosedError))
-          this.log.warn('storage commitment report not accepted on the same association', {
-            ...fields,
-            err: (err as Error).message,
-          });
-      }
-    }
-    if (this.gw.stopping.signal.aborted) {
-      // The listener is closing (its index may be too): the requester asks again later.
-      this.log.warn('storage commitment report not sent: the DICOM listener is closing', fields);
-      return;
-    }
-    const remote = this.gw.dimse.remoteAEs.find((a) => a.aet === this.callingAETitle);
-    if (!remote) {
-      this.log.error(
-        `storage commitment report not sent: the requester released its association and its AE title ${this.callingAETitle} is not in PACS_DIMSE_REMOTE_AES`,
-        fields,
-      );
-      this.audit(
-        'storage-commitment',
-        502,
-        `Storage commitment ${result.TransactionUID}: report not sent (AE not in PACS_DIMSE_REMOTE_AES)`,
-      );
-      return;
-    }
-    try {
-      const attempts = await reportWithRetries(
-        () =>
-          reportOnNewAssociation(
-            remote,
-            this.gw.dimse.aeTitle,
-            result,
-            currentDimseTls(this.gw.dimse, this.log),
-          ),
-        {
-          stopped: this.gw.stopping.signal,
-          onRetry: (err, attempt) =>
-            this.log.warn('storage commitment report failed, trying again', {
-              ...fields,
-              attempt,
-              err: err.message,
-            }),
-        },
-      );
-      this.log.info('storage commitment report sent', {
-        ...fields,
-        association: 'new',
-        aet: remote.aet,
-        attempts,
-      });
-    } catch (err) {
-      this.log.error('storage commitment report not sent', {
-        ...fields,
-        aet: remote.aet,
-        err: (err as Error).message,
-      });
-      this.audit(
-        'storage-commitment',
-        502,
-        `Storage commitment ${result.TransactionUID}: report not sent to ${remote.aet}: ${(err as Error).message}`,
-      );
-    }
+    for (const a of commitmentAudits(result, new Map()))
+      this.audit('storage-commitment', a.status, a.detail, a.study);
+    this.gw.reports.reportDuplicate(result, this.callingAETitle, this.requester(), answeredAt);
   }
 
   private getAssociation(): Association {
@@ -896,14 +779,17 @@ export async function startDimseListener(
   log: Logger,
   audit?: DimseAudit,
 ): Promise<DimseListener> {
+  const stopping = new AbortController();
   const gw: Gateway = {
     ctx,
     dimse: dimseConfig,
     log,
     ingests: new Set(),
     audit,
-    stopping: new AbortController(),
-    transactions: new Set(),
+    stopping,
+    reports: new CommitmentReports(ctx.index, dimseConfig, log, audit, stopping.signal, () =>
+      currentDimseTls(dimseConfig, log),
+    ),
   };
   const sockets = new Set<net.Socket>();
   const perAddress = new Map<string, number>();
@@ -1048,6 +934,8 @@ export async function startDimseListener(
     await closeServers();
     throw err;
   }
+  // The storage commitment requests left pending by a restart or by another process, then every few seconds.
+  gw.reports.start();
   const listening = (): ListeningPorts => ({ port: boundPort(plain), tlsPort: boundPort(secure) });
   return {
     ...listening(),
@@ -1059,6 +947,7 @@ export async function startDimseListener(
       for (const s of sockets) s.destroy();
       await closed;
       await Promise.allSettled([...gw.ingests]);
+      await gw.reports.close();
     },
   };
 }

@@ -220,9 +220,18 @@ class OutboundConnection extends DimseConnection {
           return `TLS: the peer refused the connection (${tlsErrorReason(socketError)})`;
         return fallback;
       };
-      if (remote.tls)
-        (socket as tls.TLSSocket).once('secureConnect', () => conn.sendAssociationRequest(assoc));
-      else conn.on('connect', () => conn.sendAssociationRequest(assoc));
+      const request = () => {
+        conn.sendAssociationRequest(assoc);
+        // The SCP/SCU Role Selection items are written: the roles of the contexts now say what the
+        // peer's A-ASSOCIATE-AC returns (the library reads its items into them), and stay unset where
+        // it returns none, which means the default roles (PS3.7 D.3.3.4: we are the SCU only).
+        for (const { context } of assoc.getPresentationContexts()) {
+          context.setUserRole(undefined as unknown as boolean);
+          context.setProviderRole(undefined as unknown as boolean);
+        }
+      };
+      if (remote.tls) (socket as tls.TLSSocket).once('secureConnect', request);
+      else conn.on('connect', request);
       conn.on('associationAccepted', () => {
         conn.association = assoc;
         resolve(conn);

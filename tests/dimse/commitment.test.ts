@@ -7,12 +7,16 @@
  * tests/orthanc-dimse-peer.test.ts). One instance is stored first with dcmtk storescu. A request that
  * reuses the Transaction UID of one whose report is still to be sent fails with 0x0131 (PS3.3 C.14.1.1).
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import type { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../scripts/lib/net';
 import { dimse } from '../../server/dimse/library';
 import { SAMPLES, samplesPresent } from '../samples';
-import { type Archive, dcmtkPresent, eventually, run, startArchive } from './helpers';
+import { type Archive, dcmtkPresent, eventually, run, startArchive, waitForPort } from './helpers';
 
 const hasDcmtk = await dcmtkPresent();
 
@@ -198,5 +202,276 @@ describe.skipIf(!samplesPresent || !hasDcmtk)('storage commitment (dcmjs-dimse c
         actionStatus: 0,
         report: { eventTypeId: 1, elements: { ReferencedSOPSequence: [{ ReferencedSOPInstanceUID: sop }] } },
       });
+  });
+});
+
+interface Report {
+  eventTypeId: number;
+  elements: Record<string, unknown>;
+}
+
+/**
+ * The requester's own SCP, where it takes storage commitment reports on an association the archive
+ * opens (Orthanc and most modalities): dcmjs-dimse's Server, accepting the Storage Commitment Push Model
+ * and answering each N-EVENT-REPORT with success. roleSelection false: it returns no SCP/SCU Role
+ * Selection item, so the archive stays in the default SCU role (PS3.7 D.3.3.4).
+ */
+async function startRequesterScp(
+  port: number,
+  opts: { roleSelection?: boolean } = {},
+): Promise<{ reports: Report[]; close(): void }> {
+  const reports: Report[] = [];
+  class RequesterScp extends dimse.Scp {
+    declare association: InstanceType<typeof dimse.association.Association> | undefined;
+    constructor(socket: Socket, o: unknown) {
+      super(socket, o as never);
+      this.association = undefined;
+    }
+    override associationRequested(association: InstanceType<typeof dimse.association.Association>) {
+      this.association = association;
+      for (const { context } of association.getPresentationContexts()) {
+        if (context.getAbstractSyntaxUid() === SC)
+          context.setResult(
+            dimse.constants.PresentationContextResult.Accept,
+            context.getTransferSyntaxUids()[0],
+          );
+        else context.setResult(dimse.constants.PresentationContextResult.RejectAbstractSyntaxNotSupported);
+        if (opts.roleSelection === false) {
+          context.setUserRole(undefined as unknown as boolean);
+          context.setProviderRole(undefined as unknown as boolean);
+        }
+      }
+      this.sendAssociationAccept();
+    }
+    override nEventReportRequest(
+      request: InstanceType<typeof dimse.requests.NEventReportRequest>,
+      callback: (r: InstanceType<typeof dimse.responses.NEventReportResponse>) => void,
+    ) {
+      reports.push({
+        eventTypeId: request.getEventTypeId(),
+        elements: request.getDataset()?.getElements() ?? {},
+      });
+      const rsp = dimse.responses.NEventReportResponse.fromRequest(request);
+      rsp.setStatus(0);
+      callback(rsp);
+    }
+    override associationReleaseRequested() {
+      this.sendAssociationReleaseResponse();
+    }
+  }
+  const server = new dimse.Server(RequesterScp as never);
+  server.listen(port);
+  await waitForPort(port);
+  return { reports, close: () => server.close() };
+}
+
+/** The pending storage commitment requests an archive's SQLite index holds. */
+function pendingRows(dataDir: string): { transaction_uid: string; attempts: number; last_error: string }[] {
+  const db = new Database(path.join(dataDir, 'index.sqlite'), { readonly: true });
+  try {
+    return db.prepare('SELECT * FROM commitments').all() as never;
+  } finally {
+    db.close();
+  }
+}
+
+describe.skipIf(!samplesPresent || !hasDcmtk)('storage commitment reports kept until delivered', () => {
+  const dirs: string[] = [];
+  const open: { close(): unknown }[] = [];
+  let sop: string;
+  beforeAll(async () => {
+    const dump = await run('dcmdump', ['+P', 'SOPInstanceUID', FILE]);
+    sop = /\[([0-9.]+)\]/.exec(dump.output)?.[1] ?? '';
+  });
+  afterAll(async () => {
+    for (const o of open.reverse()) await o.close();
+    for (const d of dirs) await rm(d, { recursive: true, force: true });
+  });
+  const dataDir = async () => {
+    const d = await mkdtemp(path.join(tmpdir(), 'pacs-commit-'));
+    dirs.push(d);
+    return d;
+  };
+  /** An archive on dir whose attempts at a report come every second. */
+  const archiveOn = async (dir: string, env: Record<string, string>) => {
+    const a = await startArchive(
+      { PACS_DIMSE_ALLOWED_AES: 'STORESCU,MODALITY,REQUESTER', PACS_DIMSE_COMMIT_MAX_WAIT: '1', ...env },
+      { dataDir: dir },
+    );
+    open.push(a);
+    return a;
+  };
+  const store = async (a: Archive) => {
+    const r = await run('storescu', [
+      '-aet',
+      'STORESCU',
+      '-aec',
+      'PACS',
+      '127.0.0.1',
+      String(a.dimsePort),
+      FILE,
+    ]);
+    expect(r.code, r.output).toBe(0);
+  };
+  const request = (uid: string) => ({
+    TransactionUID: uid,
+    ReferencedSOPSequence: [{ ReferencedSOPClassUID: MR, ReferencedSOPInstanceUID: sop }],
+  });
+  const committed = (uid: string): Report => ({
+    eventTypeId: 1,
+    elements: {
+      TransactionUID: uid,
+      ReferencedSOPSequence: [
+        { ReferencedSOPClassUID: MR, ReferencedSOPInstanceUID: sop, RetrieveAETitle: 'PACS' },
+      ],
+    },
+  });
+  const failedAttempts = (a: Archive, uid: string) =>
+    a.logs.filter(
+      (l) => l.msg === 'storage commitment report failed, trying again' && l.transactionUID === uid,
+    );
+
+  it('a report not delivered before the archive restarts is delivered after, once the requester listens', async () => {
+    const dir = await dataDir();
+    const port = await freePort();
+    const env = { PACS_DIMSE_REMOTE_AES: `REQUESTER@127.0.0.1:${port}` };
+    const before = await archiveOn(dir, env);
+    await store(before);
+    // The requester releases its association at once and its SCP is off.
+    expect(await requestCommitment(before.dimsePort, 'REQUESTER', request('2.25.5001'), 0)).toEqual({
+      actionStatus: 0,
+    });
+    expect(await eventually(() => failedAttempts(before, '2.25.5001').length > 0)).toBe(true);
+    await before.close();
+    expect(pendingRows(dir).map((r) => r.transaction_uid)).toEqual(['2.25.5001']);
+
+    const scp = await startRequesterScp(port);
+    open.push(scp);
+    const after = await archiveOn(dir, env);
+    expect(await eventually(() => scp.reports.length > 0, 10_000)).toBe(true);
+    expect(scp.reports).toMatchObject([committed('2.25.5001')]);
+    expect(scp.reports).toHaveLength(1);
+    expect(
+      await eventually(() =>
+        after.logs.some(
+          (l) =>
+            l.msg === 'storage commitment report sent' &&
+            l.transactionUID === '2.25.5001' &&
+            l.association === 'new',
+        ),
+      ),
+    ).toBe(true);
+    expect(pendingRows(dir)).toEqual([]);
+  });
+
+  it('a report is still delivered when the requester comes back after more attempts than the old 42 s window had', async () => {
+    const dir = await dataDir();
+    const port = await freePort();
+    const a = await archiveOn(dir, { PACS_DIMSE_REMOTE_AES: `REQUESTER@127.0.0.1:${port}` });
+    await store(a);
+    expect(await requestCommitment(a.dimsePort, 'REQUESTER', request('2.25.5002'), 0)).toEqual({
+      actionStatus: 0,
+    });
+    // Before: tried at 0, 2, 12 and 42 s, then given up. Now: every second here (PACS_DIMSE_COMMIT_MAX_WAIT=1).
+    expect(await eventually(() => failedAttempts(a, '2.25.5002').length >= 6, 20_000)).toBe(true);
+    expect(pendingRows(dir)).toMatchObject([{ transaction_uid: '2.25.5002', attempts: expect.any(Number) }]);
+    expect(pendingRows(dir)[0].attempts).toBeGreaterThanOrEqual(6);
+    expect(pendingRows(dir)[0].last_error).toMatch(/REQUESTER/);
+    const scp = await startRequesterScp(port);
+    open.push(scp);
+    expect(await eventually(() => scp.reports.length > 0, 10_000)).toBe(true);
+    expect(scp.reports).toMatchObject([committed('2.25.5002')]);
+    expect(scp.reports).toHaveLength(1);
+    expect(await eventually(() => pendingRows(dir).length === 0)).toBe(true);
+  });
+
+  it('a Transaction UID in use in one server process is a duplicate in another sharing its database', async () => {
+    const dir = await dataDir();
+    const port = await freePort();
+    const env = { PACS_DIMSE_REMOTE_AES: `REQUESTER@127.0.0.1:${port}` };
+    const first = await archiveOn(dir, env);
+    const second = await archiveOn(dir, env);
+    await store(first);
+    expect(await requestCommitment(first.dimsePort, 'REQUESTER', request('2.25.5003'), 0)).toEqual({
+      actionStatus: 0,
+    });
+    expect(await eventually(() => failedAttempts(first, '2.25.5003').length > 0)).toBe(true);
+    // The same Transaction UID to the other process: received, and its report fails it with 0x0131.
+    const duplicate = await requestCommitment(second.dimsePort, 'MODALITY', request('2.25.5003'), 2_000);
+    expect(duplicate).toMatchObject({
+      actionStatus: 0,
+      report: {
+        eventTypeId: 2,
+        elements: {
+          TransactionUID: '2.25.5003',
+          FailedSOPSequence: [
+            { ReferencedSOPClassUID: MR, ReferencedSOPInstanceUID: sop, FailureReason: 0x0131 },
+          ],
+        },
+      },
+    });
+    expect(duplicate.report?.elements.ReferencedSOPSequence).toBeUndefined();
+    expect(second.logs).toContainEqual(
+      expect.objectContaining({
+        level: 'warn',
+        msg: 'storage commitment: Transaction UID already in use by a request not reported yet',
+        transactionUID: '2.25.5003',
+      }),
+    );
+    // The first request goes on, and is reported once (by either process) when the requester listens.
+    const scp = await startRequesterScp(port);
+    open.push(scp);
+    expect(await eventually(() => scp.reports.length > 0, 10_000)).toBe(true);
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect(scp.reports).toMatchObject([committed('2.25.5003')]);
+    expect(scp.reports).toHaveLength(1);
+    expect(pendingRows(dir)).toEqual([]);
+  });
+
+  it('a report not delivered within PACS_DIMSE_COMMIT_RETRY_HOURS is given up: an error, audited 502, the request gone', async () => {
+    const dir = await dataDir();
+    const port = await freePort();
+    const a = await archiveOn(dir, {
+      PACS_DIMSE_REMOTE_AES: `REQUESTER@127.0.0.1:${port}`,
+      PACS_DIMSE_COMMIT_RETRY_HOURS: '0.001', // 3.6 s
+    });
+    expect(await requestCommitment(a.dimsePort, 'REQUESTER', request('2.25.5004'), 0)).toEqual({
+      actionStatus: 0,
+    });
+    const givenUp = (l: Record<string, unknown>) =>
+      l.msg === 'storage commitment report not sent' && l.transactionUID === '2.25.5004';
+    expect(await eventually(() => a.logs.some(givenUp), 15_000)).toBe(true);
+    expect(a.logs.find(givenUp)).toMatchObject({
+      level: 'error',
+      callingAETitle: 'REQUESTER',
+      aet: 'REQUESTER',
+    });
+    expect(failedAttempts(a, '2.25.5004').length).toBeGreaterThanOrEqual(2);
+    expect(pendingRows(dir)).toEqual([]);
+    const audit = await fetch(`${a.baseUrl}/api/audit?action=storage-commitment&user=AE:REQUESTER&limit=100`);
+    const events = ((await audit.json()) as { events: { status: number; detail: string }[] }).events;
+    expect(events).toContainEqual(
+      expect.objectContaining({
+        status: 502,
+        detail: expect.stringMatching(/^Storage commitment 2\.25\.5004: report not sent to REQUESTER/),
+      }),
+    );
+  });
+
+  it('a requester that does not accept the archive in the SCP role gets no report: a failed attempt, with why', async () => {
+    const dir = await dataDir();
+    const port = await freePort();
+    const scp = await startRequesterScp(port, { roleSelection: false });
+    open.push(scp);
+    const a = await archiveOn(dir, { PACS_DIMSE_REMOTE_AES: `REQUESTER@127.0.0.1:${port}` });
+    expect(await requestCommitment(a.dimsePort, 'REQUESTER', request('2.25.5005'), 0)).toEqual({
+      actionStatus: 0,
+    });
+    expect(await eventually(() => failedAttempts(a, '2.25.5005').length >= 2, 10_000)).toBe(true);
+    expect(String(failedAttempts(a, '2.25.5005')[0].err)).toMatch(
+      /REQUESTER did not accept the archive in the SCP role for Storage Commitment Push Model/,
+    );
+    expect(scp.reports).toEqual([]);
+    expect(pendingRows(dir)).toMatchObject([{ transaction_uid: '2.25.5005' }]);
   });
 });

@@ -35,8 +35,15 @@ export interface Archive {
   close(): Promise<void>;
 }
 
-export async function startArchive(env: Record<string, string> = {}): Promise<Archive> {
-  const dataDir = await mkdtemp(path.join(tmpdir(), 'pacs-dimse-'));
+/**
+ * The archive on free ports, in a temporary data folder removed at close; or in opts.dataDir, kept (an
+ * archive started again on the same storage, or two sharing it as PACS_WORKERS processes do).
+ */
+export async function startArchive(
+  env: Record<string, string> = {},
+  opts: { dataDir?: string } = {},
+): Promise<Archive> {
+  const dataDir = opts.dataDir ?? (await mkdtemp(path.join(tmpdir(), 'pacs-dimse-')));
   const config = loadConfig({
     HOST: '127.0.0.1',
     PORT: '0',
@@ -59,7 +66,7 @@ export async function startArchive(env: Record<string, string> = {}): Promise<Ar
     logs,
     close: async () => {
       await running.close();
-      await rm(dataDir, { recursive: true, force: true });
+      if (!opts.dataDir) await rm(dataDir, { recursive: true, force: true });
     },
   };
 }
