@@ -11,10 +11,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type ArchiveProcess, startArchive as startArchiveProcess } from '../../scripts/lib/archive-process';
 import { freePort } from '../../scripts/lib/net';
+import { stowInstances, syntheticInstances } from '../../scripts/lib/reliability';
 import { dimse } from '../../server/dimse/library';
+import { CT_IMAGE_STORAGE } from '../../server/synthetic';
 import { SAMPLES, samplesPresent } from '../samples';
 import { type Archive, dcmtkPresent, eventually, run, startArchive, waitForPort } from './helpers';
 
@@ -473,5 +477,121 @@ describe.skipIf(!samplesPresent || !hasDcmtk)('storage commitment reports kept u
     );
     expect(scp.reports).toEqual([]);
     expect(pendingRows(dir)).toMatchObject([{ transaction_uid: '2.25.5005' }]);
+  });
+});
+
+/**
+ * The archive as a process of its own, killed outright (SIGKILL: no close, no flush) after it answered an
+ * N-ACTION 0000 whose report it could not deliver (the requester's SCP is off), and started again on the
+ * same data folder: the request was recorded before the answer, so the next process reports it, once.
+ * The kill comes right after the first failed attempt is logged: the request is then between attempts
+ * (its next one 2 s away), not claimed. A kill during an attempt, or within the half second the requester
+ * has to release its association, leaves it claimed by the dead process for REPORT_LEASE_MS (5 minutes).
+ * (The WAL sync before the 0000 is for a power cut, which a kill does not show: the written WAL outlives
+ * the process in the OS's cache.)
+ */
+describe('storage commitment through a kill of the archive process', () => {
+  let dataDir: string | undefined;
+  const archives: ArchiveProcess[] = [];
+  let scp: { close(): void } | undefined;
+  afterAll(async () => {
+    scp?.close();
+    for (const a of archives) await a.stop();
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  });
+
+  /** The archive process with its DICOM listener, and the JSON log lines it prints from now on. */
+  const archiveProcess = async (dir: string, env: Record<string, string>) => {
+    const dimsePort = await freePort();
+    const archive = await startArchiveProcess({
+      dataDir: dir,
+      env: { ...env, PACS_DIMSE_PORT: String(dimsePort) },
+    });
+    archives.push(archive);
+    const logs: Record<string, unknown>[] = [];
+    createInterface({ input: archive.child.stdout! }).on('line', (line) => {
+      try {
+        if (line.startsWith('{')) logs.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        // not a log line
+      }
+    });
+    await waitForPort(dimsePort);
+    return { archive, logs, dimsePort };
+  };
+
+  it('a request answered 0000 is reported once, by the next process, after a SIGKILL', {
+    timeout: 120_000,
+  }, async () => {
+    dataDir = await mkdtemp(path.join(tmpdir(), 'pacs-commit-kill-'));
+    const requesterPort = await freePort(); // nothing listens there until the requester's SCP starts
+    const env = {
+      PACS_DIMSE_ALLOWED_AES: 'REQUESTER',
+      PACS_DIMSE_REMOTE_AES: `REQUESTER@127.0.0.1:${requesterPort}`,
+      PACS_DIMSE_COMMIT_MAX_WAIT: '2',
+    };
+    const uid = '2.25.6001';
+    const missing = '2.25.6001999';
+    const first = await archiveProcess(dataDir, env);
+    const instances = syntheticInstances(2);
+    const stow = await stowInstances(
+      first.archive.dicomweb,
+      instances.map((i) => i.bytes),
+    );
+    expect(stow.acknowledged.sort()).toEqual(instances.map((i) => i.sop).sort());
+    const held = instances.map((i) => ({
+      ReferencedSOPClassUID: CT_IMAGE_STORAGE,
+      ReferencedSOPInstanceUID: i.sop,
+    }));
+    const request = {
+      TransactionUID: uid,
+      ReferencedSOPSequence: [
+        ...held,
+        { ReferencedSOPClassUID: CT_IMAGE_STORAGE, ReferencedSOPInstanceUID: missing },
+      ],
+    };
+    // The requester releases its association right after the N-ACTION-RSP.
+    expect(await requestCommitment(first.dimsePort, 'REQUESTER', request, 0)).toEqual({
+      actionStatus: 0,
+    });
+    const failedAttempt = (l: Record<string, unknown>) =>
+      l.msg === 'storage commitment report failed, trying again' && l.transactionUID === uid;
+    expect(await eventually(() => first.logs.some(failedAttempt), 10_000), first.archive.tail()).toBe(true);
+    expect(String(first.logs.find(failedAttempt)?.err)).toMatch(/ECONNREFUSED/);
+    await first.archive.kill(); // SIGKILL to its PID, then its exit
+    expect(first.archive.exit()).toEqual({ code: null, signal: 'SIGKILL' });
+    // What the killed process left: the request, with its failed attempt.
+    expect(pendingRows(dataDir)).toMatchObject([{ transaction_uid: uid, attempts: 1 }]);
+
+    const second = await archiveProcess(dataDir, env);
+    const requester = await startRequesterScp(requesterPort);
+    scp = requester;
+    expect(await eventually(() => requester.reports.length > 0, 20_000), second.archive.tail()).toBe(true);
+    expect(requester.reports).toMatchObject([
+      {
+        eventTypeId: 2,
+        elements: {
+          TransactionUID: uid,
+          ReferencedSOPSequence: held.map((r) => ({ ...r, RetrieveAETitle: 'PACS' })),
+          FailedSOPSequence: [
+            {
+              ReferencedSOPClassUID: CT_IMAGE_STORAGE,
+              ReferencedSOPInstanceUID: missing,
+              FailureReason: 0x0112,
+            },
+          ],
+        },
+      },
+    ]);
+    const sent = (l: Record<string, unknown>) =>
+      l.msg === 'storage commitment report sent' && l.transactionUID === uid && l.association === 'new';
+    expect(await eventually(() => second.logs.some(sent), 10_000)).toBe(true);
+    expect(pendingRows(dataDir)).toEqual([]);
+    // Nothing more comes: more than two periodic looks later, still the one report.
+    await new Promise((r) => setTimeout(r, 5_000));
+    expect(requester.reports).toHaveLength(1);
+    expect(second.logs.filter(sent)).toHaveLength(1);
+    expect(second.archive.errors).toEqual([]);
+    expect(second.archive.exit()).toBeUndefined();
   });
 });
