@@ -67,6 +67,40 @@ function requestCommitment(
   });
 }
 
+/**
+ * A request reusing a Transaction UID still in use: received (0000), and its report fails the instance
+ * with 0x0131 (Duplicate transaction UID) and commits nothing; the archive logs a warning.
+ */
+function expectDuplicateRefused(
+  duplicate: Outcome,
+  transactionUID: string,
+  sop: string,
+  logs: Record<string, unknown>[],
+  callingAETitle?: string,
+): void {
+  expect(duplicate).toMatchObject({
+    actionStatus: 0,
+    report: {
+      eventTypeId: 2,
+      elements: {
+        TransactionUID: transactionUID,
+        FailedSOPSequence: [
+          { ReferencedSOPClassUID: MR, ReferencedSOPInstanceUID: sop, FailureReason: 0x0131 },
+        ],
+      },
+    },
+  });
+  expect(duplicate.report?.elements.ReferencedSOPSequence).toBeUndefined();
+  expect(logs).toContainEqual(
+    expect.objectContaining({
+      level: 'warn',
+      msg: 'storage commitment: Transaction UID already in use by a request not reported yet',
+      transactionUID,
+      ...(callingAETitle ? { callingAETitle } : {}),
+    }),
+  );
+}
+
 describe.skipIf(!samplesPresent || !hasDcmtk)('storage commitment (dcmjs-dimse client as the SCU)', () => {
   let archive: Archive;
   let sop: string;
@@ -168,24 +202,7 @@ describe.skipIf(!samplesPresent || !hasDcmtk)('storage commitment (dcmjs-dimse c
       l.msg === 'storage commitment report failed, trying again' && l.transactionUID === '2.25.4244';
     expect(await eventually(() => archive.logs.some(retrying))).toBe(true);
     const duplicate = await requestCommitment(archive.dimsePort, 'MODALITY', request, 2_000);
-    // Received (0000); the refusal is in the report, as a Failure Reason.
-    expect(duplicate.actionStatus).toBe(0);
-    expect(duplicate.report?.eventTypeId).toBe(2);
-    expect(duplicate.report?.elements).toMatchObject({
-      TransactionUID: '2.25.4244',
-      FailedSOPSequence: [
-        { ReferencedSOPClassUID: MR, ReferencedSOPInstanceUID: sop, FailureReason: 0x0131 },
-      ],
-    });
-    expect(duplicate.report?.elements.ReferencedSOPSequence).toBeUndefined();
-    expect(archive.logs).toContainEqual(
-      expect.objectContaining({
-        level: 'warn',
-        msg: 'storage commitment: Transaction UID already in use by a request not reported yet',
-        callingAETitle: 'MODALITY',
-        transactionUID: '2.25.4244',
-      }),
-    );
+    expectDuplicateRefused(duplicate, '2.25.4244', sop, archive.logs, 'MODALITY');
     const audit = await fetch(
       `${archive.baseUrl}/api/audit?action=storage-commitment&user=AE:MODALITY&limit=100`,
     );
@@ -402,26 +419,7 @@ describe.skipIf(!samplesPresent || !hasDcmtk)('storage commitment reports kept u
     expect(await eventually(() => failedAttempts(first, '2.25.5003').length > 0)).toBe(true);
     // The same Transaction UID to the other process: received, and its report fails it with 0x0131.
     const duplicate = await requestCommitment(second.dimsePort, 'MODALITY', request('2.25.5003'), 2_000);
-    expect(duplicate).toMatchObject({
-      actionStatus: 0,
-      report: {
-        eventTypeId: 2,
-        elements: {
-          TransactionUID: '2.25.5003',
-          FailedSOPSequence: [
-            { ReferencedSOPClassUID: MR, ReferencedSOPInstanceUID: sop, FailureReason: 0x0131 },
-          ],
-        },
-      },
-    });
-    expect(duplicate.report?.elements.ReferencedSOPSequence).toBeUndefined();
-    expect(second.logs).toContainEqual(
-      expect.objectContaining({
-        level: 'warn',
-        msg: 'storage commitment: Transaction UID already in use by a request not reported yet',
-        transactionUID: '2.25.5003',
-      }),
-    );
+    expectDuplicateRefused(duplicate, '2.25.5003', sop, second.logs);
     // The first request goes on, and is reported once (by either process) when the requester listens.
     const scp = await startRequesterScp(port);
     open.push(scp);
