@@ -67,6 +67,12 @@ function requestCommitment(
   });
 }
 
+/** Stores FILE into the archive's DICOM port with dcmtk's storescu, as STORESCU. */
+async function storeFile(port: number): Promise<void> {
+  const r = await run('storescu', ['-aet', 'STORESCU', '-aec', 'PACS', '127.0.0.1', String(port), FILE]);
+  expect(r.code, r.output).toBe(0);
+}
+
 /**
  * A request reusing a Transaction UID still in use: received (0000), and its report fails the instance
  * with 0x0131 (Duplicate transaction UID) and commits nothing; the archive logs a warning.
@@ -111,16 +117,7 @@ describe.skipIf(!samplesPresent || !hasDcmtk)('storage commitment (dcmjs-dimse c
       // LATE takes its reports on a port where nothing listens: its report is tried again and again.
       PACS_DIMSE_REMOTE_AES: `LATE@127.0.0.1:${await freePort()}`,
     });
-    const r = await run('storescu', [
-      '-aet',
-      'STORESCU',
-      '-aec',
-      'PACS',
-      '127.0.0.1',
-      String(archive.dimsePort),
-      FILE,
-    ]);
-    expect(r.code, r.output).toBe(0);
+    await storeFile(archive.dimsePort);
     const dump = await run('dcmdump', ['+P', 'SOPInstanceUID', FILE]);
     sop = /\[([0-9.]+)\]/.exec(dump.output)?.[1] ?? '';
   });
@@ -322,18 +319,7 @@ describe.skipIf(!samplesPresent || !hasDcmtk)('storage commitment reports kept u
     open.push(a);
     return a;
   };
-  const store = async (a: Archive) => {
-    const r = await run('storescu', [
-      '-aet',
-      'STORESCU',
-      '-aec',
-      'PACS',
-      '127.0.0.1',
-      String(a.dimsePort),
-      FILE,
-    ]);
-    expect(r.code, r.output).toBe(0);
-  };
+  const store = (a: Archive) => storeFile(a.dimsePort);
   const request = (uid: string) => ({
     TransactionUID: uid,
     ReferencedSOPSequence: [{ ReferencedSOPClassUID: MR, ReferencedSOPInstanceUID: sop }],
