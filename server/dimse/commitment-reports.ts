@@ -362,6 +362,7 @@ export class CommitmentReports {
         return;
       }
       if (!remote) {
+        await this.index.removeCommitment(pending.TransactionUID);
         this.log.error(
           `storage commitment report not sent: the requester released its association and its AE title ${pending.callingAETitle} is not in PACS_DIMSE_REMOTE_AES`,
           fields,
@@ -370,7 +371,6 @@ export class CommitmentReports {
           502,
           `Storage commitment ${pending.TransactionUID}: report not sent (AE not in PACS_DIMSE_REMOTE_AES)`,
         );
-        await this.index.removeCommitment(pending.TransactionUID);
         return;
       }
       try {
@@ -405,6 +405,8 @@ export class CommitmentReports {
     // A report the peer received and refused (an error status) is not tried again.
     if (err instanceof ReportRefusedError || now >= deadline) {
       const hours = Math.round(((now - pending.receivedAt) / 3_600_000) * 100) / 100;
+      // Removed first: what the log and the audit trail say has happened by then.
+      await this.index.removeCommitment(pending.TransactionUID);
       this.log.error('storage commitment report not sent', {
         ...fields,
         aet,
@@ -416,7 +418,6 @@ export class CommitmentReports {
         502,
         `Storage commitment ${pending.TransactionUID}: report not sent to ${aet} (${attempts} attempts in ${hours} h): ${err.message}`,
       );
-      await this.index.removeCommitment(pending.TransactionUID);
       return;
     }
     const nextAttempt = Math.min(now + retryDelay(attempts, this.dimse.commitRetryMaxDelayMs), deadline);
