@@ -390,7 +390,10 @@ class SqliteIndex implements Index {
   }
 
   async removeCommitment(uid: string): Promise<boolean> {
-    return this.statement(COMMITMENT_SQL.remove).run(uid).changes === 1;
+    const removed = this.statement(COMMITMENT_SQL.remove).run(uid).changes === 1;
+    // A report delivered is not sent again after a power cut (once per transaction: one fsync).
+    if (removed) await this.syncWal();
+    return removed;
   }
 
   sql(): SqlRunner {
