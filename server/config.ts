@@ -473,7 +473,7 @@ function dimseConfig(get: (name: keyof typeof VARIABLES) => string, errors: stri
   };
 }
 
-/** PACS_DIMSE_COMMIT_RETRY_HOURS and _MAX_SECONDS, in milliseconds. */
+/** PACS_DIMSE_COMMIT_RETRY_HOURS and PACS_DIMSE_COMMIT_MAX_WAIT, in milliseconds. */
 function commitRetry(
   get: (name: keyof typeof VARIABLES) => string,
   errors: string[],

@@ -605,7 +605,6 @@ function emptyRows(): LevelRows {
   return rowsFor(rec, '{}');
 }
 
-/** The query of Index.indexedBlobs(), and its rows turned into IndexedBlob. */
 /**
  * The pending storage commitments (schema 9; storage/index.ts PendingCommitment), `?` placeholders.
  * add: insert-or-detect on the Transaction UID, the primary key, so a duplicate is seen whichever process
@@ -652,6 +651,7 @@ export const pendingCommitment = (r: Record<string, unknown>): PendingCommitment
   lastError: (r.last_error as string | null) ?? null,
 });
 
+/** The query of Index.indexedBlobs(), and its rows turned into IndexedBlob. */
 export const INDEXED_BLOBS_SQL = 'SELECT blob_key, study_uid, series_uid, sop_uid FROM instances';
 export const indexedBlob = (r: Record<string, unknown>): IndexedBlob => ({
   blobKey: r.blob_key as string,
