@@ -10,6 +10,7 @@ import { routeLibraryLog } from './dimse/library';
 import { type DimseListener, startDimseListener } from './dimse/scp';
 import { createLogger, type Logger } from './log';
 import { registerProcess, runningProcesses } from './run-registry';
+import type { Index } from '../storage/index';
 import { enableJpegExtended12 } from '../dicomweb/transfer-syntax';
 import { dcmtkJpegAvailable } from './transcode/dcmtk';
 import { configureTranscoder } from './transcode/pool';
@@ -26,7 +27,14 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+export async function startServer(
+  config: Config,
+  log: Logger,
+  opts: {
+    /** No other server can hold a storage commitment request of this index (releaseHeldCommitments). */
+    sole?: boolean;
+  } = {},
+): Promise<RunningServer> {
   configureTranscoder(config.transcodeWorkers);
   // 12-bit JPEG Extended needs DCMTK's encoder (server/transcode/dcmtk.ts); without it, 406 with the reason.
   const jpegExtended12 = dcmtkJpegAvailable();
@@ -34,6 +42,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const storage = await openStorage(storageOptions(config));
   let security: Security;
   try {
+    if (opts.sole) await releaseHeldCommitments(storage.index, log);
     security = await openSecurity(config, storage, log);
   } catch (err) {
     await storage.close();
@@ -168,9 +177,12 @@ async function main() {
   }
   // Maintenance (npm run reindex, fsck --repair) refuses to run while this file says a server runs;
   // written before the storage is opened, so a maintenance run starting meanwhile sees it.
+  const sole = !cluster.isWorker && (await soleServer(config));
   const unregister = await registerProcess(config.dataDir, 'server', { port: config.port });
   process.once('exit', unregister);
-  const started = startServer(config, cluster.isWorker ? log.child({ worker: cluster.worker?.id }) : log);
+  const started = startServer(config, cluster.isWorker ? log.child({ worker: cluster.worker?.id }) : log, {
+    sole,
+  });
   let stopping = false;
   const stop = async (signal: string) => {
     // A signal sent twice (systemd to the whole group, and the primary or npm start to this process)
@@ -200,6 +212,7 @@ async function main() {
 async function runPrimary(config: Config, log: Logger): Promise<void> {
   const storage = await openStorage(storageOptions(config));
   try {
+    if (await soleServer(config)) await releaseHeldCommitments(storage.index, log);
     await openSecurity(config, storage, log); // the administrator is created (and announced) once, here
   } finally {
     await storage.close();
@@ -226,6 +239,27 @@ async function runPrimary(config: Config, log: Logger): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+/**
+ * Whether no other server can hold a storage commitment request of this archive's index: it is the
+ * folder's SQLite (which only this host's servers open) and no other server runs on the folder. With
+ * PostgreSQL, servers of other hosts may hold some: they are left to their leases.
+ */
+async function soleServer(config: Config): Promise<boolean> {
+  return config.databaseUrl === '' && (await runningProcesses(config.dataDir, 'server')).length === 0;
+}
+
+/**
+ * Storage commitment requests held by a server that died without closing (killed, a power cut) are
+ * reported at once, not after the 5 minutes of their lease (server/dimse/commitment-reports.ts).
+ */
+async function releaseHeldCommitments(index: Index, log: Logger): Promise<void> {
+  const released = await index.releaseCommitments(Date.now());
+  if (released > 0)
+    log.warn('storage commitment requests of a server that stopped without closing, reported now', {
+      requests: released,
+    });
 }
 
 /** A database URL as it may be shown: its password replaced. */

@@ -160,6 +160,11 @@ export interface Index {
   ): Promise<void>;
   /** Removes a commitment (its report delivered, or given up); false when it was not there. */
   removeCommitment(uid: string): Promise<boolean>;
+  /**
+   * Makes every commitment a process holds (received, delivering) due at now, its lease ended: for a
+   * server starting when no other can hold one (its holder died without closing). How many.
+   */
+  releaseCommitments(now: number): Promise<number>;
   /** The index's database, for the tables kept beside the index (users, shares, audit: storage/access.ts). */
   sql(): SqlRunner;
   close(): Promise<void>;

@@ -376,6 +376,10 @@ class PgIndex implements Index {
     ]);
   }
 
+  async releaseCommitments(now: number): Promise<number> {
+    return (await this.pool.query(postgresDialect.sql(COMMITMENT_SQL.release), [now])).rowCount ?? 0;
+  }
+
   async removeCommitment(uid: string): Promise<boolean> {
     return (await this.pool.query(postgresDialect.sql(COMMITMENT_SQL.remove), [uid])).rowCount === 1;
   }

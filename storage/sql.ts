@@ -611,6 +611,8 @@ function emptyRows(): LevelRows {
  * recorded the first. claim: takes a due row for one attempt; the WHERE on next_attempt makes two claims
  * of one row exclusive (SQLite: one writer at a time; PostgreSQL: the second UPDATE waits for the first
  * and re-checks the condition on the row it wrote, READ COMMITTED), the changed row count says who won.
+ * release: every request held by a process (received, delivering) made due now, for a server that
+ * knows no other one can hold them (server/main.ts).
  */
 export const COMMITMENT_SQL = {
   add: `INSERT INTO commitments
@@ -623,6 +625,7 @@ export const COMMITMENT_SQL = {
   defer: `UPDATE commitments SET state = 'waiting', next_attempt = ?, attempts = ?, last_error = ?
       WHERE transaction_uid = ?`,
   remove: 'DELETE FROM commitments WHERE transaction_uid = ?',
+  release: `UPDATE commitments SET state = 'waiting', next_attempt = ? WHERE state <> 'waiting'`,
 };
 
 /** The values of COMMITMENT_SQL.add. */

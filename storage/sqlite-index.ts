@@ -389,6 +389,12 @@ class SqliteIndex implements Index {
     this.statement(COMMITMENT_SQL.defer).run(next.nextAttempt, next.attempts, next.error, uid);
   }
 
+  async releaseCommitments(now: number): Promise<number> {
+    const released = this.statement(COMMITMENT_SQL.release).run(now).changes;
+    if (released > 0) await this.syncWal();
+    return released;
+  }
+
   async removeCommitment(uid: string): Promise<boolean> {
     const removed = this.statement(COMMITMENT_SQL.remove).run(uid).changes === 1;
     // A report delivered is not sent again after a power cut (once per transaction: one fsync).

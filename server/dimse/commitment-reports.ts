@@ -10,7 +10,8 @@
  * PACS_DIMSE_COMMIT_RETRY_HOURS from the N-ACTION; then it is given up (an error in the log, audited 502).
  * Every process looks for due requests at start and every few seconds, and claims one before trying it
  * (Index.claimCommitment, a lease): one process at a time reports a request, and a request whose process
- * died is taken over once its lease ends. The report says what the index holds when it is built.
+ * died is taken over once its lease ends (at once by a server starting alone on the folder's SQLite
+ * index: server/main.ts releaseHeldCommitments). The report says what the index holds when it is built.
  */
 import type { CommitmentReference, Index, PendingCommitment } from '../../storage/index';
 import type { DimseConfig, DimseTls } from '../config';

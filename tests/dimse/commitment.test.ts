@@ -8,7 +8,7 @@
  * reuses the Transaction UID of one whose report is still to be sent fails with 0x0131 (PS3.3 C.14.1.1).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
-import type { Socket } from 'node:net';
+import net, { type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -470,18 +470,23 @@ describe.skipIf(!samplesPresent || !hasDcmtk)('storage commitment reports kept u
  * same data folder: the request was recorded before the answer, so the next process reports it, once.
  * The kill comes right after the first failed attempt is logged: the request is then between attempts
  * (its next one 2 s away), not claimed. A kill during an attempt, or within the half second the requester
- * has to release its association, leaves it claimed by the dead process for REPORT_LEASE_MS (5 minutes).
+ * has to release its association, leaves it claimed by the dead process for REPORT_LEASE_MS (5 minutes),
+ * unless the next server is the only one on the folder's SQLite index: it then takes it at start (second
+ * test).
  * (The WAL sync before the 0000 is for a power cut, which a kill does not show: the written WAL outlives
  * the process in the OS's cache.)
  */
 describe('storage commitment through a kill of the archive process', () => {
   let dataDir: string | undefined;
+  const dataDirs: string[] = [];
   const archives: ArchiveProcess[] = [];
   let scp: { close(): void } | undefined;
+  const closers: (() => void)[] = [];
   afterAll(async () => {
     scp?.close();
+    for (const close of closers) close();
     for (const a of archives) await a.stop();
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+    for (const dir of [dataDir, ...dataDirs]) if (dir) await rm(dir, { recursive: true, force: true });
   });
 
   /** The archive process with its DICOM listener, and the JSON log lines it prints from now on. */
@@ -577,5 +582,68 @@ describe('storage commitment through a kill of the archive process', () => {
     expect(second.logs.filter(sent)).toHaveLength(1);
     expect(second.archive.errors).toEqual([]);
     expect(second.archive.exit()).toBeUndefined();
+  });
+
+  it('a request the killed process held during an attempt is reported at once by the next, not after its lease', {
+    timeout: 120_000,
+  }, async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'pacs-commit-kill-'));
+    dataDirs.push(dir);
+    // The requester's port answers the TCP connection and then says nothing: the first attempt hangs
+    // there, with the request claimed by the process making it.
+    const requesterPort = await freePort();
+    const connected: Socket[] = [];
+    const silent = net.createServer((socket) => connected.push(socket));
+    await new Promise<void>((resolve) => silent.listen(requesterPort, '127.0.0.1', resolve));
+    const closeSilent = () => {
+      for (const c of connected) c.destroy();
+      silent.close();
+    };
+    closers.push(closeSilent);
+    const env = {
+      PACS_DIMSE_ALLOWED_AES: 'REQUESTER',
+      PACS_DIMSE_REMOTE_AES: `REQUESTER@127.0.0.1:${requesterPort}`,
+      PACS_DIMSE_COMMIT_MAX_WAIT: '2',
+    };
+    const uid = '2.25.6002';
+    const first = await archiveProcess(dir, env);
+    const instances = syntheticInstances(1);
+    await stowInstances(
+      first.archive.dicomweb,
+      instances.map((i) => i.bytes),
+    );
+    const held = [{ ReferencedSOPClassUID: CT_IMAGE_STORAGE, ReferencedSOPInstanceUID: instances[0].sop }];
+    expect(
+      await requestCommitment(
+        first.dimsePort,
+        'REQUESTER',
+        { TransactionUID: uid, ReferencedSOPSequence: held },
+        0,
+      ),
+    ).toEqual({ actionStatus: 0 });
+    expect(await eventually(() => connected.length > 0, 10_000), first.archive.tail()).toBe(true);
+    await first.archive.kill();
+    expect(pendingRows(dir)).toMatchObject([{ transaction_uid: uid, attempts: 0 }]);
+    closeSilent();
+
+    const requester = await startRequesterScp(requesterPort);
+    closers.push(() => requester.close());
+    const second = await archiveProcess(dir, env);
+    // Well within the 5 minutes the dead process's claim would otherwise last.
+    expect(await eventually(() => requester.reports.length > 0, 20_000), second.archive.tail()).toBe(true);
+    expect(requester.reports).toMatchObject([
+      {
+        eventTypeId: 1,
+        elements: {
+          TransactionUID: uid,
+          ReferencedSOPSequence: held.map((r) => ({ ...r, RetrieveAETitle: 'PACS' })),
+        },
+      },
+    ]);
+    // Printed at start, before the listener (in the lines the process keeps).
+    expect(second.archive.tail()).toMatch(
+      /"level":"warn","msg":"storage commitment requests of a server that stopped without closing, reported now","requests":1/,
+    );
+    expect(await eventually(() => pendingRows(dir).length === 0)).toBe(true);
   });
 });
