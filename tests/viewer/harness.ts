@@ -9,8 +9,22 @@
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { type Browser, chromium, type Page } from 'playwright-core';
-import { loadSamples, REPO, SAMPLES, SAMPLES_MISSING, samplesPresent, startServer } from '../helpers/server';
+import {
+  type Browser,
+  type BrowserContext,
+  type BrowserContextOptions,
+  chromium,
+  type Page,
+} from 'playwright-core';
+import {
+  loadSamples,
+  REPO,
+  SAMPLES,
+  SAMPLES_MISSING,
+  samplesPresent,
+  startServer,
+  type TestServer,
+} from '../helpers/server';
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 export const ARTIFACTS = path.join(REPO, 'test-artifacts', 'viewer');
@@ -102,6 +116,59 @@ export async function startViewerEnv(samples: string[]): Promise<ViewerEnv> {
     async close() {
       await browser.close().catch(() => undefined);
       await closeServer();
+      expectNoPageErrors(pageErrors);
+    },
+  };
+}
+
+export interface SignedInEnv {
+  server: TestServer;
+  /** A page in a browser context of its own (its own cookies: another user), 1280 x 800, en-US. */
+  newPage(opts?: BrowserContextOptions): Promise<Page>;
+  /** Closes the pages, the browser and the archive; fails when a page had an uncaught error. */
+  close(): Promise<void>;
+}
+
+/**
+ * The archive with sign-in on (the administrator's password and API token given), the files loaded
+ * with that token, and Chromium: for the suites that sign users in and compare what each may see.
+ */
+export async function startSignedInEnv(opts: {
+  adminPassword: string;
+  adminToken: string;
+  files: string[];
+}): Promise<SignedInEnv> {
+  const server = await startServer({
+    env: { PACS_AUTH: 'on', PACS_ADMIN_PASSWORD: opts.adminPassword, PACS_ADMIN_TOKEN: opts.adminToken },
+  });
+  let browser: Browser;
+  try {
+    await loadSamples(server.baseUrl, opts.files, { token: opts.adminToken });
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  } catch (err) {
+    await server.close();
+    throw err;
+  }
+  const contexts: BrowserContext[] = [];
+  /** Uncaught errors of the pages (watchPageErrors): none may be left at the end. */
+  const pageErrors: string[] = [];
+  return {
+    server,
+    async newPage(contextOptions = {}) {
+      const context = await browser.newContext({
+        viewport: { width: 1280, height: 800 },
+        locale: 'en-US',
+        ...contextOptions,
+      });
+      contexts.push(context);
+      const page = await context.newPage();
+      watchPageErrors(page, pageErrors);
+      return page;
+    },
+    async close() {
+      for (const c of contexts) await c.close().catch(() => undefined);
+      await browser.close().catch(() => undefined);
+      await server.close();
       expectNoPageErrors(pageErrors);
     },
   };
