@@ -406,14 +406,18 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         ? autoTranscodeWorkers()
         : int('PACS_TRANSCODE_WORKERS', 1, 32),
     ingestHtj2k: oneOf('PACS_INGEST_HTJ2K', ['true', 'false'] as const) === 'true',
-    dimse: dimseConfig(get, errors),
+    dimse: dimseConfig(get, int, errors),
     auth: authConfig(get, int, errors),
   };
   if (errors.length > 0) throw new ConfigError(`invalid configuration:\n  ${errors.join('\n  ')}`);
   return config;
 }
 
-function dimseConfig(get: (name: keyof typeof VARIABLES) => string, errors: string[]): DimseConfig {
+function dimseConfig(
+  get: (name: keyof typeof VARIABLES) => string,
+  int: (name: keyof typeof VARIABLES, min: number, max: number) => number,
+  errors: string[],
+): DimseConfig {
   const listenPort = (name: 'PACS_DIMSE_PORT' | 'PACS_DIMSE_TLS_PORT') => {
     const text = get(name).trim();
     const port = text === '' ? undefined : Number(text);
@@ -469,28 +473,25 @@ function dimseConfig(get: (name: keyof typeof VARIABLES) => string, errors: stri
     aeTitle,
     allowedAEs,
     remoteAEs: remote.aes,
-    ...commitRetry(get, errors),
+    ...commitRetry(get, int, errors),
   };
 }
 
-/** PACS_DIMSE_COMMIT_RETRY_HOURS and PACS_DIMSE_COMMIT_MAX_WAIT, in milliseconds. */
+/** PACS_DIMSE_COMMIT_RETRY_HOURS (decimals allowed) and PACS_DIMSE_COMMIT_MAX_WAIT, in milliseconds. */
 function commitRetry(
   get: (name: keyof typeof VARIABLES) => string,
+  int: (name: keyof typeof VARIABLES, min: number, max: number) => number,
   errors: string[],
 ): Pick<DimseConfig, 'commitRetryMs' | 'commitRetryMaxDelayMs'> {
   const hours = Number(get('PACS_DIMSE_COMMIT_RETRY_HOURS'));
-  if (!(hours > 0 && hours <= 720))
+  const hoursOk = hours > 0 && hours <= 720;
+  if (!hoursOk)
     errors.push(
       `PACS_DIMSE_COMMIT_RETRY_HOURS=${get('PACS_DIMSE_COMMIT_RETRY_HOURS')}: expected a number of hours above 0, at most 720`,
     );
-  const seconds = Number(get('PACS_DIMSE_COMMIT_MAX_WAIT'));
-  if (!(Number.isInteger(seconds) && seconds >= 1 && seconds <= 86_400))
-    errors.push(
-      `PACS_DIMSE_COMMIT_MAX_WAIT=${get('PACS_DIMSE_COMMIT_MAX_WAIT')}: expected an integer from 1 to 86400`,
-    );
   return {
-    commitRetryMs: hours > 0 && hours <= 720 ? Math.round(hours * 3_600_000) : 24 * 3_600_000,
-    commitRetryMaxDelayMs: Number.isInteger(seconds) && seconds >= 1 ? seconds * 1000 : 600_000,
+    commitRetryMs: hoursOk ? Math.round(hours * 3_600_000) : 24 * 3_600_000,
+    commitRetryMaxDelayMs: int('PACS_DIMSE_COMMIT_MAX_WAIT', 1, 86_400) * 1000,
   };
 }
 
