@@ -15,6 +15,7 @@ import { dirname, resolve } from 'node:path';
 import { syntheticSeries, type SyntheticSeriesOptions } from '../server/synthetic';
 import { commandLine, isMain, parseOrExit } from './lib/cli';
 import { getJson, httpGet } from './lib/http';
+import { RawGetPool } from './lib/raw-get';
 import { measureRss, type RssReport, rssSupported } from './lib/rss';
 import { mapPool, round, summarize } from './lib/stats';
 import { bigMultiframeInstance } from './lib/big-instance';
@@ -52,6 +53,11 @@ export interface BenchConfig {
   allFramesRuns: number;
   /** Untimed passes over the series' frames before the frame figures (a server's steady state). */
   frameWarmupPasses: number;
+  /**
+   * The client of the frame figures: `raw` reads each response into a reused buffer (scripts/lib/raw-get),
+   * `node` is `node:http` (a new Buffer per socket read, more client CPU on the cores the server uses).
+   */
+  frameClient: 'raw' | 'node';
   qidoStudies: number;
   qidoRepeats: number;
   rssBytes: number;
@@ -76,6 +82,7 @@ function defaultConfig(quick: boolean): BenchConfig {
     allFramesInFlight: 8,
     allFramesRuns: 3,
     frameWarmupPasses: quick ? 1 : 3,
+    frameClient: 'raw',
     qidoStudies: quick ? 1000 : 10_000,
     qidoRepeats: quick ? 5 : 10,
     rssBytes: quick ? 128 * 1024 ** 2 : 1024 ** 3,
@@ -100,6 +107,8 @@ const USAGE = `usage: npm run bench [-- options]
   --stow-instances N, --qido-studies N, --rss-mb N   override sizes
   --stow-concurrency LIST   STOW requests in flight to measure (default 1,8)
   --frame-warmup N    untimed passes over the 300 frames before the frame figures (default 3, --quick 1)
+  --frame-client C    client of the frame figures: raw (default; reads into reused buffers) or node
+                      (node:http)
   --out FILE          JSON output (default bench-results/bench-<date>.json)
   --strict            exit 1 when a target is missed`;
 
@@ -155,6 +164,12 @@ export function parseBenchArgs(argv: string[]): BenchConfig | string {
         const n = Number(value());
         if (!Number.isInteger(n) || n < 0) throw new Error(`--frame-warmup: bad value ${n}`);
         cfg.frameWarmupPasses = n;
+        break;
+      }
+      case '--frame-client': {
+        const v = value();
+        if (v !== 'raw' && v !== 'node') throw new Error(`--frame-client: raw or node, not ${v}`);
+        cfg.frameClient = v;
         break;
       }
       case '--rss-mb':
@@ -358,6 +373,8 @@ export interface SeriesFigures {
      * the server, so a run where it is high says more about the client than about the server.
      */
     clientCpuMsPerFrame: number[];
+    /** The frame client (`--frame-client`). */
+    client: 'raw' | 'node';
     medianMs: number;
     bytes: number;
     errors: number;
@@ -417,7 +434,12 @@ async function seriesWorkload(target: Target, cfg: BenchConfig): Promise<SeriesF
   }
 
   // Every frame of the series, N in flight (what a viewer does when a series is opened).
-  const frameUrl = (sop: string) => `${seriesUrl}/instances/${sop}/frames/1`;
+  const frameUrl = new URL(`${seriesUrl}/instances/`);
+  const pool = cfg.frameClient === 'raw' ? new RawGetPool(frameUrl.origin, cfg.allFramesInFlight) : undefined;
+  const getFrame = (sop: string): Promise<{ status: number; bytes: number; ms: number }> =>
+    pool
+      ? pool.get(`${frameUrl.pathname}${sop}/frames/1`, { Accept: FRAME_ACCEPT })
+      : httpGet(`${frameUrl.href}${sop}/frames/1`, { headers: { Accept: FRAME_ACCEPT } });
   const frameBytesMin = 512 * 512 * 2;
   const allFramesPass = async () => {
     let bytes = 0;
@@ -425,7 +447,7 @@ async function seriesWorkload(target: Target, cfg: BenchConfig): Promise<SeriesF
     const c0 = process.cpuUsage();
     const t0 = performance.now();
     await mapPool(sops, cfg.allFramesInFlight, async (sop) => {
-      const r = await httpGet(frameUrl(sop), { headers: { Accept: FRAME_ACCEPT } });
+      const r = await getFrame(sop);
       bytes += r.bytes;
       if (r.status !== 200 || r.bytes < frameBytesMin) errors++;
     });
@@ -445,7 +467,7 @@ async function seriesWorkload(target: Target, cfg: BenchConfig): Promise<SeriesF
   const frameMs: number[] = [];
   for (let i = 0; i < cfg.singleFrameRequests; i++) {
     const sop = sops[(i * 37) % sops.length];
-    const r = await httpGet(frameUrl(sop), { headers: { Accept: FRAME_ACCEPT } });
+    const r = await getFrame(sop);
     if (r.status !== 200 || r.bytes < frameBytesMin)
       console.error(`  ! ${target.name}: frame ${sop} → ${r.status}, ${r.bytes} B`);
     frameMs.push(r.ms);
@@ -462,6 +484,7 @@ async function seriesWorkload(target: Target, cfg: BenchConfig): Promise<SeriesF
     bytes = pass.bytes;
     errors += pass.errors;
   }
+  pool?.close();
   return {
     instances: sops.length,
     ingest,
@@ -470,6 +493,7 @@ async function seriesWorkload(target: Target, cfg: BenchConfig): Promise<SeriesF
     frame: timed(frameMs),
     allFrames: {
       inFlight: cfg.allFramesInFlight,
+      client: cfg.frameClient,
       frames: sops.length,
       warmupMs,
       runsMs,
