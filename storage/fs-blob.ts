@@ -185,7 +185,9 @@ export class FsBlobStore implements BlobStore {
       }
       return out;
     } finally {
-      await fsCall<void>((cb) => fs.close(fd, cb)).catch(() => {});
+      // Not awaited: the bytes are read, and waiting for the close would hold the answer for one more
+      // trip through the thread pool and the event loop. The descriptor is not used after this line.
+      fs.close(fd, () => {});
     }
   }
 
