@@ -3,7 +3,8 @@
 # (a throwaway cluster for the PostgreSQL index tests), DCMTK (third-party DIMSE peers, reference decoders),
 # the openssl command (the throwaway CA and certificates of the DICOM TLS tests)
 # and GDCM's tools (the reference JPEG 2000 decoder of the transcoding and viewer pixel tests), and Orthanc
-# with its DICOMweb plugin (a third-party PACS: the DICOMweb client and DIMSE peer interoperability tests).
+# with its DICOMweb plugin (a third-party PACS: the DICOMweb client and DIMSE peer interoperability tests),
+# and jq (the README's curl examples, which tests/readme-examples.test.ts runs as written, use it).
 # Idempotent: does nothing when they are already there. Needs root or passwordless sudo.
 set -euo pipefail
 
@@ -15,6 +16,7 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v gdcmconv >/dev/null 2>&1 || need+=(libgdcm-tools)
 command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ] || need+=(orthanc)
 [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need+=(orthanc-dicomweb)
+command -v jq >/dev/null 2>&1 || need+=(jq)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
