@@ -48,6 +48,7 @@ import { DICOMWEB_ROOT } from './routes/common';
 import { deleteResource } from './routes/delete';
 import { demo } from './routes/demo';
 import { qido } from './routes/qido';
+import { statistics } from './routes/statistics';
 import { stow } from './routes/stow';
 import { retrieveBulkdata, retrieveFrames, retrieveInstances, retrieveMetadata } from './routes/wado';
 import { retrieveRendered, retrieveThumbnail } from './routes/rendered';
@@ -168,6 +169,8 @@ export function createApp(
     res.json({ status: 'ok' });
   });
   r.post('/api/demo', g('admin', 'load-demo'), demo(ctx));
+  // What the archive holds and the free space of its disks (administrators)
+  r.get('/api/statistics', g('admin', 'read-statistics'), statistics(ctx));
   // DIMSE gateway: send a study to a known remote AE (C-STORE SCU); the gateway's AE configuration
   r.post('/api/studies/:study/send', g('send', 'send-study'), json, sendStudy(ctx));
   r.get('/api/dimse', g('send', 'dimse-config'), describeGateway(ctx));

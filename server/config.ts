@@ -48,6 +48,11 @@ export interface Config {
   workers: number;
   /** Worker threads of the transcoding pool (codecs and rendering), per server process. */
   transcodeWorkers: number;
+  /**
+   * Free space (percent of the file system) below which the filesystem blob store's disk is reported low:
+   * a warning in the log, `low` in GET /api/statistics. 0: never.
+   */
+  diskWarnPercent: number;
   /** Make a lossless HTJ2K copy of each stored instance's pixel data (served to HTJ2K frame requests). */
   ingestHtj2k: boolean;
   /** DICOM (DIMSE) gateway: listener, allowed callers, known remote AEs. */
@@ -233,6 +238,10 @@ export const VARIABLES = {
     'false',
     'true: after an instance is stored, a lossless HTJ2K (1.2.840.10008.1.2.4.201) copy of its pixel data is made in the background and kept beside the original, so HTJ2K frame requests (and transfer-syntax=* for uncompressed instances) are answered without transcoding. The original is kept byte for byte.',
   ],
+  PACS_DISK_WARN_PERCENT: [
+    '10',
+    'Free space (percent of its file system) below which the disk of the blob folder (and of the SQLite index, when on another file system) is low: checked at start and every minute, a warning in the log when it goes below and then once an hour while it stays below, and low: true in GET /api/statistics; 0: no check.',
+  ],
   PACS_DIMSE_PORT: [
     '',
     'TCP port of the DICOM (DIMSE) listener (C-ECHO, C-STORE, C-FIND, C-MOVE, C-GET); empty: none.',
@@ -406,6 +415,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         ? autoTranscodeWorkers()
         : int('PACS_TRANSCODE_WORKERS', 1, 32),
     ingestHtj2k: oneOf('PACS_INGEST_HTJ2K', ['true', 'false'] as const) === 'true',
+    diskWarnPercent: int('PACS_DISK_WARN_PERCENT', 0, 100),
     dimse: dimseConfig(get, int, errors),
     auth: authConfig(get, int, errors),
   };

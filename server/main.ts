@@ -6,6 +6,7 @@ import type { Express } from 'express';
 import { createApp, type Security } from './app';
 import { openSecurity } from './auth/security';
 import { type Config, ConfigError, loadConfig, storageOptions } from './config';
+import { type DiskWatch, watchArchiveDisks } from './disk';
 import { routeLibraryLog } from './dimse/library';
 import { type DimseListener, startDimseListener } from './dimse/scp';
 import { createLogger, type Logger } from './log';
@@ -24,6 +25,8 @@ export interface RunningServer {
   security: Security;
   /** The DICOM (DIMSE) listeners, when PACS_DIMSE_PORT or PACS_DIMSE_TLS_PORT is set. */
   dimse?: { port?: number; tlsPort?: number; aeTitle: string };
+  /** The watch of the local disks' free space, when this server runs it (server/disk.ts). */
+  diskWatch?: DiskWatch;
   close(): Promise<void>;
 }
 
@@ -33,6 +36,11 @@ export async function startServer(
   opts: {
     /** No other server can hold a storage commitment request of this index (releaseHeldCommitments). */
     sole?: boolean;
+    /**
+     * Watch the free space of the local disks (server/disk.ts, PACS_DISK_WARN_PERCENT); false in the
+     * workers of PACS_WORKERS, whose primary watches them once for all.
+     */
+    watchDisks?: boolean;
   } = {},
 ): Promise<RunningServer> {
   configureTranscoder(config.transcodeWorkers);
@@ -112,6 +120,11 @@ export async function startServer(
         { tlsPort: dimse.tlsPort },
       );
   }
+  // Checked once before the "listening" line (a disk already low is said at start), then every minute.
+  const disks =
+    opts.watchDisks === false
+      ? undefined
+      : await watchArchiveDisks(storageOptions(config), config.diskWarnPercent, log);
   server.requestTimeout = 0; // large STOW bodies over slow links
   server.keepAliveTimeout = 65_000;
   const addr = server.address();
@@ -134,7 +147,9 @@ export async function startServer(
     app,
     security,
     dimse: dicom,
+    diskWatch: disks,
     close: async () => {
+      disks?.close();
       await dimse?.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -182,6 +197,7 @@ async function main() {
   process.once('exit', unregister);
   const started = startServer(config, cluster.isWorker ? log.child({ worker: cluster.worker?.id }) : log, {
     sole,
+    watchDisks: !cluster.isWorker,
   });
   let stopping = false;
   const stop = async (signal: string) => {
@@ -226,9 +242,11 @@ async function runPrimary(config: Config, log: Logger): Promise<void> {
     setTimeout(fork, 500);
   });
   log.info('started workers', { workers: config.workers, url: `http://${config.host}:${config.port}` });
+  const disks = await watchArchiveDisks(storageOptions(config), config.diskWarnPercent, log);
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
+    disks?.close();
     log.info('shutting down', { signal });
     for (const w of Object.values(cluster.workers ?? {})) w?.process.kill(signal);
     const exit = () => process.exit(0);

@@ -124,6 +124,15 @@ export interface PendingCommitment {
   lastError: string | null;
 }
 
+/** How much the index holds (GET /api/statistics). */
+export interface IndexStatistics {
+  studies: number;
+  series: number;
+  instances: number;
+  /** Sum of the stored objects' sizes (InstanceRecord.size), in bytes. */
+  storedBytes: number;
+}
+
 export interface Index {
   /** One transaction: study, series and instance rows, counts and ModalitiesInStudy brought up to date. */
   putInstance(rec: InstanceRecord, opts: { overwrite: boolean }): Promise<PutOutcome>;
@@ -136,6 +145,8 @@ export interface Index {
   search(query: Query): Promise<SearchResult>;
   /** Every indexed instance and its blob key (for fsck: blobs nobody references, rows whose blob is gone). */
   indexedBlobs(): Promise<IndexedBlob[]>;
+  /** Counts of studies, series and instances, and their bytes: read from indexes, cheap at any size. */
+  statistics(): Promise<IndexStatistics>;
   /** Removes the instances in scope (and emptied series/studies); returns their blob keys. */
   deleteInstances(scope: Scope): Promise<string[]>;
   /** Removes every study, series and instance at once (reindex starts from an empty index). */

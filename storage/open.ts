@@ -24,6 +24,16 @@ export interface StorageOptions {
   databaseUrl?: string;
 }
 
+/** The folder of the filesystem blob store; undefined for S3. */
+export function blobFolder(opts: StorageOptions): string | undefined {
+  return opts.blobStore ? undefined : path.join(opts.dataDir, 'blobs');
+}
+
+/** The file of the SQLite index; undefined for PostgreSQL. */
+export function sqliteIndexFile(opts: StorageOptions): string | undefined {
+  return opts.databaseUrl ? undefined : path.join(opts.dataDir, 'index.sqlite');
+}
+
 export async function openStorage(opts: StorageOptions): Promise<Storage> {
   await mkdir(opts.dataDir, { recursive: true });
   const blobs: BlobStore = opts.blobStore
@@ -32,13 +42,13 @@ export async function openStorage(opts: StorageOptions): Promise<Storage> {
         url: opts.blobStore,
         forcePathStyle: opts.s3ForcePathStyle,
       })
-    : await FsBlobStore.open(path.join(opts.dataDir, 'blobs'));
+    : await FsBlobStore.open(blobFolder(opts) as string);
   let index: Index;
   try {
     index = opts.databaseUrl
       ? // Loaded only when configured, like the S3 store.
         await (await import('./pg-index')).openPgIndex(opts.databaseUrl)
-      : await openSqliteIndex(path.join(opts.dataDir, 'index.sqlite'));
+      : await openSqliteIndex(sqliteIndexFile(opts) as string);
   } catch (err) {
     await blobs.close?.();
     throw err;

@@ -23,6 +23,7 @@ import type {
   SqlRunner,
   Index,
   IndexedBlob,
+  IndexStatistics,
   InstanceRecord,
   PendingCommitment,
   PutOutcome,
@@ -34,6 +35,7 @@ import {
   COMMITMENT_SQL,
   commitmentValues,
   INDEXED_BLOBS_SQL,
+  indexStatistics,
   indexedBlob,
   type LevelRows,
   migrations,
@@ -46,6 +48,7 @@ import {
   scopeQuery,
   searchResults,
   searchSql,
+  STATISTICS_SQL,
   statements,
   storedInstance,
   valuesOf,
@@ -338,6 +341,10 @@ class PgIndex implements Index {
 
   async indexedBlobs(): Promise<IndexedBlob[]> {
     return (await this.pool.query(INDEXED_BLOBS_SQL)).rows.map(indexedBlob);
+  }
+
+  async statistics(): Promise<IndexStatistics> {
+    return indexStatistics((await this.pool.query(STATISTICS_SQL)).rows[0]);
   }
 
   /** TRUNCATE: immediate at any size; it waits for (and blocks) every other use of the tables meanwhile. */

@@ -15,6 +15,7 @@ import type {
   SqlRunner,
   Index,
   IndexedBlob,
+  IndexStatistics,
   InstanceRecord,
   PendingCommitment,
   PutOutcome,
@@ -29,6 +30,7 @@ import {
   COMMON_NAME_STUDIES,
   filterRowsSql,
   INDEXED_BLOBS_SQL,
+  indexStatistics,
   indexedBlob,
   type LevelRows,
   migrations,
@@ -42,6 +44,7 @@ import {
   searchResults,
   searchSql,
   SQLITE_STATISTICS,
+  STATISTICS_SQL,
   sqliteDialect,
   statements,
   storedInstance,
@@ -341,6 +344,10 @@ class SqliteIndex implements Index {
 
   async indexedBlobs(): Promise<IndexedBlob[]> {
     return (this.db.prepare(INDEXED_BLOBS_SQL).all() as Record<string, unknown>[]).map(indexedBlob);
+  }
+
+  async statistics(): Promise<IndexStatistics> {
+    return indexStatistics(this.db.prepare(STATISTICS_SQL).get() as Record<string, unknown>);
   }
 
   async deleteInstances(scope: Scope): Promise<string[]> {

@@ -56,6 +56,7 @@ const EXPECTED: Record<string, Who[]> = {
   'DELETE /dicomweb/studies/:study/series/:series/instances/:instance': ADMIN,
   'GET /healthz': ALL,
   'POST /api/demo': ADMIN,
+  'GET /api/statistics': ADMIN,
   'POST /api/studies/:study/send': SHARERS,
   'GET /api/dimse': SHARERS,
   'GET /api/auth/config': ALL,
