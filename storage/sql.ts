@@ -666,7 +666,6 @@ export const pendingCommitment = (r: Record<string, unknown>): PendingCommitment
   lastError: (r.last_error as string | null) ?? null,
 });
 
-/** The query of Index.indexedBlobs(), and its rows turned into IndexedBlob. */
 /**
  * What the index holds (IndexStatistics), in one statement: each count from the smallest index of its
  * table, the bytes from instances_size (schema 10), never the rows themselves.
@@ -683,6 +682,7 @@ export const indexStatistics = (r: Record<string, unknown>): IndexStatistics => 
   storedBytes: Number(r.stored_bytes),
 });
 
+/** The query of Index.indexedBlobs(), and its rows turned into IndexedBlob. */
 export const INDEXED_BLOBS_SQL = 'SELECT blob_key, study_uid, series_uid, sop_uid FROM instances';
 export const indexedBlob = (r: Record<string, unknown>): IndexedBlob => ({
   blobKey: r.blob_key as string,
