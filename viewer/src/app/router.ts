@@ -27,7 +27,7 @@ export function navigate(to: string, opts: { replace?: boolean } = {}): void {
   for (const l of listeners) l();
 }
 
-export type AdminPage = 'audit' | 'users' | 'tokens';
+export type AdminPage = 'audit' | 'users' | 'tokens' | 'storage';
 
 export type Route =
   | { name: 'studies' }
@@ -46,7 +46,7 @@ export function matchRoute(url: URL): Route {
   if (m) return { name: 'viewer', studyUID: m[1] };
   const link = /^\/s\/([A-Za-z0-9._~-]+)$/.exec(path);
   if (link) return { name: 'link', token: link[1] };
-  const admin = /^\/admin\/(audit|users|tokens)$/.exec(path);
+  const admin = /^\/admin\/(audit|users|tokens|storage)$/.exec(path);
   if (admin) return { name: 'admin', page: admin[1] as AdminPage };
   if (path === '/account/password') return { name: 'password' };
   return { name: 'notFound' };

@@ -300,3 +300,30 @@ export const queryAudit = (f: AuditFilter, signal?: AbortSignal) =>
 /** The export of the events matching f (JSON lines), downloaded by a plain link. */
 export const auditExportUrl = (f: AuditFilter) =>
   `${env.apiRoot}/audit/export${auditQuery({ ...f, limit: undefined, before: undefined })}`;
+
+// ── storage statistics (administrators) ──
+
+/** The free space of a local disk the archive fills (server/disk.ts). */
+export interface DiskSpace {
+  path: string;
+  freeBytes: number;
+  totalBytes: number;
+  freePercent: number;
+  /** Below the server's PACS_DISK_WARN_PERCENT. */
+  low: boolean;
+}
+
+/** GET /api/statistics: what the archive holds, where, and the room left on its local disks. */
+export interface Statistics {
+  studies: number;
+  series: number;
+  instances: number;
+  storedBytes: number;
+  blobStore: { kind: 'filesystem' | 's3'; location: string };
+  index: { kind: 'sqlite' | 'postgresql'; location: string; disk?: DiskSpace };
+  /** The blob folder's disk; null when the blobs are in S3. */
+  disk: DiskSpace | null;
+}
+
+export const getStatistics = (signal?: AbortSignal) =>
+  apiRequest<Statistics>('GET', '/statistics', undefined, signal);

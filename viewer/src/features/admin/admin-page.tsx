@@ -1,8 +1,9 @@
-/** Administration (administrators only): the audit trail, users, API tokens. */
+/** Administration (administrators only): the audit trail, users, API tokens, storage. */
 import type { AdminPage as Page } from '../../app/router';
 import { navigate } from '../../app/router';
 import { type MessageKey, useT } from '../../i18n';
 import { AuditPage } from './audit-page';
+import { StoragePage } from './storage-page';
 import { TokensPage } from './tokens-page';
 import { UsersPage } from './users-page';
 import './admin.css';
@@ -11,6 +12,7 @@ const TABS: { page: Page; label: MessageKey }[] = [
   { page: 'audit', label: 'admin.audit' },
   { page: 'users', label: 'admin.users' },
   { page: 'tokens', label: 'admin.tokens' },
+  { page: 'storage', label: 'admin.storage' },
 ];
 
 export function AdminPage({ page, username }: { page: Page; username: string }) {
@@ -35,6 +37,7 @@ export function AdminPage({ page, username }: { page: Page; username: string }) 
       {page === 'audit' && <AuditPage />}
       {page === 'users' && <UsersPage username={username} />}
       {page === 'tokens' && <TokensPage />}
+      {page === 'storage' && <StoragePage />}
     </div>
   );
 }

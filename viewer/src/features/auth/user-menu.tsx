@@ -10,6 +10,7 @@ const ADMIN_PAGES: { path: string; label: MessageKey }[] = [
   { path: '/admin/audit', label: 'admin.audit' },
   { path: '/admin/users', label: 'admin.users' },
   { path: '/admin/tokens', label: 'admin.tokens' },
+  { path: '/admin/storage', label: 'admin.storage' },
 ];
 
 export function UserMenu({ me }: { me: Me }) {
