@@ -3,10 +3,17 @@
  * local disks (server/disk.ts). Counts and bytes come from the index (Index.statistics: indexes only).
  */
 import type { Request, Response } from 'express';
-import type { Index } from '../../storage/index';
+import type { Index, IndexStatistics } from '../../storage/index';
 import { sqliteIndexFile } from '../../storage/open';
 import { type Config, storageOptions } from '../config';
-import { diskSpace, localDisks } from '../disk';
+import { type DiskSpace, diskSpace, localDisks } from '../disk';
+
+/** The answer of GET /api/statistics. */
+export interface Statistics extends IndexStatistics {
+  blobStore: { kind: 'filesystem' | 's3'; location: string | undefined };
+  index: { kind: 'sqlite' | 'postgresql'; location: string | undefined; disk?: DiskSpace };
+  disk: DiskSpace | null;
+}
 
 export function statistics(ctx: { index: Index; config: Config }) {
   return async (_req: Request, res: Response) => {
@@ -19,7 +26,7 @@ export function statistics(ctx: { index: Index; config: Config }) {
       disks.blobs === undefined ? null : diskSpace(disks.blobs, warn),
       disks.index === undefined ? null : diskSpace(disks.index, warn),
     ]);
-    res.json({
+    const answer: Statistics = {
       ...counts,
       blobStore: config.blobStore
         ? // s3://bucket/prefix: the credentials are the AWS variables', never in it
@@ -30,7 +37,8 @@ export function statistics(ctx: { index: Index; config: Config }) {
         : // its own disk only when not on the blobs' file system (or the blobs are in S3)
           { kind: 'sqlite', location: sqliteIndexFile(opts), ...(indexDisk && { disk: indexDisk }) },
       disk: blobDisk,
-    });
+    };
+    res.json(answer);
   };
 }
 
