@@ -3,7 +3,7 @@
  * and the index, and the free space of the local disks, with a warning when one runs low.
  */
 import { useCallback, useEffect, useRef, useState } from 'react';
-import { formatNumber, type Language, type T, useLanguage, useT } from '../../i18n';
+import { formatNumber, type Language, type MessageKey, type T, useLanguage, useT } from '../../i18n';
 import { describeError } from '../../lib/describe-error';
 import { type DiskSpace, getStatistics, type Statistics } from '../../lib/server-api';
 import { FormError } from '../../components/form-error';
@@ -70,6 +70,14 @@ export function StoragePage() {
   }, [reload]);
 
   const count = (n: number) => formatNumber(n, 0, lang);
+  const figures: [MessageKey, string, string][] = stats
+    ? [
+        ['storage.studies', 'storage-studies', count(stats.studies)],
+        ['storage.series', 'storage-series', count(stats.series)],
+        ['storage.instances', 'storage-instances', count(stats.instances)],
+        ['storage.size', 'storage-size', formatBytes(stats.storedBytes, lang)],
+      ]
+    : [];
   const disks = stats
     ? [
         ...(stats.disk ? [{ disk: stats.disk, label: t('storage.blobDisk') }] : []),
@@ -103,22 +111,12 @@ export function StoragePage() {
         <div className="table-scroll">
           <table className="data-table storage-table">
             <tbody>
-              <tr>
-                <th scope="row">{t('storage.studies')}</th>
-                <td data-testid="storage-studies">{count(stats.studies)}</td>
-              </tr>
-              <tr>
-                <th scope="row">{t('storage.series')}</th>
-                <td data-testid="storage-series">{count(stats.series)}</td>
-              </tr>
-              <tr>
-                <th scope="row">{t('storage.instances')}</th>
-                <td data-testid="storage-instances">{count(stats.instances)}</td>
-              </tr>
-              <tr>
-                <th scope="row">{t('storage.size')}</th>
-                <td data-testid="storage-size">{formatBytes(stats.storedBytes, lang)}</td>
-              </tr>
+              {figures.map(([label, testId, text]) => (
+                <tr key={testId}>
+                  <th scope="row">{t(label)}</th>
+                  <td data-testid={testId}>{text}</td>
+                </tr>
+              ))}
               <tr>
                 <th scope="row">{t('storage.blobStore')}</th>
                 <td data-testid="storage-blobs">
