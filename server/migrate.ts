@@ -13,13 +13,12 @@
  * Run it with the servers stopped (or with the source read-only), then point the servers at the target.
  */
 import { createHash } from 'node:crypto';
-import path from 'node:path';
 import { Part10Scanner } from '../dicomweb/part10';
 import { parseQuery } from '../dicomweb/qido';
 import { type AccessCopyReport, copyAccessState } from '../storage/access';
 import { BlobNotFoundError, type BlobStore } from '../storage/blob';
 import type { StoredInstance } from '../storage/index';
-import { openStorage, type Storage } from '../storage/open';
+import { blobFolder, openStorage, sqliteIndexFile, type Storage } from '../storage/open';
 import { type Config, storageOptions } from './config';
 import { describeInstance } from './ingest';
 import { deleteStoredBlob, htj2kCopyKey } from './transcode/copies';
@@ -196,5 +195,5 @@ async function allStudies(storage: Storage): Promise<string[]> {
   }
 }
 
-const blobLocation = (c: Config) => c.blobStore || `file:${path.join(c.dataDir, 'blobs')}`;
-const indexLocation = (c: Config) => c.databaseUrl || `sqlite:${path.join(c.dataDir, 'index.sqlite')}`;
+const blobLocation = (c: Config) => c.blobStore || `file:${blobFolder(storageOptions(c))}`;
+const indexLocation = (c: Config) => c.databaseUrl || `sqlite:${sqliteIndexFile(storageOptions(c))}`;
