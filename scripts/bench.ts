@@ -107,6 +107,7 @@ const USAGE = `usage: npm run bench [-- options]
   --stow-instances N, --qido-studies N, --rss-mb N   override sizes
   --stow-concurrency LIST   STOW requests in flight to measure (default 1,8)
   --frame-warmup N    untimed passes over the 300 frames before the frame figures (default 3, --quick 1)
+  --frames-in-flight N   frame requests in flight for the all-frames figure (default 8)
   --frame-client C    client of the frame figures: raw (default; reads into reused buffers) or node
                       (node:http)
   --out FILE          JSON output (default bench-results/bench-<date>.json)
@@ -164,6 +165,12 @@ export function parseBenchArgs(argv: string[]): BenchConfig | string {
         const n = Number(value());
         if (!Number.isInteger(n) || n < 0) throw new Error(`--frame-warmup: bad value ${n}`);
         cfg.frameWarmupPasses = n;
+        break;
+      }
+      case '--frames-in-flight': {
+        const n = Number(value());
+        if (!Number.isInteger(n) || n < 1) throw new Error(`--frames-in-flight: bad value ${n}`);
+        cfg.allFramesInFlight = n;
         break;
       }
       case '--frame-client': {
@@ -846,7 +853,7 @@ export function compare(
   );
   faster('Single frame p50', 'ms', ours?.series?.frame.p50Ms, orthanc?.series?.frame.p50Ms);
   faster(
-    'All 300 frames, 8 in flight',
+    `All 300 frames, ${ours?.series?.allFrames.inFlight ?? orthanc?.series?.allFrames.inFlight ?? 8} in flight`,
     'ms',
     ours?.series?.allFrames.medianMs,
     orthanc?.series?.allFrames.medianMs,
