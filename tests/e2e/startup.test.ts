@@ -82,4 +82,37 @@ describe('starting and stopping the archive', () => {
       await rm(dataDir, { recursive: true, force: true });
     }
   });
+
+  it('with PACS_WORKERS=2, warns of low disk space once (the primary watches the disks, not each worker)', async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'pacs-startup-'));
+    try {
+      // PACS_DISK_WARN_PERCENT=100: every disk is below the threshold, so whoever watches warns at start.
+      const a = archive({
+        PORT: '0',
+        PACS_DATA_DIR: dataDir,
+        PACS_WORKERS: '2',
+        PACS_DISK_WARN_PERCENT: '100',
+      });
+      const lines = (msg: string) =>
+        a
+          .out()
+          .split('\n')
+          .filter((l) => l.includes(`"msg":"${msg}"`))
+          .map((l) => JSON.parse(l) as Record<string, unknown>);
+      await expect.poll(() => lines('listening').length, { timeout: 60_000 }).toBe(2);
+      await expect.poll(() => lines('low disk space').length, { timeout: 10_000 }).toBeGreaterThan(0);
+      // A worker's check would come within a second of its start; give them that and more.
+      await new Promise((r) => setTimeout(r, 2000));
+      const warnings = lines('low disk space');
+      // One line per watched folder (the blob folder and the index file's, here the same disk)…
+      expect(new Set(warnings.map((w) => w.path)).size).toBe(warnings.length);
+      // …and from the primary: worker lines carry a "worker" field.
+      expect(warnings.filter((w) => 'worker' in w)).toEqual([]);
+      expect(lines('listening').every((l) => 'worker' in l)).toBe(true);
+      a.child.kill('SIGTERM');
+      expect(await a.exit).toBe(0);
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
 });
