@@ -17,6 +17,7 @@ import { commandLine, isMain, parseOrExit } from './lib/cli';
 import { getJson, httpGet } from './lib/http';
 import { RawGetPool } from './lib/raw-get';
 import { measureRss, type RssReport, rssSupported } from './lib/rss';
+import { type QuietReport, quietSupported, waitForQuiet } from './lib/quiet';
 import { mapPool, round, summarize } from './lib/stats';
 import { bigMultiframeInstance } from './lib/big-instance';
 import { benchCStore, type CStoreFigures } from './lib/bench-dimse';
@@ -53,6 +54,8 @@ export interface BenchConfig {
   allFramesRuns: number;
   /** Untimed passes over the series' frames before the frame figures (a server's steady state). */
   frameWarmupPasses: number;
+  /** Seconds to wait at most for a quiet machine before each target (0: do not wait). */
+  quietWaitSeconds: number;
   /**
    * The client of the frame figures: `raw` reads each response into a reused buffer (scripts/lib/raw-get),
    * `node` is `node:http` (a new Buffer per socket read, more client CPU on the cores the server uses).
@@ -82,6 +85,7 @@ function defaultConfig(quick: boolean): BenchConfig {
     allFramesInFlight: 8,
     allFramesRuns: 3,
     frameWarmupPasses: quick ? 1 : 6,
+    quietWaitSeconds: quick ? 0 : 90,
     frameClient: 'raw',
     qidoStudies: quick ? 1000 : 10_000,
     qidoRepeats: quick ? 5 : 10,
@@ -108,6 +112,8 @@ const USAGE = `usage: npm run bench [-- options]
   --stow-concurrency LIST   STOW requests in flight to measure (default 1,8)
   --frame-warmup N    untimed passes over the 300 frames before the frame figures (default 6, --quick 1)
   --frames-in-flight N   frame requests in flight for the all-frames figure (default 8)
+  --quiet-wait S      before each target, wait up to S seconds for the machine to be idle (under 10 %
+                      busy for 3 s; default 90, --quick 0); the wait is in the JSON
   --frame-client C    client of the frame figures: raw (default; reads into reused buffers) or node
                       (node:http)
   --out FILE          JSON output (default bench-results/bench-<date>.json)
@@ -171,6 +177,12 @@ export function parseBenchArgs(argv: string[]): BenchConfig | string {
         const n = Number(value());
         if (!Number.isInteger(n) || n < 1) throw new Error(`--frames-in-flight: bad value ${n}`);
         cfg.allFramesInFlight = n;
+        break;
+      }
+      case '--quiet-wait': {
+        const n = Number(value());
+        if (!Number.isInteger(n) || n < 0) throw new Error(`--quiet-wait: bad value ${n}`);
+        cfg.quietWaitSeconds = n;
         break;
       }
       case '--frame-client': {
@@ -711,6 +723,8 @@ async function rssWorkload(target: Target, cfg: BenchConfig): Promise<RssFigures
 export interface TargetResults {
   name: string;
   version?: string;
+  /** The wait for a quiet machine before this target started (--quiet-wait). */
+  quiet?: QuietReport;
   stow: StowFigures[];
   series?: SeriesFigures;
   qido?: QidoFigures;
@@ -974,6 +988,23 @@ function machineInfo() {
   };
 }
 
+/** Waits (--quiet-wait) until what ran before this target has finished; undefined when not waiting. */
+async function quietBefore(
+  name: string,
+  cfg: BenchConfig,
+  log: (s: string) => void,
+): Promise<QuietReport | undefined> {
+  if (cfg.quietWaitSeconds === 0 || !quietSupported()) return undefined;
+  const q = await waitForQuiet({ timeoutMs: cfg.quietWaitSeconds * 1000 });
+  const last = q.busyPercent.slice(-3).join(', ');
+  log(
+    q.quiet
+      ? `machine quiet before ${name} after ${q.waitedMs / 1000} s (busy ${last} %)`
+      : `machine still busy before ${name} after ${q.waitedMs / 1000} s (busy ${last} %); going on`,
+  );
+  return q;
+}
+
 async function main(): Promise<number> {
   const cfg = parseOrExit(parseBenchArgs, USAGE);
   if (typeof cfg === 'number') return cfg;
@@ -995,6 +1026,7 @@ async function main(): Promise<number> {
   const targets = TARGET_WORKLOADS.some((w) => !cfg.skip.has(w)) ? cfg.targets : [];
   if (targets.length) log(`bench: targets ${targets.join(', ')}${cfg.quick ? ' (quick)' : ''}`);
   for (const name of targets) {
+    const quiet = await quietBefore(name, cfg, log);
     log(`starting ${name}…`);
     try {
       current =
@@ -1005,11 +1037,11 @@ async function main(): Promise<number> {
             : await startOrthanc();
     } catch (err) {
       log(`cannot start ${name}: ${(err as Error).message}`);
-      results.push({ name, stow: [], errors: [`start: ${(err as Error).message}`] });
+      results.push({ name, quiet, stow: [], errors: [`start: ${(err as Error).message}`] });
       continue;
     }
     try {
-      results.push(await benchTarget(current, cfg, log));
+      results.push({ ...(await benchTarget(current, cfg, log)), quiet });
     } finally {
       await cleanup();
     }
