@@ -167,24 +167,15 @@ export function parseBenchArgs(argv: string[]): BenchConfig | string {
             return n;
           });
         break;
-      case '--frame-warmup': {
-        const n = Number(value());
-        if (!Number.isInteger(n) || n < 0) throw new Error(`--frame-warmup: bad value ${n}`);
-        cfg.frameWarmupPasses = n;
+      case '--frame-warmup':
+        cfg.frameWarmupPasses = int(0);
         break;
-      }
-      case '--frames-in-flight': {
-        const n = Number(value());
-        if (!Number.isInteger(n) || n < 1) throw new Error(`--frames-in-flight: bad value ${n}`);
-        cfg.allFramesInFlight = n;
+      case '--frames-in-flight':
+        cfg.allFramesInFlight = int();
         break;
-      }
-      case '--quiet-wait': {
-        const n = Number(value());
-        if (!Number.isInteger(n) || n < 0) throw new Error(`--quiet-wait: bad value ${n}`);
-        cfg.quietWaitSeconds = n;
+      case '--quiet-wait':
+        cfg.quietWaitSeconds = int(0);
         break;
-      }
       case '--frame-client': {
         const v = value();
         if (v !== 'raw' && v !== 'node') throw new Error(`--frame-client: raw or node, not ${v}`);

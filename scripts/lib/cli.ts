@@ -10,8 +10,8 @@ export interface Arg {
   flag: string;
   /** The option's value: what follows '=', else the next argument (which it consumes). */
   value(): string;
-  /** value() as a positive integer. */
-  int(): number;
+  /** value() as an integer of at least min (default 1: a positive integer). */
+  int(min?: number): number;
 }
 
 /** The arguments one by one (`--name value` and `--name=value` alike); throws for a missing or bad value. */
@@ -26,9 +26,12 @@ export function* commandLine(argv: readonly string[]): Generator<Arg> {
       if (v === undefined) throw new Error(`${flag} needs a value`);
       return v;
     };
-    const int = () => {
+    const int = (min = 1) => {
       const n = Number(value());
-      if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} must be a positive integer`);
+      if (!Number.isInteger(n) || n < min)
+        throw new Error(
+          `${flag} must be ${min === 1 ? 'a positive integer' : `an integer of at least ${min}`}`,
+        );
       return n;
     };
     yield { arg, flag, value, int };
