@@ -37,7 +37,7 @@ import {
 type TargetName = 'ours' | 'ours-s3pg' | 'orthanc';
 /** Workloads run against each target; 'transcode' runs once, on servers of its own. */
 const TARGET_WORKLOADS = ['stow', 'series', 'qido', 'rss', 'cstore'];
-const WORKLOADS = [...TARGET_WORKLOADS, 'transcode'];
+const WORKLOADS = [...TARGET_WORKLOADS, 'alternate', 'transcode'];
 const TARGET_NAMES: TargetName[] = ['ours', 'ours-s3pg', 'orthanc'];
 
 export interface BenchConfig {
@@ -52,6 +52,8 @@ export interface BenchConfig {
   singleFrameRequests: number;
   allFramesInFlight: number;
   allFramesRuns: number;
+  /** Timed passes per server of the alternating frame workload (after the warm-up). */
+  alternatingPasses: number;
   /** Untimed passes over the series' frames before the frame figures (a server's steady state). */
   frameWarmupPasses: number;
   /** Seconds to wait at most for a quiet machine before each target (0: do not wait). */
@@ -84,6 +86,7 @@ function defaultConfig(quick: boolean): BenchConfig {
     singleFrameRequests: quick ? 20 : 50,
     allFramesInFlight: 8,
     allFramesRuns: 3,
+    alternatingPasses: quick ? 2 : 10,
     frameWarmupPasses: quick ? 1 : 6,
     quietWaitSeconds: quick ? 0 : 90,
     frameClient: 'raw',
@@ -104,7 +107,9 @@ const USAGE = `usage: npm run bench [-- options]
                       s3rver and a throwaway PostgreSQL cluster started by the bench), orthanc
                       (default: ours,ours-s3pg; --compare orthanc adds orthanc)
   --quick             smaller sizes (300 STOW instances, 1,000 QIDO studies, 128 MB RSS run)
-  --skip LIST         comma-separated workloads to skip: stow, series, qido, rss, cstore, transcode
+  --skip LIST         comma-separated workloads to skip: stow, series, qido, rss, cstore, alternate,
+                      transcode (alternate: frame passes alternating between ours and Orthanc, both up;
+                      with ours and orthanc among the targets only)
   --only LIST         run only these workloads (e.g. --only transcode)
   --samples DIR       real DICOM samples for the transcoding workload (default ../shared/dicom-samples,
                       or PACS_SAMPLES_DIR); without them a synthetic CT series is used
@@ -393,8 +398,14 @@ export interface SeriesFigures {
 
 const FRAME_ACCEPT =
   'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1';
+/** The least a frame of the 512×512 16-bit series can be. */
+const FRAME_BYTES_MIN = 512 * 512 * 2;
 
-async function seriesWorkload(target: Target, cfg: BenchConfig): Promise<SeriesFigures> {
+/** Stores the 300-instance series (the same bytes for every target) and finds its URL by QIDO. */
+async function storeSeries(
+  target: Target,
+  cfg: BenchConfig,
+): Promise<{ ingest: StowFigures; seriesUrl: string }> {
   const files = generate([
     {
       patientName: 'Bench^Series300',
@@ -413,7 +424,52 @@ async function seriesWorkload(target: Target, cfg: BenchConfig): Promise<SeriesF
   const seriesList = await getJson<any[]>(`${target.dicomwebRoot}/studies/${study}/series`);
   const series = str(seriesList.json[0], '0020000E');
   if (!series) throw new Error(`${target.name}: the 300-instance series was not found by QIDO`);
-  const seriesUrl = `${target.dicomwebRoot}/studies/${study}/series/${series}`;
+  return { ingest, seriesUrl: `${target.dicomwebRoot}/studies/${study}/series/${series}` };
+}
+
+/** The series' SOP Instance UIDs, by instance-level QIDO. */
+async function seriesInstances(seriesUrl: string): Promise<string[]> {
+  const r = await getJson<any[]>(`${seriesUrl}/instances`);
+  return r.json.map((it) => str(it, '00080018')!).filter(Boolean);
+}
+
+interface FramePass {
+  ms: number;
+  bytes: number;
+  errors: number;
+  clientCpuMs: number;
+}
+
+/**
+ * Frame 1 of every instance of a series, cfg.allFramesInFlight requests in flight (what a viewer does
+ * when a series is opened): `pass()` times one pass, `one(sop)` one request; `close()` the connections.
+ */
+function frameClient(seriesUrl: string, sops: string[], cfg: BenchConfig) {
+  const frameUrl = new URL(`${seriesUrl}/instances/`);
+  const pool = cfg.frameClient === 'raw' ? new RawGetPool(frameUrl.origin, cfg.allFramesInFlight) : undefined;
+  const one = (sop: string): Promise<{ status: number; bytes: number; ms: number }> =>
+    pool
+      ? pool.get(`${frameUrl.pathname}${sop}/frames/1`, { Accept: FRAME_ACCEPT })
+      : httpGet(`${frameUrl.href}${sop}/frames/1`, { headers: { Accept: FRAME_ACCEPT } });
+  const pass = async (): Promise<FramePass> => {
+    let bytes = 0;
+    let errors = 0;
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    await mapPool(sops, cfg.allFramesInFlight, async (sop) => {
+      const r = await one(sop);
+      bytes += r.bytes;
+      if (r.status !== 200 || r.bytes < FRAME_BYTES_MIN) errors++;
+    });
+    const ms = round(performance.now() - t0);
+    const c = process.cpuUsage(c0);
+    return { ms, bytes, errors, clientCpuMs: round((c.user + c.system) / 1000 / sops.length, 2) };
+  };
+  return { one, pass, close: () => pool?.close() };
+}
+
+async function seriesWorkload(target: Target, cfg: BenchConfig): Promise<SeriesFigures> {
+  const { ingest, seriesUrl } = await storeSeries(target, cfg);
 
   // Instance-level QIDO.
   const qidoMs: number[] = [];
@@ -444,41 +500,21 @@ async function seriesWorkload(target: Target, cfg: BenchConfig): Promise<SeriesF
   }
 
   // Every frame of the series, N in flight (what a viewer does when a series is opened).
-  const frameUrl = new URL(`${seriesUrl}/instances/`);
-  const pool = cfg.frameClient === 'raw' ? new RawGetPool(frameUrl.origin, cfg.allFramesInFlight) : undefined;
-  const getFrame = (sop: string): Promise<{ status: number; bytes: number; ms: number }> =>
-    pool
-      ? pool.get(`${frameUrl.pathname}${sop}/frames/1`, { Accept: FRAME_ACCEPT })
-      : httpGet(`${frameUrl.href}${sop}/frames/1`, { headers: { Accept: FRAME_ACCEPT } });
-  const frameBytesMin = 512 * 512 * 2;
-  const allFramesPass = async () => {
-    let bytes = 0;
-    let errors = 0;
-    const c0 = process.cpuUsage();
-    const t0 = performance.now();
-    await mapPool(sops, cfg.allFramesInFlight, async (sop) => {
-      const r = await getFrame(sop);
-      bytes += r.bytes;
-      if (r.status !== 200 || r.bytes < frameBytesMin) errors++;
-    });
-    const ms = round(performance.now() - t0);
-    const c = process.cpuUsage(c0);
-    return { ms, bytes, errors, clientCpuMs: round((c.user + c.system) / 1000 / sops.length, 2) };
-  };
+  const frames = frameClient(seriesUrl, sops, cfg);
 
   // Warm-up, as for the QIDO mix: a server process that has just started serves its first thousand
   // or so frame requests at up to twice the CPU of its steady state (code not yet optimised by the
   // JIT, memory not yet grown), and a hospital's server has served millions. Untimed; the passes'
   // times are kept in the JSON.
   const warmupMs: number[] = [];
-  for (let i = 0; i < cfg.frameWarmupPasses; i++) warmupMs.push((await allFramesPass()).ms);
+  for (let i = 0; i < cfg.frameWarmupPasses; i++) warmupMs.push((await frames.pass()).ms);
 
   // One frame at a time (latency), spread over the series.
   const frameMs: number[] = [];
   for (let i = 0; i < cfg.singleFrameRequests; i++) {
     const sop = sops[(i * 37) % sops.length];
-    const r = await getFrame(sop);
-    if (r.status !== 200 || r.bytes < frameBytesMin)
+    const r = await frames.one(sop);
+    if (r.status !== 200 || r.bytes < FRAME_BYTES_MIN)
       console.error(`  ! ${target.name}: frame ${sop} → ${r.status}, ${r.bytes} B`);
     frameMs.push(r.ms);
   }
@@ -488,13 +524,13 @@ async function seriesWorkload(target: Target, cfg: BenchConfig): Promise<SeriesF
   let bytes = 0;
   let errors = 0;
   for (let run = 0; run < cfg.allFramesRuns; run++) {
-    const pass = await allFramesPass();
+    const pass = await frames.pass();
     runsMs.push(pass.ms);
     clientCpuMsPerFrame.push(pass.clientCpuMs);
     bytes = pass.bytes;
     errors += pass.errors;
   }
-  pool?.close();
+  frames.close();
   return {
     instances: sops.length,
     ingest,
@@ -513,6 +549,71 @@ async function seriesWorkload(target: Target, cfg: BenchConfig): Promise<SeriesF
       errors,
     },
   };
+}
+
+/** Frame passes of ours and Orthanc alternating, both servers up, one series each (`alternate`). */
+export interface AlternatingFrames {
+  frames: number;
+  inFlight: number;
+  /** Per server: the untimed warm-up passes, then the timed ones (ms), in the order they ran. */
+  ours: { warmupMs: number[]; runsMs: number[]; medianMs: number; errors: number };
+  orthanc: { warmupMs: number[]; runsMs: number[]; medianMs: number; errors: number };
+  quiet?: QuietReport;
+}
+
+/**
+ * The all-frames figure with the machine's slow moments shared: both servers started, the same series
+ * stored in each, then passes alternating A B B A A B … (warm-up passes too), so that a slow minute of
+ * this virtual machine falls on both. Unlike the per-target figure, each server's index holds this one
+ * series only.
+ */
+async function alternatingFrames(cfg: BenchConfig, log: (s: string) => void): Promise<AlternatingFrames> {
+  const quiet = await quietBefore('alternating frames', cfg, log);
+  const servers: Target[] = [];
+  const clients: ReturnType<typeof frameClient>[] = [];
+  try {
+    servers.push(await startOurServer());
+    servers.push(await startOrthanc());
+    for (const t of servers) {
+      const { seriesUrl } = await storeSeries(t, cfg);
+      const sops = await seriesInstances(seriesUrl);
+      if (sops.length !== cfg.seriesInstances)
+        throw new Error(`${t.name}: instance QIDO listed ${sops.length} of ${cfg.seriesInstances} instances`);
+      clients.push(frameClient(seriesUrl, sops, cfg));
+    }
+    const passes = (n: number) => {
+      const ms: number[][] = [[], []];
+      const errors = [0, 0];
+      return (async () => {
+        for (let i = 0; i < n; i++) {
+          for (const k of i % 2 === 0 ? [0, 1] : [1, 0]) {
+            const p = await clients[k].pass();
+            ms[k].push(p.ms);
+            errors[k] += p.errors;
+          }
+        }
+        return { ms, errors };
+      })();
+    };
+    const warm = await passes(cfg.frameWarmupPasses);
+    const timed = await passes(cfg.alternatingPasses);
+    const side = (k: number) => ({
+      warmupMs: warm.ms[k],
+      runsMs: timed.ms[k],
+      medianMs: round(summarize(timed.ms[k]).p50),
+      errors: warm.errors[k] + timed.errors[k],
+    });
+    return {
+      frames: cfg.seriesInstances,
+      inFlight: cfg.allFramesInFlight,
+      ours: side(0),
+      orthanc: side(1),
+      quiet,
+    };
+  } finally {
+    for (const c of clients) c.close();
+    for (const t of servers) await t.close().catch(() => undefined);
+  }
 }
 
 export interface QidoFigures {
@@ -796,6 +897,7 @@ export function compare(
   orthanc: TargetResults | undefined,
   /** Another target whose rows must appear too (its figures are filled in by the caller). */
   also?: TargetResults,
+  alternating?: AlternatingFrames,
 ): Verdict[] {
   const out: Verdict[] = [];
   /** A row for ours (o) against Orthanc (t); its ratio is how many times better ours is. */
@@ -872,6 +974,13 @@ export function compare(
     ours?.series?.allFrames.warmupMs[0],
     orthanc?.series?.allFrames.warmupMs[0],
   );
+  if (alternating)
+    faster(
+      `All 300 frames, alternating with Orthanc (median of ${alternating.ours.runsMs.length})`,
+      'ms',
+      alternating.ours.medianMs,
+      alternating.orthanc.medianMs,
+    );
   const rssRow = (metric: string, o?: RssReport | null, t?: RssReport | null) => {
     out.push({
       metric,
@@ -1039,6 +1148,19 @@ async function main(): Promise<number> {
   }
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
+  let alternating: AlternatingFrames | undefined;
+  if (!cfg.skip.has('alternate') && cfg.targets.includes('ours') && cfg.targets.includes('orthanc')) {
+    log('frames, ours and Orthanc alternating (servers of their own)…');
+    try {
+      alternating = await alternatingFrames(cfg, log);
+      log(
+        `  alternating: ours ${alternating.ours.medianMs} ms, Orthanc ${alternating.orthanc.medianMs} ms (median of ${cfg.alternatingPasses} passes each)`,
+      );
+    } catch (err) {
+      log(`  alternating frames FAILED: ${(err as Error).message}`);
+      results.push({ name: 'alternate', stow: [], errors: [`alternate: ${(err as Error).stack ?? err}`] });
+    }
+  }
   let transcode: TranscodeFigures | undefined;
   if (!cfg.skip.has('transcode')) {
     log('transcoding (servers of its own)…');
@@ -1053,13 +1175,13 @@ async function main(): Promise<number> {
   const ours = results.find((r) => r.name === 'ours');
   const orthanc = results.find((r) => r.name === 'orthanc');
   const s3pg = results.find((r) => r.name === 'ours-s3pg');
-  const verdicts = compare(ours, orthanc, s3pg);
+  const verdicts = compare(ours, orthanc, s3pg, alternating);
   if (s3pg) {
     // The S3 + PostgreSQL figures beside the embedded ones (ratios and targets stay embedded vs Orthanc).
     const other = compare(s3pg, orthanc);
     for (const v of verdicts) v.s3pg = other.find((o) => o.metric === v.metric)?.ours;
   }
-  if (results.length > 0) console.log(formatTable(verdicts, results));
+  if (results.length > 0 || alternating) console.log(formatTable(verdicts, results));
   if (transcode) console.log(`\n${formatTranscode(transcode)}`);
 
   const stamp = started.toISOString().replace(/[:]/g, '-').replace(/\..*/, '');
@@ -1071,6 +1193,7 @@ async function main(): Promise<number> {
     config: { ...cfg, skip: [...cfg.skip], out: undefined },
     results,
     verdicts,
+    alternating,
     transcode,
   };
   await writeFile(out, `${JSON.stringify(json, null, 2)}\n`);
