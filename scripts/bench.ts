@@ -1149,7 +1149,16 @@ async function main(): Promise<number> {
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
   let alternating: AlternatingFrames | undefined;
-  if (!cfg.skip.has('alternate') && cfg.targets.includes('ours') && cfg.targets.includes('orthanc')) {
+  // Not when Orthanc could not be started as a target (not installed): that is already reported.
+  const orthancDown = results.some(
+    (r) => r.name === 'orthanc' && r.errors.some((e) => e.startsWith('start:')),
+  );
+  if (
+    !cfg.skip.has('alternate') &&
+    cfg.targets.includes('ours') &&
+    cfg.targets.includes('orthanc') &&
+    !orthancDown
+  ) {
     log('frames, ours and Orthanc alternating (servers of their own)…');
     try {
       alternating = await alternatingFrames(cfg, log);
@@ -1158,7 +1167,7 @@ async function main(): Promise<number> {
       );
     } catch (err) {
       log(`  alternating frames FAILED: ${(err as Error).message}`);
-      results.push({ name: 'alternate', stow: [], errors: [`alternate: ${(err as Error).stack ?? err}`] });
+      results.push({ name: 'alternate', stow: [], errors: [(err as Error).message] });
     }
   }
   let transcode: TranscodeFigures | undefined;
