@@ -78,6 +78,23 @@ export function StoragePage() {
         ['storage.size', 'storage-size', formatBytes(stats.storedBytes, lang)],
       ]
     : [];
+  /** Where the image files and the index are: label, test id, kind, location. */
+  const places: [MessageKey, string, MessageKey, string | undefined][] = stats
+    ? [
+        [
+          'storage.blobStore',
+          'storage-blobs',
+          stats.blobStore.kind === 's3' ? 'storage.kindS3' : 'storage.kindFilesystem',
+          stats.blobStore.location,
+        ],
+        [
+          'storage.index',
+          'storage-index',
+          stats.index.kind === 'postgresql' ? 'storage.kindPostgresql' : 'storage.kindSqlite',
+          stats.index.location,
+        ],
+      ]
+    : [];
   const disks = stats
     ? [
         ...(stats.disk ? [{ disk: stats.disk, label: t('storage.blobDisk') }] : []),
@@ -117,24 +134,17 @@ export function StoragePage() {
                   <td data-testid={testId}>{text}</td>
                 </tr>
               ))}
-              <tr>
-                <th scope="row">{t('storage.blobStore')}</th>
-                <td data-testid="storage-blobs">
-                  {t(stats.blobStore.kind === 's3' ? 'storage.kindS3' : 'storage.kindFilesystem')}
-                  <div translate="no" className="location">
-                    {stats.blobStore.location}
-                  </div>
-                </td>
-              </tr>
-              <tr>
-                <th scope="row">{t('storage.index')}</th>
-                <td data-testid="storage-index">
-                  {t(stats.index.kind === 'postgresql' ? 'storage.kindPostgresql' : 'storage.kindSqlite')}
-                  <div translate="no" className="location">
-                    {stats.index.location}
-                  </div>
-                </td>
-              </tr>
+              {places.map(([label, testId, kind, location]) => (
+                <tr key={testId}>
+                  <th scope="row">{t(label)}</th>
+                  <td data-testid={testId}>
+                    {t(kind)}
+                    <div translate="no" className="location">
+                      {location}
+                    </div>
+                  </td>
+                </tr>
+              ))}
               {disks.map((d) => (
                 <DiskRows key={d.disk.path} disk={d.disk} label={d.label} lang={lang} t={t} />
               ))}
