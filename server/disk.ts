@@ -36,14 +36,18 @@ export async function diskSpace(folder: string, warnPercent: number): Promise<Di
   };
 }
 
+/** The folders the archive writes: the filesystem blob store's (not for S3), the SQLite index's (not for PostgreSQL). */
+function archiveFolders(opts: StorageOptions): { blobs?: string; index?: string } {
+  const file = sqliteIndexFile(opts);
+  return { blobs: blobFolder(opts), index: file === undefined ? undefined : path.dirname(file) };
+}
+
 /**
  * The folders whose disks the archive fills: blobs, the filesystem blob store's (undefined for S3);
  * index, the SQLite index's, only when it is not on the blobs' file system (undefined for PostgreSQL).
  */
 export async function localDisks(opts: StorageOptions): Promise<{ blobs?: string; index?: string }> {
-  const blobs = blobFolder(opts);
-  const file = sqliteIndexFile(opts);
-  const index = file === undefined ? undefined : path.dirname(file);
+  const { blobs, index } = archiveFolders(opts);
   if (index === undefined || blobs === undefined) return { blobs, index };
   const [a, b] = await Promise.all([stat(blobs), stat(index)]);
   return a.dev === b.dev ? { blobs } : { blobs, index };
@@ -133,10 +137,7 @@ export async function watchArchiveDisks(
 ): Promise<DiskWatch | undefined> {
   if (warnPercent === 0) return undefined;
   // A folder that cannot be read now is still watched: its checks say why they fail.
-  const disks = await localDisks(opts).catch(() => ({
-    blobs: blobFolder(opts),
-    index: sqliteIndexFile(opts) && path.dirname(sqliteIndexFile(opts) as string),
-  }));
+  const disks = await localDisks(opts).catch(() => archiveFolders(opts));
   const folders = [...new Set([disks.blobs, disks.index])].filter((f): f is string => f !== undefined);
   if (folders.length === 0) return undefined;
   return watchDisks({ folders, warnPercent, log });
