@@ -16,7 +16,21 @@ export const DICOMWEB_ROOT = '/dicomweb';
 export function queryParams(req: Request): URLSearchParams {
   const url = req.originalUrl;
   const at = url.indexOf('?');
-  return new URLSearchParams(at < 0 ? '' : url.slice(at + 1));
+  const query = at < 0 ? '' : url.slice(at + 1);
+  // URLSearchParams keeps a malformed escape ("%ZZ") as it is and turns bytes that are not UTF-8 into
+  // U+FFFD: a search for a mangled name would quietly find nothing. It is refused instead.
+  if (query.includes('%')) {
+    for (const piece of query.split(/[&=]/)) {
+      try {
+        decodeURIComponent(piece);
+      } catch {
+        throw badRequest(
+          `the query string is not valid percent-encoded UTF-8 at ${JSON.stringify(piece.slice(0, 80))}`,
+        );
+      }
+    }
+  }
+  return new URLSearchParams(query);
 }
 
 /**
