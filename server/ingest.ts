@@ -4,7 +4,7 @@
  *      the same chunks (no whole-object buffer);
  *   2. once the blob is durable, validate (UIDs, study of the URL) and do the write-time work: DICOM
  *      JSON metadata with BulkDataURIs, frame byte ranges;
- *   3. index the instance in one transaction.
+ *   3. index the instance in one transaction (for STOW, once the whole request has been received).
  * Any failure after step 1 deletes the new blob, so a refused instance leaves no trace. The index never
  * points at a missing blob; a blob without an index row (crash between 1 and 3) is unreferenced.
  */
@@ -168,6 +168,13 @@ export interface IngestOptions {
   expectedSOPClassUID?: string;
   expectedSOPInstanceUID?: string;
   publicRoot: string;
+  /**
+   * Awaited once the blob is durable and described, before the instance is indexed (STOW: until the
+   * request's body has been read to its end, so that nothing of a broken request is ever seen or
+   * acknowledged). When it rejects, the instance is not indexed, its new blob is deleted, and the result
+   * rejects with that error.
+   */
+  beforeIndex?: () => Promise<void>;
 }
 
 /**
@@ -184,10 +191,13 @@ export function startIngest(
   const consumed = new Promise<void>((resolve) => {
     markConsumed = resolve;
   });
+  // Released once read: an instance waiting for beforeIndex must not keep the request's buffers alive.
+  let source: typeof body | undefined = body;
   async function* watched(): AsyncGenerator<Uint8Array> {
     try {
-      for await (const chunk of body) yield chunk;
+      for await (const chunk of source as typeof body) yield chunk;
     } finally {
+      source = undefined;
       markConsumed();
     }
   }
@@ -201,7 +211,20 @@ export async function ingestInstance(
   body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   opts: IngestOptions,
 ): Promise<IngestResult> {
-  const { blobs, index, config, log } = ctx;
+  const received = await receiveInstance(ctx, body, opts);
+  if (!received.ok) return received;
+  // Only the record waits for beforeIndex (a STOW request's end): not the part's reader, its scanner
+  // or the request's buffers, which a request of thousands of instances would otherwise keep alive.
+  return indexInstance(ctx, received.record, opts);
+}
+
+/** Steps 1 and 2: the blob written and made durable, the instance described; a failure leaves no blob. */
+async function receiveInstance(
+  ctx: IngestContext,
+  body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  opts: IngestOptions,
+): Promise<{ ok: true; record: InstanceRecord } | { ok: false; failed: FailedInstanceRef }> {
+  const { blobs, config, log } = ctx;
   const scanner = new Part10Scanner();
   const hash = createHash('sha256');
   let scanError: Part10Error | undefined;
@@ -259,8 +282,7 @@ export async function ingestInstance(
     return storeFailure(log, err, blobKey, uidsRead(scanner));
   }
 
-  let stored = false;
-  let named: { sopClassUID?: string; sopInstanceUID?: string } = {};
+  let described: ReturnType<typeof describeInstance> | undefined;
   try {
     let scan: ScanResult;
     try {
@@ -270,7 +292,7 @@ export async function ingestInstance(
         return fail(part10Failure(err), describePart10Error(err), uidsRead(scanner));
       throw err;
     }
-    const described = describeInstance(scan, {
+    described = describeInstance(scan, {
       blobKey,
       size,
       sha256: hash.digest('hex'),
@@ -279,12 +301,44 @@ export async function ingestInstance(
       expectedSOPClassUID: opts.expectedSOPClassUID,
       expectedSOPInstanceUID: opts.expectedSOPInstanceUID,
     });
-    if (!described.ok) return described;
-    const { record } = described;
+    return described;
+  } catch (err) {
+    return storeFailure(log, err, blobKey, uidsRead(scanner));
+  } finally {
+    if (!described?.ok)
+      await blobs.delete(blobKey).catch((err) => log.error('cannot delete blob', { err, blobKey }));
+  }
+}
+
+/** Step 3: the described instance indexed; when it is not (refused, or a duplicate), its blob is deleted. */
+async function indexInstance(
+  ctx: IngestContext,
+  record: InstanceRecord,
+  opts: IngestOptions,
+): Promise<IngestResult> {
+  const { blobs, index, config, log } = ctx;
+  const { blobKey, size } = record;
+  let stored = false;
+  let abandoned = false;
+  let named: { sopClassUID?: string; sopInstanceUID?: string } = {};
+  try {
     const { SOPClassUID: sopClassUID, SOPInstanceUID: sopInstanceUID } = record;
     const { StudyInstanceUID: study, SeriesInstanceUID: series } = record;
     const uids = { sopClassUID, sopInstanceUID };
     named = uids;
+    if (opts.beforeIndex) {
+      // While it waits, the metadata is kept as its JSON text (about a quarter of the memory of the object), for
+      // requests of thousands of instances.
+      const metadata = JSON.stringify(record.metadata);
+      record = { ...record, metadata: {} };
+      try {
+        await opts.beforeIndex();
+      } catch (err) {
+        abandoned = true;
+        throw err;
+      }
+      record.metadata = JSON.parse(metadata);
+    }
     const put = await index.putInstance(record, { overwrite: config.duplicatePolicy === 'overwrite' });
     const ref: StoredInstanceRef = {
       sopClassUID,
@@ -324,9 +378,10 @@ export async function ingestInstance(
     }
     throw new Error('unexpected outcome of the index');
   } catch (err) {
+    if (abandoned) throw err;
     if (err instanceof DicomwebError) {
       // The index refused it (a series already filed under another study): this instance fails.
-      return fail(FailureReason.ProcessingFailure, err.message);
+      return fail(FailureReason.ProcessingFailure, err.message, named);
     }
     return storeFailure(log, err, blobKey, named);
   } finally {

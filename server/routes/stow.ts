@@ -19,6 +19,8 @@ import { publicRoot } from './common';
 
 /** Instances of one request being made durable and indexed at the same time. */
 const MAX_IN_FLIGHT = 8;
+/** Instances of one request being indexed at once, once the request has arrived whole. */
+const MAX_INDEXING = 32;
 
 export async function stow(ctx: IngestContext, req: Request, res: Response): Promise<void> {
   const study = req.params.study as string | undefined;
@@ -45,8 +47,18 @@ export async function stow(ctx: IngestContext, req: Request, res: Response): Pro
   }
 
   const root = publicRoot(req);
-  // Parts are received one after the other; each instance is then made durable and indexed while the
-  // next part is received (at most MAX_IN_FLIGHT at once), and the answer waits for all of them.
+  // Parts are received one after the other; each instance is made durable (its blob written and
+  // synced) while the next part is received, at most MAX_IN_FLIGHT at once. None is indexed before the
+  // request has been read to its end: a truncated or broken request leaves no instance that a query, a
+  // viewer or another sender could have seen in the meantime (and, with PACS_DUPLICATE_POLICY=overwrite,
+  // replaces nothing). Then they are indexed, in order, and the answer waits for them.
+  let receivedWhole!: () => void;
+  let abandon!: (err: unknown) => void;
+  const received = new Promise<void>((resolve, reject) => {
+    receivedWhole = resolve;
+    abandon = reject;
+  });
+  received.catch(() => {});
   const results: Promise<IngestResult | FailedInstanceRef>[] = [];
   const inFlight = new Set<Promise<unknown>>();
   const body = limited(req, ctx.config.maxStowBytes);
@@ -62,13 +74,28 @@ export async function stow(ctx: IngestContext, req: Request, res: Response): Pro
         );
         continue;
       }
+      let durable!: () => void;
+      const waiting = new Promise<void>((resolve) => {
+        durable = resolve;
+      });
+      // Indexed in order, MAX_INDEXING at once: a request of thousands of instances does not build
+      // thousands of index rows at the same moment.
+      const before = results[results.length - MAX_INDEXING];
       const { consumed, result } = startIngest(ctx, part.body, {
         expectedStudyInstanceUID: study,
         publicRoot: root,
+        beforeIndex: async () => {
+          durable();
+          await received;
+          await before?.catch(() => {});
+        },
       });
       results.push(result);
-      inFlight.add(result);
-      result.finally(() => inFlight.delete(result)).catch(() => {});
+      result.catch(() => {}); // rejects only when the request is abandoned (below)
+      // In flight until the instance is durable and waits for the end of the request (or has failed).
+      const slot = Promise.race([waiting, result]).catch(() => {});
+      inFlight.add(slot);
+      void slot.finally(() => inFlight.delete(slot));
       await consumed;
       while (inFlight.size >= MAX_IN_FLIGHT) await Promise.race(inFlight);
     }
@@ -78,21 +105,13 @@ export async function stow(ctx: IngestContext, req: Request, res: Response): Pro
   } catch (err) {
     // Release the request stream, so the error handler can drain what the client still sends.
     await body.return(undefined).catch(() => {});
-    // The request as a whole is unusable (truncated, bad boundary, too large): nothing of it is kept.
-    for (const r of await Promise.allSettled(results)) {
-      if (r.status !== 'fulfilled' || !('ok' in r.value) || !r.value.ok) continue;
-      if (r.value.obsoleteBlobKey) await deleteStoredBlob(ctx.blobs, r.value.obsoleteBlobKey).catch(() => {});
-      if (r.value.outcome !== 'stored') continue;
-      const scope = {
-        StudyInstanceUID: r.value.StudyInstanceUID,
-        SeriesInstanceUID: r.value.SeriesInstanceUID,
-        SOPInstanceUID: r.value.ref.sopInstanceUID,
-      };
-      for (const key of await ctx.index.deleteInstances(scope))
-        await deleteStoredBlob(ctx.blobs, key).catch(() => {});
-    }
+    // The request as a whole is unusable (truncated, bad boundary, too large): none of its instances is
+    // indexed, and their new blobs are deleted before the answer.
+    abandon(err);
+    await Promise.allSettled(results);
     throw err;
   }
+  receivedWhole();
 
   const stored: StoredInstanceRef[] = [];
   const failed: FailedInstanceRef[] = [];

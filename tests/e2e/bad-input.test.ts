@@ -2,6 +2,7 @@
  * Bad input gets a clear failure and leaves no trace; the server keeps serving. Also the duplicate
  * policy (same SOP Instance UID sent again, with the same or with different bytes).
  */
+import { connect } from 'node:net';
 import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { deflateRawSync } from 'node:zlib';
@@ -71,6 +72,31 @@ function uidOf(bytes: Uint8Array, tagBytes: number[]): string {
     .subarray(at + 8, at + 8 + len)
     .toString('latin1')
     .replace(/\0+$/, '');
+}
+
+/**
+ * Opens a STOW request on a raw connection and sends the first `sent` bytes of its body (Content-Length
+ * is the whole body's): a sender whose upload is still under way. `end()` abandons it (the connection
+ * is closed mid-body).
+ */
+async function partialStow(baseUrl: string, body: Buffer, contentType: string, sent: number) {
+  const { hostname, port } = new URL(baseUrl);
+  const socket = connect(Number(port), hostname);
+  await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+  socket.on('error', () => {});
+  socket.write(
+    `POST /dicomweb/studies HTTP/1.1\r\nHost: ${hostname}:${port}\r\nContent-Type: ${contentType}\r\nContent-Length: ${body.length}\r\n\r\n`,
+  );
+  socket.write(body.subarray(0, sent));
+  return { end: () => socket.destroy() };
+}
+
+async function eventually(check: () => Promise<boolean>, what: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
 }
 
 describe('bad input', () => {
@@ -225,6 +251,62 @@ describe('bad input', () => {
     const r = await expectNoTrace(() => stow(server.baseUrl, [large]));
     expect(r.status).toBe(409);
     expect(r.json['00081198']?.Value?.[0]?.[FAILURE_REASON]?.Value?.[0]).toBe(0xa700);
+  });
+
+  it('names the instance refused because its series is filed under another study', async () => {
+    const [x, y] = [
+      ...syntheticSeries({
+        patientName: 'Series^Moved',
+        patientId: 'MOVED1',
+        instances: 2,
+        rows: 32,
+        columns: 32,
+        seed: 12,
+      }),
+    ];
+    const study = uidOf(x, [0x20, 0x00, 0x0d, 0x00]);
+    const otherStudy = `${study.slice(0, -1)}${study.endsWith('9') ? '8' : '9'}`;
+    expect((await stow(server.baseUrl, [x])).status).toBe(200);
+    const moved = patchAscii(y, study, otherStudy);
+    const r = await expectNoTrace(() => stow(server.baseUrl, [moved]));
+    expect(r.status).toBe(409);
+    const failed = r.json['00081198']?.Value?.[0];
+    expect(failed?.[FAILURE_REASON]?.Value?.[0]).toBe(0x0110);
+    expect(String(failed?.['0040A160']?.Value?.[0])).toMatch(/already belongs to study/);
+    expect(failed?.['00081155']?.Value?.[0]).toBe(uidOf(y, [0x08, 0x00, 0x18, 0x00]));
+    expect(failed?.['00081150']?.Value?.[0]).toBe(uidOf(y, [0x08, 0x00, 0x16, 0x00]));
+  });
+
+  it('a broken request never takes away an instance another sender was told is stored', async () => {
+    const [x, y] = [
+      ...syntheticSeries({
+        patientName: 'Race^Abandoned',
+        patientId: 'RACE1',
+        instances: 2,
+        rows: 32,
+        columns: 32,
+        seed: 11,
+      }),
+    ];
+    const sop = uidOf(x, [0x08, 0x00, 0x18, 0x00]);
+    const { body, contentType } = multipartBody([x, y]);
+    const secondPart = body.indexOf('--testBoundary', 10);
+    const blobs = await blobCount(server.dataDir);
+    // Sender A: the first instance complete, the second under way.
+    const a = await partialStow(server.baseUrl, body, contentType, secondPart + 300);
+    await eventually(async () => (await blobCount(server.dataDir)) > blobs, "A's first instance on disk");
+    // Until A's request has arrived whole, nothing of it is seen.
+    expect((await getJson(`${root}/instances?SOPInstanceUID=${sop}`)).json.length).toBe(0);
+    // Sender B stores the same instance and is told it is stored.
+    const b = await stow(server.baseUrl, [x]);
+    expect(b.status).toBe(200);
+    // A's connection then drops: its request is refused, and B's instance stays.
+    a.end();
+    await eventually(async () => (await blobCount(server.dataDir)) === blobs + 1, "A's blob deleted");
+    expect((await getJson(`${root}/instances?SOPInstanceUID=${sop}`)).json.length).toBe(1);
+    const url = b.json['00081199']?.Value?.[0]?.['00081190']?.Value?.[0] as string;
+    const back = await getMultipart(url, 'multipart/related; type="application/dicom"; transfer-syntax=*');
+    expect(Buffer.compare(back.parts[0].body, Buffer.from(x))).toBe(0);
   });
 
   it('is idempotent for the same bytes and refuses different bytes under the same SOP Instance UID', async () => {
@@ -386,6 +468,17 @@ describe('duplicate policy "overwrite"', () => {
       const url = r.json['00081199']?.Value?.[0]?.['00081190']?.Value?.[0] as string;
       const back = await getMultipart(url, 'multipart/related; type="application/dicom"');
       expect(Buffer.compare(back.parts[0].body, changed)).toBe(0);
+      expect(await blobCount(server.dataDir)).toBe(1);
+      // A broken request (truncated after its first part) replaces nothing: the stored bytes stay.
+      const { body, contentType } = multipartBody([a, changed]);
+      const truncated = await fetch(`${server.dicomweb}/studies`, {
+        method: 'POST',
+        headers: { 'Content-Type': contentType },
+        body: new Uint8Array(body.subarray(0, body.length - 300)),
+      });
+      expect(truncated.status).toBe(400);
+      const still = await getMultipart(url, 'multipart/related; type="application/dicom"');
+      expect(Buffer.compare(still.parts[0].body, changed)).toBe(0);
       expect(await blobCount(server.dataDir)).toBe(1);
     } finally {
       await server.close();
