@@ -226,7 +226,14 @@ async function storedFrames(
   let all: Promise<Uint8Array[]> | undefined;
   return async (f) => {
     all ??= (async () => readObjectInMemory(await readAll(await ctx.blobs.get(inst.blobKey))).frames())();
-    return (await all)[f - 1];
+    const frames = await all;
+    const frame = frames[f - 1];
+    // Attributes that disagree with the pixel data (NumberOfFrames, Rows, BitsAllocated): stored as sent.
+    if (frame === undefined)
+      throw notFound(
+        `frame ${f} is not in the pixel data of instance ${inst.SOPInstanceUID}: its attributes say ${inst.numberOfFrames} frames, its pixel data holds ${frames.length}`,
+      );
+    return frame;
   };
 }
 

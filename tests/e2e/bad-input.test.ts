@@ -446,6 +446,43 @@ describe('frame lists', () => {
   });
 });
 
+describe('attributes that disagree with the pixel data', () => {
+  it('answers 404 with a reason for a frame the stored pixel data does not hold', async () => {
+    const server = await startServer();
+    try {
+      const [a] = [
+        ...syntheticSeries({
+          patientName: 'Frame^Short',
+          patientId: 'FS1',
+          instances: 1,
+          rows: 16,
+          columns: 16,
+          frames: 3,
+        }),
+      ];
+      // NumberOfFrames (0028,0008) says 9; the pixel data holds 3 frames. Stored as sent.
+      const b = Buffer.from(a);
+      const at = b.indexOf(Buffer.from([0x28, 0x00, 0x08, 0x00, 0x49, 0x53]), 132);
+      expect(b.subarray(at + 8, at + 9).toString('latin1')).toBe('3');
+      b.write('9', at + 8, 'latin1');
+      const r = await stow(server.baseUrl, [b]);
+      expect(r.status).toBe(200);
+      const url = r.json['00081199']?.Value?.[0]?.['00081190']?.Value?.[0] as string;
+      const accept = 'multipart/related; type="application/octet-stream"';
+      const two = await getMultipart(`${url}/frames/2`, accept);
+      expect(two.parts[0].body.length).toBe(16 * 16 * 2);
+      const res = await fetch(`${url}/frames/5`, { headers: { Accept: accept } });
+      expect(res.status).toBe(404);
+      expect(((await res.json()) as { message: string }).message).toMatch(
+        /frame 5 is not in the pixel data .* say 9 frames, its pixel data holds 3/,
+      );
+      expect((await fetch(`${server.baseUrl}/healthz`)).status).toBe(200);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
 describe('duplicate policy "overwrite"', () => {
   it('replaces the stored bytes and keeps one instance', async () => {
     const server = await startServer({ env: { PACS_DUPLICATE_POLICY: 'overwrite' } });
