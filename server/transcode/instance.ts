@@ -7,6 +7,7 @@
 import { createRequire } from 'node:module';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import * as dcmjsCodecsNs from 'dcmjs-codecs';
+import { Part10Scanner } from '../../dicomweb/part10';
 
 type Lib = typeof import('dcmjs-codecs');
 const lib: Lib = ((dcmjsCodecsNs as unknown as { default?: Lib }).default ?? dcmjsCodecsNs) as Lib;
@@ -110,6 +111,20 @@ function relabel(p10: Uint8Array, ts: string): Uint8Array {
   return withDataSet(meta, p10, ts, p10.subarray(meta.end));
 }
 
+/**
+ * dcmjs-codecs writes the encapsulated Pixel Data of a 16-bit image with VR OW; PS3.5 A.4 gives
+ * encapsulated Pixel Data VR OB, and strict readers refuse anything else. The VR is set right in place.
+ */
+function encapsulatedAsOB(p10: Uint8Array): Uint8Array {
+  const scanner = new Part10Scanner();
+  scanner.push(p10);
+  const pixels = scanner.end().dataset.find((e) => e.tag === '7FE00010');
+  // The value starts after the 12-byte header: tag, VR, 2 reserved bytes, the undefined length.
+  const vr = pixels?.fragments ? pixels.offset - 8 : -1;
+  if (vr > 0 && p10[vr] === 0x4f && p10[vr + 1] === 0x57) p10[vr + 1] = 0x42; // "OW" -> "OB"
+  return p10;
+}
+
 /** The Part 10 object `p10` in transfer syntax `to`. */
 export function transcodeInstance(p10: Uint8Array, to: string): Uint8Array {
   let input = p10;
@@ -134,7 +149,7 @@ export function transcodeInstance(p10: Uint8Array, to: string): Uint8Array {
     const copy = new Uint8Array(input);
     const transcoder = new lib.Transcoder(copy.buffer);
     transcoder.transcode(target);
-    out = new Uint8Array(transcoder.getDicomPart10());
+    out = encapsulatedAsOB(new Uint8Array(transcoder.getDicomPart10()));
   }
   if (to !== DEFLATED) return out;
   const outMeta = readMeta(out);

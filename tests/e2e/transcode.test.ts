@@ -360,6 +360,8 @@ describe.skipIf(!samplesPresent)('WADO-RS frames with transcoding', () => {
     );
     const j2k = path.join(dir, 'instance-j2k.dcm');
     writeFileSync(j2k, m.parts[0].body);
+    // Encapsulated Pixel Data has VR OB (PS3.5 A.4), also for a 16-bit image.
+    expect(dicomParser.parseDicom(new Uint8Array(m.parts[0].body)).elements.x7fe00010.vr).toBe('OB');
     const raw = path.join(dir, 'instance-j2k-raw.dcm');
     execFileSync('gdcmconv', ['--raw', j2k, raw], { stdio: 'pipe' });
     const rb = readFileSync(raw);
