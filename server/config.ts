@@ -39,6 +39,8 @@ export interface Config {
   maxStowBytes: number;
   /** Largest accepted single instance, in bytes. */
   maxInstanceBytes: number;
+  /** A STOW request whose body stops arriving for this long is refused (408). */
+  stowIdleSeconds: number;
   /** Upper bound (and default) of QIDO-RS `limit`. */
   qidoMaxResults: number;
   /** Built viewer served at / (absent folder: a short notice instead). */
@@ -216,9 +218,13 @@ export const VARIABLES = {
   ],
   PACS_DUPLICATE_POLICY: [
     'reject',
-    'Same SOP Instance UID with different bytes: reject (failure 0x0111) or overwrite (stored, warning 0xB000).',
+    'Same SOP Instance UID with different bytes: reject (failure 0x0111) or overwrite (the new bytes replace the stored ones).',
   ],
   PACS_MAX_STOW_BYTES: ['10737418240', 'Largest STOW-RS request body (bytes); larger requests get 413.'],
+  PACS_STOW_IDLE_SECONDS: [
+    '120',
+    'A STOW-RS request whose body stops arriving for this many seconds gets 408; nothing of it is kept.',
+  ],
   PACS_MAX_INSTANCE_BYTES: [
     '4294967296',
     'Largest single instance (bytes); a larger part fails with 0xA700.',
@@ -405,6 +411,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     duplicatePolicy: oneOf('PACS_DUPLICATE_POLICY', ['reject', 'overwrite'] as const),
     maxStowBytes: int('PACS_MAX_STOW_BYTES', 1024, Number.MAX_SAFE_INTEGER),
     maxInstanceBytes: int('PACS_MAX_INSTANCE_BYTES', 1024, Number.MAX_SAFE_INTEGER),
+    stowIdleSeconds: int('PACS_STOW_IDLE_SECONDS', 1, 86_400),
     qidoMaxResults: int('PACS_QIDO_MAX_RESULTS', 1, 1_000_000),
     viewerDir: path.resolve(get('PACS_VIEWER_DIR')),
     logLevel: oneOf('LOG_LEVEL', ['debug', 'info', 'warn', 'error'] as const),

@@ -4,6 +4,7 @@ import { parseMediaType } from '../../dicomweb/media-types';
 import { parseMultipart } from '../../dicomweb/multipart';
 import {
   badRequest,
+  DicomwebError,
   type FailedInstanceRef,
   FailureReason,
   payloadTooLarge,
@@ -61,7 +62,8 @@ export async function stow(ctx: IngestContext, req: Request, res: Response): Pro
   received.catch(() => {});
   const results: Promise<IngestResult | FailedInstanceRef>[] = [];
   const inFlight = new Set<Promise<unknown>>();
-  const body = limited(req, ctx.config.maxStowBytes);
+  const reading: { error?: unknown } = {};
+  const body = limited(req, ctx.config.maxStowBytes, ctx.config.stowIdleSeconds, reading);
   try {
     for await (const part of parseMultipart(body, ct.params.boundary)) {
       const partType = part.headers['content-type'];
@@ -107,9 +109,12 @@ export async function stow(ctx: IngestContext, req: Request, res: Response): Pro
     await body.return(undefined).catch(() => {});
     // The request as a whole is unusable (truncated, bad boundary, too large): none of its instances is
     // indexed, and their new blobs are deleted before the answer.
-    abandon(err);
+    // The body's own failure (too large, stalled, cut off) is the cause, also when it surfaced as a
+    // truncated multipart body in the loop above.
+    const cause = reading.error ?? err;
+    abandon(cause);
     await Promise.allSettled(results);
-    throw err;
+    throw cause;
   }
   receivedWhole();
 
@@ -140,26 +145,58 @@ export async function stow(ctx: IngestContext, req: Request, res: Response): Pro
     .send(JSON.stringify(stowResponse(study ? `${root}/studies/${study}` : undefined, stored, failed)));
 }
 
-/** The request body as chunks, failing with 413 once more than max bytes arrive. */
-async function* limited(req: Request, max: number): AsyncGenerator<Uint8Array> {
+/**
+ * The request body as chunks, failing with 413 once more than max bytes arrive, and with 408 when
+ * nothing arrives for idleSeconds (a sender that stalled would otherwise hold its temporary file, a
+ * descriptor and a connection for good; a slow link still sends something every few seconds).
+ */
+async function* limited(
+  req: Request,
+  max: number,
+  idleSeconds: number,
+  reading: { error?: unknown },
+): AsyncGenerator<Uint8Array> {
   let n = 0;
   // Not destroyed on early exit: the error handler drains it so the client can read our answer.
   const chunks = req.iterator({ destroyOnReturn: false }) as AsyncIterableIterator<Buffer>;
   try {
     for (;;) {
       let r: IteratorResult<Buffer>;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const stalled = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () =>
+            reject(
+              new DicomwebError(
+                408,
+                `no part of the request body arrived for ${idleSeconds} s (PACS_STOW_IDLE_SECONDS): nothing of it is kept`,
+              ),
+            ),
+          idleSeconds * 1000,
+        );
+      });
       try {
-        r = await chunks.next();
+        r = await Promise.race([chunks.next(), stalled]);
       } catch (err) {
         // The connection failed or the client went away mid-body: the request's fault, not the archive's.
-        throw badRequest(`the request body could not be read to its end: ${(err as Error).message}`);
+        reading.error =
+          err instanceof DicomwebError
+            ? err
+            : badRequest(`the request body could not be read to its end: ${(err as Error).message}`);
+        throw reading.error;
+      } finally {
+        clearTimeout(timer);
       }
       if (r.done) return;
       n += r.value.length;
-      if (n > max) throw payloadTooLarge(`request body exceeds PACS_MAX_STOW_BYTES=${max}`);
+      if (n > max) {
+        reading.error = payloadTooLarge(`request body exceeds PACS_MAX_STOW_BYTES=${max}`);
+        throw reading.error;
+      }
       yield r.value;
     }
   } finally {
-    await chunks.return?.();
+    // A pending read (after a stall) is not awaited: it settles when the connection is closed.
+    chunks.return?.()?.catch(() => {});
   }
 }

@@ -88,7 +88,11 @@ async function partialStow(baseUrl: string, body: Buffer, contentType: string, s
     `POST /dicomweb/studies HTTP/1.1\r\nHost: ${hostname}:${port}\r\nContent-Type: ${contentType}\r\nContent-Length: ${body.length}\r\n\r\n`,
   );
   socket.write(body.subarray(0, sent));
-  return { end: () => socket.destroy() };
+  let received = '';
+  socket.on('data', (d: Buffer) => {
+    received += d.toString('latin1');
+  });
+  return { end: () => socket.destroy(), received: () => received };
 }
 
 async function eventually(check: () => Promise<boolean>, what: string): Promise<void> {
@@ -477,6 +481,41 @@ describe('attributes that disagree with the pixel data', () => {
         /frame 5 is not in the pixel data .* say 9 frames, its pixel data holds 3/,
       );
       expect((await fetch(`${server.baseUrl}/healthz`)).status).toBe(200);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('a sender that stalls', () => {
+  it('gets 408 once its body stops arriving for PACS_STOW_IDLE_SECONDS, and nothing of it is kept', async () => {
+    const server = await startServer({ env: { PACS_STOW_IDLE_SECONDS: '1' } });
+    try {
+      const [x, y] = [
+        ...syntheticSeries({
+          patientName: 'Stalled^Sender',
+          patientId: 'STALL1',
+          instances: 2,
+          rows: 32,
+          columns: 32,
+          seed: 13,
+        }),
+      ];
+      const { body, contentType } = multipartBody([x, y]);
+      const a = await partialStow(
+        server.baseUrl,
+        body,
+        contentType,
+        body.indexOf('--testBoundary', 10) + 300,
+      );
+      await eventually(async () => a.received().length > 0, 'the answer to the stalled request');
+      expect(a.received()).toMatch(/^HTTP\/1\.1 408 /);
+      expect(a.received()).toMatch(/no part of the request body arrived for 1 s/);
+      a.end();
+      expect(await blobCount(server.dataDir)).toBe(0);
+      expect(await instanceCount(server.dicomweb)).toBe(0);
+      // A sender that keeps sending is not cut off.
+      expect((await stow(server.baseUrl, [x, y])).status).toBe(200);
     } finally {
       await server.close();
     }
