@@ -57,6 +57,27 @@ describe('multipart/related', () => {
     expect(parts[1].headers).toEqual({ 'x-a': '1' });
   });
 
+  it('finds the first delimiter after a preamble that mentions the boundary mid-line (RFC 2046 5.1.1)', async () => {
+    const body = enc.encode(
+      `This preamble mentions --${boundary} in its text\r\n--${boundary}\r\n\r\nAAA\r\n--${boundary}--\r\n`,
+    );
+    for (const size of [1, 3, 16, body.length]) {
+      const parts = await collect(body, boundary, size);
+      expect(
+        parts.map((p) => Buffer.from(p.body).toString()),
+        `chunks of ${size}`,
+      ).toEqual(['AAA']);
+    }
+  });
+
+  it('unfolds part headers continued on the next line', async () => {
+    const body = enc.encode(
+      `--${boundary}\r\nContent-Type: application/dicom;\r\n transfer-syntax=1.2.840.10008.1.2.1\r\n\r\nX\r\n--${boundary}--`,
+    );
+    const [part] = await collect(body, boundary, 7);
+    expect(part.headers['content-type']).toBe('application/dicom; transfer-syntax=1.2.840.10008.1.2.1');
+  });
+
   it('finds the next part when the consumer abandons a part after its first chunk', async () => {
     const body = await toBytes(
       writeMultipart(

@@ -98,15 +98,25 @@ export async function* parseMultipart(
     return true;
   };
 
-  // Preamble: skip to the first dash-boundary at the start of a line.
-  for (;;) {
-    const at = indexOf(buf, dashBoundary);
-    if (at === 0 || (at > 1 && buf[at - 2] === 13 && buf[at - 1] === 10)) {
-      buf = buf.subarray(at + dashBoundary.length);
-      break;
-    }
-    if (buf.length > MAX_HEADER_BYTES * 4 || !(await fill())) {
-      throw badRequest(`multipart body does not start with the boundary "${boundary}" given in Content-Type`);
+  // Preamble: skip to the first dash-boundary at the start of a line (RFC 2046 5.1.1: the boundary
+  // text elsewhere in the preamble is not a delimiter).
+  await need(dashBoundary.length);
+  if (indexOf(buf.subarray(0, dashBoundary.length), dashBoundary) === 0) {
+    buf = buf.subarray(dashBoundary.length);
+  } else {
+    for (let from = 0; ; ) {
+      const at = indexOf(buf, delimiter, from);
+      if (at !== -1) {
+        buf = buf.subarray(at + delimiter.length);
+        break;
+      }
+      // Search again from where a delimiter split across reads could begin.
+      from = Math.max(0, buf.length - delimiter.length + 1);
+      if (buf.length > MAX_HEADER_BYTES * 4 || !(await fill())) {
+        throw badRequest(
+          `multipart body does not start with the boundary "${boundary}" given in Content-Type`,
+        );
+      }
     }
   }
 
@@ -191,7 +201,8 @@ export async function* parseMultipart(
 function parseHeaders(text: string): Record<string, string> {
   const headers: Record<string, string> = {};
   if (text === '') return headers;
-  for (const line of text.split('\r\n')) {
+  // A line that starts with a space or a tab continues the header before it (RFC 5322 folding).
+  for (const line of text.replace(/\r\n(?=[ \t])/g, '').split('\r\n')) {
     const colon = line.indexOf(':');
     if (colon <= 0) throw badRequest(`malformed multipart part header "${line.slice(0, 80)}"`);
     headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
