@@ -74,6 +74,16 @@ function uidOf(bytes: Uint8Array, tagBytes: number[]): string {
     .replace(/\0+$/, '');
 }
 
+/** Synthetic 32×32 CT instances of one series (small: for what is about requests, not pixels). */
+function smallSeries(
+  patientName: string,
+  patientId: string,
+  instances: number,
+  opts: { seed?: number } = {},
+): Uint8Array[] {
+  return [...syntheticSeries({ patientName, patientId, instances, rows: 32, columns: 32, ...opts })];
+}
+
 /**
  * Opens a STOW request on a raw connection and sends the first `sent` bytes of its body (Content-Length
  * is the whole body's): a sender whose upload is still under way. `end()` abandons it (the connection
@@ -258,16 +268,7 @@ describe('bad input', () => {
   });
 
   it('names the instance refused because its series is filed under another study', async () => {
-    const [x, y] = [
-      ...syntheticSeries({
-        patientName: 'Series^Moved',
-        patientId: 'MOVED1',
-        instances: 2,
-        rows: 32,
-        columns: 32,
-        seed: 12,
-      }),
-    ];
+    const [x, y] = smallSeries('Series^Moved', 'MOVED1', 2, { seed: 12 });
     const study = uidOf(x, [0x20, 0x00, 0x0d, 0x00]);
     const otherStudy = `${study.slice(0, -1)}${study.endsWith('9') ? '8' : '9'}`;
     expect((await stow(server.baseUrl, [x])).status).toBe(200);
@@ -282,16 +283,7 @@ describe('bad input', () => {
   });
 
   it('a broken request never takes away an instance another sender was told is stored', async () => {
-    const [x, y] = [
-      ...syntheticSeries({
-        patientName: 'Race^Abandoned',
-        patientId: 'RACE1',
-        instances: 2,
-        rows: 32,
-        columns: 32,
-        seed: 11,
-      }),
-    ];
+    const [x, y] = smallSeries('Race^Abandoned', 'RACE1', 2, { seed: 11 });
     const sop = uidOf(x, [0x08, 0x00, 0x18, 0x00]);
     const { body, contentType } = multipartBody([x, y]);
     const secondPart = body.indexOf('--testBoundary', 10);
@@ -314,16 +306,7 @@ describe('bad input', () => {
   });
 
   it('is idempotent for the same bytes and refuses different bytes under the same SOP Instance UID', async () => {
-    const [a] = [
-      ...syntheticSeries({
-        patientName: 'Dup^Test',
-        patientId: 'DUP',
-        instances: 1,
-        rows: 32,
-        columns: 32,
-        seed: 7,
-      }),
-    ];
+    const [a] = smallSeries('Dup^Test', 'DUP', 1, { seed: 7 });
     expect((await stow(server.baseUrl, [a])).status).toBe(200);
     const again = await expectNoTrace(() => stow(server.baseUrl, [a]));
     expect(again.status).toBe(200);
@@ -383,15 +366,7 @@ describe('deflated data sets', () => {
   it('stores a deflated instance, and refuses one that inflates beyond 256 MiB (a deflate bomb), keeping nothing', async () => {
     const server = await startServer();
     try {
-      const [a, b] = [
-        ...syntheticSeries({
-          patientName: 'Deflate^Bomb',
-          patientId: 'DFL1',
-          instances: 2,
-          rows: 32,
-          columns: 32,
-        }),
-      ];
+      const [a, b] = smallSeries('Deflate^Bomb', 'DFL1', 2);
       const small = deflated(a, 1024 * 1024);
       const ok = await stow(server.baseUrl, [small]);
       expect(ok.status).toBe(200);
@@ -415,15 +390,7 @@ describe('frame lists', () => {
   it('refuses a list of more frames than the instance has, for frames and rendered frames', async () => {
     const server = await startServer();
     try {
-      const [a] = [
-        ...syntheticSeries({
-          patientName: 'Frame^List',
-          patientId: 'FL1',
-          instances: 1,
-          rows: 32,
-          columns: 32,
-        }),
-      ];
+      const [a] = smallSeries('Frame^List', 'FL1', 1);
       const r = await stow(server.baseUrl, [a]);
       const url = r.json['00081199']?.Value?.[0]?.['00081190']?.Value?.[0] as string;
       // One request naming the single frame thousands of times would otherwise read (or render) it as
@@ -491,16 +458,7 @@ describe('a sender that stalls', () => {
   it('gets 408 once its body stops arriving for PACS_STOW_IDLE_SECONDS, and nothing of it is kept', async () => {
     const server = await startServer({ env: { PACS_STOW_IDLE_SECONDS: '1' } });
     try {
-      const [x, y] = [
-        ...syntheticSeries({
-          patientName: 'Stalled^Sender',
-          patientId: 'STALL1',
-          instances: 2,
-          rows: 32,
-          columns: 32,
-          seed: 13,
-        }),
-      ];
+      const [x, y] = smallSeries('Stalled^Sender', 'STALL1', 2, { seed: 13 });
       const { body, contentType } = multipartBody([x, y]);
       const a = await partialStow(
         server.baseUrl,
@@ -526,16 +484,7 @@ describe('duplicate policy "overwrite"', () => {
   it('replaces the stored bytes and keeps one instance', async () => {
     const server = await startServer({ env: { PACS_DUPLICATE_POLICY: 'overwrite' } });
     try {
-      const [a] = [
-        ...syntheticSeries({
-          patientName: 'Dup^Over',
-          patientId: 'DUP2',
-          instances: 1,
-          rows: 32,
-          columns: 32,
-          seed: 9,
-        }),
-      ];
+      const [a] = smallSeries('Dup^Over', 'DUP2', 1, { seed: 9 });
       const changed = Buffer.from(a);
       changed[changed.length - 1] ^= 0xff;
       expect((await stow(server.baseUrl, [a])).status).toBe(200);
